@@ -1,0 +1,35 @@
+# relay-hub: `make run` starts the hub (and Redis if none answers); `make test` runs every test.
+REDIS_URL ?= redis://127.0.0.1:6379
+PORT ?= 8080
+REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
+
+.PHONY: run test bench fmt lint redis build
+
+build:
+	cargo build --release
+
+## The hub in dev mode on :$(PORT) with the demo page at http://localhost:$(PORT)/
+run: redis build
+	HUB_AUTH=dev REDIS_URL=$(REDIS_URL) PORT=$(PORT) ./target/release/relay-hub
+
+## Starts a local redis-server unless one answers on REDIS_URL.
+redis:
+	@if redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1; then \
+	  echo "redis answers on $(REDIS_URL)"; \
+	else \
+	  command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install -y redis-server)"; exit 1; }; \
+	  echo "starting redis-server on port $(REDIS_PORT)"; \
+	  redis-server --port $(REDIS_PORT) --daemonize yes --save '' --appendonly no >/dev/null; \
+	  for i in $$(seq 50); do redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	fi
+
+## Unit and integration tests (each integration test starts its own redis-server and hub).
+test:
+	cargo test --workspace --all-targets
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,259 @@
+//! Client authentication: HS256 JWTs (`alg` pinned, `exp` required) and the trusted dev mode.
+
+use std::{collections::HashSet, fmt, sync::Arc};
+
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::protocol::{is_valid_user_id, UserId};
+
+/// Who a session is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (canonical string form).
+    pub user_id: UserId,
+    /// Display name: the token's `name`, dev mode's `name`, or the user id.
+    pub name: Arc<str>,
+    /// True for tokens with `"role": "admin"` and for every dev-mode user.
+    pub admin: bool,
+}
+
+/// Why authentication failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credentials were given.
+    Missing,
+    /// Credentials were given and refused.
+    Invalid(String),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Missing => f.write_str("missing credentials"),
+            AuthError::Invalid(why) => write!(f, "invalid credentials: {why}"),
+        }
+    }
+}
+
+/// The auth modes an instance accepts.
+#[derive(Clone)]
+pub struct Authenticator {
+    jwt: Option<(DecodingKey, Validation)>,
+    dev: bool,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt.is_some())
+            .field("dev", &self.dev)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Subject {
+    Str(String),
+    Num(u64),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Subject,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<Value>,
+}
+
+/// Longest display name kept (longer names are cut).
+const MAX_NAME_CHARS: usize = 64;
+
+/// Cleans a display name: control characters removed, length capped, empty -> `fallback`.
+pub fn clean_name(name: Option<&str>, fallback: &str) -> Arc<str> {
+    let cleaned: String = name
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
+        fallback.into()
+    } else {
+        cleaned.into()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for an HS256 secret (if any), an optional required audience, and dev
+    /// mode. Fails for an empty secret.
+    pub fn new(
+        jwt_secret: Option<&str>,
+        audience: Option<&str>,
+        dev: bool,
+    ) -> Result<Self, String> {
+        let jwt = match jwt_secret {
+            None => None,
+            Some(secret) => {
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.algorithms = vec![Algorithm::HS256];
+                validation.required_spec_claims =
+                    HashSet::from(["exp".to_string(), "sub".to_string()]);
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                validation.leeway = 5;
+                match audience {
+                    Some(aud) => validation.set_audience(&[aud]),
+                    None => validation.validate_aud = false,
+                }
+                let key = DecodingKey::from_secret(secret.as_bytes())
+                    .map_err(|e| format!("HUB_JWT_SECRET: {e}"))?;
+                Some((key, validation))
+            }
+        };
+        Ok(Authenticator { jwt, dev })
+    }
+
+    /// True when JWTs are accepted.
+    pub fn jwt_enabled(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// True when dev mode (`?userId=`) is on.
+    pub fn dev_enabled(&self) -> bool {
+        self.dev
+    }
+
+    /// Verifies a JWT.
+    pub fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let Some((key, validation)) = &self.jwt else {
+            return Err(AuthError::Invalid("tokens are not enabled".into()));
+        };
+        let data = decode::<Claims>(token, key, validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let user_id = match data.claims.sub {
+            Subject::Str(s) => s,
+            Subject::Num(n) => n.to_string(),
+        };
+        if !is_valid_user_id(&user_id) {
+            return Err(AuthError::Invalid("`sub` is not a valid user id".into()));
+        }
+        let admin = match &data.claims.role {
+            Some(Value::String(r)) => r == "admin",
+            Some(Value::Array(roles)) => roles.iter().any(|r| r == "admin"),
+            _ => false,
+        };
+        Ok(Identity {
+            name: clean_name(data.claims.name.as_deref(), &user_id),
+            user_id: user_id.into(),
+            admin,
+        })
+    }
+
+    /// Trusts a `userId` (and optional `name`) from the query string, in dev mode only.
+    pub fn dev_identity(&self, user_id: &str, name: Option<&str>) -> Result<Identity, AuthError> {
+        if !self.dev {
+            return Err(AuthError::Invalid("dev mode is off".into()));
+        }
+        if !is_valid_user_id(user_id) {
+            return Err(AuthError::Invalid(
+                "userId must be 1-128 characters of A-Z a-z 0-9 : _ . - @".into(),
+            ));
+        }
+        Ok(Identity {
+            user_id: user_id.into(),
+            name: clean_name(name, user_id),
+            admin: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn token(alg: Algorithm, claims: Value, secret: &str) -> String {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn exp(offset: i64) -> i64 {
+        crate::protocol::now_ms() as i64 / 1000 + offset
+    }
+
+    #[test]
+    fn jwt_rules() {
+        let auth = Authenticator::new(Some("s3cret"), None, false).unwrap();
+        let ok = token(
+            Algorithm::HS256,
+            json!({"sub":"42","exp":exp(60),"name":"Ann","role":"admin"}),
+            "s3cret",
+        );
+        let id = auth.verify_token(&ok).unwrap();
+        assert_eq!((&*id.user_id, &*id.name, id.admin), ("42", "Ann", true));
+        let expired = token(
+            Algorithm::HS256,
+            json!({"sub":"42","exp":exp(-3600)}),
+            "s3cret",
+        );
+        assert!(auth.verify_token(&expired).is_err());
+        let no_exp = token(Algorithm::HS256, json!({"sub":"42"}), "s3cret");
+        assert!(auth.verify_token(&no_exp).is_err());
+        let wrong = token(Algorithm::HS256, json!({"sub":"42","exp":exp(60)}), "other");
+        assert!(auth.verify_token(&wrong).is_err());
+        let hs512 = token(
+            Algorithm::HS512,
+            json!({"sub":"42","exp":exp(60)}),
+            "s3cret",
+        );
+        assert!(auth.verify_token(&hs512).is_err());
+        let nbf = token(
+            Algorithm::HS256,
+            json!({"sub":"42","exp":exp(600),"nbf":exp(300)}),
+            "s3cret",
+        );
+        assert!(auth.verify_token(&nbf).is_err());
+        // alg "none": header {"alg":"none"}, no signature.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiI0MiIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(auth.verify_token(none).is_err());
+    }
+
+    #[test]
+    fn audience_when_configured() {
+        let auth = Authenticator::new(Some("k"), Some("hub"), false).unwrap();
+        let good = token(
+            Algorithm::HS256,
+            json!({"sub":"1","exp":exp(60),"aud":"hub"}),
+            "k",
+        );
+        let bad = token(
+            Algorithm::HS256,
+            json!({"sub":"1","exp":exp(60),"aud":"other"}),
+            "k",
+        );
+        assert!(auth.verify_token(&good).is_ok());
+        assert!(auth.verify_token(&bad).is_err());
+    }
+
+    #[test]
+    fn dev_mode_validates_ids() {
+        let auth = Authenticator::new(None, None, true).unwrap();
+        assert!(auth.dev_identity("123", Some("Alice")).is_ok());
+        assert!(auth.dev_identity("a b", None).is_err());
+        assert_eq!(&*auth.dev_identity("7", Some("\u{7}  ")).unwrap().name, "7");
+        assert!(Authenticator::new(None, None, false)
+            .unwrap()
+            .dev_identity("1", None)
+            .is_err());
+    }
+}

@@ -1,0 +1,323 @@
+//! Prometheus metrics of one hub instance. Hot paths use handles resolved once at start
+//! (plain atomic increments), never label lookups per message.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::protocol::{ChannelKind, ErrorCode};
+
+/// Kinds of server frames, the label of `hub_frames_out_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutKind {
+    /// `notification`.
+    Notification,
+    /// `ai-result`.
+    AiResult,
+    /// `chat-message`.
+    Chat,
+    /// `cache-invalidate`.
+    Cache,
+    /// `analytics`.
+    Analytics,
+    /// `presence`.
+    Presence,
+    /// Replies: `connected`, `pong`, `joined`, `left`, `subscribed`, `unsubscribed`.
+    Reply,
+    /// `error`.
+    Error,
+}
+
+impl OutKind {
+    const ALL: [OutKind; 8] = [
+        OutKind::Notification,
+        OutKind::AiResult,
+        OutKind::Chat,
+        OutKind::Cache,
+        OutKind::Analytics,
+        OutKind::Presence,
+        OutKind::Reply,
+        OutKind::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            OutKind::Notification => "notification",
+            OutKind::AiResult => "ai-result",
+            OutKind::Chat => "chat-message",
+            OutKind::Cache => "cache-invalidate",
+            OutKind::Analytics => "analytics",
+            OutKind::Presence => "presence",
+            OutKind::Reply => "reply",
+            OutKind::Error => "error",
+        }
+    }
+}
+
+/// Labels of `hub_frames_in_total`: the client frame types plus `invalid`.
+pub const IN_KINDS: [&str; 9] = [
+    "auth",
+    "ping",
+    "join-room",
+    "leave-room",
+    "chat-message",
+    "subscribe",
+    "unsubscribe",
+    "invalid",
+    "binary",
+];
+
+/// Reasons a WebSocket upgrade is refused.
+pub const REJECT_REASONS: [&str; 6] = [
+    "unauthorized",
+    "forbidden_origin",
+    "not_found",
+    "bad_handshake",
+    "connection_limit",
+    "shutting_down",
+];
+
+/// All metrics of one instance.
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Open WebSocket sessions.
+    pub connections: IntGauge,
+    /// Distinct users with a session on this instance.
+    pub users: IntGauge,
+    /// Rooms with a member on this instance.
+    pub rooms: IntGauge,
+    /// Upgrades refused, by reason.
+    pub rejected: IntCounterVec,
+    frames_in: IntCounterVec,
+    frames_out: Vec<IntCounter>,
+    /// Bytes received in client messages.
+    pub bytes_in: IntCounter,
+    /// Bytes of frames queued to clients.
+    pub bytes_out: IntCounter,
+    /// 1 while the pub/sub connection to Redis is up.
+    pub redis_connected: IntGauge,
+    /// Pub/sub connections lost (each one is followed by a reconnect attempt).
+    pub redis_reconnects: IntCounter,
+    redis_messages: Vec<IntCounter>,
+    invalid_payloads: Vec<IntCounter>,
+    /// Sessions dropped because they could not keep up.
+    pub slow_consumer_kicks: IntCounter,
+    /// Client frames refused by the rate limit.
+    pub rate_limited: IntCounter,
+    client_errors: IntCounterVec,
+    /// Sessions closed for too many bad or rate-limited frames (1008).
+    pub policy_closes: IntCounter,
+    /// Publishes to Redis that failed.
+    pub publish_errors: IntCounter,
+    /// Deliveries dropped because the session was gone or closing.
+    pub dropped_deliveries: IntCounter,
+    /// Redis-publish-to-socket latency in ms, for payloads that carry a `timestamp`.
+    pub deliver_latency_ms: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    for v in values {
+        c.with_label_values(&[v]);
+    }
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+/// A counter per channel kind, indexed by [`ChannelKind::index`].
+fn per_channel(registry: &Registry, name: &str, help: &str) -> Vec<IntCounter> {
+    let vec = counter_vec(registry, name, help, "channel", &ChannelKind::LABELS);
+    ChannelKind::LABELS
+        .iter()
+        .map(|l| vec.with_label_values(&[l]))
+        .collect()
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let out_labels: Vec<&str> = OutKind::ALL.iter().map(|k| k.label()).collect();
+        let frames_out_vec = counter_vec(
+            &r,
+            "hub_frames_out_total",
+            "Frames queued to WebSocket clients, by type",
+            "type",
+            &out_labels,
+        );
+        let frames_out = OutKind::ALL
+            .iter()
+            .map(|k| frames_out_vec.with_label_values(&[k.label()]))
+            .collect();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let deliver_latency_ms = Histogram::with_opts(
+            HistogramOpts::new(
+                "hub_deliver_latency_ms",
+                "Time from the payload's timestamp to the frame being queued, in ms",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(deliver_latency_ms.clone()))
+            .expect("unique metric");
+        Metrics {
+            connections: gauge(&r, "hub_connections", "Open WebSocket sessions"),
+            users: gauge(&r, "hub_users", "Distinct users connected to this instance"),
+            rooms: gauge(&r, "hub_rooms", "Rooms with a member on this instance"),
+            rejected: counter_vec(
+                &r,
+                "hub_connections_rejected_total",
+                "WebSocket upgrades refused, by reason",
+                "reason",
+                &REJECT_REASONS,
+            ),
+            frames_in: counter_vec(
+                &r,
+                "hub_frames_in_total",
+                "Client frames received, by type",
+                "type",
+                &IN_KINDS,
+            ),
+            frames_out,
+            bytes_in: counter(&r, "hub_bytes_in_total", "Bytes of client messages"),
+            bytes_out: counter(
+                &r,
+                "hub_bytes_out_total",
+                "Bytes of frames queued to clients",
+            ),
+            redis_connected: gauge(
+                &r,
+                "hub_redis_connected",
+                "1 while the Redis pub/sub connection is up",
+            ),
+            redis_reconnects: counter(
+                &r,
+                "hub_redis_reconnects_total",
+                "Redis pub/sub connections lost and re-established",
+            ),
+            redis_messages: per_channel(
+                &r,
+                "hub_redis_messages_total",
+                "Pub/sub messages received from Redis, by channel kind",
+            ),
+            invalid_payloads: per_channel(
+                &r,
+                "hub_invalid_payloads_total",
+                "Redis payloads dropped as invalid, by channel kind",
+            ),
+            slow_consumer_kicks: counter(
+                &r,
+                "hub_slow_consumer_kicks_total",
+                "Sessions dropped because their queue was full",
+            ),
+            rate_limited: counter(
+                &r,
+                "hub_rate_limited_total",
+                "Client frames refused by the rate limit",
+            ),
+            client_errors: counter_vec(
+                &r,
+                "hub_client_errors_total",
+                "Error frames sent to clients, by code",
+                "code",
+                &codes,
+            ),
+            policy_closes: counter(
+                &r,
+                "hub_policy_closes_total",
+                "Sessions closed with 1008 for repeated bad or rate-limited frames",
+            ),
+            publish_errors: counter(
+                &r,
+                "hub_publish_errors_total",
+                "Publishes to Redis that failed",
+            ),
+            dropped_deliveries: counter(
+                &r,
+                "hub_dropped_deliveries_total",
+                "Deliveries dropped because the session was gone or closing",
+            ),
+            deliver_latency_ms,
+            registry: r,
+        }
+    }
+
+    /// Counts a frame received from a client.
+    pub fn frame_in(&self, kind: &str, bytes: usize) {
+        self.frames_in.with_label_values(&[kind]).inc();
+        self.bytes_in.inc_by(bytes as u64);
+    }
+
+    /// Counts `n` copies of a frame of `bytes` bytes queued to clients.
+    pub fn frames_out(&self, kind: OutKind, n: usize, bytes: usize) {
+        let i = OutKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
+        self.frames_out[i].inc_by(n as u64);
+        self.bytes_out.inc_by((n * bytes) as u64);
+    }
+
+    /// Counts an error frame sent to a client.
+    pub fn client_error(&self, code: ErrorCode) {
+        self.client_errors.with_label_values(&[code.as_str()]).inc();
+    }
+
+    /// Counts a pub/sub message received on a channel.
+    pub fn redis_message(&self, kind: &ChannelKind) {
+        self.redis_messages[kind.index()].inc();
+    }
+
+    /// Counts a dropped invalid payload.
+    pub fn invalid_payload(&self, kind: &ChannelKind) {
+        self.invalid_payloads[kind.index()].inc();
+    }
+
+    /// Counts a refused upgrade.
+    pub fn reject(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}

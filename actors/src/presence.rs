@@ -1,0 +1,97 @@
+//! Who is in which room on this instance, shared by all registry shards (a user's sessions
+//! may sit on different worker threads). Counts sessions per user, so callers learn when a
+//! user's first session joins a room and when the last one leaves.
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+
+use crate::protocol::{Member, RoomId, UserId};
+
+struct Presence {
+    username: std::sync::Arc<str>,
+    sessions: u32,
+}
+
+/// Room membership of this instance.
+#[derive(Default)]
+pub struct LocalPresence {
+    rooms: DashMap<RoomId, HashMap<UserId, Presence>>,
+}
+
+impl LocalPresence {
+    /// Adds one session of `member` to `room`; true when it is the user's first here.
+    pub fn join(&self, room: &RoomId, member: &Member) -> bool {
+        let mut users = self.rooms.entry(room.clone()).or_default();
+        let entry = users
+            .entry(member.user_id.clone())
+            .or_insert_with(|| Presence {
+                username: member.username.clone(),
+                sessions: 0,
+            });
+        entry.sessions += 1;
+        entry.sessions == 1
+    }
+
+    /// Removes one session of `user` from `room`; true when it was the user's last here.
+    pub fn leave(&self, room: &RoomId, user: &UserId) -> bool {
+        let Some(mut users) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let last = match users.get_mut(user) {
+            Some(p) if p.sessions > 1 => {
+                p.sessions -= 1;
+                false
+            }
+            Some(_) => {
+                users.remove(user);
+                true
+            }
+            None => false,
+        };
+        let empty = users.is_empty();
+        drop(users);
+        if empty {
+            self.rooms.remove_if(room, |_, users| users.is_empty());
+        }
+        last
+    }
+
+    /// Everyone in `room` on this instance, one entry per user.
+    pub fn members(&self, room: &RoomId) -> Vec<Member> {
+        self.rooms
+            .get(room)
+            .map(|users| {
+                users
+                    .iter()
+                    .map(|(user_id, p)| Member {
+                        user_id: user_id.clone(),
+                        username: p.username.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sessions_per_user() {
+        let p = LocalPresence::default();
+        let room: RoomId = "r".into();
+        let ann = Member {
+            user_id: "1".into(),
+            username: "Ann".into(),
+        };
+        assert!(p.join(&room, &ann));
+        assert!(!p.join(&room, &ann), "second tab is not a new member");
+        assert_eq!(p.members(&room), vec![ann.clone()]);
+        assert!(!p.leave(&room, &ann.user_id));
+        assert!(p.leave(&room, &ann.user_id));
+        assert!(p.members(&room).is_empty());
+        assert!(!p.leave(&room, &ann.user_id), "idempotent");
+    }
+}

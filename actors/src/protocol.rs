@@ -1,0 +1,949 @@
+//! Wire types of the hub contract (`PROTOCOL.md`): client frames, server frames and the
+//! Redis channel payloads, with their validation.
+//!
+//! Everything here is pure: parse a frame or payload, or build the JSON of a reply. The
+//! actors call these functions; tests and fuzzers call them directly.
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::limits::Limits;
+
+/// A user id in its canonical string form (the suffix of `user:notifications:{id}`).
+pub type UserId = Arc<str>;
+/// A validated room id (the suffix of `chat:room:{id}`).
+pub type RoomId = Arc<str>;
+
+/// Prefix of the per-user notification channels.
+pub const USER_PREFIX: &str = "user:notifications:";
+/// Prefix of the per-room chat channels.
+pub const ROOM_PREFIX: &str = "chat:room:";
+/// Fixed channel carrying AI job results.
+pub const AI_RESULTS: &str = "ai:results";
+/// Fixed channel carrying cache invalidations.
+pub const CACHE_INVALIDATE: &str = "cache:invalidate";
+/// Fixed channel carrying analytics events.
+pub const ANALYTICS_EVENTS: &str = "analytics:events";
+/// The channels every instance subscribes to for its whole life.
+pub const FIXED_CHANNELS: [&str; 3] = [AI_RESULTS, CACHE_INVALIDATE, ANALYTICS_EVENTS];
+
+/// Error codes of error frames (PROTOCOL section 4), plus `unavailable` for a request the hub
+/// could not carry out because Redis is unreachable (the contract is silent on that case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not JSON, unknown or missing fields.
+    BadRequest,
+    /// A `type` the hub does not know.
+    UnknownType,
+    /// Not authenticated, or a bad token.
+    Unauthorized,
+    /// Authenticated but not allowed (admin topic, room limit).
+    Forbidden,
+    /// A room operation on a room the session has not joined.
+    NotInRoom,
+    /// The session exceeded its frame rate.
+    RateLimited,
+    /// A chat message over the character limit.
+    TooLarge,
+    /// A room name outside `[A-Za-z0-9:_.-]{1,64}`.
+    InvalidRoom,
+    /// Redis could not take the request; retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics label pre-registration.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownType,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotInRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::TooLarge,
+        ErrorCode::InvalidRoom,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Topics a session can subscribe to with `subscribe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `cache-invalidate` frames.
+    Cache,
+    /// `analytics` snapshots (admin only with JWT auth).
+    Analytics,
+}
+
+impl Topic {
+    /// Both topics.
+    pub const ALL: [Topic; 2] = [Topic::Cache, Topic::Analytics];
+
+    /// The topic name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Cache => "cache",
+            Topic::Analytics => "analytics",
+        }
+    }
+
+    /// A bit for compact topic sets.
+    pub fn bit(self) -> u8 {
+        match self {
+            Topic::Cache => 1,
+            Topic::Analytics => 2,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Topic> {
+        match s {
+            "cache" => Some(Topic::Cache),
+            "analytics" => Some(Topic::Analytics),
+            _ => None,
+        }
+    }
+}
+
+/// What a client asked for in one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// `{"type":"auth","token":...}`: first-frame authentication.
+    Auth {
+        /// The JWT.
+        token: String,
+    },
+    /// `{"type":"ping"}`.
+    Ping,
+    /// `{"type":"join-room","room":...,"since"?:...}`.
+    JoinRoom {
+        /// The validated room id.
+        room: RoomId,
+        /// The last history id the client saw, for recovery.
+        since: Option<String>,
+    },
+    /// `{"type":"leave-room","room":...}`.
+    LeaveRoom {
+        /// The validated room id.
+        room: RoomId,
+    },
+    /// `{"type":"chat-message","room":...,"message":...}`.
+    ChatMessage {
+        /// The validated room id.
+        room: RoomId,
+        /// The message text (length checked).
+        message: String,
+    },
+    /// `{"type":"subscribe","topic":...}`.
+    Subscribe(Topic),
+    /// `{"type":"unsubscribe","topic":...}`.
+    Unsubscribe(Topic),
+}
+
+impl Request {
+    /// The frame type, as a metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Request::Auth { .. } => "auth",
+            Request::Ping => "ping",
+            Request::JoinRoom { .. } => "join-room",
+            Request::LeaveRoom { .. } => "leave-room",
+            Request::ChatMessage { .. } => "chat-message",
+            Request::Subscribe(_) => "subscribe",
+            Request::Unsubscribe(_) => "unsubscribe",
+        }
+    }
+}
+
+/// A parsed client frame: the request and the `id` to echo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientFrame {
+    /// The frame's `id` (number or string), echoed in the reply.
+    pub id: Option<Value>,
+    /// The request.
+    pub request: Request,
+}
+
+/// A frame the hub refuses, answered with an error frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: Cow<'static, str>,
+    /// The offending frame's `id`, when it had a valid one.
+    pub id: Option<Value>,
+}
+
+impl ClientError {
+    /// An error without an `id`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        ClientError {
+            code,
+            message: message.into(),
+            id: None,
+        }
+    }
+
+    fn with_id(mut self, id: &Option<Value>) -> Self {
+        self.id = id.clone();
+        self
+    }
+}
+
+/// Parses and validates one client text frame.
+pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, ClientError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            "a frame must be a JSON object",
+        ));
+    };
+    let id = match map.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::Number(_) | Value::String(_))) => Some(v),
+        Some(_) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "`id` must be a number or a string",
+            ))
+        }
+    };
+    let kind = match map.remove("type") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(bad(&id, "`type` must be a string")),
+        None => return Err(bad(&id, "missing field `type`")),
+    };
+    let request = parse_request(&kind, &mut map, limits).map_err(|e| e.with_id(&id))?;
+    Ok(ClientFrame { id, request })
+}
+
+fn bad(id: &Option<Value>, message: impl Into<Cow<'static, str>>) -> ClientError {
+    ClientError::new(ErrorCode::BadRequest, message).with_id(id)
+}
+
+/// Keys of `chat-message` frames that the hub sets itself and therefore ignores.
+const HUB_SET_CHAT_KEYS: [&str; 4] = ["userId", "username", "timestamp", "roomId"];
+
+fn parse_request(
+    kind: &str,
+    map: &mut Map<String, Value>,
+    limits: &Limits,
+) -> Result<Request, ClientError> {
+    let request = match kind {
+        "ping" => Request::Ping,
+        "auth" => Request::Auth {
+            token: take_string(map, "token")?,
+        },
+        "join-room" => {
+            let room = take_room(map)?;
+            let since = take_optional_string(map, "since")?;
+            Request::JoinRoom { room, since }
+        }
+        "leave-room" => Request::LeaveRoom {
+            room: take_room(map)?,
+        },
+        "chat-message" => {
+            for key in HUB_SET_CHAT_KEYS {
+                map.remove(key);
+            }
+            let room = take_room(map)?;
+            let message = take_string(map, "message")?;
+            check_message(&message, limits)?;
+            Request::ChatMessage { room, message }
+        }
+        "subscribe" | "unsubscribe" => {
+            let name = take_string(map, "topic")?;
+            let topic = Topic::parse(&name).ok_or_else(|| {
+                ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "unknown topic `{}` (expected `cache` or `analytics`)",
+                        clip(&name)
+                    ),
+                )
+            })?;
+            if kind == "subscribe" {
+                Request::Subscribe(topic)
+            } else {
+                Request::Unsubscribe(topic)
+            }
+        }
+        other => {
+            return Err(ClientError::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type `{}`", clip(other)),
+            ))
+        }
+    };
+    if let Some(key) = map.keys().next() {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("unknown field `{}` for `{kind}`", clip(key)),
+        ));
+    }
+    Ok(request)
+}
+
+/// Shortens user-supplied text quoted back in error messages.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &'static str) -> Result<String, ClientError> {
+    match map.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a string"),
+        )),
+        None => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("missing field `{key}`"),
+        )),
+    }
+}
+
+fn take_optional_string(
+    map: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, ClientError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a string"),
+        )),
+    }
+}
+
+fn take_room(map: &mut Map<String, Value>) -> Result<RoomId, ClientError> {
+    let room = take_string(map, "room")?;
+    validate_room(&room)?;
+    Ok(room.into())
+}
+
+/// Checks a room name against `[A-Za-z0-9:_.-]{1,64}`.
+pub fn validate_room(room: &str) -> Result<(), ClientError> {
+    if is_valid_room(room) {
+        Ok(())
+    } else {
+        Err(ClientError::new(
+            ErrorCode::InvalidRoom,
+            "room names are 1-64 characters of A-Z a-z 0-9 : _ . -",
+        ))
+    }
+}
+
+/// True for a room name matching `[A-Za-z0-9:_.-]{1,64}`.
+pub fn is_valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-'))
+}
+
+/// True for a user id of 1-128 characters of `A-Z a-z 0-9 : _ . - @`.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-' | b'@'))
+}
+
+/// Checks a chat message: not empty, at most `max_message_chars` characters.
+pub fn check_message(message: &str, limits: &Limits) -> Result<(), ClientError> {
+    if message.is_empty() {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            "`message` must not be empty",
+        ));
+    }
+    if message.chars().nth(limits.max_message_chars).is_some() {
+        return Err(ClientError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "chat messages are limited to {} characters",
+                limits.max_message_chars
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Renders a user id for JSON: ids that are canonical integers become numbers (so
+/// `?userId=123` yields `"userId":123`), every other id stays a string.
+pub fn user_id_json(id: &str) -> Value {
+    let canonical = !id.is_empty()
+        && id.len() <= 18
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    match id.parse::<u64>() {
+        Ok(n) if canonical => Value::from(n),
+        _ => Value::from(id),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server frames
+// ---------------------------------------------------------------------------------------------
+
+fn with_id(mut frame: Value, id: &Option<Value>) -> Vec<u8> {
+    if let (Some(id), Value::Object(map)) = (id, &mut frame) {
+        map.insert("id".into(), id.clone());
+    }
+    serde_json::to_vec(&frame).expect("JSON values always serialize")
+}
+
+/// `{"type":"connected","sessionId":...,"userId":...}`.
+pub fn connected_frame(session_id: &str, user_id: &str) -> Vec<u8> {
+    with_id(
+        json!({"type": "connected", "sessionId": session_id, "userId": user_id_json(user_id)}),
+        &None,
+    )
+}
+
+/// `{"type":"pong","timestamp":...}`.
+pub fn pong_frame(id: &Option<Value>) -> Vec<u8> {
+    with_id(json!({"type": "pong", "timestamp": now_ms()}), id)
+}
+
+/// A member of a room as listed in `joined`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The member's user id.
+    pub user_id: UserId,
+    /// The member's display name.
+    pub username: Arc<str>,
+}
+
+/// What `joined` carries besides the room name.
+#[derive(Clone, Debug, Default)]
+pub struct JoinInfo {
+    /// Recent messages, oldest first (raw ChatMessage JSON values).
+    pub history: Vec<Value>,
+    /// Everyone in the room.
+    pub members: Vec<Member>,
+    /// `Some(false)` when `since` asked for more than the history still holds.
+    pub recovered: Option<bool>,
+}
+
+/// `{"type":"joined","room":...,"history":[...],"members":[...]}`.
+pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> {
+    let members: Vec<Value> = info
+        .members
+        .iter()
+        .map(|m| json!({"userId": user_id_json(&m.user_id), "username": &*m.username}))
+        .collect();
+    let mut frame = json!({
+        "type": "joined",
+        "room": room,
+        "history": info.history,
+        "members": members,
+    });
+    if let (Some(recovered), Value::Object(map)) = (info.recovered, &mut frame) {
+        map.insert("recovered".into(), Value::Bool(recovered));
+    }
+    with_id(frame, id)
+}
+
+/// `{"type":"left","room":...}`.
+pub fn left_frame(room: &str, id: &Option<Value>) -> Vec<u8> {
+    with_id(json!({"type": "left", "room": room}), id)
+}
+
+/// `{"type":"subscribed"|"unsubscribed","topic":...}`.
+pub fn topic_frame(subscribed: bool, topic: Topic, id: &Option<Value>) -> Vec<u8> {
+    let kind = if subscribed {
+        "subscribed"
+    } else {
+        "unsubscribed"
+    };
+    with_id(json!({"type": kind, "topic": topic.as_str()}), id)
+}
+
+/// `{"type":"error","code":...,"message":...,"id"?:...}`.
+pub fn error_frame(err: &ClientError) -> Vec<u8> {
+    with_id(
+        json!({"type": "error", "code": err.code.as_str(), "message": &*err.message}),
+        &err.id,
+    )
+}
+
+/// `{"type":"presence","room":...,"event":"join"|"leave","userId":...,"username":...}`.
+pub fn presence_frame(room: &str, joined: bool, member: &Member) -> Vec<u8> {
+    with_id(
+        json!({
+            "type": "presence",
+            "room": room,
+            "event": if joined { "join" } else { "leave" },
+            "userId": user_id_json(&member.user_id),
+            "username": &*member.username,
+        }),
+        &None,
+    )
+}
+
+/// The ChatMessage JSON the hub publishes for a session's `chat-message`.
+pub fn chat_payload(room: &str, user_id: &str, username: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "roomId": room,
+        "userId": user_id_json(user_id),
+        "username": username,
+        "message": message,
+        "timestamp": now_ms(),
+    }))
+    .expect("JSON values always serialize")
+}
+
+/// `{"type":<kind>,"data":<raw>}` built around an already validated JSON payload, so that
+/// unknown keys reach clients unchanged and the payload is not re-serialized.
+pub fn envelope(kind: &str, raw: &[u8]) -> Vec<u8> {
+    let raw = trim_ascii(raw);
+    let mut out = Vec::with_capacity(raw.len() + kind.len() + 20);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"data\":");
+    out.extend_from_slice(raw);
+    out.push(b'}');
+    out
+}
+
+fn trim_ascii(raw: &[u8]) -> &[u8] {
+    let start = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |p| p + 1);
+    &raw[start..end]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis payloads
+// ---------------------------------------------------------------------------------------------
+
+/// What a Redis channel is, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind<'a> {
+    /// `user:notifications:{id}`.
+    User(&'a str),
+    /// `ai:results`.
+    AiResults,
+    /// `chat:room:{id}`.
+    Room(&'a str),
+    /// `cache:invalidate`.
+    CacheInvalidate,
+    /// `analytics:events`.
+    Analytics,
+    /// Anything else.
+    Other,
+}
+
+impl ChannelKind<'_> {
+    /// Classifies a channel name.
+    pub fn of(channel: &str) -> ChannelKind<'_> {
+        if let Some(id) = channel.strip_prefix(USER_PREFIX) {
+            ChannelKind::User(id)
+        } else if let Some(id) = channel.strip_prefix(ROOM_PREFIX) {
+            ChannelKind::Room(id)
+        } else {
+            match channel {
+                AI_RESULTS => ChannelKind::AiResults,
+                CACHE_INVALIDATE => ChannelKind::CacheInvalidate,
+                ANALYTICS_EVENTS => ChannelKind::Analytics,
+                _ => ChannelKind::Other,
+            }
+        }
+    }
+
+    /// Metric labels of the kinds (no ids), in [`ChannelKind::index`] order.
+    pub const LABELS: [&'static str; 6] = [
+        "user:notifications",
+        AI_RESULTS,
+        "chat:room",
+        CACHE_INVALIDATE,
+        ANALYTICS_EVENTS,
+        "other",
+    ];
+
+    /// Position of this kind in [`ChannelKind::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            ChannelKind::User(_) => 0,
+            ChannelKind::AiResults => 1,
+            ChannelKind::Room(_) => 2,
+            ChannelKind::CacheInvalidate => 3,
+            ChannelKind::Analytics => 4,
+            ChannelKind::Other => 5,
+        }
+    }
+}
+
+/// A validated Redis payload and where it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inbound {
+    /// A Notification for every session of `user`; `frame` is the full client frame JSON.
+    Notification {
+        /// Recipient.
+        user: UserId,
+        /// `{"type":"notification","data":...}`.
+        frame: Vec<u8>,
+    },
+    /// An AIResult for every session of `user`.
+    AiResult {
+        /// Recipient.
+        user: UserId,
+        /// `{"type":"ai-result","data":...}`.
+        frame: Vec<u8>,
+    },
+    /// A ChatMessage for every member of `room`.
+    Chat {
+        /// Room.
+        room: RoomId,
+        /// `{"type":"chat-message","data":...}`.
+        frame: Vec<u8>,
+    },
+    /// A cache invalidation for local caches and `cache` topic subscribers.
+    CacheInvalidate {
+        /// The glob pattern.
+        pattern: String,
+        /// `{"type":"cache-invalidate","data":...}`.
+        frame: Vec<u8>,
+    },
+    /// An analytics event for the aggregator.
+    Analytics(AnalyticsEvent),
+}
+
+/// An `analytics:events` payload.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct AnalyticsEvent {
+    /// Event name, e.g. `ai_query`.
+    pub event: String,
+    /// Optional user.
+    #[serde(rename = "userId", default)]
+    pub user_id: Option<Value>,
+    /// Event data (an object).
+    pub data: Map<String, Value>,
+    /// Optional event time in ms.
+    #[serde(default)]
+    pub timestamp: Option<f64>,
+}
+
+/// Why a Redis payload was dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadError(pub String);
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user id as services write it: a string or an integer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdValue<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+}
+
+impl IdValue<'_> {
+    fn canonical(&self) -> Cow<'_, str> {
+        match self {
+            IdValue::Str(s) => Cow::Borrowed(s),
+            IdValue::Int(n) => Cow::Owned(n.to_string()),
+            IdValue::UInt(n) => Cow::Owned(n.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // fields are checked for presence and type, then the raw JSON is forwarded
+struct NotificationCheck<'a> {
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct AiResultCheck<'a> {
+    #[serde(rename = "jobId", borrow)]
+    job_id: IdValue<'a>,
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ChatCheck<'a> {
+    #[serde(rename = "roomId", borrow)]
+    room_id: Cow<'a, str>,
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    timestamp: f64,
+}
+
+#[derive(Deserialize)]
+struct CacheCheck<'a> {
+    #[serde(borrow)]
+    pattern: Cow<'a, str>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    reason: Option<Cow<'a, str>>,
+}
+
+fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadError> {
+    // serde accepts a JSON array for a struct; the contract says "one JSON object".
+    if trim_ascii(payload).first() != Some(&b'{') {
+        return Err(PayloadError("payload is not a JSON object".into()));
+    }
+    serde_json::from_slice(payload).map_err(|e| PayloadError(format!("invalid payload: {e}")))
+}
+
+fn check_user(id: &IdValue<'_>, channel_user: Option<&str>) -> Result<UserId, PayloadError> {
+    let id = id.canonical();
+    if !is_valid_user_id(&id) {
+        return Err(PayloadError(format!("invalid userId `{}`", clip(&id))));
+    }
+    if let Some(expected) = channel_user {
+        if *id != *expected {
+            return Err(PayloadError(format!(
+                "userId `{}` disagrees with the channel",
+                clip(&id)
+            )));
+        }
+    }
+    Ok(id.as_ref().into())
+}
+
+/// Validates a payload received on `channel` and turns it into what the hub delivers.
+pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadError> {
+    match ChannelKind::of(channel) {
+        ChannelKind::User(user) => {
+            let check: NotificationCheck = check_object(payload)?;
+            let user = check_user(&check.user_id, Some(user))?;
+            Ok(Inbound::Notification {
+                user,
+                frame: envelope("notification", payload),
+            })
+        }
+        ChannelKind::AiResults => {
+            let check: AiResultCheck = check_object(payload)?;
+            if check.status != "success" && check.status != "error" {
+                return Err(PayloadError(
+                    "`status` must be \"success\" or \"error\"".into(),
+                ));
+            }
+            let user = check_user(&check.user_id, None)?;
+            Ok(Inbound::AiResult {
+                user,
+                frame: envelope("ai-result", payload),
+            })
+        }
+        ChannelKind::Room(room) => {
+            let check: ChatCheck = check_object(payload)?;
+            if check.room_id != room {
+                return Err(PayloadError("roomId disagrees with the channel".into()));
+            }
+            if !is_valid_room(room) {
+                return Err(PayloadError("invalid room name".into()));
+            }
+            check_user(&check.user_id, None)?;
+            Ok(Inbound::Chat {
+                room: room.into(),
+                frame: envelope("chat-message", payload),
+            })
+        }
+        ChannelKind::CacheInvalidate => {
+            let check: CacheCheck = check_object(payload)?;
+            if check.pattern.is_empty() {
+                return Err(PayloadError("`pattern` must not be empty".into()));
+            }
+            Ok(Inbound::CacheInvalidate {
+                pattern: check.pattern.into_owned(),
+                frame: envelope("cache-invalidate", payload),
+            })
+        }
+        ChannelKind::Analytics => {
+            let event: AnalyticsEvent = check_object(payload)?;
+            Ok(Inbound::Analytics(event))
+        }
+        ChannelKind::Other => Err(PayloadError(format!(
+            "unexpected channel `{}`",
+            clip(channel)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClientFrame, ClientError> {
+        parse_client_frame(text, &Limits::default())
+    }
+
+    #[test]
+    fn ping_with_id() {
+        let f = parse(r#"{"type":"ping","id":7}"#).unwrap();
+        assert_eq!(f.request, Request::Ping);
+        assert_eq!(f.id, Some(json!(7)));
+    }
+
+    #[test]
+    fn errors_carry_codes_and_ids() {
+        assert_eq!(parse("nope").unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(parse("[1]").unwrap_err().code, ErrorCode::BadRequest);
+        let e = parse(r#"{"type":"dance","id":"a"}"#).unwrap_err();
+        assert_eq!((e.code, e.id), (ErrorCode::UnknownType, Some(json!("a"))));
+        let e = parse(r#"{"type":"join-room","id":1}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("room"));
+        let e = parse(r#"{"type":"ping","extra":1}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        let e = parse(r#"{"type":"join-room","room":"bad room"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRoom);
+        let long = "x".repeat(4001);
+        let e = parse(&format!(
+            r#"{{"type":"chat-message","room":"r","message":"{long}"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        let e = parse(r#"{"type":"subscribe","topic":"weather"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn chat_ignores_identity_fields() {
+        let f = parse(r#"{"type":"chat-message","room":"r1","message":"hi","userId":"666","username":"evil"}"#)
+            .unwrap();
+        assert_eq!(
+            f.request,
+            Request::ChatMessage {
+                room: "r1".into(),
+                message: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn message_limit_counts_characters_not_bytes() {
+        let ok = "é".repeat(4000);
+        assert!(check_message(&ok, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_is_a_bad_request() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(parse(&deep).unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn rooms_and_user_ids() {
+        assert!(is_valid_room("room-123:a_b.c"));
+        assert!(!is_valid_room(""));
+        assert!(!is_valid_room(&"a".repeat(65)));
+        assert!(!is_valid_room("é"));
+        assert_eq!(user_id_json("123"), json!(123));
+        assert_eq!(user_id_json("0123"), json!("0123"));
+        assert_eq!(user_id_json("alice"), json!("alice"));
+    }
+
+    #[test]
+    fn notification_payloads() {
+        let ok = br#"{"userId":12,"type":"info","title":"t","message":"m","extra":{"k":1}}"#;
+        match parse_inbound("user:notifications:12", ok).unwrap() {
+            Inbound::Notification { user, frame } => {
+                assert_eq!(&*user, "12");
+                let v: Value = serde_json::from_slice(&frame).unwrap();
+                assert_eq!(v["type"], "notification");
+                assert_eq!(v["data"]["extra"]["k"], 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse_inbound("user:notifications:13", ok).is_err());
+        assert!(parse_inbound("user:notifications:12", b"not json").is_err());
+        assert!(parse_inbound("user:notifications:12", br#"{"userId":12}"#).is_err());
+        assert!(parse_inbound("user:notifications:12", br#"[12,"a","b","c"]"#).is_err());
+    }
+
+    #[test]
+    fn other_payloads() {
+        let ai = br#"{"jobId":"j1","userId":"u1","status":"success","result":{"a":1}}"#;
+        assert!(matches!(
+            parse_inbound(AI_RESULTS, ai),
+            Ok(Inbound::AiResult { .. })
+        ));
+        let bad_status = br#"{"jobId":"j1","userId":"u1","status":"maybe"}"#;
+        assert!(parse_inbound(AI_RESULTS, bad_status).is_err());
+        let chat = br#"{"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
+        assert!(matches!(
+            parse_inbound("chat:room:r", chat),
+            Ok(Inbound::Chat { .. })
+        ));
+        assert!(parse_inbound("chat:room:other", chat).is_err());
+        let cache = br#"{"pattern":"user:*","reason":"update"}"#;
+        assert!(matches!(
+            parse_inbound(CACHE_INVALIDATE, cache),
+            Ok(Inbound::CacheInvalidate { .. })
+        ));
+        let ev = br#"{"event":"ai_query","data":{"model":"m","latencyMs":12}}"#;
+        assert!(matches!(
+            parse_inbound(ANALYTICS_EVENTS, ev),
+            Ok(Inbound::Analytics(_))
+        ));
+        assert!(parse_inbound(ANALYTICS_EVENTS, br#"{"event":"x"}"#).is_err());
+    }
+}

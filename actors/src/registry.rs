@@ -1,0 +1,305 @@
+//! The registry actor: one shard per HTTP worker thread, holding that thread's sessions by id,
+//! by user, by room and by topic. It fans a dispatched frame out to the matching sessions with
+//! a bounded `try_send` (a full mailbox means a slow consumer: kicked), and tells the
+//! subscriber when it needs a user or room channel and when it no longer does.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use actix::{fut, prelude::*};
+
+use crate::{
+    auth::Identity,
+    messages::{
+        ChannelKey, Close, CloseAll, Deliver, Dispatch, Interest, Join, Kick, Leave, Pending,
+        Register, Scope, SessionId, SetTopic, ShardId, Target, Unregister,
+    },
+    metrics::Metrics,
+    presence::LocalPresence,
+    protocol::{Member, RoomId, Topic, UserId},
+    session::Session,
+    subscriber::Subscriber,
+};
+
+struct Entry {
+    addr: Addr<Session>,
+    identity: Arc<Identity>,
+    rooms: Vec<RoomId>,
+}
+
+/// One registry shard.
+pub struct Registry {
+    shard: ShardId,
+    subscriber: Addr<Subscriber>,
+    metrics: Arc<Metrics>,
+    presence: Arc<LocalPresence>,
+    sessions: HashMap<SessionId, Entry>,
+    /// Sessions still waiting for their `auth` frame (only shutdown needs them).
+    pending: HashMap<SessionId, Addr<Session>>,
+    users: HashMap<UserId, Vec<SessionId>>,
+    rooms: HashMap<RoomId, HashSet<SessionId>>,
+    topics: HashMap<Topic, HashSet<SessionId>>,
+}
+
+impl Registry {
+    /// An empty shard; start it on the worker thread whose sessions it will hold.
+    pub fn new(
+        shard: ShardId,
+        subscriber: Addr<Subscriber>,
+        metrics: Arc<Metrics>,
+        presence: Arc<LocalPresence>,
+    ) -> Self {
+        Registry {
+            shard,
+            subscriber,
+            metrics,
+            presence,
+            sessions: HashMap::new(),
+            pending: HashMap::new(),
+            users: HashMap::new(),
+            rooms: HashMap::new(),
+            topics: HashMap::new(),
+        }
+    }
+
+    fn interest(&self, key: ChannelKey, on: bool) -> Request<Subscriber, Interest> {
+        self.subscriber.send(Interest {
+            shard: self.shard,
+            key,
+            on,
+        })
+    }
+
+    fn release(&self, key: ChannelKey) {
+        self.subscriber.do_send(Interest {
+            shard: self.shard,
+            key,
+            on: false,
+        });
+    }
+
+    /// Removes a session everywhere; releases channels it was the last local user of.
+    fn remove(&mut self, id: SessionId) {
+        self.pending.remove(&id);
+        let Some(entry) = self.sessions.remove(&id) else {
+            return;
+        };
+        let user = &entry.identity.user_id;
+        if let Some(ids) = self.users.get_mut(user) {
+            ids.retain(|s| *s != id);
+            if ids.is_empty() {
+                self.users.remove(user);
+                self.release(ChannelKey::User(user.clone()));
+            }
+        }
+        for room in entry.rooms {
+            self.leave(id, &room);
+            self.presence.leave(&room, user);
+        }
+        for set in self.topics.values_mut() {
+            set.remove(&id);
+        }
+    }
+
+    fn leave(&mut self, id: SessionId, room: &RoomId) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.rooms.remove(room);
+                self.release(ChannelKey::Room(room.clone()));
+            }
+        }
+    }
+
+    /// Sends a frame to each listed session; kicks those whose mailbox is full and lists
+    /// them (`true`) with those already gone (`false`) for removal.
+    fn fan_out<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a SessionId>,
+        msg: &Dispatch,
+        scope: Scope,
+        dropped: &mut Vec<(SessionId, bool)>,
+    ) -> usize {
+        let mut delivered = 0;
+        for id in ids {
+            let Some(entry) = self.sessions.get(id) else {
+                continue;
+            };
+            let deliver = Deliver {
+                frame: msg.frame.clone(),
+                scope: scope.clone(),
+            };
+            match entry.addr.try_send(deliver) {
+                Ok(()) => delivered += 1,
+                Err(SendError::Full(_)) => {
+                    entry.addr.do_send(Kick);
+                    dropped.push((*id, true));
+                }
+                Err(SendError::Closed(_)) => dropped.push((*id, false)),
+            }
+        }
+        delivered
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Handler<Register> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        self.pending.remove(&msg.id);
+        let user = msg.identity.user_id.clone();
+        self.sessions.insert(
+            msg.id,
+            Entry {
+                addr: msg.addr,
+                identity: msg.identity,
+                rooms: Vec::new(),
+            },
+        );
+        let ids = self.users.entry(user.clone()).or_default();
+        ids.push(msg.id);
+        if ids.len() > 1 {
+            return Box::pin(async {});
+        }
+        let subscribed = self.interest(ChannelKey::User(user), true);
+        Box::pin(async move {
+            let _ = subscribed.await;
+        })
+    }
+}
+
+impl Handler<Pending> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Pending, _: &mut Context<Self>) {
+        self.pending.insert(msg.id, msg.addr);
+    }
+}
+
+impl Handler<Unregister> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        self.remove(msg.id);
+    }
+}
+
+impl Handler<Join> for Registry {
+    type Result = ResponseActFuture<Self, Vec<Member>>;
+
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return Box::pin(fut::ready(Vec::new()));
+        };
+        if !entry.rooms.contains(&msg.room) {
+            entry.rooms.push(msg.room.clone());
+            let member = Member {
+                user_id: entry.identity.user_id.clone(),
+                username: entry.identity.name.clone(),
+            };
+            self.presence.join(&msg.room, &member);
+        }
+        let members = self.rooms.entry(msg.room.clone()).or_default();
+        let first = members.is_empty();
+        members.insert(msg.id);
+        let subscribed = first.then(|| self.interest(ChannelKey::Room(msg.room.clone()), true));
+        let room = msg.room;
+        Box::pin(
+            fut::wrap_future::<_, Self>(async move {
+                if let Some(subscribed) = subscribed {
+                    let _ = subscribed.await;
+                }
+            })
+            .map(move |_, act, _| act.presence.members(&room)),
+        )
+    }
+}
+
+impl Handler<Leave> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
+        if !entry.rooms.contains(&msg.room) {
+            return;
+        }
+        entry.rooms.retain(|r| *r != msg.room);
+        let user = entry.identity.user_id.clone();
+        self.presence.leave(&msg.room, &user);
+        self.leave(msg.id, &msg.room);
+    }
+}
+
+impl Handler<SetTopic> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTopic, _: &mut Context<Self>) {
+        if !self.sessions.contains_key(&msg.id) {
+            return;
+        }
+        let set = self.topics.entry(msg.topic).or_default();
+        if msg.on {
+            set.insert(msg.id);
+        } else {
+            set.remove(&msg.id);
+        }
+    }
+}
+
+impl Handler<Dispatch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
+        let mut dropped = Vec::new();
+        let delivered = match &msg.target {
+            Target::User(user) => match self.users.get(user) {
+                Some(ids) => self.fan_out(ids.iter(), &msg, Scope::User, &mut dropped),
+                None => 0,
+            },
+            Target::Room(room) => match self.rooms.get(room) {
+                Some(ids) => {
+                    let scope = Scope::Room(room.clone());
+                    self.fan_out(ids.iter(), &msg, scope, &mut dropped)
+                }
+                None => 0,
+            },
+            Target::Topic(topic) => match self.topics.get(topic) {
+                Some(ids) => self.fan_out(ids.iter(), &msg, Scope::Topic(*topic), &mut dropped),
+                None => 0,
+            },
+        };
+        if delivered > 0 {
+            self.metrics
+                .frames_out(msg.kind, delivered, msg.frame.len());
+        }
+        for (id, kicked) in dropped {
+            if kicked {
+                self.metrics.slow_consumer_kicks.inc();
+            }
+            self.remove(id);
+        }
+    }
+}
+
+impl Handler<CloseAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
+        let addrs = self.sessions.values().map(|e| &e.addr);
+        for addr in addrs.chain(self.pending.values()) {
+            addr.do_send(Close {
+                code: msg.code,
+                reason: msg.reason,
+            });
+        }
+        self.sessions.len() + self.pending.len()
+    }
+}

@@ -1,0 +1,544 @@
+//! The Redis subscriber actor: the instance's one pub/sub connection.
+//!
+//! It keeps the set of channels the instance needs (the fixed channels plus a
+//! `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a local
+//! session, refcounted per registry shard), and reconciles Redis with it: one batched
+//! `SUBSCRIBE`/`UNSUBSCRIBE` at a time, so requests never race. Each message is parsed and
+//! validated once, encoded once as a WebSocket frame, and sent to the shards that hold its
+//! recipients. When the connection drops (or stops answering pings) it reconnects with capped
+//! exponential backoff and resubscribes the whole set.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::{fut, prelude::*};
+use futures_util::{stream, StreamExt};
+use log::{info, warn};
+use redis::{aio::PubSubSink, Msg};
+use tokio::sync::oneshot;
+
+use crate::{
+    messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
+    metrics::{Metrics, OutKind},
+    protocol::{
+        parse_inbound, ChannelKind, Inbound, Topic, FIXED_CHANNELS, ROOM_PREFIX, USER_PREFIX,
+    },
+    registry::Registry,
+    transport,
+};
+
+/// Backoff before the first reconnect attempt; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest wait between reconnect attempts (keeps recovery well under 5 s).
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Limit for connecting and for each (un)subscribe or ping round trip.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the connection is checked with a PING.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// At most this many "dropped payload" warnings per window; the rest are counted.
+const WARNINGS_PER_WINDOW: u32 = 10;
+const WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Channel {
+    /// Shards (bits) with a local session needing this channel.
+    shards: u64,
+    /// Redis confirmed the subscription on the current connection.
+    subscribed: bool,
+    /// Already listed in `dirty`.
+    queued: bool,
+    /// Interest requests waiting for the subscription.
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Channel {
+    fn wanted(&self) -> bool {
+        self.shards != 0
+    }
+}
+
+fn channel_name(key: &ChannelKey) -> String {
+    match key {
+        ChannelKey::User(id) => format!("{USER_PREFIX}{id}"),
+        ChannelKey::Room(id) => format!("{ROOM_PREFIX}{id}"),
+    }
+}
+
+enum Event {
+    Message(Msg),
+    Ended(u64),
+}
+
+struct Connection {
+    sink: PubSubSink,
+    stream: SpawnHandle,
+}
+
+/// Limits warn lines for bad payloads so that a flood of them cannot flood the log.
+struct WarnLimiter {
+    window_start: Instant,
+    emitted: u32,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() > WARNING_WINDOW {
+            if self.suppressed > 0 {
+                warn!(
+                    "{} more invalid payloads dropped in the last {:?} (see hub_invalid_payloads_total)",
+                    self.suppressed, WARNING_WINDOW
+                );
+            }
+            self.window_start = Instant::now();
+            self.emitted = 0;
+            self.suppressed = 0;
+        }
+        self.emitted += 1;
+        if self.emitted > WARNINGS_PER_WINDOW {
+            self.suppressed += 1;
+        }
+        self.emitted <= WARNINGS_PER_WINDOW
+    }
+}
+
+/// Hooks for events that are not fanned out to sessions as they are.
+pub trait InboundSink: Send + Sync {
+    /// Called for every valid `cache:invalidate` payload.
+    fn cache_invalidate(&self, _pattern: &str) {}
+    /// Called for every valid `analytics:events` payload.
+    fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
+}
+
+/// The pub/sub actor.
+pub struct Subscriber {
+    client: redis::Client,
+    metrics: Arc<Metrics>,
+    sinks: Vec<Arc<dyn InboundSink>>,
+    shards: Vec<Option<Addr<Registry>>>,
+    channels: HashMap<ChannelKey, Channel>,
+    dirty: Vec<ChannelKey>,
+    conn: Option<Connection>,
+    /// Bumped on every connect attempt and loss; stale callbacks compare it.
+    generation: u64,
+    fixed_subscribed: bool,
+    syncing: bool,
+    ping_in_flight: bool,
+    backoff: Duration,
+    ever_connected: bool,
+    stopping: bool,
+    warnings: WarnLimiter,
+}
+
+impl Subscriber {
+    /// A subscriber for `client`; connects when started.
+    pub fn new(client: redis::Client, metrics: Arc<Metrics>) -> Self {
+        Subscriber {
+            client,
+            metrics,
+            sinks: Vec::new(),
+            shards: vec![None; MAX_SHARDS],
+            channels: HashMap::new(),
+            dirty: Vec::new(),
+            conn: None,
+            generation: 0,
+            fixed_subscribed: false,
+            syncing: false,
+            ping_in_flight: false,
+            backoff: MIN_BACKOFF,
+            ever_connected: false,
+            stopping: false,
+            warnings: WarnLimiter {
+                window_start: Instant::now(),
+                emitted: 0,
+                suppressed: 0,
+            },
+        }
+    }
+
+    /// Adds a hook for cache invalidations and analytics events.
+    pub fn with_sink(mut self, sink: Arc<dyn InboundSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let client = self.client.clone();
+        let connect = async move {
+            tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())
+        };
+        ctx.spawn(
+            fut::wrap_future::<_, Self>(connect).map(move |res, act, ctx| {
+                if generation != act.generation {
+                    return;
+                }
+                match res {
+                    Ok(pubsub) => {
+                        let (sink, stream) = pubsub.split();
+                        let events = stream
+                            .map(Event::Message)
+                            .chain(stream::once(async move { Event::Ended(generation) }));
+                        let stream = ctx.add_stream(events);
+                        act.conn = Some(Connection { sink, stream });
+                        act.dirty = act.channels.keys().cloned().collect();
+                        for ch in act.channels.values_mut() {
+                            ch.queued = true;
+                        }
+                        act.reconcile(ctx);
+                    }
+                    Err(e) => {
+                        warn!(
+                            "redis pub/sub connect to {:?} failed: {e}",
+                            act.client.get_connection_info().addr()
+                        );
+                        act.retry_later(ctx);
+                    }
+                }
+            }),
+        );
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+
+    /// The connection is gone: forget what Redis had, wake waiters, reconnect.
+    fn lost(&mut self, ctx: &mut Context<Self>, why: &str) {
+        if let Some(conn) = self.conn.take() {
+            ctx.cancel_future(conn.stream);
+        }
+        self.generation += 1;
+        self.syncing = false;
+        self.ping_in_flight = false;
+        self.fixed_subscribed = false;
+        self.metrics.redis_connected.set(0);
+        self.channels.retain(|_, ch| ch.wanted());
+        for ch in self.channels.values_mut() {
+            ch.subscribed = false;
+            ch.queued = false;
+            ch.waiters.clear();
+        }
+        self.dirty.clear();
+        if self.stopping {
+            return;
+        }
+        warn!("redis pub/sub connection lost ({why}); reconnecting");
+        self.retry_later(ctx);
+    }
+
+    fn mark_dirty(&mut self, key: &ChannelKey) {
+        if let Some(ch) = self.channels.get_mut(key) {
+            if !ch.queued {
+                ch.queued = true;
+                self.dirty.push(key.clone());
+            }
+        }
+    }
+
+    /// Sends one batched SUBSCRIBE/UNSUBSCRIBE for everything that differs from what Redis
+    /// has, unless a batch is already in flight (its completion calls this again).
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let Some(conn) = &self.conn else { return };
+        if self.syncing {
+            return;
+        }
+        let mut subscribe: Vec<String> = Vec::new();
+        let mut unsubscribe: Vec<String> = Vec::new();
+        let mut sub_keys = Vec::new();
+        let mut unsub_keys = Vec::new();
+        let with_fixed = !self.fixed_subscribed;
+        if with_fixed {
+            subscribe.extend(FIXED_CHANNELS.iter().map(|c| c.to_string()));
+        }
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(ch) = self.channels.get_mut(&key) else {
+                continue;
+            };
+            ch.queued = false;
+            match (ch.wanted(), ch.subscribed) {
+                (true, false) => {
+                    subscribe.push(channel_name(&key));
+                    sub_keys.push(key);
+                }
+                (false, true) => {
+                    unsubscribe.push(channel_name(&key));
+                    unsub_keys.push(key);
+                }
+                (false, false) => {
+                    self.channels.remove(&key);
+                }
+                (true, true) => {}
+            }
+        }
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            return;
+        }
+        self.syncing = true;
+        let generation = self.generation;
+        let mut sink = conn.sink.clone();
+        let sync = async move {
+            if !subscribe.is_empty() {
+                tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe))
+                    .await
+                    .map_err(|_| format!("subscribe to {} channels timed out", subscribe.len()))?
+                    .map_err(|e| format!("subscribe {}: {e}", subscribe[0]))?;
+            }
+            if !unsubscribe.is_empty() {
+                tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe))
+                    .await
+                    .map_err(|_| "unsubscribe timed out".to_string())?
+                    .map_err(|e| format!("unsubscribe {}: {e}", unsubscribe[0]))?;
+            }
+            Ok::<_, String>(())
+        };
+        ctx.spawn(fut::wrap_future::<_, Self>(sync).map(move |res, act, ctx| {
+            if generation != act.generation {
+                return;
+            }
+            act.syncing = false;
+            if let Err(e) = res {
+                return act.lost(ctx, &e);
+            }
+            if with_fixed {
+                act.fixed_subscribed = true;
+                act.metrics.redis_connected.set(1);
+                act.backoff = MIN_BACKOFF;
+                if act.ever_connected {
+                    act.metrics.redis_reconnects.inc();
+                    info!(
+                        "redis pub/sub reconnected; {} channels resubscribed",
+                        act.channels.len()
+                    );
+                } else {
+                    info!("redis pub/sub connected");
+                }
+                act.ever_connected = true;
+            }
+            act.synced(sub_keys, unsub_keys);
+            act.reconcile(ctx);
+        }));
+    }
+
+    fn synced(&mut self, sub_keys: Vec<ChannelKey>, unsub_keys: Vec<ChannelKey>) {
+        for key in sub_keys {
+            if let Some(ch) = self.channels.get_mut(&key) {
+                ch.subscribed = true;
+                for waiter in ch.waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+                if !ch.wanted() {
+                    self.mark_dirty(&key);
+                }
+            }
+        }
+        for key in unsub_keys {
+            if let Some(ch) = self.channels.get_mut(&key) {
+                ch.subscribed = false;
+                if ch.wanted() {
+                    self.mark_dirty(&key);
+                } else {
+                    self.channels.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn ping(&mut self, ctx: &mut Context<Self>) {
+        let Some(conn) = &self.conn else { return };
+        if self.ping_in_flight || !self.fixed_subscribed {
+            return;
+        }
+        self.ping_in_flight = true;
+        let generation = self.generation;
+        let mut sink = conn.sink.clone();
+        let ping = async move {
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
+                .await
+                .map_err(|_| "ping timed out".to_string())?
+                .map_err(|e| format!("ping: {e}"))
+        };
+        ctx.spawn(fut::wrap_future::<_, Self>(ping).map(move |res, act, ctx| {
+            if generation != act.generation {
+                return;
+            }
+            act.ping_in_flight = false;
+            if let Err(e) = res {
+                act.lost(ctx, &e);
+            }
+        }));
+    }
+
+    fn dispatch(&self, key: ChannelKey, frame: &[u8], kind: OutKind) {
+        let Some(ch) = self.channels.get(&key) else {
+            return;
+        };
+        let target = match key {
+            ChannelKey::User(user) => Target::User(user),
+            ChannelKey::Room(room) => Target::Room(room),
+        };
+        self.send_to(ch.shards, target, frame, kind);
+    }
+
+    fn send_to(&self, shards: u64, target: Target, frame: &[u8], kind: OutKind) {
+        let msg = Dispatch {
+            target,
+            frame: transport::text_frame(frame),
+            kind,
+        };
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shards & (1 << i) != 0 {
+                if let Some(addr) = shard {
+                    addr.do_send(msg.clone());
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, msg: Msg) {
+        let channel = msg.get_channel_name();
+        let kind = ChannelKind::of(channel);
+        self.metrics.redis_message(&kind);
+        let inbound = match parse_inbound(channel, msg.get_payload_bytes()) {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                self.metrics.invalid_payload(&kind);
+                if self.warnings.allow() {
+                    warn!("dropped payload on {channel}: {e}");
+                }
+                return;
+            }
+        };
+        match inbound {
+            Inbound::Notification { user, frame } => {
+                self.dispatch(ChannelKey::User(user), &frame, OutKind::Notification)
+            }
+            Inbound::AiResult { user, frame } => {
+                self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult)
+            }
+            Inbound::Chat { room, frame } => {
+                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Chat)
+            }
+            Inbound::CacheInvalidate { pattern, frame } => {
+                for sink in &self.sinks {
+                    sink.cache_invalidate(&pattern);
+                }
+                let target = Target::Topic(Topic::Cache);
+                self.send_to(u64::MAX, target, &frame, OutKind::Cache);
+            }
+            Inbound::Analytics(event) => {
+                if let Some((last, rest)) = self.sinks.split_last() {
+                    for sink in rest {
+                        sink.analytics(event.clone());
+                    }
+                    last.analytics(event);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Subscriber {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.metrics.redis_connected.set(0);
+        self.connect(ctx);
+        ctx.run_interval(PING_INTERVAL, |act, ctx| act.ping(ctx));
+    }
+}
+
+impl StreamHandler<Event> for Subscriber {
+    fn handle(&mut self, event: Event, ctx: &mut Context<Self>) {
+        match event {
+            Event::Message(msg) => self.route(msg),
+            Event::Ended(generation) if generation == self.generation => {
+                self.lost(ctx, "connection closed")
+            }
+            Event::Ended(_) => {}
+        }
+    }
+
+    /// A pub/sub stream ending is a lost connection, handled above; the actor lives on.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<AttachShard> for Subscriber {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachShard, _: &mut Context<Self>) {
+        if msg.id < MAX_SHARDS {
+            self.shards[msg.id] = Some(msg.addr);
+        }
+    }
+}
+
+impl Handler<Interest> for Subscriber {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Interest, ctx: &mut Context<Self>) -> Self::Result {
+        let bit = 1u64 << (msg.shard % MAX_SHARDS);
+        let connected = self.conn.is_some();
+        let ch = self.channels.entry(msg.key.clone()).or_default();
+        let was_wanted = ch.wanted();
+        if msg.on {
+            ch.shards |= bit;
+        } else {
+            ch.shards &= !bit;
+        }
+        let changed = was_wanted != ch.wanted();
+        let wait = (msg.on && !ch.subscribed && connected).then(|| {
+            let (tx, rx) = oneshot::channel();
+            ch.waiters.push(tx);
+            rx
+        });
+        if changed {
+            if !ch.queued {
+                ch.queued = true;
+                self.dirty.push(msg.key.clone());
+            }
+            let delta = if was_wanted { -1 } else { 1 };
+            match msg.key {
+                ChannelKey::User(_) => self.metrics.users.add(delta),
+                ChannelKey::Room(_) => self.metrics.rooms.add(delta),
+            }
+            self.reconcile(ctx);
+        }
+        Box::pin(async move {
+            if let Some(rx) = wait {
+                let _ = rx.await;
+            }
+        })
+    }
+}
+
+impl Handler<StopSubscriber> for Subscriber {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: StopSubscriber, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let sink = self.conn.as_ref().map(|c| c.sink.clone());
+        let unsubscribe = async move {
+            if let Some(mut sink) = sink {
+                let all: Vec<String> = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(2), sink.unsubscribe(all)).await;
+            }
+        };
+        Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {
+            act.lost(ctx, "shutting down");
+            info!("redis pub/sub unsubscribed and closed");
+        }))
+    }
+}

@@ -1,0 +1,280 @@
+//! Configuration from environment variables (PROTOCOL section 0). Every problem is reported
+//! as one line naming the variable.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher, Hasher},
+    path::PathBuf,
+    time::Duration,
+};
+
+use hub_actors::{limits::Limits, messages::MAX_SHARDS};
+
+/// Everything the hub needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bind address (`HUB_HOST`).
+    pub host: String,
+    /// HTTP and WebSocket port (`PORT`).
+    pub port: u16,
+    /// The Redis every instance shares (`REDIS_URL`).
+    pub redis_url: String,
+    /// HS256 secret for client tokens (`HUB_JWT_SECRET`).
+    pub jwt_secret: Option<String>,
+    /// Required `aud` claim, if set (`HUB_JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Trust `?userId=` (`HUB_AUTH=dev`).
+    pub dev_auth: bool,
+    /// Bearer key for `/api/*` (`HUB_API_KEY`).
+    pub api_key: Option<String>,
+    /// Browser origins allowed to open WebSockets (`WEBAPP_URL` + `HUB_ALLOWED_ORIGINS`);
+    /// empty means any.
+    pub allowed_origins: Vec<String>,
+    /// HTTP worker threads, each with its own registry shard (`HUB_WORKERS`).
+    pub workers: usize,
+    /// Session limits (`HUB_MAX_FRAME_BYTES`, `HUB_RATE_PER_SEC`, ...).
+    pub limits: Limits,
+    /// Where the demo pages live (`HUB_STATIC_DIR`).
+    pub static_dir: PathBuf,
+    /// This instance's id in `/health` and session ids (`HUB_INSTANCE_ID`).
+    pub instance_id: String,
+    /// Pause between batches of sessions closed at shutdown (`HUB_SHUTDOWN_BATCH_PAUSE_MS`).
+    pub shutdown_pace: Duration,
+}
+
+/// A source of variables: the process environment, or a map in tests.
+pub trait Vars {
+    /// The value of a variable, if set and not empty.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Vars for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    vars: &dyn Vars,
+    name: &str,
+    default: T,
+    what: &str,
+) -> Result<T, String> {
+    match vars.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: `{v}` is not {what}")),
+    }
+}
+
+fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, String> {
+    let v = parse(vars, name, default, "a positive integer")?;
+    if v == 0 {
+        return Err(format!("{name}: must be greater than 0"));
+    }
+    Ok(v)
+}
+
+fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn random_id() -> String {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:08x}", h.finish() as u32)
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_vars(&Env)
+    }
+
+    /// Reads configuration from `vars`.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Config, String> {
+        let port = parse(vars, "PORT", 8080u16, "a port number (0-65535)")?;
+        let host = vars.get("HUB_HOST").unwrap_or_else(|| "0.0.0.0".into());
+        let redis_url = vars
+            .get("REDIS_URL")
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        redis::Client::open(redis_url.as_str())
+            .map_err(|e| format!("REDIS_URL: `{redis_url}` is not a Redis URL ({e})"))?;
+        let jwt_secret = vars.get("HUB_JWT_SECRET");
+        let dev_auth = match vars.get("HUB_AUTH").as_deref() {
+            None => false,
+            Some("dev") => true,
+            Some(other) => {
+                return Err(format!(
+                    "HUB_AUTH: `{other}` is not supported (the only value is `dev`)"
+                ))
+            }
+        };
+        if jwt_secret.is_none() && !dev_auth {
+            return Err(
+                "no auth mode: set HUB_JWT_SECRET (HS256 tokens) or HUB_AUTH=dev (trusts ?userId=, local use only)"
+                    .into(),
+            );
+        }
+        let mut allowed_origins: Vec<String> = vars
+            .get("WEBAPP_URL")
+            .into_iter()
+            .chain(
+                vars.get("HUB_ALLOWED_ORIGINS")
+                    .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
+            .map(|o| normalize_origin(&o))
+            .filter(|o| !o.is_empty())
+            .collect();
+        allowed_origins.dedup();
+        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = positive(vars, "HUB_WORKERS", default_workers as u64)? as usize;
+        if workers > MAX_SHARDS {
+            return Err(format!("HUB_WORKERS: at most {MAX_SHARDS}"));
+        }
+        let d = Limits::default();
+        let secs = |name: &str, default: Duration| -> Result<Duration, String> {
+            Ok(Duration::from_millis(positive(
+                vars,
+                name,
+                default.as_millis() as u64,
+            )?))
+        };
+        let limits = Limits {
+            max_frame_bytes: positive(vars, "HUB_MAX_FRAME_BYTES", d.max_frame_bytes as u64)?
+                as usize,
+            max_message_chars: positive(vars, "HUB_MAX_MESSAGE_CHARS", d.max_message_chars as u64)?
+                as usize,
+            max_rooms_per_session: positive(
+                vars,
+                "HUB_MAX_ROOMS_PER_SESSION",
+                d.max_rooms_per_session as u64,
+            )? as usize,
+            rate_per_sec: positive(vars, "HUB_RATE_PER_SEC", d.rate_per_sec as u64)? as f64,
+            rate_burst: positive(vars, "HUB_RATE_BURST", d.rate_burst as u64)? as f64,
+            error_burst: positive(vars, "HUB_ERROR_BURST", d.error_burst as u64)? as f64,
+            heartbeat: secs("HUB_HEARTBEAT_MS", d.heartbeat)?,
+            client_timeout: secs("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
+            auth_timeout: secs("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
+            mailbox_frames: positive(vars, "HUB_SESSION_QUEUE_FRAMES", d.mailbox_frames as u64)?
+                as usize,
+            queue_bytes: positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize,
+            socket_sndbuf: parse(vars, "HUB_SOCKET_SNDBUF", d.socket_sndbuf, "a byte count")?,
+        };
+        let static_dir = vars
+            .get("HUB_STATIC_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let local = PathBuf::from("static");
+                if local.join("index.html").is_file() {
+                    local
+                } else {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static")
+                }
+            });
+        Ok(Config {
+            host,
+            port,
+            redis_url,
+            jwt_secret,
+            jwt_audience: vars.get("HUB_JWT_AUDIENCE"),
+            dev_auth,
+            api_key: vars.get("HUB_API_KEY"),
+            allowed_origins,
+            workers,
+            limits,
+            static_dir,
+            instance_id: vars.get("HUB_INSTANCE_ID").unwrap_or_else(random_id),
+            shutdown_pace: Duration::from_millis(parse(
+                vars,
+                "HUB_SHUTDOWN_BATCH_PAUSE_MS",
+                0u64,
+                "a number of milliseconds",
+            )?),
+        })
+    }
+
+    /// True when `origin` may open a WebSocket (always true with no configured origins).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty() || self.allowed_origins.contains(&normalize_origin(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&move |name: &str| map.get(name).cloned())
+    }
+
+    #[test]
+    fn needs_an_auth_mode() {
+        let err = config(&[]).unwrap_err();
+        assert!(err.contains("HUB_JWT_SECRET"), "{err}");
+        assert!(config(&[("HUB_AUTH", "dev")]).is_ok());
+        assert!(config(&[("HUB_JWT_SECRET", "s")]).is_ok());
+        assert!(config(&[("HUB_AUTH", "yes")])
+            .unwrap_err()
+            .starts_with("HUB_AUTH"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let dev = ("HUB_AUTH", "dev");
+        assert!(config(&[dev, ("PORT", "http")])
+            .unwrap_err()
+            .starts_with("PORT"));
+        assert!(config(&[dev, ("PORT", "70000")])
+            .unwrap_err()
+            .starts_with("PORT"));
+        assert!(config(&[dev, ("REDIS_URL", "nope://x")])
+            .unwrap_err()
+            .starts_with("REDIS_URL"));
+        assert!(config(&[dev, ("HUB_RATE_PER_SEC", "0")])
+            .unwrap_err()
+            .starts_with("HUB_RATE_PER_SEC"));
+    }
+
+    #[test]
+    fn origins() {
+        let c = config(&[
+            ("HUB_AUTH", "dev"),
+            ("WEBAPP_URL", "https://app.example.com/"),
+            (
+                "HUB_ALLOWED_ORIGINS",
+                "https://a.example.com, https://b.example.com",
+            ),
+        ])
+        .unwrap();
+        assert!(c.origin_allowed("https://app.example.com"));
+        assert!(c.origin_allowed("https://B.example.com"));
+        assert!(!c.origin_allowed("https://evil.example.com"));
+        assert!(config(&[("HUB_AUTH", "dev")])
+            .unwrap()
+            .origin_allowed("https://any.example.com"));
+    }
+}

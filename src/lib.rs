@@ -1,0 +1,189 @@
+//! relay-hub: a realtime hub that turns Redis pub/sub into live WebSocket pushes.
+//!
+//! # Layout
+//! - [`config`]: configuration from the environment.
+//! - [`upgrade`]: WebSocket upgrades (path, origin, credentials) that start session actors.
+//! - [`routes`]: `/health`, `/metrics` and the static demo pages.
+//! - [`run`]: starts the actors and the HTTP server on a listener and stops them gracefully
+//!   when the shutdown future resolves.
+//!
+//! The actor system itself lives in the `hub-actors` crate (`actors/`).
+
+pub mod config;
+pub mod routes;
+pub mod upgrade;
+
+use std::{
+    future::Future,
+    io,
+    net::TcpListener,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr};
+use actix_http::HttpService;
+use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
+use actix_web::{dev::AppConfig, web, App};
+use hub_actors::{
+    auth::Authenticator,
+    messages::{AttachShard, CloseAll, StopSubscriber},
+    metrics::Metrics,
+    presence::LocalPresence,
+    publisher::Publisher,
+    registry::Registry,
+    session::SessionEnv,
+    subscriber::Subscriber,
+    transport::close,
+};
+use log::{info, warn};
+
+use crate::{
+    config::Config,
+    routes::AppState,
+    upgrade::{UpgradeShared, Upgrader},
+};
+
+/// How long shutdown waits for sessions to finish their close handshake.
+const SESSION_DRAIN: Duration = Duration::from_secs(3);
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Runs a hub instance on `listener` until `shutdown` resolves, then stops accepting, closes
+/// every session with 1001, unsubscribes from Redis and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
+    let subscriber = Subscriber::new(client.clone(), metrics.clone()).start();
+    let publisher = Publisher::new(client, metrics.clone()).map_err(other)?;
+    let auth = Arc::new(
+        Authenticator::new(
+            config.jwt_secret.as_deref(),
+            config.jwt_audience.as_deref(),
+            config.dev_auth,
+        )
+        .map_err(other)?,
+    );
+    let limits = Arc::new(config.limits.clone());
+    let instance_id: Arc<str> = config.instance_id.as_str().into();
+    let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
+    let presence = Arc::new(LocalPresence::default());
+    let next_shard = Arc::new(AtomicUsize::new(0));
+    let upgrade_shared = Arc::new(UpgradeShared {
+        config: config.clone(),
+        next_session: AtomicU64::new(1),
+        shutting_down: AtomicBool::new(false),
+    });
+    let state = AppState {
+        metrics: metrics.clone(),
+        instance_id: instance_id.clone(),
+        started: Instant::now(),
+        static_dir: Arc::new(config.static_dir.clone()),
+    };
+
+    let local_addr = listener.local_addr()?;
+    let connections = metrics.connections.clone();
+    let server = actix_server::Server::build()
+        .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen("relay-hub", listener, {
+            let (shards, upgrade_shared, subscriber) =
+                (shards.clone(), upgrade_shared.clone(), subscriber.clone());
+            move || {
+                // Runs on each worker thread: the worker's registry shard lives there, next to
+                // the sessions it accepts.
+                let shard = next_shard.fetch_add(1, Ordering::Relaxed);
+                let registry =
+                    Registry::new(shard, subscriber.clone(), metrics.clone(), presence.clone())
+                        .start();
+                subscriber.do_send(AttachShard {
+                    id: shard,
+                    addr: registry.clone(),
+                });
+                shards
+                    .lock()
+                    .expect("shard list lock poisoned")
+                    .push(registry.clone());
+                let upgrader = Rc::new(Upgrader {
+                    env: Arc::new(SessionEnv {
+                        registry,
+                        publisher: publisher.clone(),
+                        auth: auth.clone(),
+                        limits: limits.clone(),
+                        metrics: metrics.clone(),
+                        instance_id: instance_id.clone(),
+                    }),
+                    shared: upgrade_shared.clone(),
+                });
+                let app = App::new()
+                    .app_data(web::Data::new(state.clone()))
+                    .configure(routes::configure);
+                HttpService::build()
+                    .client_request_timeout(Duration::from_secs(5))
+                    .local_addr(local_addr)
+                    .upgrade(fn_factory(move || {
+                        let upgrader = upgrader.clone();
+                        async move {
+                            Ok::<_, ()>(fn_service(move |(req, framed)| {
+                                upgrader.clone().handle(req, framed)
+                            }))
+                        }
+                    }))
+                    .finish(map_config(app.into_factory(), |_| AppConfig::default()))
+                    .tcp()
+            }
+        })?
+        .run();
+    let handle = server.handle();
+    let server = actix_rt::spawn(server);
+    info!(
+        "relay-hub {} listening on {local_addr} ({} workers)",
+        config.instance_id, config.workers
+    );
+
+    shutdown.await;
+    info!("shutting down: closing sessions");
+    upgrade_shared.shutting_down.store(true, Ordering::Relaxed);
+    handle.pause().await;
+    let shards = shards.lock().expect("shard list lock poisoned").clone();
+    let mut told = 0;
+    for shard in &shards {
+        told += shard
+            .send(CloseAll {
+                code: close::GOING_AWAY,
+                reason: "server shutting down",
+            })
+            .await
+            .unwrap_or(0);
+        if !config.shutdown_pace.is_zero() {
+            actix_rt::time::sleep(config.shutdown_pace).await;
+        }
+    }
+    let deadline = Instant::now() + SESSION_DRAIN;
+    while connections.get() > 0 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!("closed {told} sessions ({} still open)", connections.get());
+    if actix_rt::time::timeout(Duration::from_secs(3), subscriber.send(StopSubscriber))
+        .await
+        .is_err()
+    {
+        warn!("redis unsubscribe timed out");
+    }
+    handle.stop(true).await;
+    let _ = server.await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! HTTP routes besides the WebSocket upgrade: `/health`, `/metrics` and the static demo pages.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use actix_web::{http::StatusCode, web, HttpResponse};
+use hub_actors::metrics::Metrics;
+use serde_json::json;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Instance metrics.
+    pub metrics: Arc<Metrics>,
+    /// This instance's id.
+    pub instance_id: Arc<str>,
+    /// When the instance started.
+    pub started: Instant,
+    /// Directory of the demo pages.
+    pub static_dir: Arc<PathBuf>,
+}
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/", web::get().to(index))
+        .route("/{file}", web::get().to(static_file));
+}
+
+/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let m = &state.metrics;
+    let connected = m.redis_connected.get() == 1;
+    let status = if connected { "ok" } else { "degraded" };
+    let code = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(code).json(json!({
+        "status": status,
+        "websocket": {
+            "connections": m.connections.get(),
+            "rooms": m.rooms.get(),
+            "users": m.users.get(),
+        },
+        "redis": {"connected": connected},
+        "instanceId": &*state.instance_id,
+        "uptimeSeconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.encode())
+}
+
+async fn index(state: web::Data<AppState>) -> HttpResponse {
+    serve(&state, "index.html").await
+}
+
+async fn static_file(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
+    serve(&state, &file).await
+}
+
+fn content_type(name: &str) -> Option<&'static str> {
+    match name.rsplit_once('.')?.1 {
+        "html" => Some("text/html; charset=utf-8"),
+        "js" => Some("text/javascript; charset=utf-8"),
+        "css" => Some("text/css; charset=utf-8"),
+        "svg" => Some("image/svg+xml"),
+        "png" => Some("image/png"),
+        "ico" => Some("image/x-icon"),
+        "json" => Some("application/json"),
+        _ => None,
+    }
+}
+
+/// Serves a file of the static directory (flat names only, known types only).
+async fn serve(state: &AppState, name: &str) -> HttpResponse {
+    let safe = !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let (true, Some(mime)) = (safe, content_type(name)) else {
+        return not_found();
+    };
+    match actix_web::rt::task::spawn_blocking({
+        let path = state.static_dir.join(name);
+        move || std::fs::read(path)
+    })
+    .await
+    {
+        Ok(Ok(body)) => HttpResponse::Ok()
+            .content_type(mime)
+            .insert_header(("cache-control", "no-cache"))
+            .body(body),
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(json!({"error": {"code": "not_found", "message": "no such page"}}))
+}

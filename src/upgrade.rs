@@ -1,0 +1,224 @@
+//! WebSocket upgrades. actix-http hands every `Connection: Upgrade` request here with the raw
+//! connection; this module decides (path, origin, credentials, limits), answers with a plain
+//! HTTP error or `101 Switching Protocols`, and starts a session actor that owns the socket.
+//! Nothing of the HTTP dispatcher (and none of its buffers) stays alive for the connection.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use actix::Actor;
+use actix_http::{h1, ws, Request};
+use actix_rt::net::TcpStream;
+use actix_web::{web::Query, HttpMessage};
+use hub_actors::{
+    auth::{AuthError, Identity},
+    session::{Session, SessionEnv},
+    transport,
+};
+use log::debug;
+use serde_json::json;
+
+use crate::config::Config;
+
+/// Shared by the upgrade handlers of all workers.
+pub struct UpgradeShared {
+    /// Instance configuration (origins).
+    pub config: Arc<Config>,
+    /// Session ids, unique within the instance.
+    pub next_session: AtomicU64,
+    /// Set at shutdown: new upgrades get 503.
+    pub shutting_down: AtomicBool,
+}
+
+/// The upgrade handler of one worker.
+pub struct Upgrader {
+    /// What the worker's sessions share.
+    pub env: Arc<SessionEnv>,
+    /// What all workers share.
+    pub shared: Arc<UpgradeShared>,
+}
+
+/// An upgrade that could not be answered (the connection is dropped).
+#[derive(Debug)]
+pub struct UpgradeError(std::io::Error);
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "websocket upgrade: {}", self.0)
+    }
+}
+
+impl From<UpgradeError> for actix_http::Response<actix_http::body::BoxBody> {
+    fn from(_: UpgradeError) -> Self {
+        actix_http::Response::internal_server_error().map_into_boxed_body()
+    }
+}
+
+struct Refusal {
+    status: u16,
+    reason: &'static str,
+    code: &'static str,
+    metric: &'static str,
+    message: String,
+}
+
+fn refusal(
+    status: u16,
+    reason: &'static str,
+    code: &'static str,
+    metric: &'static str,
+    message: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        code,
+        metric,
+        message: message.into(),
+    }
+}
+
+impl Upgrader {
+    /// Answers one upgrade request.
+    pub async fn handle(
+        self: Rc<Self>,
+        req: Request,
+        framed: actix_codec::Framed<TcpStream, h1::Codec>,
+    ) -> Result<(), UpgradeError> {
+        let decision = self.decide(&req);
+        let parts = framed.into_parts();
+        let io = parts.io;
+        match decision {
+            Err(r) => {
+                self.env.metrics.reject(r.metric);
+                debug!("upgrade refused: {} {}", r.status, r.message);
+                let body = json!({"error": {"code": r.code, "message": r.message}}).to_string();
+                let response = transport::http_error(r.status, r.reason, body.as_bytes());
+                transport::write_all(&io, &response)
+                    .await
+                    .map_err(UpgradeError)?;
+                Ok(())
+            }
+            Ok((accept, identity)) => {
+                transport::write_all(&io, &transport::switching_protocols(&accept))
+                    .await
+                    .map_err(UpgradeError)?;
+                let leftover = parts.read_buf.to_vec();
+                let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
+                Session::new(id, self.env.clone(), io, leftover, identity).start();
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the request; returns the `Sec-WebSocket-Accept` value and the identity (`None`
+    /// when the client will authenticate with its first frame).
+    fn decide(&self, req: &Request) -> Result<([u8; 28], Option<Identity>), Refusal> {
+        if req.path() != "/ws" {
+            return Err(refusal(
+                404,
+                "Not Found",
+                "not_found",
+                "not_found",
+                "WebSocket endpoint is /ws",
+            ));
+        }
+        if self.shared.shutting_down.load(Ordering::Relaxed) {
+            return Err(refusal(
+                503,
+                "Service Unavailable",
+                "unavailable",
+                "shutting_down",
+                "this instance is shutting down; reconnect",
+            ));
+        }
+        ws::verify_handshake(req.head()).map_err(|e| {
+            refusal(
+                400,
+                "Bad Request",
+                "bad_request",
+                "bad_handshake",
+                format!("bad WebSocket handshake: {e}"),
+            )
+        })?;
+        if let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok()) {
+            let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+            if !self.shared.config.origin_allowed(origin) && !same_origin(origin, host) {
+                return Err(refusal(
+                    403,
+                    "Forbidden",
+                    "forbidden",
+                    "forbidden_origin",
+                    format!("origin {origin} is not allowed"),
+                ));
+            }
+        }
+        let identity = self
+            .identity(req.uri().query().unwrap_or(""))
+            .map_err(|e| {
+                refusal(
+                    401,
+                    "Unauthorized",
+                    "unauthorized",
+                    "unauthorized",
+                    e.to_string(),
+                )
+            })?;
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| ws::hash_key(k.as_bytes()))
+            .expect("verify_handshake checked the key");
+        Ok((key, identity))
+    }
+
+    fn identity(&self, query: &str) -> Result<Option<Identity>, AuthError> {
+        let params = Query::<HashMap<String, String>>::from_query(query)
+            .map_err(|e| AuthError::Invalid(format!("bad query string: {e}")))?
+            .into_inner();
+        let auth = &self.env.auth;
+        if let Some(token) = params.get("token") {
+            return auth.verify_token(token).map(Some);
+        }
+        if let Some(user) = params.get("userId") {
+            return auth
+                .dev_identity(user, params.get("name").map(String::as_str))
+                .map(Some);
+        }
+        if auth.jwt_enabled() {
+            Ok(None) // first-frame `auth` within the auth timeout
+        } else {
+            Err(AuthError::Missing)
+        }
+    }
+}
+
+/// True when a browser origin is the hub's own (the demo page served by the hub).
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn same_origin_compares_host_and_port() {
+        assert!(same_origin("http://localhost:8080", Some("localhost:8080")));
+        assert!(!same_origin(
+            "http://localhost:8081",
+            Some("localhost:8080")
+        ));
+        assert!(!same_origin("http://evil.com", None));
+    }
+}

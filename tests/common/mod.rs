@@ -1,0 +1,596 @@
+//! Test harness: a private `redis-server` and a real hub process per test, spoken to over real
+//! sockets. Nothing is mocked.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, protocol::frame::coding::CloseCode, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long any awaited event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A private redis-server on a free port.
+pub struct Redis {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers.
+    pub async fn start() -> Redis {
+        Redis::start_on(free_port()).await
+    }
+
+    /// Starts one on a given port.
+    pub async fn start_on(port: u16) -> Redis {
+        let mut redis = Redis { child: None, port };
+        redis.restart().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port (after [`Redis::kill`]).
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        eventually("redis-server to answer", || {
+            let client = client.clone();
+            async move {
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILLs the server.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A connection for test commands.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis")
+    }
+
+    /// `PUBLISH`; returns the receiver count.
+    pub async fn publish(&self, channel: &str, payload: &str) -> i64 {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// `PUBSUB NUMSUB channel`.
+    pub async fn numsub(&self, channel: &str) -> i64 {
+        let reply: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        reply.1
+    }
+
+    /// Waits until `PUBSUB NUMSUB channel` equals `n`.
+    pub async fn await_numsub(&self, channel: &str, n: i64) {
+        eventually(&format!("NUMSUB {channel} == {n}"), || async {
+            (self.numsub(channel).await == n).then_some(())
+        })
+        .await
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A hub process.
+pub struct Hub {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+/// Starts a hub in dev mode (plus `env`) against `redis`, and waits for it to listen.
+pub async fn hub(redis: &Redis, env: &[(&str, &str)]) -> Hub {
+    hub_with_url(&redis.url(), env).await
+}
+
+/// Starts a hub against a Redis URL (which may not answer).
+pub async fn hub_with_url(redis_url: &str, env: &[(&str, &str)]) -> Hub {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-hub"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .env("HUB_HOST", "127.0.0.1")
+        .env("REDIS_URL", redis_url)
+        .env("HUB_WORKERS", "2")
+        .env(
+            "RUST_LOG",
+            std::env::var("HUB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    if !env.iter().any(|(k, _)| *k == "HUB_JWT_SECRET") {
+        cmd.env("HUB_AUTH", "dev");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start the hub binary");
+    let hub = Hub {
+        child: Some(child),
+        port,
+    };
+    eventually("the hub to listen", || async {
+        TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
+    hub
+}
+
+impl Hub {
+    /// The hub's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("hub running").id()
+    }
+
+    /// Sends a signal to the hub.
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    /// Waits for the hub to exit and returns its exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("hub running");
+        tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+            .await
+            .unwrap()
+    }
+
+    /// `ws://127.0.0.1:{port}/ws?{query}`.
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws?{query}", self.port)
+    }
+
+    /// A plain HTTP request; returns status and body.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        http_request(self.port, method, path, headers, body).await
+    }
+
+    /// `GET /health` as (status, JSON).
+    pub async fn health(&self) -> (u16, Value) {
+        let (status, body) = self.http("GET", "/health", &[], "").await;
+        (status, serde_json::from_str(&body).expect("health is JSON"))
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.http("GET", "/metrics", &[], "").await.1
+    }
+
+    /// The value of one metric sample (e.g. `hub_slow_consumer_kicks_total` or
+    /// `hub_invalid_payloads_total{channel="ai:results"}`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Resident memory of the hub process in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    /// Connects a dev-mode client as `user` and awaits `connected`.
+    pub async fn user(&self, user: &str) -> Client {
+        let mut c = Client::connect(&self.ws_url(&format!("userId={user}"))).await;
+        let hello = c.recv_type("connected").await;
+        assert_eq!(hello["userId"].to_string().trim_matches('"'), user);
+        c
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A WebSocket client speaking the native protocol.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection attempt or a connection ended.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    /// A close frame with this code.
+    Close(u16),
+    /// The connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    /// Opens a WebSocket (panics on HTTP refusal).
+    pub async fn connect(url: &str) -> Client {
+        Client::try_connect(url, &[])
+            .await
+            .unwrap_or_else(|status| panic!("upgrade refused with {status}"))
+    }
+
+    /// Opens a WebSocket with extra headers; `Err(status)` when the upgrade is refused.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .expect("header name");
+            req.headers_mut()
+                .insert(name, v.parse().expect("header value"));
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("connect {url}: {e}"),
+        }
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("send a frame");
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_message(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send a message");
+    }
+
+    /// The next JSON frame (server pings are answered and skipped).
+    pub async fn recv(&mut self) -> Value {
+        match self.next().await {
+            Ok(v) => v,
+            Err(ending) => panic!("connection ended ({ending:?}) while a frame was expected"),
+        }
+    }
+
+    /// The next JSON frame, or how the connection ended.
+    pub async fn next(&mut self) -> Result<Value, Ending> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("server frames are JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Ending::Close(frame.map_or(1005, |f| u16::from(f.code))))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Binary(_))) => panic!("unexpected binary frame"),
+                Some(Err(_)) | None => return Err(Ending::Dropped),
+            }
+        }
+    }
+
+    /// The next frame, which must have `type` == `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let v = self.recv().await;
+        assert_eq!(v["type"], kind, "expected a `{kind}` frame, got {v}");
+        v
+    }
+
+    /// The next frame must be an error with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let v = self.recv_type("error").await;
+        assert_eq!(v["code"], code, "expected error {code}, got {v}");
+        v
+    }
+
+    /// Skips frames until the connection ends; returns the close code.
+    pub async fn expect_close(&mut self) -> Ending {
+        loop {
+            if let Err(ending) = self.next().await {
+                return ending;
+            }
+        }
+    }
+
+    /// Joins a room and returns the `joined` frame.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(serde_json::json!({"type": "join-room", "room": room}))
+            .await;
+        let joined = self.recv_type("joined").await;
+        assert_eq!(joined["room"], room);
+        joined
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+    }
+}
+
+/// A notification payload for `user`.
+pub fn notification(user: &str, title: &str) -> String {
+    serde_json::json!({
+        "userId": user, "type": "info", "title": title, "message": "m", "timestamp": 1
+    })
+    .to_string()
+}
+
+/// What a [`RawClient`] saw until the connection ended.
+#[derive(Debug, Default)]
+pub struct RawFrames {
+    /// Server pings.
+    pub pings: usize,
+    /// Text frames.
+    pub texts: Vec<String>,
+    /// The close frame's code, if one arrived.
+    pub close_code: Option<u16>,
+}
+
+/// A WebSocket client on a bare socket: it does the handshake and then only what the test
+/// says (never answers pings, may never read).
+pub struct RawClient {
+    /// The socket.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects and completes the handshake.
+    pub async fn connect(port: u16, query: &str) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        RawClient::handshake(stream, port, query).await
+    }
+
+    /// Connects with a small receive buffer (for clients that stop reading).
+    pub async fn connect_with_rcvbuf(port: u16, query: &str, rcvbuf: u32) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(rcvbuf).unwrap();
+        let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        RawClient::handshake(stream, port, query).await
+    }
+
+    async fn handshake(mut stream: TcpStream, port: u16, query: &str) -> RawClient {
+        let req = format!(
+            "GET /ws?{query} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("handshake reply in time")
+                .unwrap();
+            assert!(n > 0, "connection closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        buf.drain(..end);
+        RawClient { stream, buf }
+    }
+
+    /// Sends one masked text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        if payload.len() < 126 {
+            frame.push(0x80 | payload.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the payload as is
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads server frames until a close frame or the end of the connection.
+    pub async fn read_frames_until_close(&mut self) -> RawFrames {
+        let mut seen = RawFrames::default();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            while let Some((opcode, payload, len)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..len);
+                match opcode {
+                    0x1 => seen.texts.push(String::from_utf8(payload).unwrap()),
+                    0x8 => {
+                        seen.close_code = (payload.len() >= 2)
+                            .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                        return seen;
+                    }
+                    0x9 => seen.pings += 1,
+                    _ => {}
+                }
+            }
+            let n = match tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("frames in time")
+            {
+                Ok(n) => n,
+                Err(_) => return seen,
+            };
+            if n == 0 {
+                return seen;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Parses one unmasked server frame: (opcode, payload, total length).
+fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0F;
+    let (len, at) = match buf[1] & 0x7F {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(buf.get(2..10)?);
+            (u64::from_be_bytes(b) as usize, 10)
+        }
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(at..at + len)?.to_vec();
+    Some((opcode, payload, at + len))
+}

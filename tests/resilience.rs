@@ -1,0 +1,129 @@
+//! Faults and lifecycle: Redis restarts, Redis absent at start, SIGTERM, slow consumers.
+
+mod common;
+
+use common::{eventually, free_port, hub, hub_with_url, notification, Ending, RawClient, Redis};
+use serde_json::json;
+
+#[tokio::test]
+async fn redis_restart_is_reported_and_subscriptions_come_back() {
+    let mut redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut c = hub.user("1").await;
+    c.join("r").await;
+    assert_eq!(hub.health().await.0, 200);
+
+    redis.kill();
+    let health = eventually("health to report degraded", || async {
+        let (status, body) = hub.health().await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["redis"]["connected"], false);
+    assert_eq!(
+        health["websocket"]["connections"], 1,
+        "sessions survive the outage"
+    );
+
+    redis.restart().await;
+    let health = eventually("health to recover", || async {
+        let (status, body) = hub.health().await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(redis.numsub("user:notifications:1").await, 1);
+    assert_eq!(redis.numsub("chat:room:r").await, 1);
+    assert_eq!(redis.numsub("ai:results").await, 1);
+    redis
+        .publish("user:notifications:1", &notification("1", "after"))
+        .await;
+    assert_eq!(c.recv_type("notification").await["data"]["title"], "after");
+    c.send(json!({"type": "chat-message", "room": "r", "message": "back"}))
+        .await;
+    assert_eq!(c.recv_type("chat-message").await["data"]["message"], "back");
+    assert!(hub.metric("hub_redis_reconnects_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_hub_started_without_redis_connects_when_it_appears() {
+    let port = free_port();
+    let hub = hub_with_url(&format!("redis://127.0.0.1:{port}"), &[]).await;
+    let (status, body) = hub.health().await;
+    assert_eq!((status, body["status"].clone()), (503, json!("degraded")));
+    // Sessions are accepted meanwhile; they are subscribed once Redis is there.
+    let mut c = hub.user("9").await;
+
+    let redis = Redis::start_on(port).await;
+    eventually("health to turn ok", || async {
+        (hub.health().await.0 == 200).then_some(())
+    })
+    .await;
+    redis.await_numsub("user:notifications:9", 1).await;
+    redis
+        .publish("user:notifications:9", &notification("9", "hello"))
+        .await;
+    assert_eq!(c.recv_type("notification").await["data"]["title"], "hello");
+}
+
+#[tokio::test]
+async fn sigterm_closes_sessions_with_1001_and_exits_0() {
+    let redis = Redis::start().await;
+    let mut hub = hub(&redis, &[]).await;
+    let mut a = hub.user("1").await;
+    let mut b = hub.user("2").await;
+    b.join("room").await;
+    hub.signal(libc::SIGTERM);
+    assert_eq!(a.expect_close().await, Ending::Close(1001));
+    assert_eq!(b.expect_close().await, Ending::Close(1001));
+    assert_eq!(hub.wait_exit().await, Some(0));
+    assert_eq!(redis.numsub("user:notifications:1").await, 0);
+    assert_eq!(redis.numsub("chat:room:room").await, 0);
+    assert_eq!(redis.numsub("ai:results").await, 0);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_kicked_with_memory_bounded() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut fast = hub.user("fast").await;
+    let _stuck = RawClient::connect_with_rcvbuf(hub.port, "userId=stuck", 4096).await;
+    redis.await_numsub("user:notifications:stuck", 1).await;
+    let rss_before = hub.rss_kib();
+
+    // 20 MB of notifications for a client that reads nothing.
+    let body = "x".repeat(1000);
+    let payload =
+        json!({"userId": "stuck", "type": "t", "title": "t", "message": body}).to_string();
+    let mut pipe = redis::pipe();
+    for _ in 0..20_000 {
+        pipe.cmd("PUBLISH")
+            .arg("user:notifications:stuck")
+            .arg(&payload)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut redis.conn().await).await.unwrap();
+
+    eventually("the stuck client to be kicked", || async {
+        (hub.metric("hub_slow_consumer_kicks_total").await == 1.0).then_some(())
+    })
+    .await;
+    redis.await_numsub("user:notifications:stuck", 0).await;
+    let growth_kib = hub.rss_kib().saturating_sub(rss_before);
+    assert!(
+        growth_kib < 12 * 1024,
+        "hub RSS grew by {growth_kib} KiB for 20 MB sent to a stuck client"
+    );
+
+    redis
+        .publish(
+            "user:notifications:fast",
+            &notification("fast", "unaffected"),
+        )
+        .await;
+    assert_eq!(
+        fast.recv_type("notification").await["data"]["title"],
+        "unaffected"
+    );
+}
