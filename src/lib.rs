@@ -4,11 +4,13 @@
 //! - [`config`]: configuration from the environment.
 //! - [`upgrade`]: WebSocket upgrades (path, origin, credentials) that start session actors.
 //! - [`routes`]: `/health`, `/metrics` and the static demo pages.
+//! - [`api`]: the HTTP API under `/api`.
 //! - [`run`]: starts the actors and the HTTP server on a listener and stops them gracefully
 //!   when the shutdown future resolves.
 //!
 //! The actor system itself lives in the `hub-actors` crate (`actors/`).
 
+pub mod api;
 pub mod config;
 pub mod routes;
 pub mod upgrade;
@@ -90,6 +92,8 @@ pub async fn run(
         instance_id: instance_id.clone(),
         started: Instant::now(),
         static_dir: Arc::new(config.static_dir.clone()),
+        config: config.clone(),
+        publisher: publisher.clone(),
     };
 
     let local_addr = listener.local_addr()?;

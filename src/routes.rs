@@ -3,7 +3,9 @@
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::metrics::Metrics;
+use hub_actors::{metrics::Metrics, publisher::Publisher};
+
+use crate::config::Config;
 use serde_json::json;
 
 /// What the HTTP handlers share.
@@ -17,11 +19,16 @@ pub struct AppState {
     pub started: Instant,
     /// Directory of the demo pages.
     pub static_dir: Arc<PathBuf>,
+    /// Instance configuration.
+    pub config: Arc<Config>,
+    /// Publishes to Redis on the instance's command connection.
+    pub publisher: Publisher,
 }
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
+    cfg.configure(crate::api::configure)
+        .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .route("/", web::get().to(index))
         .route("/{file}", web::get().to(static_file));
