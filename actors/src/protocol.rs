@@ -744,11 +744,66 @@ struct CacheCheck<'a> {
     reason: Option<Cow<'a, str>>,
 }
 
+/// Walks a whole JSON document with full string validation (UTF-8, escapes, surrogate
+/// pairs) and no allocation. Typed checks skip unknown fields without validating them, and
+/// the raw payload is forwarded to clients as is, so it must be strictly valid as a whole.
+struct StrictJson;
+
+impl<'de> Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictJson {
+    type Value = StrictJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictJson, A::Error> {
+        while seq.next_element::<StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StrictJson, A::Error> {
+        while map.next_entry::<StrictJson, StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
+}
+
 fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadError> {
     // serde accepts a JSON array for a struct; the contract says "one JSON object".
     if trim_ascii(payload).first() != Some(&b'{') {
         return Err(PayloadError("payload is not a JSON object".into()));
     }
+    serde_json::from_slice::<StrictJson>(payload)
+        .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
     serde_json::from_slice(payload).map_err(|e| PayloadError(format!("invalid payload: {e}")))
 }
 
@@ -917,6 +972,12 @@ mod tests {
         assert!(parse_inbound("user:notifications:12", b"not json").is_err());
         assert!(parse_inbound("user:notifications:12", br#"{"userId":12}"#).is_err());
         assert!(parse_inbound("user:notifications:12", br#"[12,"a","b","c"]"#).is_err());
+        // Unknown fields are forwarded verbatim, so they must be strictly valid too.
+        let lone_surrogate = br#"{"userId":12,"type":"i","title":"t","message":"m","x":"\ud800"}"#;
+        assert!(parse_inbound("user:notifications:12", lone_surrogate).is_err());
+        let mut bad_utf8 = br#"{"userId":12,"type":"i","title":"t","message":"m","x":""#.to_vec();
+        bad_utf8.extend_from_slice(b"\xff\"}");
+        assert!(parse_inbound("user:notifications:12", &bad_utf8).is_err());
     }
 
     #[test]
