@@ -38,8 +38,15 @@ pub struct Config {
     pub static_dir: PathBuf,
     /// This instance's id in `/health` and session ids (`HUB_INSTANCE_ID`).
     pub instance_id: String,
-    /// Pause between batches of sessions closed at shutdown (`HUB_SHUTDOWN_BATCH_PAUSE_MS`).
-    pub shutdown_pace: Duration,
+    /// Sessions closed per batch at shutdown, 0 = all at once (`HUB_SHUTDOWN_BATCH`).
+    pub shutdown_batch: usize,
+    /// Pause between shutdown batches (`HUB_SHUTDOWN_BATCH_PAUSE_MS`).
+    pub shutdown_pause: Duration,
+    /// Most open WebSocket connections, 0 = unlimited (`HUB_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Most open WebSocket connections per client IP, 0 = unlimited
+    /// (`HUB_MAX_CONNECTIONS_PER_IP`).
+    pub max_connections_per_ip: usize,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -151,7 +158,7 @@ impl Config {
             return Err(format!("HUB_WORKERS: at most {MAX_SHARDS}"));
         }
         let d = Limits::default();
-        let secs = |name: &str, default: Duration| -> Result<Duration, String> {
+        let millis = |name: &str, default: Duration| -> Result<Duration, String> {
             Ok(Duration::from_millis(positive(
                 vars,
                 name,
@@ -171,9 +178,9 @@ impl Config {
             rate_per_sec: positive(vars, "HUB_RATE_PER_SEC", d.rate_per_sec as u64)? as f64,
             rate_burst: positive(vars, "HUB_RATE_BURST", d.rate_burst as u64)? as f64,
             error_burst: positive(vars, "HUB_ERROR_BURST", d.error_burst as u64)? as f64,
-            heartbeat: secs("HUB_HEARTBEAT_MS", d.heartbeat)?,
-            client_timeout: secs("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
-            auth_timeout: secs("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
+            heartbeat: millis("HUB_HEARTBEAT_MS", d.heartbeat)?,
+            client_timeout: millis("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
+            auth_timeout: millis("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
             mailbox_frames: positive(vars, "HUB_SESSION_QUEUE_FRAMES", d.mailbox_frames as u64)?
                 as usize,
             queue_bytes: positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize,
@@ -203,12 +210,20 @@ impl Config {
             limits,
             static_dir,
             instance_id: vars.get("HUB_INSTANCE_ID").unwrap_or_else(random_id),
-            shutdown_pace: Duration::from_millis(parse(
+            shutdown_batch: parse(vars, "HUB_SHUTDOWN_BATCH", 0, "a number of sessions")?,
+            shutdown_pause: Duration::from_millis(parse(
                 vars,
                 "HUB_SHUTDOWN_BATCH_PAUSE_MS",
                 0u64,
                 "a number of milliseconds",
             )?),
+            max_connections: parse(vars, "HUB_MAX_CONNECTIONS", 0, "a number of connections")?,
+            max_connections_per_ip: parse(
+                vars,
+                "HUB_MAX_CONNECTIONS_PER_IP",
+                0,
+                "a number of connections",
+            )?,
         })
     }
 

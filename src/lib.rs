@@ -33,6 +33,7 @@ use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
 use hub_actors::{
     auth::Authenticator,
+    limits::ConnectionLimiter,
     messages::{AttachShard, CloseAll, StopSubscriber},
     metrics::Metrics,
     presence::LocalPresence,
@@ -51,7 +52,45 @@ use crate::{
 };
 
 /// How long shutdown waits for sessions to finish their close handshake.
-const SESSION_DRAIN: Duration = Duration::from_secs(3);
+const SESSION_DRAIN: Duration = Duration::from_secs(2);
+/// Paced closing stops pausing after this long, so that shutdown ends within 10 s.
+const PACING_BUDGET: Duration = Duration::from_secs(5);
+
+/// Closes every session with 1001, `batch` at a time (0 = all at once) with `pause` between
+/// batches, so that clients reconnecting elsewhere do not all arrive at once. Returns how many
+/// sessions were closed.
+async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration) -> usize {
+    let batch = if batch == 0 { usize::MAX } else { batch };
+    let stop_pacing = Instant::now() + PACING_BUDGET;
+    let mut told = 0;
+    loop {
+        let paced = Instant::now() < stop_pacing;
+        let mut left = if paced { batch } else { usize::MAX };
+        let mut closed_now = 0;
+        for shard in shards {
+            if left == 0 {
+                break;
+            }
+            let n = shard
+                .send(CloseAll {
+                    code: close::GOING_AWAY,
+                    reason: "server shutting down",
+                    max: left,
+                })
+                .await
+                .unwrap_or(0);
+            closed_now += n;
+            left -= n;
+        }
+        told += closed_now;
+        if closed_now == 0 {
+            return told;
+        }
+        if paced && !pause.is_zero() {
+            actix_rt::time::sleep(pause).await;
+        }
+    }
+}
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -86,6 +125,10 @@ pub async fn run(
         config: config.clone(),
         next_session: AtomicU64::new(1),
         shutting_down: AtomicBool::new(false),
+        limiter: Arc::new(ConnectionLimiter::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        )),
     });
     let state = AppState {
         metrics: metrics.clone(),
@@ -101,7 +144,7 @@ pub async fn run(
     let server = actix_server::Server::build()
         .workers(config.workers)
         .disable_signals()
-        .shutdown_timeout(2)
+        .shutdown_timeout(1)
         .listen("relay-hub", listener, {
             let (shards, upgrade_shared, subscriber) =
                 (shards.clone(), upgrade_shared.clone(), subscriber.clone());
@@ -162,25 +205,13 @@ pub async fn run(
     upgrade_shared.shutting_down.store(true, Ordering::Relaxed);
     handle.pause().await;
     let shards = shards.lock().expect("shard list lock poisoned").clone();
-    let mut told = 0;
-    for shard in &shards {
-        told += shard
-            .send(CloseAll {
-                code: close::GOING_AWAY,
-                reason: "server shutting down",
-            })
-            .await
-            .unwrap_or(0);
-        if !config.shutdown_pace.is_zero() {
-            actix_rt::time::sleep(config.shutdown_pace).await;
-        }
-    }
+    let told = close_sessions(&shards, config.shutdown_batch, config.shutdown_pause).await;
     let deadline = Instant::now() + SESSION_DRAIN;
     while connections.get() > 0 && Instant::now() < deadline {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     info!("closed {told} sessions ({} still open)", connections.get());
-    if actix_rt::time::timeout(Duration::from_secs(3), subscriber.send(StopSubscriber))
+    if actix_rt::time::timeout(Duration::from_millis(1500), subscriber.send(StopSubscriber))
         .await
         .is_err()
     {

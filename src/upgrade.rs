@@ -19,6 +19,7 @@ use actix_rt::net::TcpStream;
 use actix_web::{web::Query, HttpMessage};
 use hub_actors::{
     auth::{AuthError, Identity},
+    limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
     session::{Session, SessionEnv},
     transport,
 };
@@ -35,6 +36,8 @@ pub struct UpgradeShared {
     pub next_session: AtomicU64,
     /// Set at shutdown: new upgrades get 503.
     pub shutting_down: AtomicBool,
+    /// `HUB_MAX_CONNECTIONS` and `HUB_MAX_CONNECTIONS_PER_IP`.
+    pub limiter: Arc<ConnectionLimiter>,
 }
 
 /// The upgrade handler of one worker.
@@ -106,21 +109,24 @@ impl Upgrader {
                     .map_err(UpgradeError)?;
                 Ok(())
             }
-            Ok((accept, identity)) => {
+            Ok((accept, identity, permit)) => {
                 transport::write_all(&io, &transport::switching_protocols(&accept))
                     .await
                     .map_err(UpgradeError)?;
                 let leftover = parts.read_buf.to_vec();
                 let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
-                Session::new(id, self.env.clone(), io, leftover, identity).start();
+                Session::new(id, self.env.clone(), io, leftover, identity, Some(permit)).start();
                 Ok(())
             }
         }
     }
 
-    /// Checks the request; returns the `Sec-WebSocket-Accept` value and the identity (`None`
-    /// when the client will authenticate with its first frame).
-    fn decide(&self, req: &Request) -> Result<([u8; 28], Option<Identity>), Refusal> {
+    /// Checks the request; returns the `Sec-WebSocket-Accept` value, the identity (`None`
+    /// when the client will authenticate with its first frame) and the connection's permit.
+    fn decide(
+        &self,
+        req: &Request,
+    ) -> Result<([u8; 28], Option<Identity>, ConnectionPermit), Refusal> {
         if req.path() != "/ws" {
             return Err(refusal(
                 404,
@@ -171,12 +177,32 @@ impl Upgrader {
                     e.to_string(),
                 )
             })?;
+        let permit = self
+            .shared
+            .limiter
+            .try_acquire(req.peer_addr().map(|a| a.ip()))
+            .map_err(|limit| match limit {
+                LimitExceeded::Total => refusal(
+                    503,
+                    "Service Unavailable",
+                    "unavailable",
+                    "connection_limit",
+                    "this instance is at its connection limit; try another or retry later",
+                ),
+                LimitExceeded::PerIp => refusal(
+                    429,
+                    "Too Many Requests",
+                    "rate_limited",
+                    "ip_limit",
+                    "too many connections from your address",
+                ),
+            })?;
         let key = req
             .headers()
             .get("sec-websocket-key")
             .map(|k| ws::hash_key(k.as_bytes()))
             .expect("verify_handshake checked the key");
-        Ok((key, identity))
+        Ok((key, identity, permit))
     }
 
     fn identity(&self, query: &str) -> Result<Option<Identity>, AuthError> {

@@ -177,3 +177,30 @@ async fn the_analytics_topic_needs_an_admin_token() {
         .await;
     assert_eq!(admin.recv_type("subscribed").await["topic"], "analytics");
 }
+
+#[tokio::test]
+async fn a_configured_audience_is_required() {
+    let redis = Redis::start().await;
+    let hub = hub(
+        &redis,
+        &[
+            ("HUB_JWT_SECRET", SECRET),
+            ("HUB_JWT_AUDIENCE", "relay-hub"),
+        ],
+    )
+    .await;
+    let claims = |aud: Option<&str>| {
+        let mut c = json!({"sub": "1", "exp": now() + 600});
+        if let Some(aud) = aud {
+            c["aud"] = json!(aud);
+        }
+        token(Algorithm::HS256, c, SECRET)
+    };
+    for bad in [claims(None), claims(Some("someone-else"))] {
+        let refused = Client::try_connect(&hub.ws_url(&format!("token={bad}")), &[]).await;
+        assert_eq!(refused.err(), Some(401));
+    }
+    let mut ok =
+        Client::connect(&hub.ws_url(&format!("token={}", claims(Some("relay-hub"))))).await;
+    ok.recv_type("connected").await;
+}

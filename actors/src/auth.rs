@@ -107,7 +107,11 @@ impl Authenticator {
                 validation.validate_nbf = true;
                 validation.leeway = 5;
                 match audience {
-                    Some(aud) => validation.set_audience(&[aud]),
+                    Some(aud) => {
+                        validation.set_audience(&[aud]);
+                        // jsonwebtoken checks `aud` only when present unless it is required.
+                        validation.required_spec_claims.insert("aud".to_string());
+                    }
                     None => validation.validate_aud = false,
                 }
                 let key = DecodingKey::from_secret(secret.as_bytes())
@@ -241,8 +245,13 @@ mod tests {
             json!({"sub":"1","exp":exp(60),"aud":"other"}),
             "k",
         );
+        let missing = token(Algorithm::HS256, json!({"sub":"1","exp":exp(60)}), "k");
         assert!(auth.verify_token(&good).is_ok());
         assert!(auth.verify_token(&bad).is_err());
+        assert!(
+            auth.verify_token(&missing).is_err(),
+            "aud is required once configured"
+        );
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub struct Dispatch {
     pub kind: OutKind,
 }
 
-/// Close every session of the shard (graceful shutdown). Resolves with how many were told.
+/// Close up to `max` sessions of the shard (graceful shutdown, in batches); they are
+/// unregistered at once. Resolves with how many were told to close (0: none left).
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CloseAll {
@@ -127,6 +128,8 @@ pub struct CloseAll {
     pub code: u16,
     /// Close reason.
     pub reason: &'static str,
+    /// Most sessions to close now.
+    pub max: usize,
 }
 
 // ---------------------------------------------------------------------------------------------

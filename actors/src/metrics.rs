@@ -69,12 +69,13 @@ pub const IN_KINDS: [&str; 9] = [
 ];
 
 /// Reasons a WebSocket upgrade is refused.
-pub const REJECT_REASONS: [&str; 6] = [
+pub const REJECT_REASONS: [&str; 7] = [
     "unauthorized",
     "forbidden_origin",
     "not_found",
     "bad_handshake",
     "connection_limit",
+    "ip_limit",
     "shutting_down",
 ];
 

@@ -293,13 +293,24 @@ impl Handler<CloseAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
-        let addrs = self.sessions.values().map(|e| &e.addr);
-        for addr in addrs.chain(self.pending.values()) {
-            addr.do_send(Close {
-                code: msg.code,
-                reason: msg.reason,
-            });
+        let close = || Close {
+            code: msg.code,
+            reason: msg.reason,
+        };
+        let pending: Vec<SessionId> = self.pending.keys().take(msg.max).copied().collect();
+        for id in &pending {
+            if let Some(addr) = self.pending.remove(id) {
+                addr.do_send(close());
+            }
         }
-        self.sessions.len() + self.pending.len()
+        let rest = msg.max - pending.len();
+        let chosen: Vec<SessionId> = self.sessions.keys().take(rest).copied().collect();
+        for id in &chosen {
+            if let Some(entry) = self.sessions.get(id) {
+                entry.addr.do_send(close());
+            }
+            self.remove(*id);
+        }
+        pending.len() + chosen.len()
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::{
     auth::{Authenticator, Identity},
-    limits::{Limits, TokenBucket},
+    limits::{ConnectionPermit, Limits, TokenBucket},
     messages::{
         Close, Deliver, Join, Kick, Leave, Pending, Register, Scope, SessionId, SetTopic,
         Unregister,
@@ -66,6 +66,8 @@ pub struct Session {
     closing: bool,
     /// True while the registry knows this session (pending auth or registered).
     tracked: bool,
+    /// The connection's slot in the connection limits, released with the session.
+    _permit: Option<ConnectionPermit>,
 }
 
 impl Session {
@@ -77,6 +79,7 @@ impl Session {
         socket: TcpStream,
         leftover: Vec<u8>,
         identity: Option<Identity>,
+        permit: Option<ConnectionPermit>,
     ) -> Self {
         let limits = &env.limits;
         transport::prepare_socket(&socket, limits.socket_sndbuf);
@@ -95,6 +98,7 @@ impl Session {
             awaiting_writable: false,
             closing: false,
             tracked: false,
+            _permit: permit,
             env,
         }
     }

@@ -533,7 +533,7 @@ impl Handler<StopSubscriber> for Subscriber {
         let unsubscribe = async move {
             if let Some(mut sink) = sink {
                 let all: Vec<String> = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(2), sink.unsubscribe(all)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(all)).await;
             }
         };
         Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {

@@ -357,6 +357,15 @@ impl Client {
 
     /// Opens a WebSocket with extra headers; `Err(status)` when the upgrade is refused.
     pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        Client::try_connect_from([127, 0, 0, 1], url, headers).await
+    }
+
+    /// Like [`Client::try_connect`], from a chosen loopback source address.
+    pub async fn try_connect_from(
+        source: [u8; 4],
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
         let mut req = url.into_client_request().unwrap();
         for (k, v) in headers {
             let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
@@ -364,7 +373,15 @@ impl Client {
             req.headers_mut()
                 .insert(name, v.parse().expect("header value"));
         }
-        match tokio_tungstenite::connect_async(req).await {
+        let uri = req.uri().clone();
+        let port = uri.port_u16().expect("test URLs carry a port");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => Ok(Client { ws }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect {url}: {e}"),
@@ -382,6 +399,11 @@ impl Client {
             .send(Message::text(text))
             .await
             .expect("send a frame");
+    }
+
+    /// Sends a raw text frame; `Err` once the connection is gone.
+    pub async fn try_send_text(&mut self, text: &str) -> Result<(), ()> {
+        self.ws.send(Message::text(text)).await.map_err(|_| ())
     }
 
     /// Sends a raw WebSocket message.
@@ -541,6 +563,26 @@ impl RawClient {
         frame.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the payload as is
         frame.extend_from_slice(payload);
         self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads server frames until the first text frame and returns it.
+    pub async fn read_frames_until_text(&mut self) -> String {
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            if let Some((opcode, payload, len)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..len);
+                if opcode == 0x1 {
+                    return String::from_utf8(payload).unwrap();
+                }
+                continue;
+            }
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .unwrap();
+            assert!(n > 0, "connection ended before a text frame");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// Reads server frames until a close frame or the end of the connection.
