@@ -1,4 +1,5 @@
-# relay-hub: `make run` starts the hub (and Redis if none answers); `make test` runs every test.
+# relay-hub: `make run` starts the hub and a job worker (and Redis if none answers); `make test`
+# runs every test.
 REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
@@ -8,8 +9,12 @@ REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?
 build:
 	cargo build --release
 
-## The hub in dev mode on :$(PORT) with the demo page at http://localhost:$(PORT)/
+## The hub in dev mode on :$(PORT) with the demo page at http://localhost:$(PORT)/, and one job
+## worker beside it (stopped with SIGTERM when the hub exits).
 run: redis build
+	@REDIS_URL=$(REDIS_URL) ./target/release/relay-hub worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
+	trap 'exit 130' INT TERM; \
 	HUB_AUTH=dev REDIS_URL=$(REDIS_URL) PORT=$(PORT) ./target/release/relay-hub
 
 ## Starts a local redis-server unless one answers on REDIS_URL.

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use hub_actors::{limits::Limits, messages::MAX_SHARDS};
+use hub_actors::{jobs::WorkerConfig, limits::Limits, messages::MAX_SHARDS};
 
 /// Everything the hub needs to start.
 #[derive(Clone, Debug)]
@@ -47,6 +47,26 @@ pub struct Config {
     /// Most open WebSocket connections per client IP, 0 = unlimited
     /// (`HUB_MAX_CONNECTIONS_PER_IP`).
     pub max_connections_per_ip: usize,
+    /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
+    pub job_state_ttl: Duration,
+}
+
+/// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
+#[derive(Clone, Debug)]
+pub struct WorkerEnv {
+    /// The Redis holding the queue (`REDIS_URL`).
+    pub redis_url: String,
+    /// The runtime's settings (`HUB_WORKER_CONCURRENCY`, `HUB_JOB_VISIBILITY_MS`,
+    /// `HUB_JOB_MAX_ATTEMPTS`, `HUB_JOB_RETRY_BACKOFF_MS`, `HUB_WORKER_DRAIN_MS`,
+    /// `HUB_WORKER_ID`).
+    pub worker: WorkerConfig,
+    /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
+    pub job_state_ttl: Duration,
+    /// Simulated model time of the `llama_inference` demo handler (`HUB_DEMO_LATENCY_MS`).
+    pub demo_latency: Duration,
+    /// Also serve the test-only job types `test_sleep`, `test_gate`, `test_fail`
+    /// (`HUB_WORKER_TEST_HANDLERS=1`).
+    pub test_handlers: bool,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -109,6 +129,90 @@ fn random_id() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+fn millis(vars: &dyn Vars, name: &str, default: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(parse(
+        vars,
+        name,
+        default,
+        "a number of milliseconds",
+    )?))
+}
+
+fn job_state_ttl(vars: &dyn Vars) -> Result<Duration, String> {
+    Ok(Duration::from_secs(positive(
+        vars,
+        "HUB_JOB_STATE_TTL_SECS",
+        24 * 3600,
+    )?))
+}
+
+fn redis_url(vars: &dyn Vars) -> Result<String, String> {
+    let url = vars
+        .get("REDIS_URL")
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    redis::Client::open(url.as_str())
+        .map_err(|e| format!("REDIS_URL: `{url}` is not a Redis URL ({e})"))?;
+    Ok(url)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+impl WorkerEnv {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<WorkerEnv, String> {
+        WorkerEnv::from_vars(&Env)
+    }
+
+    /// Reads the worker configuration from `vars`.
+    pub fn from_vars(vars: &dyn Vars) -> Result<WorkerEnv, String> {
+        let d = WorkerConfig::default();
+        let test_handlers = match vars.get("HUB_WORKER_TEST_HANDLERS").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(format!("HUB_WORKER_TEST_HANDLERS: `{other}` is not 0 or 1"))
+            }
+        };
+        let max_attempts = positive(vars, "HUB_JOB_MAX_ATTEMPTS", d.max_attempts as u64)?;
+        Ok(WorkerEnv {
+            redis_url: redis_url(vars)?,
+            worker: WorkerConfig {
+                consumer: vars.get("HUB_WORKER_ID").unwrap_or_else(|| {
+                    format!("{}-{}-{}", hostname(), std::process::id(), random_id())
+                }),
+                concurrency: positive(vars, "HUB_WORKER_CONCURRENCY", d.concurrency as u64)?
+                    as usize,
+                visibility: Duration::from_millis(positive(
+                    vars,
+                    "HUB_JOB_VISIBILITY_MS",
+                    d.visibility.as_millis() as u64,
+                )?),
+                max_attempts: u32::try_from(max_attempts)
+                    .map_err(|_| "HUB_JOB_MAX_ATTEMPTS: too large".to_string())?,
+                retry_backoff: millis(
+                    vars,
+                    "HUB_JOB_RETRY_BACKOFF_MS",
+                    d.retry_backoff.as_millis() as u64,
+                )?,
+                drain_timeout: millis(
+                    vars,
+                    "HUB_WORKER_DRAIN_MS",
+                    d.drain_timeout.as_millis() as u64,
+                )?,
+            },
+            job_state_ttl: job_state_ttl(vars)?,
+            demo_latency: millis(vars, "HUB_DEMO_LATENCY_MS", 1000)?,
+            test_handlers,
+        })
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, String> {
@@ -119,11 +223,7 @@ impl Config {
     pub fn from_vars(vars: &dyn Vars) -> Result<Config, String> {
         let port = parse(vars, "PORT", 8080u16, "a port number (0-65535)")?;
         let host = vars.get("HUB_HOST").unwrap_or_else(|| "0.0.0.0".into());
-        let redis_url = vars
-            .get("REDIS_URL")
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-        redis::Client::open(redis_url.as_str())
-            .map_err(|e| format!("REDIS_URL: `{redis_url}` is not a Redis URL ({e})"))?;
+        let redis_url = redis_url(vars)?;
         let jwt_secret = vars.get("HUB_JWT_SECRET");
         let dev_auth = match vars.get("HUB_AUTH").as_deref() {
             None => false,
@@ -158,7 +258,7 @@ impl Config {
             return Err(format!("HUB_WORKERS: at most {MAX_SHARDS}"));
         }
         let d = Limits::default();
-        let millis = |name: &str, default: Duration| -> Result<Duration, String> {
+        let positive_millis = |name: &str, default: Duration| -> Result<Duration, String> {
             Ok(Duration::from_millis(positive(
                 vars,
                 name,
@@ -178,9 +278,9 @@ impl Config {
             rate_per_sec: positive(vars, "HUB_RATE_PER_SEC", d.rate_per_sec as u64)? as f64,
             rate_burst: positive(vars, "HUB_RATE_BURST", d.rate_burst as u64)? as f64,
             error_burst: positive(vars, "HUB_ERROR_BURST", d.error_burst as u64)? as f64,
-            heartbeat: millis("HUB_HEARTBEAT_MS", d.heartbeat)?,
-            client_timeout: millis("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
-            auth_timeout: millis("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
+            heartbeat: positive_millis("HUB_HEARTBEAT_MS", d.heartbeat)?,
+            client_timeout: positive_millis("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
+            auth_timeout: positive_millis("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
             mailbox_frames: positive(vars, "HUB_SESSION_QUEUE_FRAMES", d.mailbox_frames as u64)?
                 as usize,
             queue_bytes: positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize,
@@ -211,12 +311,7 @@ impl Config {
             static_dir,
             instance_id: vars.get("HUB_INSTANCE_ID").unwrap_or_else(random_id),
             shutdown_batch: parse(vars, "HUB_SHUTDOWN_BATCH", 0, "a number of sessions")?,
-            shutdown_pause: Duration::from_millis(parse(
-                vars,
-                "HUB_SHUTDOWN_BATCH_PAUSE_MS",
-                0u64,
-                "a number of milliseconds",
-            )?),
+            shutdown_pause: millis(vars, "HUB_SHUTDOWN_BATCH_PAUSE_MS", 0)?,
             max_connections: parse(vars, "HUB_MAX_CONNECTIONS", 0, "a number of connections")?,
             max_connections_per_ip: parse(
                 vars,
@@ -224,6 +319,7 @@ impl Config {
                 0,
                 "a number of connections",
             )?,
+            job_state_ttl: job_state_ttl(vars)?,
         })
     }
 
@@ -272,6 +368,27 @@ mod tests {
         assert!(config(&[dev, ("HUB_RATE_PER_SEC", "0")])
             .unwrap_err()
             .starts_with("HUB_RATE_PER_SEC"));
+    }
+
+    #[test]
+    fn the_worker_needs_no_auth_mode() {
+        let map: HashMap<&str, &str> = [
+            ("HUB_WORKER_CONCURRENCY", "2"),
+            ("HUB_JOB_VISIBILITY_MS", "1500"),
+            ("HUB_DEMO_LATENCY_MS", "0"),
+            ("HUB_WORKER_ID", "w1"),
+        ]
+        .into();
+        let w = WorkerEnv::from_vars(&move |n: &str| map.get(n).map(|v| v.to_string())).unwrap();
+        assert_eq!(w.worker.concurrency, 2);
+        assert_eq!(w.worker.visibility, Duration::from_millis(1500));
+        assert_eq!(w.worker.consumer, "w1");
+        assert_eq!(w.worker.max_attempts, 3);
+        assert!(w.demo_latency.is_zero() && !w.test_handlers);
+        let bad =
+            WorkerEnv::from_vars(&|n: &str| (n == "HUB_JOB_MAX_ATTEMPTS").then(|| "0".to_string()))
+                .unwrap_err();
+        assert!(bad.starts_with("HUB_JOB_MAX_ATTEMPTS"), "{bad}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`upgrade`]: WebSocket upgrades (path, origin, credentials) that start session actors.
 //! - [`routes`]: `/health`, `/metrics` and the static demo pages.
 //! - [`api`]: the HTTP API under `/api`.
+//! - [`worker`]: the `relay-hub worker` subcommand (job worker with the demo handler).
 //! - [`run`]: starts the actors and the HTTP server on a listener and stops them gracefully
 //!   when the shutdown future resolves.
 //!
@@ -14,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod routes;
 pub mod upgrade;
+pub mod worker;
 
 use std::{
     future::Future,
@@ -130,7 +132,13 @@ pub async fn run(
             config.max_connections_per_ip,
         )),
     });
+    let jobs = Arc::new(api::jobs::JobsApi::new(
+        publisher.connection(),
+        config.job_state_ttl,
+        &metrics,
+    ));
     let state = AppState {
+        jobs,
         metrics: metrics.clone(),
         instance_id: instance_id.clone(),
         started: Instant::now(),

@@ -1,9 +1,9 @@
 //! The relay-hub binary: reads the configuration, starts logging, runs the hub until SIGTERM
-//! or SIGINT.
+//! or SIGINT. `relay-hub worker` runs a job worker instead (same environment, no auth mode).
 
 use std::{net::TcpListener, process::ExitCode};
 
-use relay_hub::config::Config;
+use relay_hub::config::{Config, WorkerEnv};
 
 async fn shutdown_signal() {
     use actix_rt::signal::unix::{signal, SignalKind};
@@ -22,6 +22,35 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match std::env::args().nth(1).as_deref() {
+        None => hub(),
+        Some("worker") => worker(),
+        Some(other) => {
+            eprintln!("relay-hub: unknown command `{other}` (usage: relay-hub [worker])");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `relay-hub worker`: takes jobs until SIGTERM or SIGINT, then finishes or releases them.
+fn worker() -> ExitCode {
+    let env = match WorkerEnv::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("relay-hub worker: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_rt::System::new().block_on(relay_hub::worker::run(env, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-hub worker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn hub() -> ExitCode {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

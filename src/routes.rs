@@ -23,6 +23,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Publishes to Redis on the instance's command connection.
     pub publisher: Publisher,
+    /// The job queue API and its metrics.
+    pub jobs: Arc<crate::api::jobs::JobsApi>,
 }
 
 /// Registers the routes.
@@ -59,6 +61,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.jobs.refresh_metrics().await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())

@@ -9,6 +9,7 @@
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
+//! - [`jobs`]: the reliable AI job queue in Redis and the embeddable worker runtime.
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //!
 //! # Message flow
@@ -28,6 +29,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod jobs;
 pub mod limits;
 pub mod messages;
 pub mod metrics;

@@ -4,6 +4,7 @@
 //! Every route validates its whole input before publishing anything: bad input gets
 //! `400 {"error": {"code", "message"}}` and nothing reaches Redis.
 
+pub mod jobs;
 mod notify;
 
 use actix_web::{
@@ -134,10 +135,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .limit(MAX_BODY_BYTES)
             .error_handler(json_error),
     )
+    // `/api/dev/*` is registered first so it never reaches the key guard (PROTOCOL section 3);
+    // each of its routes answers 404 unless HUB_AUTH=dev.
+    .service(web::scope("/api/dev").configure(jobs::configure_dev))
     .service(
         web::scope("/api")
             .wrap(from_fn(require_key))
-            .configure(notify::configure),
+            .configure(notify::configure)
+            .configure(jobs::configure),
     );
 }
 
