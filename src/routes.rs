@@ -3,7 +3,9 @@
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{metrics::Metrics, publisher::Publisher};
+use hub_actors::{
+    history::History, metrics::Metrics, presence::LocalPresence, publisher::Publisher,
+};
 
 use crate::config::Config;
 use serde_json::json;
@@ -23,6 +25,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Publishes to Redis on the instance's command connection.
     pub publisher: Publisher,
+    /// Chat history of the rooms.
+    pub history: History,
+    /// Room membership of this instance (not yet in Redis for a moment after a join).
+    pub presence: Arc<LocalPresence>,
 }
 
 /// Registers the routes.

@@ -9,6 +9,9 @@
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
+//! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
+//!   presence events); an actor fed by [`presence`].
+//! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //!
 //! # Message flow
@@ -19,7 +22,10 @@
 //!                        |                                              v
 //!                    Registry <--Register/Join/Leave/Unregister--- Session --> socket
 //!                                                                       |
-//! client frame --> Session --chat publish (Publisher)--> Redis --> every instance, this one too
+//! client frame --> Session --chat: history script (XADD + PUBLISH)--> Redis --> every instance
+//!
+//! LocalPresence (first join / last leave) --PresenceChange--> Roster --script--> Redis
+//!     --PUBLISH hub:presence--> Subscriber of every instance --Dispatch--> room members
 //! ```
 //! Local delivery only happens through Redis, so nothing arrives twice. A session whose
 //! mailbox is full when a frame is fanned out is a slow consumer: the registry kicks it.
@@ -28,6 +34,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod history;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
@@ -35,6 +42,7 @@ pub mod presence;
 pub mod protocol;
 pub mod publisher;
 pub mod registry;
+pub mod roster;
 pub mod session;
 pub mod subscriber;
 pub mod transport;
