@@ -44,6 +44,9 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Heartbeat TTL of the instance's room presence in Redis (`HUB_PRESENCE_TTL_MS`).
     pub presence_ttl: Duration,
+    /// Rooms with more users get no presence events and list only this many members
+    /// (`HUB_ROOM_PRESENCE_LIMIT`).
+    pub room_presence_limit: usize,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -241,6 +244,7 @@ impl Config {
             )?),
             history,
             presence_ttl,
+            room_presence_limit: positive(vars, "HUB_ROOM_PRESENCE_LIMIT", 1000)? as usize,
         })
     }
 

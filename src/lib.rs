@@ -38,7 +38,7 @@ use hub_actors::{
     metrics::Metrics,
     publisher::Publisher,
     registry::Registry,
-    roster::{Roster, RosterConfig},
+    roster::{RoomMembers, Roster, RosterConfig},
     session::SessionEnv,
     subscriber::Subscriber,
     transport::close,
@@ -71,6 +71,7 @@ pub async fn run(
     let subscriber = Subscriber::new(client.clone(), metrics.clone()).start();
     let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
+    let members = RoomMembers::new(publisher.connection(), config.room_presence_limit);
     let auth = Arc::new(
         Authenticator::new(
             config.jwt_secret.as_deref(),
@@ -91,6 +92,7 @@ pub async fn run(
         RosterConfig {
             instance_id: instance_id.clone(),
             ttl: config.presence_ttl,
+            room_limit: config.room_presence_limit,
         },
         metrics.clone(),
     );
@@ -109,6 +111,7 @@ pub async fn run(
         publisher: publisher.clone(),
         history: history.clone(),
         presence: presence.clone(),
+        members: members.clone(),
     };
 
     let local_addr = listener.local_addr()?;
@@ -140,6 +143,7 @@ pub async fn run(
                         registry,
                         publisher: publisher.clone(),
                         history: history.clone(),
+                        members: members.clone(),
                         auth: auth.clone(),
                         limits: limits.clone(),
                         metrics: metrics.clone(),

@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use actix_web::{http::StatusCode, web, HttpResponse};
 use hub_actors::{
     history::History, metrics::Metrics, presence::LocalPresence, publisher::Publisher,
+    roster::RoomMembers,
 };
 
 use crate::config::Config;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub history: History,
     /// Room membership of this instance (not yet in Redis for a moment after a join).
     pub presence: Arc<LocalPresence>,
+    /// Room members across instances.
+    pub members: RoomMembers,
 }
 
 /// Registers the routes.

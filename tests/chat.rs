@@ -535,3 +535,45 @@ async fn http_and_plain_publish_reach_members() {
     assert_eq!(next_chat(&mut ann).await.1, "marker");
     assert_eq!(room_info(&hub, "r").await["messageCount"], 2);
 }
+
+#[tokio::test]
+async fn rooms_over_the_presence_limit_list_a_sample_and_send_no_events() {
+    let redis = Redis::start().await;
+    let hub = hub(
+        &redis,
+        &[("HUB_ROOM_PRESENCE_LIMIT", "2"), ("HUB_INSTANCE_ID", "a")],
+    )
+    .await;
+    let mut obs = named(&hub, "1", "Obs").await.with_presence();
+    obs.join("big").await;
+    assert_eq!(next_presence(&mut obs).await, ("join".into(), "1".into()));
+    let mut ann = named(&hub, "2", "Ann").await;
+    ann.join("big").await;
+    assert_eq!(next_presence(&mut obs).await, ("join".into(), "2".into()));
+    let mut bob = named(&hub, "3", "Bob").await;
+    let joined = bob.join("big").await;
+    assert_eq!(joined["memberCount"], 3);
+    assert_eq!(
+        joined["members"].as_array().unwrap().len(),
+        2,
+        "a sample of the limit"
+    );
+    await_held(&redis, "a", "big", "3", true).await;
+    redis
+        .publish("user:notifications:1", &common::notification("1", "marker"))
+        .await;
+    let next = obs.recv().await;
+    assert_eq!(
+        (next["type"].clone(), next["data"]["title"].clone()),
+        (json!("notification"), json!("marker")),
+        "no presence event for the third user: {next}"
+    );
+    let info = room_info(&hub, "big").await;
+    assert_eq!(
+        (
+            info["memberCount"].clone(),
+            info["members"].as_array().unwrap().len()
+        ),
+        (json!(3), 2)
+    );
+}

@@ -525,8 +525,10 @@ pub struct Member {
 pub struct JoinInfo {
     /// Recent messages, oldest first (raw ChatMessage JSON, forwarded unchanged).
     pub history: Vec<Box<RawValue>>,
-    /// Everyone in the room.
+    /// Everyone in the room (at most the configured limit).
     pub members: Vec<Member>,
+    /// How many users are in the room (`memberCount`), when known.
+    pub member_count: Option<usize>,
     /// `Some(false)` when `since` asked for more than the history still holds.
     pub recovered: Option<bool>,
 }
@@ -539,13 +541,16 @@ struct JoinedFrame<'a> {
     room: &'a str,
     history: &'a [Box<RawValue>],
     members: Vec<Value>,
+    #[serde(rename = "memberCount", skip_serializing_if = "Option::is_none")]
+    member_count: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recovered: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: &'a Option<Value>,
 }
 
-/// `{"type":"joined","room":...,"history":[...],"members":[...],"recovered"?:...}`.
+/// `{"type":"joined","room":...,"history":[...],"members":[...],"memberCount"?:...,
+/// "recovered"?:...}`.
 pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> {
     let members: Vec<Value> = info
         .members
@@ -557,6 +562,7 @@ pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> 
         room,
         history: &info.history,
         members,
+        member_count: info.member_count,
         recovered: info.recovered,
         id,
     })
@@ -1179,6 +1185,7 @@ mod tests {
             )
             .unwrap()],
             members: vec![],
+            member_count: Some(0),
             recovered: Some(true),
         };
         let text = String::from_utf8(joined_frame("r", &info, &Some(json!(4)))).unwrap();

@@ -53,27 +53,64 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Scripts per pipeline when resyncing or reaping.
 const CHUNK: usize = 500;
 
-/// KEYS: room hash, instance set. ARGV: user id, pair, name JSON, event prefix, channel.
+/// KEYS: room hash, instance set. ARGV: user id, pair, name JSON, event prefix, channel,
+/// room size limit for events. A room hash holds two fields per user.
 const JOIN: &str = r#"
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'n:' .. ARGV[1], ARGV[3])
 if redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[1], 1) == 1 then
-  redis.call('PUBLISH', ARGV[5], ARGV[4] .. ARGV[3] .. '}')
+  if redis.call('HLEN', KEYS[1]) / 2 <= tonumber(ARGV[6]) then
+    redis.call('PUBLISH', ARGV[5], ARGV[4] .. ARGV[3] .. '}')
+  end
   return 1
 end
 return 0
 "#;
 
 /// KEYS: room hash, instance set, instance heartbeat. ARGV: user id, pair, event prefix,
-/// channel, `1` to skip while the instance's heartbeat exists (reaping).
+/// channel, `1` to skip while the instance's heartbeat exists (reaping), room size limit.
 const LEAVE: &str = r#"
 if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[1], -1) > 0 then return 0 end
 local name = redis.call('HGET', KEYS[1], 'n:' .. ARGV[1]) or '""'
+local size = redis.call('HLEN', KEYS[1]) / 2
 redis.call('HDEL', KEYS[1], 'c:' .. ARGV[1], 'n:' .. ARGV[1])
-redis.call('PUBLISH', ARGV[4], ARGV[3] .. name .. '}')
+if size <= tonumber(ARGV[6]) then
+  redis.call('PUBLISH', ARGV[4], ARGV[3] .. name .. '}')
+end
 return 1
+"#;
+
+/// KEYS: room hash. ARGV: most members to list. Returns the member count and up to that many
+/// `n:{userId}`, name pairs (flat).
+const MEMBERS: &str = r#"
+local total = redis.call('HLEN', KEYS[1]) / 2
+local limit = tonumber(ARGV[1])
+if total <= limit then
+  local all = redis.call('HGETALL', KEYS[1])
+  local names = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'n:' then
+      names[#names + 1] = all[i]
+      names[#names + 1] = all[i + 1]
+    end
+  end
+  return {total, names}
+end
+local names = {}
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', KEYS[1], cursor, 'MATCH', 'n:*', 'COUNT', 200)
+  cursor = page[1]
+  for i = 1, #page[2], 2 do
+    if #names < 2 * limit then
+      names[#names + 1] = page[2][i]
+      names[#names + 1] = page[2][i + 1]
+    end
+  end
+until cursor == '0' or #names >= 2 * limit
+return {total, names}
 "#;
 
 /// KEYS: heartbeat, instances set. ARGV: instance id, TTL ms. Returns whether the heartbeat
@@ -120,7 +157,7 @@ fn eval(script: &str, keys: &[String]) -> redis::Cmd {
     cmd
 }
 
-fn join_cmd(instance: &str, room: &str, member: &Member) -> redis::Cmd {
+fn join_cmd(instance: &str, room: &str, member: &Member, limit: usize) -> redis::Cmd {
     let user = &*member.user_id;
     let name = serde_json::to_string(&*member.username).expect("strings serialize");
     let mut cmd = eval(JOIN, &[room_key(room), instance_key(instance)]);
@@ -128,11 +165,12 @@ fn join_cmd(instance: &str, room: &str, member: &Member) -> redis::Cmd {
         .arg(pair(room, user))
         .arg(name)
         .arg(presence_prefix(room, true, user))
-        .arg(PRESENCE_EVENTS);
+        .arg(PRESENCE_EVENTS)
+        .arg(limit);
     cmd
 }
 
-fn leave_cmd(instance: &str, room: &str, user: &str, reaping: bool) -> redis::Cmd {
+fn leave_cmd(instance: &str, room: &str, user: &str, reaping: bool, limit: usize) -> redis::Cmd {
     let keys = [
         room_key(room),
         instance_key(instance),
@@ -143,7 +181,8 @@ fn leave_cmd(instance: &str, room: &str, user: &str, reaping: bool) -> redis::Cm
         .arg(pair(room, user))
         .arg(presence_prefix(room, false, user))
         .arg(PRESENCE_EVENTS)
-        .arg(if reaping { "1" } else { "0" });
+        .arg(if reaping { "1" } else { "0" })
+        .arg(limit);
     cmd
 }
 
@@ -162,37 +201,59 @@ async fn run(conn: &mut ConnectionManager, cmds: Vec<redis::Cmd>) -> Result<Vec<
     Ok(results)
 }
 
-/// Everyone in `room` according to Redis (every instance), sorted by user id.
-pub async fn room_members(conn: &ConnectionManager, room: &str) -> Result<Vec<Member>, HubError> {
-    let fields: Vec<(String, String)> = retry_on_dead_connection(|| {
-        let mut conn = conn.clone();
-        async move {
-            redis::cmd("HGETALL")
-                .arg(room_key(room))
-                .query_async(&mut conn)
-                .await
-        }
-    })
-    .await
-    .map_err(|e| HubError::Redis(format!("HGETALL {}: {e}", room_key(room))))?;
-    let mut members: Vec<Member> = fields
-        .into_iter()
-        .filter_map(|(field, name)| {
-            let user = field.strip_prefix("n:")?;
-            let name: String = serde_json::from_str(&name).unwrap_or_else(|_| user.to_string());
-            Some(Member {
-                user_id: user.into(),
-                username: name.into(),
-            })
-        })
-        .collect();
-    members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    Ok(members)
+/// A room's members as `joined` and `GET /api/rooms/{roomId}` list them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberList {
+    /// Members, one entry per user, sorted by user id; at most the configured limit.
+    pub members: Vec<Member>,
+    /// How many users are in the room (more than `members` in a room over the limit).
+    pub count: usize,
 }
 
-/// `remote` plus the `local` members it does not list yet (this instance's own changes may
-/// still be on their way to Redis), sorted by user id.
-pub fn merge_members(mut remote: Vec<Member>, local: Vec<Member>) -> Vec<Member> {
+/// Reads room members from Redis (every instance). Cheap to clone.
+#[derive(Clone)]
+pub struct RoomMembers {
+    conn: ConnectionManager,
+    limit: usize,
+}
+
+impl RoomMembers {
+    /// Lists at most `limit` members per room, through `conn`.
+    pub fn new(conn: ConnectionManager, limit: usize) -> Self {
+        RoomMembers { conn, limit }
+    }
+
+    /// Everyone in `room` according to Redis, plus the `local` members it does not list yet
+    /// (this instance's own changes may still be on their way), at most the limit.
+    pub async fn list(&self, room: &str, local: Vec<Member>) -> Result<MemberList, HubError> {
+        let (total, fields): (usize, Vec<(String, String)>) = retry_on_dead_connection(|| {
+            let mut conn = self.conn.clone();
+            let mut cmd = eval(MEMBERS, &[room_key(room)]);
+            cmd.arg(self.limit);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+        .map_err(|e| HubError::Redis(format!("members of {}: {e}", room_key(room))))?;
+        let remote = fields
+            .into_iter()
+            .filter_map(|(field, name)| {
+                let user = field.strip_prefix("n:")?;
+                let name: String = serde_json::from_str(&name).unwrap_or_else(|_| user.to_string());
+                Some(Member {
+                    user_id: user.into(),
+                    username: name.into(),
+                })
+            })
+            .collect();
+        let mut members = merge_members(remote, local);
+        let count = total.max(members.len());
+        members.truncate(self.limit);
+        Ok(MemberList { members, count })
+    }
+}
+
+/// `remote` plus the `local` members it does not list, sorted by user id.
+fn merge_members(mut remote: Vec<Member>, local: Vec<Member>) -> Vec<Member> {
     for m in local {
         if !remote.iter().any(|r| r.user_id == m.user_id) {
             remote.push(m);
@@ -209,6 +270,8 @@ pub struct RosterConfig {
     pub instance_id: Arc<str>,
     /// Heartbeat TTL: a dead instance's entries are removed within about 1.33 times this.
     pub ttl: Duration,
+    /// Rooms with more users than this get no presence events (and list only this many).
+    pub room_limit: usize,
 }
 
 /// The roster actor of an instance.
@@ -278,19 +341,20 @@ impl Roster {
         self.busy = true;
         let mut conn = self.conn.clone();
         let instance = self.config.instance_id.clone();
+        let limit = self.config.room_limit;
         let task = async move {
             let cmds = match work {
                 Work::Changes(changes) => changes
                     .iter()
                     .map(|c| {
                         if c.joined {
-                            join_cmd(&instance, &c.room, &c.member)
+                            join_cmd(&instance, &c.room, &c.member, limit)
                         } else {
-                            leave_cmd(&instance, &c.room, &c.member.user_id, false)
+                            leave_cmd(&instance, &c.room, &c.member.user_id, false, limit)
                         }
                     })
                     .collect(),
-                Work::Resync(local) => resync_cmds(&mut conn, &instance, local).await?,
+                Work::Resync(local) => resync_cmds(&mut conn, &instance, local, limit).await?,
             };
             run(&mut conn, cmds).await.map(|_| ())
         };
@@ -337,6 +401,7 @@ impl Roster {
         let mut conn = self.conn.clone();
         let me = self.config.instance_id.clone();
         let ttl_ms = self.config.ttl.as_millis() as u64;
+        let limit = self.config.room_limit;
         let task = async move {
             let existed: i64 = eval(HEARTBEAT, &[heartbeat_key(&me), INSTANCES_KEY.into()])
                 .arg(&*me)
@@ -344,7 +409,7 @@ impl Roster {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| format!("heartbeat: {e}"))?;
-            let reaped = reap_dead(&mut conn, &me).await?;
+            let reaped = reap_dead(&mut conn, &me, limit).await?;
             Ok::<_, String>((existed == 1, reaped))
         };
         ctx.spawn(fut::wrap_future::<_, Self>(task).map(|res, act, ctx| {
@@ -377,6 +442,7 @@ async fn resync_cmds(
     conn: &mut ConnectionManager,
     instance: &str,
     local: Vec<(RoomId, Member)>,
+    limit: usize,
 ) -> Result<Vec<redis::Cmd>, String> {
     let held: Vec<String> = redis::cmd("SMEMBERS")
         .arg(instance_key(instance))
@@ -391,16 +457,20 @@ async fn resync_cmds(
         .iter()
         .filter(|p| !wanted.contains(*p))
         .filter_map(|p| p.split_once(' '))
-        .map(|(room, user)| leave_cmd(instance, room, user, false))
+        .map(|(room, user)| leave_cmd(instance, room, user, false, limit))
         .collect();
     // Joins of pairs already held change nothing (the scripts are idempotent).
-    cmds.extend(local.iter().map(|(room, m)| join_cmd(instance, room, m)));
+    cmds.extend(
+        local
+            .iter()
+            .map(|(room, m)| join_cmd(instance, room, m, limit)),
+    );
     Ok(cmds)
 }
 
 /// Removes the pairs of every instance (other than `me`) whose heartbeat expired; returns
 /// how many were removed.
-async fn reap_dead(conn: &mut ConnectionManager, me: &str) -> Result<u64, String> {
+async fn reap_dead(conn: &mut ConnectionManager, me: &str, limit: usize) -> Result<u64, String> {
     let ids: Vec<String> = redis::cmd("SMEMBERS")
         .arg(INSTANCES_KEY)
         .query_async(conn)
@@ -421,7 +491,7 @@ async fn reap_dead(conn: &mut ConnectionManager, me: &str) -> Result<u64, String
     let mut reaped = 0;
     for (id, alive) in others.iter().zip(alive) {
         if alive == 0 {
-            let n = reap(conn, id, true).await?;
+            let n = reap(conn, id, true, limit).await?;
             if n > 0 {
                 info!("presence: instance {id} is gone; removed {n} of its room entries");
             }
@@ -433,7 +503,12 @@ async fn reap_dead(conn: &mut ConnectionManager, me: &str) -> Result<u64, String
 
 /// Runs the leave script on every pair of `instance` (`guarded`: skipped while its heartbeat
 /// exists), then forgets the instance if nothing is left. Returns how many pairs were removed.
-async fn reap(conn: &mut ConnectionManager, instance: &str, guarded: bool) -> Result<u64, String> {
+async fn reap(
+    conn: &mut ConnectionManager,
+    instance: &str,
+    guarded: bool,
+    limit: usize,
+) -> Result<u64, String> {
     let held: Vec<String> = redis::cmd("SMEMBERS")
         .arg(instance_key(instance))
         .query_async(conn)
@@ -442,7 +517,7 @@ async fn reap(conn: &mut ConnectionManager, instance: &str, guarded: bool) -> Re
     let cmds = held
         .iter()
         .filter_map(|p| p.split_once(' '))
-        .map(|(room, user)| leave_cmd(instance, room, user, guarded))
+        .map(|(room, user)| leave_cmd(instance, room, user, guarded, limit))
         .collect();
     let results = run(conn, cmds).await?;
     let keys = [
@@ -490,13 +565,14 @@ impl Handler<StopRoster> for Roster {
         self.stopping = true;
         let mut conn = self.conn.clone();
         let me = self.config.instance_id.clone();
+        let limit = self.config.room_limit;
         let task = async move {
             let _: i64 = redis::cmd("DEL")
                 .arg(heartbeat_key(&me))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| format!("DEL {}: {e}", heartbeat_key(&me)))?;
-            reap(&mut conn, &me, false).await
+            reap(&mut conn, &me, false, limit).await
         };
         Box::pin(
             fut::wrap_future::<_, Self>(task).map(|res, act, _| match res {

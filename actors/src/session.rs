@@ -26,7 +26,7 @@ use crate::{
     protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId},
     publisher::Publisher,
     registry::Registry,
-    roster,
+    roster::RoomMembers,
     transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
 
@@ -37,8 +37,10 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 pub struct SessionEnv {
     /// The registry shard of this worker thread.
     pub registry: Addr<Registry>,
-    /// The command connection (room members).
+    /// The command connection.
     pub publisher: Publisher,
+    /// Room members across instances, for `joined`.
+    pub members: RoomMembers,
     /// Chat history: appends (with the publish) and reads for `joined`.
     pub history: History,
     /// For first-frame `auth`.
@@ -370,17 +372,17 @@ impl Session {
             room: room.clone(),
         });
         let history = self.env.history.clone();
-        let conn = self.env.publisher.connection();
+        let members = self.env.members.clone();
         let name = room.clone();
         let work = async move {
             let local = request.await.map_err(|_| None)?;
-            let (recent, remote) = futures_util::future::join(
+            let (recent, members) = futures_util::future::join(
                 history.recent(&name, since),
-                roster::room_members(&conn, &name),
+                members.list(&name, local),
             )
             .await;
-            match (recent, remote) {
-                (Ok(recent), Ok(remote)) => Ok((recent, roster::merge_members(remote, local))),
+            match (recent, members) {
+                (Ok(recent), Ok(members)) => Ok((recent, members)),
                 (Err(e), _) | (_, Err(e)) => Err(Some(e)),
             }
         };
@@ -396,7 +398,8 @@ impl Session {
                     }
                     let info = JoinInfo {
                         history: recent.messages,
-                        members,
+                        members: members.members,
+                        member_count: Some(members.count),
                         recovered: recent.recovered,
                     };
                     act.reply(

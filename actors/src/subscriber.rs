@@ -1,6 +1,7 @@
 //! The Redis subscriber actor: the instance's one pub/sub connection.
 //!
-//! It keeps the set of channels the instance needs (the fixed channels plus a
+//! It keeps the set of channels the instance needs (the fixed channels, `hub:presence` among
+//! them, plus a
 //! `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a local
 //! session, refcounted per registry shard), and reconciles Redis with it: one batched
 //! `SUBSCRIBE`/`UNSUBSCRIBE` at a time, so requests never race. Each message is parsed and

@@ -3,11 +3,8 @@
 //! in a room on any instance and how many messages its history holds.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{
-    protocol::{
-        check_message, is_valid_room, now_ms, parse_inbound, user_id_json, RoomId, ROOM_PREFIX,
-    },
-    roster,
+use hub_actors::protocol::{
+    check_message, is_valid_room, now_ms, parse_inbound, user_id_json, RoomId, ROOM_PREFIX,
 };
 use serde_json::{json, Map, Value};
 
@@ -78,26 +75,25 @@ async fn post_message(
 }
 
 /// `{"roomId", "members": [{userId, username}], "memberCount", "messageCount",
-/// "lastMessageId"}`: members on every instance, messages held in the room's history.
+/// "lastMessageId"}`: members on every instance (at most `HUB_ROOM_PRESENCE_LIMIT` listed),
+/// messages held in the room's history.
 async fn room_info(state: State, room: web::Path<String>) -> ApiResult {
     let room = room_from_path(&room)?;
-    let conn = state.publisher.connection();
-    let (stats, members) = futures_util::future::join(
-        state.history.stats(&room),
-        roster::room_members(&conn, &room),
-    )
-    .await;
+    let local = state.presence.members(&room);
+    let (stats, members) =
+        futures_util::future::join(state.history.stats(&room), state.members.list(&room, local))
+            .await;
     let stats = stats.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let members = members.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let members = roster::merge_members(members, state.presence.members(&room));
     let list: Vec<Value> = members
+        .members
         .iter()
         .map(|m| json!({"userId": user_id_json(&m.user_id), "username": &*m.username}))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "roomId": &*room,
         "members": list,
-        "memberCount": members.len(),
+        "memberCount": members.count,
         "messageCount": stats.count,
         "lastMessageId": stats.last_id.map(|id| id.to_string()),
     })))
