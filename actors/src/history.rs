@@ -156,7 +156,7 @@ impl History {
     pub async fn recent(&self, room: &str, since: Option<MessageId>) -> Result<Recent, HubError> {
         let Some(since) = since else {
             let messages = self.latest(room).await?;
-            return Ok(self.select(room, messages, None));
+            return Ok(select(&self.config, room, messages, None));
         };
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(key(room))
@@ -174,11 +174,12 @@ impl History {
             .is_some_and(|first| first == since);
         if !still_there {
             let messages = self.latest(room).await?;
-            let mut recent = self.select(room, messages, Some(since));
+            let mut recent = select(&self.config, room, messages, Some(since));
             recent.recovered = Some(false);
             return Ok(recent);
         }
-        let mut recent = self.select(room, entries.into_iter().skip(1).collect(), Some(since));
+        let newer = entries.into_iter().skip(1).collect();
+        let mut recent = select(&self.config, room, newer, Some(since));
         recent.seen_up_to = recent.seen_up_to.max(Some(since));
         Ok(recent)
     }
@@ -197,42 +198,6 @@ impl History {
             .map_err(|e| redis_error("XREVRANGE", room, e))?;
         entries.reverse();
         Ok(entries)
-    }
-
-    /// Turns entries (oldest first) into messages, keeping the newest that fit the byte
-    /// budget. With `since`, a cut makes the result a reload (`recovered: false`).
-    fn select(&self, room: &str, entries: Vec<Entry>, since: Option<MessageId>) -> Recent {
-        let mut messages = Vec::with_capacity(entries.len());
-        let mut bytes = 0;
-        let mut cut = false;
-        let mut newest = None;
-        for (id, fields) in entries.into_iter().rev() {
-            let Some(raw) = fields.into_iter().find(|(f, _)| f == FIELD).map(|(_, v)| v) else {
-                warn!("{HISTORY_PREFIX}{room} entry {id} has no `{FIELD}` field; skipped");
-                continue;
-            };
-            let text = protocol::with_message_id(&raw, &id);
-            let message = String::from_utf8(text)
-                .ok()
-                .and_then(|t| RawValue::from_string(t).ok());
-            let (Some(message), Some(parsed)) = (message, MessageId::parse(&id)) else {
-                warn!("{HISTORY_PREFIX}{room} entry {id} is not a JSON object; skipped");
-                continue;
-            };
-            bytes += message.get().len() + 1;
-            if bytes > self.config.max_bytes && !messages.is_empty() {
-                cut = true;
-                break;
-            }
-            newest = newest.max(Some(parsed));
-            messages.push(message);
-        }
-        messages.reverse();
-        Recent {
-            messages,
-            recovered: since.map(|_| !cut),
-            seen_up_to: newest,
-        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
@@ -265,5 +230,105 @@ impl History {
             count,
             last_id: last.first().and_then(|(id, _)| MessageId::parse(id)),
         })
+    }
+}
+
+/// Turns entries (oldest first) into messages, keeping the newest that fit the byte
+/// budget. With `since`, a cut makes the result a reload (`recovered: false`).
+fn select(
+    config: &HistoryConfig,
+    room: &str,
+    entries: Vec<Entry>,
+    since: Option<MessageId>,
+) -> Recent {
+    let mut messages = Vec::with_capacity(entries.len());
+    let mut bytes = 0;
+    let mut cut = false;
+    let mut newest = None;
+    for (id, fields) in entries.into_iter().rev() {
+        let Some(raw) = fields.into_iter().find(|(f, _)| f == FIELD).map(|(_, v)| v) else {
+            warn!("{HISTORY_PREFIX}{room} entry {id} has no `{FIELD}` field; skipped");
+            continue;
+        };
+        let text = protocol::with_message_id(&raw, &id);
+        let message = String::from_utf8(text)
+            .ok()
+            .and_then(|t| RawValue::from_string(t).ok());
+        let (Some(message), Some(parsed)) = (message, MessageId::parse(&id)) else {
+            warn!("{HISTORY_PREFIX}{room} entry {id} is not a JSON object; skipped");
+            continue;
+        };
+        bytes += message.get().len() + 1;
+        if bytes > config.max_bytes && !messages.is_empty() {
+            cut = true;
+            break;
+        }
+        newest = newest.max(Some(parsed));
+        messages.push(message);
+    }
+    messages.reverse();
+    Recent {
+        messages,
+        recovered: since.map(|_| !cut),
+        seen_up_to: newest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, text: &str) -> Entry {
+        let json = format!(r#"{{"roomId":"r","message":"{text}"}}"#);
+        (id.into(), vec![(FIELD.into(), json.into_bytes())])
+    }
+
+    #[test]
+    fn select_puts_ids_first_and_keeps_order() {
+        let config = HistoryConfig::default();
+        let recent = select(
+            &config,
+            "r",
+            vec![entry("1-0", "a"), entry("2-0", "b")],
+            None,
+        );
+        let texts: Vec<&str> = recent.messages.iter().map(|m| m.get()).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"id":"1-0","roomId":"r","message":"a"}"#,
+                r#"{"id":"2-0","roomId":"r","message":"b"}"#
+            ]
+        );
+        assert_eq!(recent.recovered, None);
+        assert_eq!(recent.seen_up_to, MessageId::parse("2-0"));
+    }
+
+    #[test]
+    fn select_keeps_the_newest_that_fit_and_flags_a_cut_recovery() {
+        let config = HistoryConfig {
+            max_bytes: 100,
+            ..HistoryConfig::default()
+        };
+        let entries: Vec<Entry> = (1..=5)
+            .map(|i| entry(&format!("{i}-0"), &"x".repeat(20)))
+            .collect();
+        let recent = select(&config, "r", entries.clone(), None);
+        assert_eq!(
+            recent.messages.len(),
+            1,
+            "one ~60-byte message fits in 100 bytes"
+        );
+        assert!(recent.messages[0].get().starts_with(r#"{"id":"5-0""#));
+        let since = MessageId::parse("0-1");
+        assert_eq!(select(&config, "r", entries, since).recovered, Some(false));
+        let bad = vec![(
+            "9-0".to_string(),
+            vec![(FIELD.to_string(), b"not json".to_vec())],
+        )];
+        assert!(
+            select(&config, "r", bad, None).messages.is_empty(),
+            "junk is skipped"
+        );
     }
 }

@@ -586,3 +586,37 @@ impl Handler<StopRoster> for Roster {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, name: &str) -> Member {
+        Member {
+            user_id: id.into(),
+            username: name.into(),
+        }
+    }
+
+    #[test]
+    fn local_members_fill_in_what_redis_does_not_list_yet() {
+        let remote = vec![member("2", "Bob"), member("1", "Ann")];
+        let local = vec![member("1", "Ann (tab 2)"), member("3", "Cy")];
+        let merged = merge_members(remote, local);
+        assert_eq!(
+            merged,
+            vec![member("1", "Ann"), member("2", "Bob"), member("3", "Cy")]
+        );
+    }
+
+    #[test]
+    fn keys_and_pairs() {
+        assert_eq!(room_key("r"), "chat:presence:r");
+        assert_eq!(instance_key("a"), "hub:instance:a:presence");
+        assert_eq!(heartbeat_key("a"), "hub:instance:a");
+        assert_eq!(
+            pair("room:1", "u@x").split_once(' '),
+            Some(("room:1", "u@x"))
+        );
+    }
+}
