@@ -28,9 +28,18 @@ redis:
 	  for i in $$(seq 50); do redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi
 
-## Unit and integration tests (each integration test starts its own redis-server and hub).
-test:
+## Unit and integration tests (each integration test starts its own redis-server and hub;
+## tests/browser.rs also needs /usr/bin/chromium: apt-get install -y chromium).
+test: tests/browser/node_modules
 	cargo test --workspace --all-targets
+
+## playwright-core for the browser test (it drives the system Chromium, no browser download).
+tests/browser/node_modules: tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo "npm not found: tests/browser.rs will fail (apt-get install -y nodejs npm)"; \
+	fi
 
 fmt:
 	cargo fmt --all

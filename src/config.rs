@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use hub_actors::{jobs::WorkerConfig, limits::Limits, messages::MAX_SHARDS};
+use hub_actors::{
+    history::HistoryConfig, jobs::WorkerConfig, limits::Limits, messages::MAX_SHARDS,
+};
 
 /// Everything the hub needs to start.
 #[derive(Clone, Debug)]
@@ -49,6 +51,13 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
     pub job_state_ttl: Duration,
+    /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
+    pub history: HistoryConfig,
+    /// Heartbeat TTL of the instance's room presence in Redis (`HUB_PRESENCE_TTL_MS`).
+    pub presence_ttl: Duration,
+    /// Rooms with more users get no presence events and list only this many members
+    /// (`HUB_ROOM_PRESENCE_LIMIT`).
+    pub room_presence_limit: usize,
 }
 
 /// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
@@ -286,6 +295,32 @@ impl Config {
             queue_bytes: positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize,
             socket_sndbuf: parse(vars, "HUB_SOCKET_SNDBUF", d.socket_sndbuf, "a byte count")?,
         };
+        let hd = HistoryConfig::default();
+        let history = HistoryConfig {
+            join_limit: positive(vars, "HUB_HISTORY_LIMIT", hd.join_limit as u64)? as usize,
+            max_len: positive(vars, "HUB_HISTORY_MAXLEN", hd.max_len as u64)? as usize,
+            ttl: match parse(
+                vars,
+                "HUB_HISTORY_TTL_SECS",
+                hd.ttl.map_or(0, |t| t.as_secs()),
+                "a number of seconds",
+            )? {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            // Half the session's send queue: a `joined` frame never gets it kicked.
+            max_bytes: (limits.queue_bytes / 2).max(1),
+        };
+        if history.join_limit > history.max_len {
+            return Err(format!(
+                "HUB_HISTORY_LIMIT: {} is more than HUB_HISTORY_MAXLEN ({}), the messages kept",
+                history.join_limit, history.max_len
+            ));
+        }
+        let presence_ttl = Duration::from_millis(positive(vars, "HUB_PRESENCE_TTL_MS", 15_000)?);
+        if presence_ttl < Duration::from_millis(300) {
+            return Err("HUB_PRESENCE_TTL_MS: must be at least 300".into());
+        }
         let static_dir = vars
             .get("HUB_STATIC_DIR")
             .map(PathBuf::from)
@@ -320,6 +355,9 @@ impl Config {
                 "a number of connections",
             )?,
             job_state_ttl: job_state_ttl(vars)?,
+            history,
+            presence_ttl,
+            room_presence_limit: positive(vars, "HUB_ROOM_PRESENCE_LIMIT", 1000)? as usize,
         })
     }
 
@@ -368,6 +406,18 @@ mod tests {
         assert!(config(&[dev, ("HUB_RATE_PER_SEC", "0")])
             .unwrap_err()
             .starts_with("HUB_RATE_PER_SEC"));
+        assert!(config(&[
+            dev,
+            ("HUB_HISTORY_LIMIT", "20"),
+            ("HUB_HISTORY_MAXLEN", "10")
+        ])
+        .unwrap_err()
+        .starts_with("HUB_HISTORY_LIMIT"));
+        assert!(config(&[dev, ("HUB_PRESENCE_TTL_MS", "10")])
+            .unwrap_err()
+            .starts_with("HUB_PRESENCE_TTL_MS"));
+        let c = config(&[dev, ("HUB_HISTORY_TTL_SECS", "0")]).unwrap();
+        assert_eq!(c.history.ttl, None);
     }
 
     #[test]

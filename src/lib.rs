@@ -35,12 +35,13 @@ use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
 use hub_actors::{
     auth::Authenticator,
+    history::History,
     limits::ConnectionLimiter,
-    messages::{AttachShard, CloseAll, StopSubscriber},
+    messages::{AttachShard, CloseAll, StopRoster, StopSubscriber},
     metrics::Metrics,
-    presence::LocalPresence,
     publisher::Publisher,
     registry::Registry,
+    roster::{RoomMembers, Roster, RosterConfig},
     session::SessionEnv,
     subscriber::Subscriber,
     transport::close,
@@ -109,7 +110,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
     let subscriber = Subscriber::new(client.clone(), metrics.clone()).start();
-    let publisher = Publisher::new(client, metrics.clone()).map_err(other)?;
+    let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
+    let history = History::new(publisher.clone(), config.history.clone());
+    let members = RoomMembers::new(publisher.connection(), config.room_presence_limit);
     let auth = Arc::new(
         Authenticator::new(
             config.jwt_secret.as_deref(),
@@ -121,7 +124,19 @@ pub async fn run(
     let limits = Arc::new(config.limits.clone());
     let instance_id: Arc<str> = config.instance_id.as_str().into();
     let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
-    let presence = Arc::new(LocalPresence::default());
+    // The roster has a connection of its own: its batches never delay chat appends.
+    let roster_conn = Publisher::new(client, metrics.clone())
+        .map_err(other)?
+        .connection();
+    let (roster, presence) = Roster::launch(
+        roster_conn,
+        RosterConfig {
+            instance_id: instance_id.clone(),
+            ttl: config.presence_ttl,
+            room_limit: config.room_presence_limit,
+        },
+        metrics.clone(),
+    );
     let next_shard = Arc::new(AtomicUsize::new(0));
     let upgrade_shared = Arc::new(UpgradeShared {
         config: config.clone(),
@@ -145,6 +160,9 @@ pub async fn run(
         static_dir: Arc::new(config.static_dir.clone()),
         config: config.clone(),
         publisher: publisher.clone(),
+        history: history.clone(),
+        presence: presence.clone(),
+        members: members.clone(),
     };
 
     let local_addr = listener.local_addr()?;
@@ -175,6 +193,8 @@ pub async fn run(
                     env: Arc::new(SessionEnv {
                         registry,
                         publisher: publisher.clone(),
+                        history: history.clone(),
+                        members: members.clone(),
                         auth: auth.clone(),
                         limits: limits.clone(),
                         metrics: metrics.clone(),
@@ -219,6 +239,12 @@ pub async fn run(
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     info!("closed {told} sessions ({} still open)", connections.get());
+    if actix_rt::time::timeout(Duration::from_millis(1500), roster.send(StopRoster))
+        .await
+        .is_err()
+    {
+        warn!("removing this instance's room presence timed out");
+    }
     if actix_rt::time::timeout(Duration::from_millis(1500), subscriber.send(StopSubscriber))
         .await
         .is_err()

@@ -3,7 +3,10 @@
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{metrics::Metrics, publisher::Publisher};
+use hub_actors::{
+    history::History, metrics::Metrics, presence::LocalPresence, publisher::Publisher,
+    roster::RoomMembers,
+};
 
 use crate::config::Config;
 use serde_json::json;
@@ -25,6 +28,12 @@ pub struct AppState {
     pub publisher: Publisher,
     /// The job queue API and its metrics.
     pub jobs: Arc<crate::api::jobs::JobsApi>,
+    /// Chat history of the rooms.
+    pub history: History,
+    /// Room membership of this instance (not yet in Redis for a moment after a join).
+    pub presence: Arc<LocalPresence>,
+    /// Room members across instances.
+    pub members: RoomMembers,
 }
 
 /// Registers the routes.

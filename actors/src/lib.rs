@@ -10,6 +10,9 @@
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
 //! - [`jobs`]: the reliable AI job queue in Redis and the embeddable worker runtime.
+//! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
+//!   presence events); an actor fed by [`presence`].
+//! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //!
 //! # Message flow
@@ -20,7 +23,10 @@
 //!                        |                                              v
 //!                    Registry <--Register/Join/Leave/Unregister--- Session --> socket
 //!                                                                       |
-//! client frame --> Session --chat publish (Publisher)--> Redis --> every instance, this one too
+//! client frame --> Session --chat: history script (XADD + PUBLISH)--> Redis --> every instance
+//!
+//! LocalPresence (first join / last leave) --PresenceChange--> Roster --script--> Redis
+//!     --PUBLISH hub:presence--> Subscriber of every instance --Dispatch--> room members
 //! ```
 //! Local delivery only happens through Redis, so nothing arrives twice. A session whose
 //! mailbox is full when a frame is fanned out is a slow consumer: the registry kicks it.
@@ -29,6 +35,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod history;
 pub mod jobs;
 pub mod limits;
 pub mod messages;
@@ -37,6 +44,7 @@ pub mod presence;
 pub mod protocol;
 pub mod publisher;
 pub mod registry;
+pub mod roster;
 pub mod session;
 pub mod subscriber;
 pub mod transport;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::{
     auth::Identity,
     metrics::OutKind,
-    protocol::{Member, RoomId, Topic, UserId},
+    protocol::{Member, MessageId, RoomId, Topic, UserId},
     registry::Registry,
     session::Session,
 };
@@ -117,6 +117,9 @@ pub struct Dispatch {
     pub frame: Bytes,
     /// For metrics.
     pub kind: OutKind,
+    /// The history id of a chat message (sessions that just received it in `joined` drop
+    /// the live copy).
+    pub order: Option<MessageId>,
 }
 
 /// Close up to `max` sessions of the shard (graceful shutdown, in batches); they are
@@ -197,6 +200,8 @@ pub struct Deliver {
     pub frame: Bytes,
     /// What it was addressed to.
     pub scope: Scope,
+    /// The history id of a chat message, if it has one.
+    pub order: Option<MessageId>,
 }
 
 /// The session's mailbox overflowed: it is dropped as a slow consumer.
@@ -213,3 +218,27 @@ pub struct Close {
     /// Close reason.
     pub reason: &'static str,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Local presence -> Roster
+// ---------------------------------------------------------------------------------------------
+
+/// A user's first session on this instance joined a room (`joined`), or its last one left.
+/// Sent while the local presence entry is locked, so the roster sees the changes of one room
+/// in the order they happened.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct PresenceChange {
+    /// The room.
+    pub room: RoomId,
+    /// The user.
+    pub member: Member,
+    /// First local session joined (`true`) or last one left.
+    pub joined: bool,
+}
+
+/// Remove this instance from the shared presence (graceful shutdown): its entries are
+/// deleted and leave events published, as if it had died, but at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRoster;

@@ -116,6 +116,12 @@ pub struct Metrics {
     pub dropped_deliveries: IntCounter,
     /// Redis-publish-to-socket latency in ms, for payloads that carry a `timestamp`.
     pub deliver_latency_ms: Histogram,
+    /// Live chat messages dropped because the session's `joined` history already had them.
+    pub chat_duplicates: IntCounter,
+    /// Presence entries of dead instances removed by this instance.
+    pub presence_reaped: IntCounter,
+    /// Presence updates to Redis that failed (followed by a full resync).
+    pub presence_sync_errors: IntCounter,
 }
 
 impl Default for Metrics {
@@ -273,6 +279,21 @@ impl Metrics {
                 "Deliveries dropped because the session was gone or closing",
             ),
             deliver_latency_ms,
+            chat_duplicates: counter(
+                &r,
+                "hub_chat_duplicates_dropped_total",
+                "Live chat messages dropped because the joined history already carried them",
+            ),
+            presence_reaped: counter(
+                &r,
+                "hub_presence_reaped_total",
+                "Room presence entries of dead hub instances removed by this instance",
+            ),
+            presence_sync_errors: counter(
+                &r,
+                "hub_presence_sync_errors_total",
+                "Presence updates to Redis that failed (a full resync follows)",
+            ),
             registry: r,
         }
     }

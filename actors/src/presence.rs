@@ -1,12 +1,18 @@
 //! Who is in which room on this instance, shared by all registry shards (a user's sessions
 //! may sit on different worker threads). Counts sessions per user, so callers learn when a
-//! user's first session joins a room and when the last one leaves.
+//! user's first session joins a room and when the last one leaves; those transitions are
+//! also reported to the roster (`roster.rs`), which mirrors them into Redis for the other
+//! instances.
 
 use std::collections::HashMap;
 
+use actix::Recipient;
 use dashmap::DashMap;
 
-use crate::protocol::{Member, RoomId, UserId};
+use crate::{
+    messages::PresenceChange,
+    protocol::{Member, RoomId, UserId},
+};
 
 struct Presence {
     username: std::sync::Arc<str>,
@@ -17,9 +23,30 @@ struct Presence {
 #[derive(Default)]
 pub struct LocalPresence {
     rooms: DashMap<RoomId, HashMap<UserId, Presence>>,
+    /// Told about every first-join and last-leave (while the room's entry is locked, so the
+    /// changes of one room arrive in order).
+    notify: Option<Recipient<PresenceChange>>,
 }
 
 impl LocalPresence {
+    /// Room membership that reports first-joins and last-leaves to `notify`.
+    pub fn new(notify: Recipient<PresenceChange>) -> Self {
+        LocalPresence {
+            rooms: DashMap::new(),
+            notify: Some(notify),
+        }
+    }
+
+    fn report(&self, room: &RoomId, member: Member, joined: bool) {
+        if let Some(notify) = &self.notify {
+            notify.do_send(PresenceChange {
+                room: room.clone(),
+                member,
+                joined,
+            });
+        }
+    }
+
     /// Adds one session of `member` to `room`; true when it is the user's first here.
     pub fn join(&self, room: &RoomId, member: &Member) -> bool {
         let mut users = self.rooms.entry(room.clone()).or_default();
@@ -30,7 +57,11 @@ impl LocalPresence {
                 sessions: 0,
             });
         entry.sessions += 1;
-        entry.sessions == 1
+        let first = entry.sessions == 1;
+        if first {
+            self.report(room, member.clone(), true);
+        }
+        first
     }
 
     /// Removes one session of `user` from `room`; true when it was the user's last here.
@@ -44,7 +75,13 @@ impl LocalPresence {
                 false
             }
             Some(_) => {
-                users.remove(user);
+                if let Some(p) = users.remove(user) {
+                    let member = Member {
+                        user_id: user.clone(),
+                        username: p.username,
+                    };
+                    self.report(room, member, false);
+                }
                 true
             }
             None => false,
@@ -72,6 +109,23 @@ impl LocalPresence {
             })
             .unwrap_or_default()
     }
+
+    /// Every (room, member) pair of this instance, for a full resync with Redis.
+    pub fn snapshot(&self) -> Vec<(RoomId, Member)> {
+        let mut all = Vec::new();
+        for room in self.rooms.iter() {
+            for (user_id, p) in room.value() {
+                all.push((
+                    room.key().clone(),
+                    Member {
+                        user_id: user_id.clone(),
+                        username: p.username.clone(),
+                    },
+                ));
+            }
+        }
+        all
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +147,6 @@ mod tests {
         assert!(p.leave(&room, &ann.user_id));
         assert!(p.members(&room).is_empty());
         assert!(!p.leave(&room, &ann.user_id), "idempotent");
+        assert!(p.snapshot().is_empty());
     }
 }

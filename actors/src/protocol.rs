@@ -6,8 +6,8 @@
 
 use std::{borrow::Cow, fmt, sync::Arc};
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, value::RawValue, Map, Value};
 
 use crate::limits::Limits;
 
@@ -26,8 +26,17 @@ pub const AI_RESULTS: &str = "ai:results";
 pub const CACHE_INVALIDATE: &str = "cache:invalidate";
 /// Fixed channel carrying analytics events.
 pub const ANALYTICS_EVENTS: &str = "analytics:events";
+/// Hub-internal channel carrying room presence changes (a user's first session joined a
+/// room on any instance, or its last one left). Every instance subscribes to it and delivers
+/// each event to its local members of the room; see `roster.rs` for who publishes.
+pub const PRESENCE_EVENTS: &str = "hub:presence";
 /// The channels every instance subscribes to for its whole life.
-pub const FIXED_CHANNELS: [&str; 3] = [AI_RESULTS, CACHE_INVALIDATE, ANALYTICS_EVENTS];
+pub const FIXED_CHANNELS: [&str; 4] = [
+    AI_RESULTS,
+    CACHE_INVALIDATE,
+    ANALYTICS_EVENTS,
+    PRESENCE_EVENTS,
+];
 
 /// Error codes of error frames (PROTOCOL section 4), plus `unavailable` for a request the hub
 /// could not carry out because Redis is unreachable (the contract is silent on that case).
@@ -142,7 +151,7 @@ pub enum Request {
         /// The validated room id.
         room: RoomId,
         /// The last history id the client saw, for recovery.
-        since: Option<String>,
+        since: Option<MessageId>,
     },
     /// `{"type":"leave-room","room":...}`.
     LeaveRoom {
@@ -261,7 +270,18 @@ fn parse_request(
         },
         "join-room" => {
             let room = take_room(map)?;
-            let since = take_optional_string(map, "since")?;
+            let since = match take_optional_string(map, "since")? {
+                None => None,
+                Some(s) => Some(MessageId::parse(&s).ok_or_else(|| {
+                    ClientError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "`since` must be a message id like \"1764520000123-0\", not `{}`",
+                            clip(&s)
+                        ),
+                    )
+                })?),
+            };
             Request::JoinRoom { room, since }
         }
         "leave-room" => Request::LeaveRoom {
@@ -420,6 +440,53 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The id of a chat message in its room's history: a Redis stream entry id
+/// (`<milliseconds>-<sequence>`). Ids of one room grow with every message, so they order
+/// the room's history and let a reconnecting client say what it saw last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MessageId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence within the millisecond.
+    pub seq: u64,
+}
+
+impl MessageId {
+    /// Parses `<ms>-<seq>` (or a bare `<ms>`, meaning sequence 0).
+    pub fn parse(s: &str) -> Option<MessageId> {
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(MessageId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// Puts `"id":"<id>"` first into a JSON object's text, exactly as the history script does
+/// in Redis before publishing (`{"a":1}` -> `{"id":"5-0","a":1}`). `object` must be a
+/// non-empty JSON object.
+pub fn with_message_id(object: &[u8], id: &str) -> Vec<u8> {
+    let object = trim_ascii(object);
+    let rest = object.get(1..).unwrap_or_default();
+    let mut out = Vec::with_capacity(object.len() + id.len() + 8);
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(rest);
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server frames
 // ---------------------------------------------------------------------------------------------
@@ -456,31 +523,50 @@ pub struct Member {
 /// What `joined` carries besides the room name.
 #[derive(Clone, Debug, Default)]
 pub struct JoinInfo {
-    /// Recent messages, oldest first (raw ChatMessage JSON values).
-    pub history: Vec<Value>,
-    /// Everyone in the room.
+    /// Recent messages, oldest first (raw ChatMessage JSON, forwarded unchanged).
+    pub history: Vec<Box<RawValue>>,
+    /// Everyone in the room (at most the configured limit).
     pub members: Vec<Member>,
+    /// How many users are in the room (`memberCount`), when known.
+    pub member_count: Option<usize>,
     /// `Some(false)` when `since` asked for more than the history still holds.
     pub recovered: Option<bool>,
 }
 
-/// `{"type":"joined","room":...,"history":[...],"members":[...]}`.
+/// The `joined` frame as serialized (history messages are written raw, not re-encoded).
+#[derive(Serialize)]
+struct JoinedFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    history: &'a [Box<RawValue>],
+    members: Vec<Value>,
+    #[serde(rename = "memberCount", skip_serializing_if = "Option::is_none")]
+    member_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: &'a Option<Value>,
+}
+
+/// `{"type":"joined","room":...,"history":[...],"members":[...],"memberCount"?:...,
+/// "recovered"?:...}`.
 pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> {
     let members: Vec<Value> = info
         .members
         .iter()
         .map(|m| json!({"userId": user_id_json(&m.user_id), "username": &*m.username}))
         .collect();
-    let mut frame = json!({
-        "type": "joined",
-        "room": room,
-        "history": info.history,
-        "members": members,
-    });
-    if let (Some(recovered), Value::Object(map)) = (info.recovered, &mut frame) {
-        map.insert("recovered".into(), Value::Bool(recovered));
-    }
-    with_id(frame, id)
+    serde_json::to_vec(&JoinedFrame {
+        kind: "joined",
+        room,
+        history: &info.history,
+        members,
+        member_count: info.member_count,
+        recovered: info.recovered,
+        id,
+    })
+    .expect("the joined frame always serializes")
 }
 
 /// `{"type":"left","room":...}`.
@@ -517,6 +603,19 @@ pub fn presence_frame(room: &str, joined: bool, member: &Member) -> Vec<u8> {
             "username": &*member.username,
         }),
         &None,
+    )
+}
+
+/// The start of a `presence` frame, up to and including `"username":`; the username as a
+/// JSON string and a closing `}` complete it. The roster's Redis scripts publish events built
+/// this way, because only Redis knows at that moment whether the change is the user's first
+/// join or last leave (and, for a dead instance's entries, the user's name).
+pub fn presence_prefix(room: &str, joined: bool, user_id: &str) -> String {
+    format!(
+        "{{\"type\":\"presence\",\"room\":{},\"event\":\"{}\",\"userId\":{},\"username\":",
+        Value::from(room),
+        if joined { "join" } else { "leave" },
+        user_id_json(user_id),
     )
 }
 
@@ -574,6 +673,8 @@ pub enum ChannelKind<'a> {
     CacheInvalidate,
     /// `analytics:events`.
     Analytics,
+    /// `hub:presence`.
+    Presence,
     /// Anything else.
     Other,
 }
@@ -590,18 +691,20 @@ impl ChannelKind<'_> {
                 AI_RESULTS => ChannelKind::AiResults,
                 CACHE_INVALIDATE => ChannelKind::CacheInvalidate,
                 ANALYTICS_EVENTS => ChannelKind::Analytics,
+                PRESENCE_EVENTS => ChannelKind::Presence,
                 _ => ChannelKind::Other,
             }
         }
     }
 
     /// Metric labels of the kinds (no ids), in [`ChannelKind::index`] order.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "user:notifications",
         AI_RESULTS,
         "chat:room",
         CACHE_INVALIDATE,
         ANALYTICS_EVENTS,
+        PRESENCE_EVENTS,
         "other",
     ];
 
@@ -613,7 +716,8 @@ impl ChannelKind<'_> {
             ChannelKind::Room(_) => 2,
             ChannelKind::CacheInvalidate => 3,
             ChannelKind::Analytics => 4,
-            ChannelKind::Other => 5,
+            ChannelKind::Presence => 5,
+            ChannelKind::Other => 6,
         }
     }
 }
@@ -640,6 +744,16 @@ pub enum Inbound {
         /// Room.
         room: RoomId,
         /// `{"type":"chat-message","data":...}`.
+        frame: Vec<u8>,
+        /// The history id, when the message went through the hub's history (a string `id` in
+        /// stream id form); `None` for a plain `PUBLISH` without one.
+        id: Option<MessageId>,
+    },
+    /// A presence change for every member of `room`.
+    Presence {
+        /// Room.
+        room: RoomId,
+        /// The `presence` frame, forwarded as published.
         frame: Vec<u8>,
     },
     /// A cache invalidation for local caches and `cache` topic subscribers.
@@ -724,6 +838,9 @@ struct AiResultCheck<'a> {
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct ChatCheck<'a> {
+    /// Optional: set by the hub's history script; services may put their own ids here.
+    #[serde(default)]
+    id: Option<Value>,
     #[serde(rename = "roomId", borrow)]
     room_id: Cow<'a, str>,
     #[serde(rename = "userId", borrow)]
@@ -733,6 +850,21 @@ struct ChatCheck<'a> {
     #[serde(borrow)]
     message: Cow<'a, str>,
     timestamp: f64,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct PresenceCheck<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -856,9 +988,31 @@ pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadEr
                 return Err(PayloadError("invalid room name".into()));
             }
             check_user(&check.user_id, None)?;
+            let id = match &check.id {
+                Some(Value::String(s)) => MessageId::parse(s),
+                _ => None,
+            };
             Ok(Inbound::Chat {
                 room: room.into(),
                 frame: envelope("chat-message", payload),
+                id,
+            })
+        }
+        ChannelKind::Presence => {
+            let check: PresenceCheck = check_object(payload)?;
+            if check.kind != "presence" {
+                return Err(PayloadError("`type` must be \"presence\"".into()));
+            }
+            if check.event != "join" && check.event != "leave" {
+                return Err(PayloadError("`event` must be \"join\" or \"leave\"".into()));
+            }
+            if !is_valid_room(&check.room) {
+                return Err(PayloadError("invalid room name".into()));
+            }
+            check_user(&check.user_id, None)?;
+            Ok(Inbound::Presence {
+                room: check.room.as_ref().into(),
+                frame: trim_ascii(payload).to_vec(),
             })
         }
         ChannelKind::CacheInvalidate => {
@@ -1006,5 +1160,107 @@ mod tests {
             Ok(Inbound::Analytics(_))
         ));
         assert!(parse_inbound(ANALYTICS_EVENTS, br#"{"event":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn message_ids_parse_order_and_splice() {
+        let a = MessageId::parse("1764520000123-0").unwrap();
+        let b = MessageId::parse("1764520000123-7").unwrap();
+        assert!(a < b);
+        assert_eq!(b.to_string(), "1764520000123-7");
+        assert_eq!(MessageId::parse("17"), Some(MessageId { ms: 17, seq: 0 }));
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-2-3",
+            "1 -2",
+            "99999999999999999999999-0",
+        ] {
+            assert_eq!(MessageId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            with_message_id(br#" {"a":1}"#, "5-0"),
+            br#"{"id":"5-0","a":1}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn join_since_must_be_a_message_id() {
+        let f = parse(r#"{"type":"join-room","room":"r","since":"12-3"}"#).unwrap();
+        assert_eq!(
+            f.request,
+            Request::JoinRoom {
+                room: "r".into(),
+                since: Some(MessageId { ms: 12, seq: 3 })
+            }
+        );
+        let e = parse(r#"{"type":"join-room","room":"r","since":"yesterday"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn chat_ids_and_presence_events() {
+        let chat =
+            br#"{"id":"7-1","roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
+        match parse_inbound("chat:room:r", chat).unwrap() {
+            Inbound::Chat { id, .. } => assert_eq!(id, Some(MessageId { ms: 7, seq: 1 })),
+            other => panic!("unexpected {other:?}"),
+        }
+        let foreign =
+            br#"{"id":42,"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
+        assert!(matches!(
+            parse_inbound("chat:room:r", foreign),
+            Ok(Inbound::Chat { id: None, .. })
+        ));
+        let ann = Member {
+            user_id: "12".into(),
+            username: "Ann \"A\"".into(),
+        };
+        let built = format!(
+            "{}{}}}",
+            presence_prefix("r", true, "12"),
+            Value::from("Ann \"A\"")
+        );
+        let a: Value = serde_json::from_str(&built).unwrap();
+        let b: Value = serde_json::from_slice(&presence_frame("r", true, &ann)).unwrap();
+        assert_eq!(a, b);
+        match parse_inbound(PRESENCE_EVENTS, built.as_bytes()).unwrap() {
+            Inbound::Presence { room, frame } => {
+                assert_eq!(&*room, "r");
+                assert_eq!(frame, built.as_bytes());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let bad = br#"{"type":"presence","room":"r","event":"dance","userId":1,"username":"a"}"#;
+        assert!(parse_inbound(PRESENCE_EVENTS, bad).is_err());
+    }
+
+    #[test]
+    fn joined_frames_carry_raw_history() {
+        let info = JoinInfo {
+            history: vec![RawValue::from_string(
+                r#"{"id":"1-0","n":12345678901234567890123}"#.into(),
+            )
+            .unwrap()],
+            members: vec![],
+            member_count: Some(0),
+            recovered: Some(true),
+        };
+        let text = String::from_utf8(joined_frame("r", &info, &Some(json!(4)))).unwrap();
+        assert!(
+            text.contains(r#""history":[{"id":"1-0","n":12345678901234567890123}]"#),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["recovered"].clone(), v["id"].clone()),
+            (json!(true), json!(4))
+        );
+        let plain = joined_frame("r", &JoinInfo::default(), &None);
+        let v: Value = serde_json::from_slice(&plain).unwrap();
+        assert!(v.get("recovered").is_none() && v.get("id").is_none());
     }
 }

@@ -130,6 +130,7 @@ impl Registry {
             let deliver = Deliver {
                 frame: msg.frame.clone(),
                 scope: scope.clone(),
+                order: msg.order,
             };
             match entry.addr.try_send(deliver) {
                 Ok(()) => delivered += 1,

@@ -16,15 +16,17 @@ use tokio::net::TcpStream;
 
 use crate::{
     auth::{Authenticator, Identity},
+    history::History,
     limits::{ConnectionPermit, Limits, TokenBucket},
     messages::{
         Close, Deliver, Join, Kick, Leave, Pending, Register, Scope, SessionId, SetTopic,
         Unregister,
     },
     metrics::{Metrics, OutKind},
-    protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, Request, RoomId, ROOM_PREFIX},
+    protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId},
     publisher::Publisher,
     registry::Registry,
+    roster::RoomMembers,
     transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
 
@@ -35,8 +37,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 pub struct SessionEnv {
     /// The registry shard of this worker thread.
     pub registry: Addr<Registry>,
-    /// For chat publishes.
+    /// The command connection.
     pub publisher: Publisher,
+    /// Room members across instances, for `joined`.
+    pub members: RoomMembers,
+    /// Chat history: appends (with the publish) and reads for `joined`.
+    pub history: History,
     /// For first-frame `auth`.
     pub auth: Arc<Authenticator>,
     /// Limits to enforce.
@@ -45,6 +51,14 @@ pub struct SessionEnv {
     pub metrics: Arc<Metrics>,
     /// This instance's id, the prefix of session ids.
     pub instance_id: Arc<str>,
+}
+
+/// A room the session is in.
+struct JoinedRoom {
+    room: RoomId,
+    /// The newest history id the `joined` reply carried (or the `since` it confirmed): live
+    /// copies of messages up to it are duplicates and dropped.
+    seen_up_to: Option<MessageId>,
 }
 
 /// One WebSocket connection.
@@ -56,7 +70,7 @@ pub struct Session {
     /// Moved into the actor context as a stream when it starts.
     reader: Option<Reader>,
     writer: Writer,
-    rooms: Vec<RoomId>,
+    rooms: Vec<JoinedRoom>,
     topics: u8,
     rate: TokenBucket,
     errors: TokenBucket,
@@ -248,10 +262,10 @@ impl Session {
             Request::Ping => self.reply(protocol::pong_frame(&id), OutKind::Reply, ctx),
             Request::JoinRoom { room, since } => self.join(room, since, id, ctx),
             Request::LeaveRoom { room } => {
-                if !self.rooms.contains(&room) {
+                if !self.in_room(&room) {
                     return self.reject(not_in_room(&room, id), ctx);
                 }
-                self.rooms.retain(|r| *r != room);
+                self.rooms.retain(|r| r.room != room);
                 self.env.registry.do_send(Leave {
                     id: self.id,
                     room: room.clone(),
@@ -259,12 +273,12 @@ impl Session {
                 self.reply(protocol::left_frame(&room, &id), OutKind::Reply, ctx);
             }
             Request::ChatMessage { room, message } => {
-                if !self.rooms.contains(&room) {
+                if !self.in_room(&room) {
                     return self.reject(not_in_room(&room, id), ctx);
                 }
                 let payload =
                     protocol::chat_payload(&room, &identity.user_id, &identity.name, &message);
-                self.publish(format!("{ROOM_PREFIX}{room}"), payload, id, ctx);
+                self.publish(room, payload, id, ctx);
             }
             Request::Subscribe(topic) => {
                 if topic == protocol::Topic::Analytics && !identity.admin {
@@ -333,15 +347,27 @@ impl Session {
         );
     }
 
+    fn in_room(&self, room: &RoomId) -> bool {
+        self.rooms.iter().any(|r| r.room == *room)
+    }
+
+    /// Joins a room and answers `joined` with its history and members.
+    ///
+    /// Exactly once and in order: the registry adds the session to the room and resolves once
+    /// the room channel is subscribed; only then is the history read. So every message is
+    /// either in the history read or published after it, and then delivered live. Live
+    /// copies that arrive meanwhile wait in the mailbox (the join holds the actor), and after
+    /// `joined` those already in it (id up to `seen_up_to`) are dropped.
     fn join(
         &mut self,
         room: RoomId,
-        _since: Option<String>,
+        since: Option<MessageId>,
         id: Option<Value>,
         ctx: &mut Context<Self>,
     ) {
         let max = self.env.limits.max_rooms_per_session;
-        if !self.rooms.contains(&room) && self.rooms.len() >= max {
+        let already = self.in_room(&room);
+        if !already && self.rooms.len() >= max {
             let msg = format!("a session may be in at most {max} rooms");
             return self.reject(error_with_id(ErrorCode::Forbidden, msg, id), ctx);
         }
@@ -349,15 +375,36 @@ impl Session {
             id: self.id,
             room: room.clone(),
         });
+        let history = self.env.history.clone();
+        let members = self.env.members.clone();
+        let name = room.clone();
+        let work = async move {
+            let local = request.await.map_err(|_| None)?;
+            let (recent, members) = futures_util::future::join(
+                history.recent(&name, since),
+                members.list(&name, local),
+            )
+            .await;
+            match (recent, members) {
+                (Ok(recent), Ok(members)) => Ok((recent, members)),
+                (Err(e), _) | (_, Err(e)) => Err(Some(e)),
+            }
+        };
         ctx.wait(
-            fut::wrap_future::<_, Self>(request).map(move |res, act, ctx| match res {
-                Ok(members) => {
-                    if !act.rooms.contains(&room) {
-                        act.rooms.push(room.clone());
+            fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| match res {
+                Ok((recent, members)) => {
+                    match act.rooms.iter_mut().find(|r| r.room == room) {
+                        Some(joined) => joined.seen_up_to = recent.seen_up_to,
+                        None => act.rooms.push(JoinedRoom {
+                            room: room.clone(),
+                            seen_up_to: recent.seen_up_to,
+                        }),
                     }
                     let info = JoinInfo {
-                        members,
-                        ..JoinInfo::default()
+                        history: recent.messages,
+                        members: members.members,
+                        member_count: Some(members.count),
+                        recovered: recent.recovered,
                     };
                     act.reply(
                         protocol::joined_frame(&room, &info, &id),
@@ -365,10 +412,27 @@ impl Session {
                         ctx,
                     );
                 }
-                Err(_) => act.reject(
+                Err(None) => act.reject(
                     error_with_id(ErrorCode::Unavailable, "registry unavailable", id),
                     ctx,
                 ),
+                Err(Some(e)) => {
+                    debug!("session {}: join {room}: {e}", act.id);
+                    if !already {
+                        act.env.registry.do_send(Leave {
+                            id: act.id,
+                            room: room.clone(),
+                        });
+                    }
+                    act.reject(
+                        error_with_id(
+                            ErrorCode::Unavailable,
+                            "the room's history could not be read; try again",
+                            id,
+                        ),
+                        ctx,
+                    );
+                }
             }),
         );
     }
@@ -393,17 +457,18 @@ impl Session {
         self.reply(protocol::topic_frame(on, topic, &id), OutKind::Reply, ctx);
     }
 
+    /// Appends a chat message to the room's history and publishes it (one Redis script).
     fn publish(
         &mut self,
-        channel: String,
+        room: RoomId,
         payload: Vec<u8>,
         id: Option<Value>,
         ctx: &mut Context<Self>,
     ) {
-        let publisher = self.env.publisher.clone();
-        let publish = async move { publisher.publish(&channel, &payload).await };
+        let history = self.env.history.clone();
+        let append = async move { history.append(&room, &payload).await };
         ctx.spawn(
-            fut::wrap_future::<_, Self>(publish).map(move |res, act, ctx| {
+            fut::wrap_future::<_, Self>(append).map(move |res, act, ctx| {
                 if let Err(e) = res {
                     debug!("session {}: {e}", act.id);
                     let err = error_with_id(
@@ -513,7 +578,16 @@ impl Handler<Deliver> for Session {
         let wanted = !self.closing
             && match &msg.scope {
                 Scope::User => true,
-                Scope::Room(room) => self.rooms.contains(room),
+                Scope::Room(room) => match self.rooms.iter().find(|r| r.room == *room) {
+                    None => false,
+                    Some(joined) => match (msg.order, joined.seen_up_to) {
+                        (Some(order), Some(seen)) if order <= seen => {
+                            self.env.metrics.chat_duplicates.inc();
+                            return;
+                        }
+                        _ => true,
+                    },
+                },
                 Scope::Topic(topic) => self.topics & topic.bit() != 0,
             };
         if wanted {

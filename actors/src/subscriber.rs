@@ -1,6 +1,7 @@
 //! The Redis subscriber actor: the instance's one pub/sub connection.
 //!
-//! It keeps the set of channels the instance needs (the fixed channels plus a
+//! It keeps the set of channels the instance needs (the fixed channels, `hub:presence` among
+//! them, plus a
 //! `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a local
 //! session, refcounted per registry shard), and reconciles Redis with it: one batched
 //! `SUBSCRIBE`/`UNSUBSCRIBE` at a time, so requests never race. Each message is parsed and
@@ -24,7 +25,8 @@ use crate::{
     messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
     metrics::{Metrics, OutKind},
     protocol::{
-        parse_inbound, ChannelKind, Inbound, Topic, FIXED_CHANNELS, ROOM_PREFIX, USER_PREFIX,
+        parse_inbound, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
+        USER_PREFIX,
     },
     registry::Registry,
     transport,
@@ -381,7 +383,7 @@ impl Subscriber {
         }));
     }
 
-    fn dispatch(&self, key: ChannelKey, frame: &[u8], kind: OutKind) {
+    fn dispatch(&self, key: ChannelKey, frame: &[u8], kind: OutKind, order: Option<MessageId>) {
         let Some(ch) = self.channels.get(&key) else {
             return;
         };
@@ -389,14 +391,22 @@ impl Subscriber {
             ChannelKey::User(user) => Target::User(user),
             ChannelKey::Room(room) => Target::Room(room),
         };
-        self.send_to(ch.shards, target, frame, kind);
+        self.send_to(ch.shards, target, frame, kind, order);
     }
 
-    fn send_to(&self, shards: u64, target: Target, frame: &[u8], kind: OutKind) {
+    fn send_to(
+        &self,
+        shards: u64,
+        target: Target,
+        frame: &[u8],
+        kind: OutKind,
+        order: Option<MessageId>,
+    ) {
         let msg = Dispatch {
             target,
             frame: transport::text_frame(frame),
             kind,
+            order,
         };
         for (i, shard) in self.shards.iter().enumerate() {
             if shards & (1 << i) != 0 {
@@ -423,20 +433,25 @@ impl Subscriber {
         };
         match inbound {
             Inbound::Notification { user, frame } => {
-                self.dispatch(ChannelKey::User(user), &frame, OutKind::Notification)
+                self.dispatch(ChannelKey::User(user), &frame, OutKind::Notification, None)
             }
             Inbound::AiResult { user, frame } => {
-                self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult)
+                self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
             }
-            Inbound::Chat { room, frame } => {
-                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Chat)
+            Inbound::Chat { room, frame, id } => {
+                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Chat, id)
+            }
+            // Every instance hears every presence event; only those with local members of the
+            // room (a subscribed room channel) deliver it.
+            Inbound::Presence { room, frame } => {
+                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Presence, None)
             }
             Inbound::CacheInvalidate { pattern, frame } => {
                 for sink in &self.sinks {
                     sink.cache_invalidate(&pattern);
                 }
                 let target = Target::Topic(Topic::Cache);
-                self.send_to(u64::MAX, target, &frame, OutKind::Cache);
+                self.send_to(u64::MAX, target, &frame, OutKind::Cache, None);
             }
             Inbound::Analytics(event) => {
                 if let Some((last, rest)) = self.sinks.split_last() {

@@ -76,9 +76,15 @@ fn check_inbound(channel: &str, payload: &[u8]) {
             assert!(is_valid_user_id(user));
             frame
         }
-        Inbound::Chat { room, frame } => {
+        Inbound::Chat { room, frame, .. } => {
             assert_eq!(channel, format!("chat:room:{room}"));
             frame
+        }
+        Inbound::Presence { frame, .. } => {
+            let forwarded: Value = serde_json::from_slice(frame).expect("frames are JSON");
+            assert_eq!(forwarded, original, "presence frames are forwarded as published");
+            assert_eq!(forwarded["type"], "presence");
+            return;
         }
         Inbound::CacheInvalidate { pattern, frame } => {
             assert!(!pattern.is_empty());
@@ -109,7 +115,8 @@ const KEYS: [&str; 11] = [
     "room", "message", "since", "topic", "token", "id", "userId", "username", "extra", "type",
     "roomId",
 ];
-const CHANNELS: [&str; 8] = [
+const CHANNELS: [&str; 9] = [
+    "hub:presence",
     "user:notifications:12",
     "user:notifications:alice",
     "ai:results",

@@ -4,6 +4,7 @@
 //! Every route validates its whole input before publishing anything: bad input gets
 //! `400 {"error": {"code", "message"}}` and nothing reaches Redis.
 
+mod chat;
 pub mod jobs;
 mod notify;
 
@@ -142,7 +143,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .wrap(from_fn(require_key))
             .configure(notify::configure)
-            .configure(jobs::configure),
+            .configure(jobs::configure)
+            .configure(chat::configure),
     );
 }
 

@@ -336,6 +336,9 @@ pub async fn http_request(
 /// A WebSocket client speaking the native protocol.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Skip `presence` frames (the default: most tests are not about presence, and room
+    /// joins and leaves of other clients would interleave with what they await).
+    skip_presence: bool,
 }
 
 /// How a connection attempt or a connection ended.
@@ -382,10 +385,19 @@ impl Client {
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
         match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
-            Ok((ws, _)) => Ok(Client { ws }),
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                skip_presence: true,
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect {url}: {e}"),
         }
+    }
+
+    /// Makes `recv`/`next` return `presence` frames too.
+    pub fn with_presence(mut self) -> Self {
+        self.skip_presence = false;
+        self
     }
 
     /// Sends a JSON frame.
@@ -427,7 +439,11 @@ impl Client {
                 .expect("a frame in time");
             match msg {
                 Some(Ok(Message::Text(t))) => {
-                    return Ok(serde_json::from_str(&t).expect("server frames are JSON"))
+                    let frame: Value = serde_json::from_str(&t).expect("server frames are JSON");
+                    if self.skip_presence && frame["type"] == "presence" {
+                        continue;
+                    }
+                    return Ok(frame);
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(Ending::Close(frame.map_or(1005, |f| u16::from(f.code))))

@@ -1,0 +1,334 @@
+//! Chat history: one capped Redis stream per room (`chat:history:{roomId}`), used by the
+//! session (`chat-message`, `join-room`) and the HTTP API (`POST /api/chat/{roomId}`,
+//! `GET /api/rooms/{roomId}`).
+//!
+//! A message is appended and published by one Lua script, so the stream's order is the
+//! channel's order and no message is in one without the other. The stream entry id becomes
+//! the message's `id`; the script puts it first into the JSON it publishes, and readers put it
+//! back the same way ([`protocol::with_message_id`]), so history and live copies are
+//! byte-identical.
+
+use std::{sync::Arc, sync::LazyLock, time::Duration};
+
+use log::warn;
+use redis::Script;
+use serde_json::value::RawValue;
+
+use crate::{
+    error::HubError,
+    protocol::{self, MessageId, ROOM_PREFIX},
+    publisher::{retry_on_dead_connection, Publisher},
+};
+
+/// Prefix of the per-room history streams.
+pub const HISTORY_PREFIX: &str = "chat:history:";
+
+/// The stream field holding a message (the ChatMessage JSON without its `id`).
+const FIELD: &str = "m";
+
+/// KEYS[1] history stream. ARGV: channel, message JSON object without `id`, max length,
+/// TTL in ms (0: none). Appends, trims exactly, refreshes the TTL, publishes the message with
+/// its new `id` first, returns the id.
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[3], '*', 'm', ARGV[2])
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
+return id
+"#,
+    )
+});
+
+/// How much history is kept and handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Messages in `joined` for a join without `since` (`HUB_HISTORY_LIMIT`).
+    pub join_limit: usize,
+    /// Messages kept per room; older ones are trimmed (`HUB_HISTORY_MAXLEN`). Also the most
+    /// a recovery (`since`) can return.
+    pub max_len: usize,
+    /// A room's history is deleted after this long without a message (`HUB_HISTORY_TTL_SECS`);
+    /// `None` keeps it forever.
+    pub ttl: Option<Duration>,
+    /// Most bytes of history in one `joined` frame; older messages beyond it are left out.
+    pub max_bytes: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            join_limit: 50,
+            max_len: 1000,
+            ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// What a join gets from the history.
+#[derive(Debug, Default)]
+pub struct Recent {
+    /// Messages, oldest first, each with its `id`.
+    pub messages: Vec<Box<RawValue>>,
+    /// With `since`: whether `messages` are exactly everything after it.
+    pub recovered: Option<bool>,
+    /// The newest id the client now has (the last message, or `since`): live copies of
+    /// messages up to it are duplicates.
+    pub seen_up_to: Option<MessageId>,
+}
+
+/// What `GET /api/rooms/{roomId}` tells about a room's history.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HistoryStats {
+    /// Messages held (at most the configured maximum length).
+    pub count: u64,
+    /// The newest message's id.
+    pub last_id: Option<MessageId>,
+}
+
+type Entry = (String, Vec<(String, Vec<u8>)>);
+
+/// History of every room, on the instance's command connection. Cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    publisher: Publisher,
+    config: Arc<HistoryConfig>,
+}
+
+/// The stream key of a room.
+pub fn key(room: &str) -> String {
+    format!("{HISTORY_PREFIX}{room}")
+}
+
+fn redis_error(what: &str, room: &str, e: redis::RedisError) -> HubError {
+    HubError::Redis(format!("{what} {HISTORY_PREFIX}{room}: {e}"))
+}
+
+impl History {
+    /// History through `publisher`'s connection.
+    pub fn new(publisher: Publisher, config: HistoryConfig) -> Self {
+        History {
+            publisher,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
+    }
+
+    /// Appends a ChatMessage (a JSON object without `id`, validated by the caller) to the
+    /// room's history and publishes it to `chat:room:{room}`, atomically. Returns its id.
+    pub async fn append(&self, room: &str, message: &[u8]) -> Result<MessageId, HubError> {
+        if !message.starts_with(b"{") || message.len() < 3 {
+            return Err(HubError::Redis(format!(
+                "append to {HISTORY_PREFIX}{room}: not a non-empty JSON object"
+            )));
+        }
+        let ttl_ms = self.config.ttl.map_or(0, |t| t.as_millis() as u64);
+        let mut invocation = APPEND.key(key(room));
+        invocation
+            .arg(format!("{ROOM_PREFIX}{room}"))
+            .arg(message)
+            .arg(self.config.max_len)
+            .arg(ttl_ms);
+        let id: String = retry_on_dead_connection(|| {
+            let mut conn = self.publisher.connection();
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+        .map_err(|e| {
+            self.publisher.count_error();
+            redis_error("append to", room, e)
+        })?;
+        MessageId::parse(&id).ok_or_else(|| {
+            HubError::Redis(format!("append to {HISTORY_PREFIX}{room}: odd id `{id}`"))
+        })
+    }
+
+    /// The history a join gets: the latest [`HistoryConfig::join_limit`] messages, or with
+    /// `since` everything after it. `recovered` is false when `since` is no longer in the
+    /// history (trimmed, expired, or never there): then the latest messages are returned
+    /// instead, for the client to reload.
+    pub async fn recent(&self, room: &str, since: Option<MessageId>) -> Result<Recent, HubError> {
+        let Some(since) = since else {
+            let messages = self.latest(room).await?;
+            return Ok(select(&self.config, room, messages, None));
+        };
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(key(room))
+            .arg(since.to_string())
+            .arg("+")
+            .arg("COUNT")
+            .arg(self.config.max_len + 1);
+        let entries: Vec<Entry> = self
+            .query(&cmd)
+            .await
+            .map_err(|e| redis_error("XRANGE", room, e))?;
+        let still_there = entries
+            .first()
+            .and_then(|(id, _)| MessageId::parse(id))
+            .is_some_and(|first| first == since);
+        if !still_there {
+            let messages = self.latest(room).await?;
+            let mut recent = select(&self.config, room, messages, Some(since));
+            recent.recovered = Some(false);
+            return Ok(recent);
+        }
+        let newer = entries.into_iter().skip(1).collect();
+        let mut recent = select(&self.config, room, newer, Some(since));
+        recent.seen_up_to = recent.seen_up_to.max(Some(since));
+        Ok(recent)
+    }
+
+    /// The latest `join_limit` entries, oldest first.
+    async fn latest(&self, room: &str) -> Result<Vec<Entry>, HubError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(key(room))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(self.config.join_limit);
+        let mut entries: Vec<Entry> = self
+            .query(&cmd)
+            .await
+            .map_err(|e| redis_error("XREVRANGE", room, e))?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        retry_on_dead_connection(|| {
+            let mut conn = self.publisher.connection();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// How many messages the room's history holds, and the newest id.
+    pub async fn stats(&self, room: &str) -> Result<HistoryStats, HubError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
+            .arg(key(room))
+            .cmd("XREVRANGE")
+            .arg(key(room))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let (count, last): (u64, Vec<Entry>) = retry_on_dead_connection(|| {
+            let mut conn = self.publisher.connection();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+        .map_err(|e| redis_error("XLEN", room, e))?;
+        Ok(HistoryStats {
+            count,
+            last_id: last.first().and_then(|(id, _)| MessageId::parse(id)),
+        })
+    }
+}
+
+/// Turns entries (oldest first) into messages, keeping the newest that fit the byte
+/// budget. With `since`, a cut makes the result a reload (`recovered: false`).
+fn select(
+    config: &HistoryConfig,
+    room: &str,
+    entries: Vec<Entry>,
+    since: Option<MessageId>,
+) -> Recent {
+    let mut messages = Vec::with_capacity(entries.len());
+    let mut bytes = 0;
+    let mut cut = false;
+    let mut newest = None;
+    for (id, fields) in entries.into_iter().rev() {
+        let Some(raw) = fields.into_iter().find(|(f, _)| f == FIELD).map(|(_, v)| v) else {
+            warn!("{HISTORY_PREFIX}{room} entry {id} has no `{FIELD}` field; skipped");
+            continue;
+        };
+        let text = protocol::with_message_id(&raw, &id);
+        let message = String::from_utf8(text)
+            .ok()
+            .and_then(|t| RawValue::from_string(t).ok());
+        let (Some(message), Some(parsed)) = (message, MessageId::parse(&id)) else {
+            warn!("{HISTORY_PREFIX}{room} entry {id} is not a JSON object; skipped");
+            continue;
+        };
+        bytes += message.get().len() + 1;
+        if bytes > config.max_bytes && !messages.is_empty() {
+            cut = true;
+            break;
+        }
+        newest = newest.max(Some(parsed));
+        messages.push(message);
+    }
+    messages.reverse();
+    Recent {
+        messages,
+        recovered: since.map(|_| !cut),
+        seen_up_to: newest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, text: &str) -> Entry {
+        let json = format!(r#"{{"roomId":"r","message":"{text}"}}"#);
+        (id.into(), vec![(FIELD.into(), json.into_bytes())])
+    }
+
+    #[test]
+    fn select_puts_ids_first_and_keeps_order() {
+        let config = HistoryConfig::default();
+        let recent = select(
+            &config,
+            "r",
+            vec![entry("1-0", "a"), entry("2-0", "b")],
+            None,
+        );
+        let texts: Vec<&str> = recent.messages.iter().map(|m| m.get()).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"id":"1-0","roomId":"r","message":"a"}"#,
+                r#"{"id":"2-0","roomId":"r","message":"b"}"#
+            ]
+        );
+        assert_eq!(recent.recovered, None);
+        assert_eq!(recent.seen_up_to, MessageId::parse("2-0"));
+    }
+
+    #[test]
+    fn select_keeps_the_newest_that_fit_and_flags_a_cut_recovery() {
+        let config = HistoryConfig {
+            max_bytes: 100,
+            ..HistoryConfig::default()
+        };
+        let entries: Vec<Entry> = (1..=5)
+            .map(|i| entry(&format!("{i}-0"), &"x".repeat(20)))
+            .collect();
+        let recent = select(&config, "r", entries.clone(), None);
+        assert_eq!(
+            recent.messages.len(),
+            1,
+            "one ~60-byte message fits in 100 bytes"
+        );
+        assert!(recent.messages[0].get().starts_with(r#"{"id":"5-0""#));
+        let since = MessageId::parse("0-1");
+        assert_eq!(select(&config, "r", entries, since).recovered, Some(false));
+        let bad = vec![(
+            "9-0".to_string(),
+            vec![(FIELD.to_string(), b"not json".to_vec())],
+        )];
+        assert!(
+            select(&config, "r", bad, None).messages.is_empty(),
+            "junk is skipped"
+        );
+    }
+}
