@@ -40,6 +40,11 @@ pub struct Config {
     pub instance_id: String,
     /// Pause between batches of sessions closed at shutdown (`HUB_SHUTDOWN_BATCH_PAUSE_MS`).
     pub shutdown_pace: Duration,
+    /// How often the health canary is published (`HUB_CANARY_INTERVAL_MS`).
+    pub canary_interval: Duration,
+    /// How long a canary may stay unanswered before `/health` is degraded
+    /// (`HUB_CANARY_TIMEOUT_MS`).
+    pub canary_timeout: Duration,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -209,6 +214,8 @@ impl Config {
                 0u64,
                 "a number of milliseconds",
             )?),
+            canary_interval: secs("HUB_CANARY_INTERVAL_MS", Duration::from_secs(1))?,
+            canary_timeout: secs("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
         })
     }
 

@@ -32,7 +32,9 @@ use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
 use hub_actors::{
+    analytics::Analytics,
     auth::Authenticator,
+    canary::{self, Canary, CanaryState},
     messages::{AttachShard, CloseAll, StopSubscriber},
     metrics::Metrics,
     presence::LocalPresence,
@@ -66,9 +68,25 @@ pub async fn run(
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let instance_id: Arc<str> = config.instance_id.as_str().into();
+    let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
     let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
-    let subscriber = Subscriber::new(client.clone(), metrics.clone()).start();
+    let (analytics, analytics_sink) =
+        Analytics::start(instance_id.clone(), metrics.clone(), shards.clone());
+    let canary_state = CanaryState::new(config.canary_timeout, &metrics);
+    let subscriber = Subscriber::new(client.clone(), metrics.clone())
+        .with_sink(analytics_sink)
+        .with_sink(canary_state.clone())
+        .with_canary(canary::channel(&instance_id))
+        .start();
     let publisher = Publisher::new(client, metrics.clone()).map_err(other)?;
+    Canary::new(
+        canary_state.clone(),
+        publisher.clone(),
+        instance_id.clone(),
+        config.canary_interval,
+    )
+    .start();
     let auth = Arc::new(
         Authenticator::new(
             config.jwt_secret.as_deref(),
@@ -78,8 +96,6 @@ pub async fn run(
         .map_err(other)?,
     );
     let limits = Arc::new(config.limits.clone());
-    let instance_id: Arc<str> = config.instance_id.as_str().into();
-    let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
     let presence = Arc::new(LocalPresence::default());
     let next_shard = Arc::new(AtomicUsize::new(0));
     let upgrade_shared = Arc::new(UpgradeShared {
@@ -94,6 +110,8 @@ pub async fn run(
         static_dir: Arc::new(config.static_dir.clone()),
         config: config.clone(),
         publisher: publisher.clone(),
+        analytics,
+        canary: canary_state,
     };
 
     let local_addr = listener.local_addr()?;

@@ -2,8 +2,11 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
+use actix::Addr;
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{metrics::Metrics, publisher::Publisher};
+use hub_actors::{
+    analytics::Analytics, canary::CanaryState, metrics::Metrics, publisher::Publisher,
+};
 
 use crate::config::Config;
 use serde_json::json;
@@ -23,6 +26,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Publishes to Redis on the instance's command connection.
     pub publisher: Publisher,
+    /// The analytics aggregator (`GET /api/analytics`).
+    pub analytics: Addr<Analytics>,
+    /// Whether the pub/sub subscription still delivers (`/health`).
+    pub canary: Arc<CanaryState>,
 }
 
 /// Registers the routes.
@@ -34,12 +41,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file}", web::get().to(static_file));
 }
 
-/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable.
+/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable or the pub/sub
+/// subscription no longer delivers (the canary does not come back).
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let connected = m.redis_connected.get() == 1;
-    let status = if connected { "ok" } else { "degraded" };
-    let code = if connected {
+    let canary = state.canary.status();
+    let healthy = connected && canary.delivering;
+    let status = if healthy { "ok" } else { "degraded" };
+    let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -51,7 +61,11 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": m.rooms.get(),
             "users": m.users.get(),
         },
-        "redis": {"connected": connected},
+        "redis": {
+            "connected": connected,
+            "delivering": canary.delivering,
+            "canaryRoundTripMs": canary.round_trip_ms,
+        },
         "instanceId": &*state.instance_id,
         "uptimeSeconds": state.started.elapsed().as_secs(),
     }))

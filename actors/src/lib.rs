@@ -9,6 +9,9 @@
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
+//! - [`analytics`]: the analytics aggregator actor (fed by `analytics:events`, pushes
+//!   snapshots to topic `analytics`).
+//! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //!
 //! # Message flow
@@ -26,7 +29,9 @@
 
 #![warn(missing_docs)]
 
+pub mod analytics;
 pub mod auth;
+pub mod canary;
 pub mod error;
 pub mod limits;
 pub mod messages;

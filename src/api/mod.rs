@@ -4,6 +4,8 @@
 //! Every route validates its whole input before publishing anything: bad input gets
 //! `400 {"error": {"code", "message"}}` and nothing reaches Redis.
 
+mod analytics;
+mod cache;
 mod notify;
 
 use actix_web::{
@@ -137,7 +139,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api")
             .wrap(from_fn(require_key))
-            .configure(notify::configure),
+            .configure(notify::configure)
+            .configure(cache::configure)
+            .configure(analytics::configure),
     );
 }
 
