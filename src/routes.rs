@@ -73,6 +73,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.canary.status(); // refreshes hub_canary_delivering
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())

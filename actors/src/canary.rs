@@ -145,16 +145,18 @@ impl CanaryState {
             self.round_trip_ms.observe(rtt.as_secs_f64() * 1000.0);
         }
         drop(inner);
-        self.delivering.set(i64::from(self.status().delivering));
+        self.status();
     }
 
-    /// Whether canaries come back in time, and the last round trip.
+    /// Whether canaries come back in time, and the last round trip (also brings
+    /// `hub_canary_delivering` up to date, so call it before encoding `/metrics`).
     pub fn status(&self) -> CanaryStatus {
         let inner = self.lock();
         let delivering = inner
             .pending
             .front()
             .is_none_or(|(_, at)| at.elapsed() < self.timeout);
+        self.delivering.set(i64::from(delivering));
         CanaryStatus {
             delivering,
             round_trip_ms: inner
@@ -207,8 +209,7 @@ impl Canary {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let status = self.state.status();
-        self.state.delivering.set(i64::from(status.delivering));
+        self.state.status();
         if self.in_flight {
             return; // the last publish has not returned: it stays pending and ages
         }

@@ -8,7 +8,13 @@
 //! anew: after an outage nothing older than the reconnect is served. It checks the connection
 //! with a PING every few seconds, so a connection that died silently is noticed too.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures_util::StreamExt;
 use log::{info, warn};
@@ -122,17 +128,25 @@ pub async fn publish_invalidation<C: redis::aio::ConnectionLike>(
 pub struct InvalidationListener {
     task: JoinHandle<()>,
     subscribed: watch::Receiver<bool>,
+    applied: Arc<AtomicU64>,
 }
 
 impl InvalidationListener {
     /// Starts listening on `client` for `caches` (must run inside a tokio runtime).
     pub fn spawn(client: redis::Client, caches: Vec<Arc<dyn Invalidate>>) -> Self {
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(listen(client, caches, tx));
+        let applied = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(listen(client, caches, tx, applied.clone()));
         InvalidationListener {
             task,
             subscribed: rx,
+            applied,
         }
+    }
+
+    /// How many valid invalidations have been applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
     }
 
     /// True while subscribed (invalidations are being heard).
@@ -166,10 +180,11 @@ async fn listen(
     client: redis::Client,
     caches: Vec<Arc<dyn Invalidate>>,
     subscribed: watch::Sender<bool>,
+    applied: Arc<AtomicU64>,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        match session(&client, &caches, &subscribed).await {
+        match session(&client, &caches, &subscribed, &applied).await {
             Ok(()) => warn!("{CHANNEL}: connection closed; reconnecting"),
             Err(e) => warn!("{CHANNEL}: {e}; reconnecting in {backoff:?}"),
         }
@@ -188,6 +203,7 @@ async fn session(
     client: &redis::Client,
     caches: &[Arc<dyn Invalidate>],
     subscribed: &watch::Sender<bool>,
+    applied: &AtomicU64,
 ) -> Result<(), String> {
     let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
         .await
@@ -208,7 +224,9 @@ async fn session(
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return Ok(()) };
-                apply(caches, msg.get_payload_bytes());
+                if apply(caches, msg.get_payload_bytes()) {
+                    applied.fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ = ping.tick() => {
                 tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
@@ -220,13 +238,18 @@ async fn session(
     }
 }
 
-fn apply(caches: &[Arc<dyn Invalidate>], payload: &[u8]) {
+/// Applies one payload; false if it was not a valid invalidation.
+fn apply(caches: &[Arc<dyn Invalidate>], payload: &[u8]) -> bool {
     match parse_invalidation(payload) {
         Ok(inv) => {
             for cache in caches {
                 cache.invalidate(&inv.pattern);
             }
+            true
         }
-        Err(e) => warn!("{CHANNEL}: ignored: {e}"),
+        Err(e) => {
+            warn!("{CHANNEL}: ignored: {e}");
+            false
+        }
     }
 }

@@ -108,6 +108,7 @@ async fn stats(backend: Shared) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "instance": backend.name,
         "subscribed": backend.listener.is_subscribed(),
+        "invalidations": backend.listener.applied(),
         "entries": s.entries,
         "hits": s.hits,
         "misses": s.misses,
