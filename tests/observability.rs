@@ -255,3 +255,18 @@ async fn health_degrades_when_the_subscription_stops_delivering() {
     .await;
     assert_eq!(recovered["redis"]["delivering"], true);
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    for (path, needle) in [
+        ("/dashboard.html", "<canvas id=\"chart-qps\""),
+        ("/dashboard.js", "topic: 'analytics'"),
+        ("/dashboard.css", ".charts"),
+    ] {
+        let (status, body) = hub.http("GET", path, &[], "").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains(needle), "{path} is the dashboard's");
+    }
+}

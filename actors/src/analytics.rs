@@ -165,7 +165,7 @@ fn latency_json(h: &Histogram<u64>) -> Value {
     json!({
         "count": h.len(),
         "min": ms(h.min()),
-        "mean": (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+        "mean": h.mean().round() / 1000.0,
         "p50": ms(h.value_at_quantile(0.50)),
         "p90": ms(h.value_at_quantile(0.90)),
         "p99": ms(h.value_at_quantile(0.99)),
