@@ -228,3 +228,31 @@ async fn in_jwt_mode_only_admins_get_the_analytics_topic() {
     u.send(json!({"type": "ping", "id": "after"})).await;
     assert_eq!(u.recv_type("pong").await["id"], "after");
 }
+
+#[tokio::test]
+async fn every_instance_aggregates_every_event() {
+    let redis = Redis::start().await;
+    let a = hub(&redis, &[("HUB_API_KEY", KEY)]).await;
+    let b = hub(&redis, &[("HUB_API_KEY", KEY)]).await;
+    redis.await_numsub("analytics:events", 2).await;
+    let (status, _) = a
+        .http(
+            "POST",
+            "/api/analytics",
+            &[
+                ("authorization", &format!("Bearer {KEY}")),
+                ("content-type", "application/json"),
+            ],
+            &json!({"event": "ai_query", "data": {"model": "m", "cost": 1.5}}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for hub in [&a, &b] {
+        let s = eventually("the event on each instance", || async {
+            let s = snapshot(hub).await;
+            (s["totals"]["events"] == 1).then_some(s)
+        })
+        .await;
+        assert_eq!(s["models"]["m"]["cost"], 1.5, "a full view, not a share");
+    }
+}
