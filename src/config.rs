@@ -58,6 +58,11 @@ pub struct Config {
     /// Rooms with more users get no presence events and list only this many members
     /// (`HUB_ROOM_PRESENCE_LIMIT`).
     pub room_presence_limit: usize,
+    /// How often the health canary is published (`HUB_CANARY_INTERVAL_MS`).
+    pub canary_interval: Duration,
+    /// How long a canary may stay unanswered before `/health` is degraded
+    /// (`HUB_CANARY_TIMEOUT_MS`).
+    pub canary_timeout: Duration,
 }
 
 /// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
@@ -358,6 +363,8 @@ impl Config {
             history,
             presence_ttl,
             room_presence_limit: positive(vars, "HUB_ROOM_PRESENCE_LIMIT", 1000)? as usize,
+            canary_interval: positive_millis("HUB_CANARY_INTERVAL_MS", Duration::from_secs(1))?,
+            canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
         })
     }
 

@@ -34,7 +34,9 @@ use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
 use hub_actors::{
+    analytics::Analytics,
     auth::Authenticator,
+    canary::{self, Canary, CanaryState},
     history::History,
     limits::ConnectionLimiter,
     messages::{AttachShard, CloseAll, StopRoster, StopSubscriber},
@@ -108,9 +110,25 @@ pub async fn run(
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let instance_id: Arc<str> = config.instance_id.as_str().into();
+    let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
     let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
-    let subscriber = Subscriber::new(client.clone(), metrics.clone()).start();
+    let (analytics, analytics_sink) =
+        Analytics::start(instance_id.clone(), metrics.clone(), shards.clone());
+    let canary_state = CanaryState::new(config.canary_timeout, &metrics);
+    let subscriber = Subscriber::new(client.clone(), metrics.clone())
+        .with_sink(analytics_sink)
+        .with_sink(canary_state.clone())
+        .with_canary(canary::channel(&instance_id))
+        .start();
     let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
+    Canary::new(
+        canary_state.clone(),
+        publisher.clone(),
+        instance_id.clone(),
+        config.canary_interval,
+    )
+    .start();
     let history = History::new(publisher.clone(), config.history.clone());
     let members = RoomMembers::new(publisher.connection(), config.room_presence_limit);
     let auth = Arc::new(
@@ -122,8 +140,6 @@ pub async fn run(
         .map_err(other)?,
     );
     let limits = Arc::new(config.limits.clone());
-    let instance_id: Arc<str> = config.instance_id.as_str().into();
-    let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
     // The roster has a connection of its own: its batches never delay chat appends.
     let roster_conn = Publisher::new(client, metrics.clone())
         .map_err(other)?
@@ -163,6 +179,8 @@ pub async fn run(
         history: history.clone(),
         presence: presence.clone(),
         members: members.clone(),
+        analytics,
+        canary: canary_state,
     };
 
     let local_addr = listener.local_addr()?;

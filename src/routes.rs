@@ -2,10 +2,11 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
+use actix::Addr;
 use actix_web::{http::StatusCode, web, HttpResponse};
 use hub_actors::{
-    history::History, metrics::Metrics, presence::LocalPresence, publisher::Publisher,
-    roster::RoomMembers,
+    analytics::Analytics, canary::CanaryState, history::History, metrics::Metrics,
+    presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
 };
 
 use crate::config::Config;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub presence: Arc<LocalPresence>,
     /// Room members across instances.
     pub members: RoomMembers,
+    /// The analytics aggregator (`GET /api/analytics`).
+    pub analytics: Addr<Analytics>,
+    /// Whether the pub/sub subscription still delivers (`/health`).
+    pub canary: Arc<CanaryState>,
 }
 
 /// Registers the routes.
@@ -45,12 +50,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file}", web::get().to(static_file));
 }
 
-/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable.
+/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable or the pub/sub
+/// subscription no longer delivers (the canary does not come back).
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let connected = m.redis_connected.get() == 1;
-    let status = if connected { "ok" } else { "degraded" };
-    let code = if connected {
+    let canary = state.canary.status();
+    let healthy = connected && canary.delivering;
+    let status = if healthy { "ok" } else { "degraded" };
+    let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -62,7 +70,11 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": m.rooms.get(),
             "users": m.users.get(),
         },
-        "redis": {"connected": connected},
+        "redis": {
+            "connected": connected,
+            "delivering": canary.delivering,
+            "canaryRoundTripMs": canary.round_trip_ms,
+        },
         "instanceId": &*state.instance_id,
         "uptimeSeconds": state.started.elapsed().as_secs(),
     }))
@@ -71,6 +83,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.jobs.refresh_metrics().await;
+    state.canary.status(); // refreshes hub_canary_delivering
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())

@@ -13,6 +13,9 @@
 //! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
 //!   presence events); an actor fed by [`presence`].
 //! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
+//! - [`analytics`]: the analytics aggregator actor (fed by `analytics:events`, pushes
+//!   snapshots to topic `analytics`).
+//! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //!
 //! # Message flow
@@ -33,7 +36,9 @@
 
 #![warn(missing_docs)]
 
+pub mod analytics;
 pub mod auth;
+pub mod canary;
 pub mod error;
 pub mod history;
 pub mod jobs;

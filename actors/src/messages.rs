@@ -242,3 +242,18 @@ pub struct PresenceChange {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopRoster;
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber (through its analytics sink) and HTTP API -> Analytics
+// ---------------------------------------------------------------------------------------------
+
+/// A valid `analytics:events` payload for the aggregator (sent with `try_send`: a full
+/// mailbox drops the event and counts it in `hub_analytics_dropped_total`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordEvent(pub crate::protocol::AnalyticsEvent);
+
+/// Asks the aggregator for its current snapshot (the JSON of `GET /api/analytics`).
+#[derive(Message)]
+#[rtype(result = "serde_json::Value")]
+pub struct GetSnapshot;

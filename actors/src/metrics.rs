@@ -6,7 +6,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::protocol::{ChannelKind, ErrorCode};
+use crate::protocol::{ChannelKind, ErrorCode, Topic};
 
 /// Kinds of server frames, the label of `hub_frames_out_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,13 @@ pub const REJECT_REASONS: [&str; 7] = [
     "shutting_down",
 ];
 
+fn topic_index(topic: Topic) -> usize {
+    Topic::ALL
+        .iter()
+        .position(|t| *t == topic)
+        .expect("every topic is listed")
+}
+
 /// All metrics of one instance.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -122,6 +129,63 @@ pub struct Metrics {
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
     pub presence_sync_errors: IntCounter,
+    by_type: BytesByType,
+    topic_subscribers: Vec<IntGauge>,
+}
+
+/// Bytes in and out per frame type, parallel to `hub_frames_in_total`/`hub_frames_out_total`.
+struct BytesByType {
+    /// Indexed like [`IN_KINDS`].
+    bytes_in: Vec<IntCounter>,
+    /// Indexed like `OutKind::ALL`.
+    bytes_out: Vec<IntCounter>,
+}
+
+impl BytesByType {
+    fn new(r: &Registry) -> Self {
+        let out_labels: Vec<&str> = OutKind::ALL.iter().map(|k| k.label()).collect();
+        let in_vec = counter_vec(
+            r,
+            "hub_bytes_in_by_type_total",
+            "Bytes of client messages, by frame type",
+            "type",
+            &IN_KINDS,
+        );
+        let out_vec = counter_vec(
+            r,
+            "hub_bytes_out_by_type_total",
+            "Bytes of frames queued to clients, by frame type",
+            "type",
+            &out_labels,
+        );
+        BytesByType {
+            bytes_in: IN_KINDS
+                .iter()
+                .map(|k| in_vec.with_label_values(&[k]))
+                .collect(),
+            bytes_out: out_labels
+                .iter()
+                .map(|k| out_vec.with_label_values(&[k]))
+                .collect(),
+        }
+    }
+}
+
+/// A gauge per topic of the sessions subscribed to it, indexed like [`Topic::ALL`].
+fn topic_gauges(r: &Registry) -> Vec<IntGauge> {
+    let vec = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "hub_topic_subscribers",
+            "Sessions subscribed to a topic on this instance",
+        ),
+        &["topic"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(vec.clone())).expect("unique metric");
+    Topic::ALL
+        .iter()
+        .map(|t| vec.with_label_values(&[t.as_str()]))
+        .collect()
 }
 
 impl Default for Metrics {
@@ -294,6 +358,8 @@ impl Metrics {
                 "hub_presence_sync_errors_total",
                 "Presence updates to Redis that failed (a full resync follows)",
             ),
+            by_type: BytesByType::new(&r),
+            topic_subscribers: topic_gauges(&r),
             registry: r,
         }
     }
@@ -302,6 +368,7 @@ impl Metrics {
     pub fn frame_in(&self, kind: &str, bytes: usize) {
         self.frames_in.with_label_values(&[kind]).inc();
         self.bytes_in.inc_by(bytes as u64);
+        self.bytes_in_by_type(kind, bytes);
     }
 
     /// Counts `n` copies of a frame of `bytes` bytes queued to clients.
@@ -312,6 +379,33 @@ impl Metrics {
             .expect("every kind is listed");
         self.frames_out[i].inc_by(n as u64);
         self.bytes_out.inc_by((n * bytes) as u64);
+        self.by_type.bytes_out[i].inc_by((n * bytes) as u64);
+    }
+
+    fn bytes_in_by_type(&self, kind: &str, bytes: usize) {
+        if let Some(i) = IN_KINDS.iter().position(|k| *k == kind) {
+            self.by_type.bytes_in[i].inc_by(bytes as u64);
+        }
+    }
+
+    /// A session subscribed to (`delta` 1) or left (-1) a topic.
+    pub fn topic_subscriber(&self, topic: Topic, delta: i64) {
+        self.topic_subscribers[topic_index(topic)].add(delta);
+    }
+
+    /// Sessions subscribed to `topic` on this instance.
+    pub fn topic_subscribers(&self, topic: Topic) -> i64 {
+        self.topic_subscribers[topic_index(topic)].get()
+    }
+
+    /// Records the latency from a payload's `timestamp` (ms since the epoch, publisher's
+    /// clock) to now. Values more than a second in the future or an hour in the past are not
+    /// publish times (clock skew, replayed events) and are skipped.
+    pub fn observe_deliver_latency(&self, timestamp_ms: f64) {
+        let latency = crate::protocol::now_ms() as f64 - timestamp_ms;
+        if (-1000.0..=3_600_000.0).contains(&latency) {
+            self.deliver_latency_ms.observe(latency.max(0.0));
+        }
     }
 
     /// Counts an error frame sent to a client.

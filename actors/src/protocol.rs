@@ -777,9 +777,71 @@ pub struct AnalyticsEvent {
     pub user_id: Option<Value>,
     /// Event data (an object).
     pub data: Map<String, Value>,
-    /// Optional event time in ms.
-    #[serde(default)]
+    /// Optional event time in ms (a non-numeric value is ignored).
+    #[serde(default, deserialize_with = "lenient_ms")]
     pub timestamp: Option<f64>,
+}
+
+/// The `data` fields of an analytics event that the aggregator reads; an event whose `data`
+/// has a string `model` is an AI query of that model. Each is optional, but when present it
+/// must have the type given here.
+pub mod analytics_fields {
+    /// `data.model`: string, 1-128 characters.
+    pub const MODEL: &str = "model";
+    /// `data.latencyMs`: number of milliseconds, >= 0.
+    pub const LATENCY_MS: &str = "latencyMs";
+    /// `data.tokens`: integer >= 0.
+    pub const TOKENS: &str = "tokens";
+    /// `data.cost`: number >= 0 (whatever currency the services use, e.g. USD).
+    pub const COST: &str = "cost";
+}
+
+/// Longest analytics event name and model name (they become map keys and metric labels).
+pub const MAX_ANALYTICS_NAME: usize = 128;
+
+impl AnalyticsEvent {
+    /// `data.model`, when the event is an AI query.
+    pub fn model(&self) -> Option<&str> {
+        self.data.get(analytics_fields::MODEL)?.as_str()
+    }
+
+    /// A numeric `data` field.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        self.data.get(key)?.as_f64()
+    }
+
+    /// Checks the name and the types of the fields the aggregator reads.
+    fn check(&self) -> Result<(), PayloadError> {
+        let name_ok = |s: &str| !s.is_empty() && s.chars().count() <= MAX_ANALYTICS_NAME;
+        if !name_ok(&self.event) {
+            return Err(PayloadError(format!(
+                "`event` must be 1-{MAX_ANALYTICS_NAME} characters"
+            )));
+        }
+        if let Some(model) = self.data.get(analytics_fields::MODEL) {
+            if !model.as_str().is_some_and(name_ok) {
+                return Err(PayloadError(format!(
+                    "`data.model` must be a string of 1-{MAX_ANALYTICS_NAME} characters"
+                )));
+            }
+        }
+        for key in [analytics_fields::LATENCY_MS, analytics_fields::COST] {
+            if let Some(v) = self.data.get(key) {
+                if !v.as_f64().is_some_and(|n| n.is_finite() && n >= 0.0) {
+                    return Err(PayloadError(format!("`data.{key}` must be a number >= 0")));
+                }
+            }
+        }
+        if let Some(v) = self.data.get(analytics_fields::TOKENS) {
+            if v.as_u64().is_none() {
+                return Err(PayloadError(format!(
+                    "`data.{}` must be an integer >= 0",
+                    analytics_fields::TOKENS
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a Redis payload was dropped.
@@ -822,6 +884,8 @@ struct NotificationCheck<'a> {
     title: Cow<'a, str>,
     #[serde(borrow)]
     message: Cow<'a, str>,
+    #[serde(default, deserialize_with = "lenient_ms")]
+    timestamp: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -833,6 +897,8 @@ struct AiResultCheck<'a> {
     user_id: IdValue<'a>,
     #[serde(borrow)]
     status: Cow<'a, str>,
+    #[serde(default, deserialize_with = "lenient_ms")]
+    timestamp: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -874,6 +940,23 @@ struct CacheCheck<'a> {
     #[serde(default, borrow)]
     #[allow(dead_code)]
     reason: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "lenient_ms")]
+    timestamp: Option<f64>,
+}
+
+/// Reads an optional `timestamp` for latency metrics without making it part of validation:
+/// a number is kept, anything else (an ISO string, null) is accepted and ignored.
+fn lenient_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ms {
+        Number(f64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Ms::deserialize(d)? {
+        Ms::Number(ms) => Some(ms),
+        Ms::Other(_) => None,
+    })
 }
 
 /// Walks a whole JSON document with full string validation (UTF-8, escapes, surrogate
@@ -957,14 +1040,24 @@ fn check_user(id: &IdValue<'_>, channel_user: Option<&str>) -> Result<UserId, Pa
 
 /// Validates a payload received on `channel` and turns it into what the hub delivers.
 pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadError> {
+    parse_inbound_timed(channel, payload).map(|(inbound, _)| inbound)
+}
+
+/// [`parse_inbound`], also returning the payload's numeric `timestamp` (ms) when it has one,
+/// read in the same pass (for the publish-to-deliver latency metric).
+pub fn parse_inbound_timed(
+    channel: &str,
+    payload: &[u8],
+) -> Result<(Inbound, Option<f64>), PayloadError> {
     match ChannelKind::of(channel) {
         ChannelKind::User(user) => {
             let check: NotificationCheck = check_object(payload)?;
             let user = check_user(&check.user_id, Some(user))?;
-            Ok(Inbound::Notification {
+            let inbound = Inbound::Notification {
                 user,
                 frame: envelope("notification", payload),
-            })
+            };
+            Ok((inbound, check.timestamp))
         }
         ChannelKind::AiResults => {
             let check: AiResultCheck = check_object(payload)?;
@@ -974,10 +1067,11 @@ pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadEr
                 ));
             }
             let user = check_user(&check.user_id, None)?;
-            Ok(Inbound::AiResult {
+            let inbound = Inbound::AiResult {
                 user,
                 frame: envelope("ai-result", payload),
-            })
+            };
+            Ok((inbound, check.timestamp))
         }
         ChannelKind::Room(room) => {
             let check: ChatCheck = check_object(payload)?;
@@ -992,11 +1086,12 @@ pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadEr
                 Some(Value::String(s)) => MessageId::parse(s),
                 _ => None,
             };
-            Ok(Inbound::Chat {
+            let inbound = Inbound::Chat {
                 room: room.into(),
                 frame: envelope("chat-message", payload),
                 id,
-            })
+            };
+            Ok((inbound, Some(check.timestamp)))
         }
         ChannelKind::Presence => {
             let check: PresenceCheck = check_object(payload)?;
@@ -1010,24 +1105,27 @@ pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadEr
                 return Err(PayloadError("invalid room name".into()));
             }
             check_user(&check.user_id, None)?;
-            Ok(Inbound::Presence {
+            let inbound = Inbound::Presence {
                 room: check.room.as_ref().into(),
                 frame: trim_ascii(payload).to_vec(),
-            })
+            };
+            Ok((inbound, None))
         }
         ChannelKind::CacheInvalidate => {
             let check: CacheCheck = check_object(payload)?;
-            if check.pattern.is_empty() {
-                return Err(PayloadError("`pattern` must not be empty".into()));
-            }
-            Ok(Inbound::CacheInvalidate {
+            relay_cache::Pattern::new(&check.pattern)
+                .map_err(|e| PayloadError(format!("invalid `pattern`: {e}")))?;
+            let inbound = Inbound::CacheInvalidate {
                 pattern: check.pattern.into_owned(),
                 frame: envelope("cache-invalidate", payload),
-            })
+            };
+            Ok((inbound, check.timestamp))
         }
         ChannelKind::Analytics => {
             let event: AnalyticsEvent = check_object(payload)?;
-            Ok(Inbound::Analytics(event))
+            event.check()?;
+            let timestamp = event.timestamp;
+            Ok((Inbound::Analytics(event), timestamp))
         }
         ChannelKind::Other => Err(PayloadError(format!(
             "unexpected channel `{}`",
@@ -1262,5 +1360,57 @@ mod tests {
         let plain = joined_frame("r", &JoinInfo::default(), &None);
         let v: Value = serde_json::from_slice(&plain).unwrap();
         assert!(v.get("recovered").is_none() && v.get("id").is_none());
+    }
+
+    #[test]
+    fn cache_patterns_must_parse() {
+        for bad in [
+            r#"{"pattern":""}"#,
+            r#"{"pattern":"user:["}"#,
+            r#"{"pattern":"a\\"}"#,
+        ] {
+            assert!(
+                parse_inbound(CACHE_INVALIDATE, bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        let ok = br#"{"pattern":"user:[0-9]*","timestamp":5}"#;
+        let (_, ts) = parse_inbound_timed(CACHE_INVALIDATE, ok).unwrap();
+        assert_eq!(ts, Some(5.0));
+    }
+
+    #[test]
+    fn analytics_fields_are_typed() {
+        for bad in [
+            r#"{"event":"","data":{}}"#,
+            r#"{"event":"q","data":{"model":7}}"#,
+            r#"{"event":"q","data":{"model":""}}"#,
+            r#"{"event":"q","data":{"latencyMs":"fast"}}"#,
+            r#"{"event":"q","data":{"latencyMs":-1}}"#,
+            r#"{"event":"q","data":{"tokens":1.5}}"#,
+            r#"{"event":"q","data":{"cost":-0.1}}"#,
+            r#"{"event":"q","data":[]}"#,
+        ] {
+            assert!(
+                parse_inbound(ANALYTICS_EVENTS, bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        let ok = br#"{"event":"ai_query","data":{"model":"m","latencyMs":1.5,"tokens":3,"cost":0.25,"x":[1]}}"#;
+        let Ok(Inbound::Analytics(ev)) = parse_inbound(ANALYTICS_EVENTS, ok) else {
+            panic!("valid event refused");
+        };
+        assert_eq!(ev.model(), Some("m"));
+        assert_eq!(ev.number(analytics_fields::COST), Some(0.25));
+    }
+
+    #[test]
+    fn timestamps_are_read_leniently() {
+        let n = br#"{"userId":1,"type":"t","title":"t","message":"m","timestamp":1700000000000}"#;
+        let (_, ts) = parse_inbound_timed("user:notifications:1", n).unwrap();
+        assert_eq!(ts, Some(1.7e12));
+        let iso = br#"{"userId":1,"type":"t","title":"t","message":"m","timestamp":"2024-01-01"}"#;
+        let (_, ts) = parse_inbound_timed("user:notifications:1", iso).unwrap();
+        assert_eq!(ts, None, "a non-numeric timestamp is not an error");
     }
 }

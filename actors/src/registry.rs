@@ -98,8 +98,10 @@ impl Registry {
             self.leave(id, &room);
             self.presence.leave(&room, user);
         }
-        for set in self.topics.values_mut() {
-            set.remove(&id);
+        for (topic, set) in self.topics.iter_mut() {
+            if set.remove(&id) {
+                self.metrics.topic_subscriber(*topic, -1);
+            }
         }
     }
 
@@ -247,10 +249,14 @@ impl Handler<SetTopic> for Registry {
             return;
         }
         let set = self.topics.entry(msg.topic).or_default();
-        if msg.on {
-            set.insert(msg.id);
+        let changed = if msg.on {
+            set.insert(msg.id)
         } else {
-            set.remove(&msg.id);
+            set.remove(&msg.id)
+        };
+        if changed {
+            let delta = if msg.on { 1 } else { -1 };
+            self.metrics.topic_subscriber(msg.topic, delta);
         }
     }
 }

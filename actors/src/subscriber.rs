@@ -25,7 +25,7 @@ use crate::{
     messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
     metrics::{Metrics, OutKind},
     protocol::{
-        parse_inbound, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
+        parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
         USER_PREFIX,
     },
     registry::Registry,
@@ -113,6 +113,8 @@ pub trait InboundSink: Send + Sync {
     fn cache_invalidate(&self, _pattern: &str) {}
     /// Called for every valid `analytics:events` payload.
     fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
+    /// Called for every message on the instance's canary channel (see [`Subscriber::with_canary`]).
+    fn canary(&self, _payload: &[u8]) {}
 }
 
 /// The pub/sub actor.
@@ -133,6 +135,8 @@ pub struct Subscriber {
     ever_connected: bool,
     stopping: bool,
     warnings: WarnLimiter,
+    /// This instance's own canary channel, subscribed like the fixed channels.
+    canary: Option<String>,
 }
 
 impl Subscriber {
@@ -158,7 +162,15 @@ impl Subscriber {
                 emitted: 0,
                 suppressed: 0,
             },
+            canary: None,
         }
+    }
+
+    /// Also subscribes to `channel` for the whole life of the connection and hands its
+    /// messages to the sinks' [`InboundSink::canary`] (the health check's round trip).
+    pub fn with_canary(mut self, channel: String) -> Self {
+        self.canary = Some(channel);
+        self
     }
 
     /// Adds a hook for cache invalidations and analytics events.
@@ -264,6 +276,7 @@ impl Subscriber {
         let with_fixed = !self.fixed_subscribed;
         if with_fixed {
             subscribe.extend(FIXED_CHANNELS.iter().map(|c| c.to_string()));
+            subscribe.extend(self.canary.clone());
         }
         for key in std::mem::take(&mut self.dirty) {
             let Some(ch) = self.channels.get_mut(&key) else {
@@ -383,15 +396,41 @@ impl Subscriber {
         }));
     }
 
-    fn dispatch(&self, key: ChannelKey, frame: &[u8], kind: OutKind, order: Option<MessageId>) {
+    /// Sends to the shards needing `key`; returns them (a bit set, 0 for none).
+    fn dispatch(
+        &self,
+        key: ChannelKey,
+        frame: &[u8],
+        kind: OutKind,
+        order: Option<MessageId>,
+    ) -> u64 {
         let Some(ch) = self.channels.get(&key) else {
-            return;
+            return 0;
         };
         let target = match key {
             ChannelKey::User(user) => Target::User(user),
             ChannelKey::Room(room) => Target::Room(room),
         };
         self.send_to(ch.shards, target, frame, kind, order);
+        ch.shards
+    }
+
+    /// Feeds `hub_deliver_latency_ms` once per event that was handed to at least one shard.
+    fn observe_latency(&self, shards: u64, timestamp_ms: Option<f64>) {
+        if let (true, Some(ts)) = (shards != 0, timestamp_ms) {
+            self.metrics.observe_deliver_latency(ts);
+        }
+    }
+
+    /// Handles a message on the canary channel; false for any other channel.
+    fn route_canary(&self, msg: &Msg) -> bool {
+        if self.canary.as_deref() != Some(msg.get_channel_name()) {
+            return false;
+        }
+        for sink in &self.sinks {
+            sink.canary(msg.get_payload_bytes());
+        }
+        true
     }
 
     fn send_to(
@@ -418,11 +457,14 @@ impl Subscriber {
     }
 
     fn route(&mut self, msg: Msg) {
+        if self.route_canary(&msg) {
+            return;
+        }
         let channel = msg.get_channel_name();
         let kind = ChannelKind::of(channel);
         self.metrics.redis_message(&kind);
-        let inbound = match parse_inbound(channel, msg.get_payload_bytes()) {
-            Ok(inbound) => inbound,
+        let (inbound, timestamp) = match parse_inbound_timed(channel, msg.get_payload_bytes()) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 self.metrics.invalid_payload(&kind);
                 if self.warnings.allow() {
@@ -431,7 +473,7 @@ impl Subscriber {
                 return;
             }
         };
-        match inbound {
+        let shards = match inbound {
             Inbound::Notification { user, frame } => {
                 self.dispatch(ChannelKey::User(user), &frame, OutKind::Notification, None)
             }
@@ -452,6 +494,7 @@ impl Subscriber {
                 }
                 let target = Target::Topic(Topic::Cache);
                 self.send_to(u64::MAX, target, &frame, OutKind::Cache, None);
+                u64::MAX
             }
             Inbound::Analytics(event) => {
                 if let Some((last, rest)) = self.sinks.split_last() {
@@ -460,8 +503,10 @@ impl Subscriber {
                     }
                     last.analytics(event);
                 }
+                0
             }
-        }
+        };
+        self.observe_latency(shards, timestamp);
     }
 }
 

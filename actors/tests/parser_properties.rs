@@ -82,7 +82,10 @@ fn check_inbound(channel: &str, payload: &[u8]) {
         }
         Inbound::Presence { frame, .. } => {
             let forwarded: Value = serde_json::from_slice(frame).expect("frames are JSON");
-            assert_eq!(forwarded, original, "presence frames are forwarded as published");
+            assert_eq!(
+                forwarded, original,
+                "presence frames are forwarded as published"
+            );
             assert_eq!(forwarded["type"], "presence");
             return;
         }

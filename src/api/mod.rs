@@ -4,6 +4,8 @@
 //! Every route validates its whole input before publishing anything: bad input gets
 //! `400 {"error": {"code", "message"}}` and nothing reaches Redis.
 
+mod analytics;
+mod cache;
 mod chat;
 pub mod jobs;
 mod notify;
@@ -144,7 +146,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(require_key))
             .configure(notify::configure)
             .configure(jobs::configure)
-            .configure(chat::configure),
+            .configure(chat::configure)
+            .configure(cache::configure)
+            .configure(analytics::configure),
     );
 }
 

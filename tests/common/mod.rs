@@ -652,3 +652,89 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let payload = buf.get(at..at + len)?.to_vec();
     Some((opcode, payload, at + len))
 }
+
+/// A test-side subscriber on one Redis channel: proves what was (and was not) published.
+pub struct ChannelWatch {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
+}
+
+impl ChannelWatch {
+    /// Subscribes to `channel` on `redis` (resolves once Redis confirmed the subscription).
+    pub async fn start(redis: &Redis, channel: &str) -> ChannelWatch {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.expect("pub/sub connection");
+        pubsub.subscribe(channel).await.expect("subscribe");
+        ChannelWatch {
+            stream: Box::pin(pubsub.into_on_message()),
+        }
+    }
+
+    /// The next payload published on the channel, as JSON.
+    pub async fn next(&mut self) -> Value {
+        let msg = tokio::time::timeout(WAIT, self.stream.next())
+            .await
+            .expect("a message in time")
+            .expect("the subscription is open");
+        serde_json::from_slice(msg.get_payload_bytes()).expect("payloads are JSON")
+    }
+}
+
+/// `/metrics` of a hub, parsed with a Prometheus text-format parser.
+pub struct Scrape(pub prometheus_parse::Scrape);
+
+impl Scrape {
+    /// Fetches and parses `/metrics` (panics if it does not parse).
+    pub async fn of(hub: &Hub) -> Scrape {
+        let text = hub.metrics().await;
+        for line in text.lines() {
+            // The parser skips lines it does not understand; every line must be understood.
+            assert!(
+                !matches!(
+                    prometheus_parse::LineInfo::parse(line),
+                    prometheus_parse::LineInfo::Ignored
+                ),
+                "not Prometheus text: {line}"
+            );
+        }
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        Scrape(prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text"))
+    }
+
+    /// The samples of `name` whose labels include all of `labels`.
+    pub fn samples<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+        self.0.samples.iter().filter(move |s| {
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+    }
+
+    /// The value of a counter, gauge or untyped sample (0 when absent).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples(name, labels)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name} is not a single value: {other:?}"),
+            })
+            .next()
+            .unwrap_or(0.0)
+    }
+
+    /// The count of observations of a histogram (0 when absent).
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples(name, labels)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map_or(0.0, |b| b.count),
+                other => panic!("{name} is not a histogram: {other:?}"),
+            })
+            .next()
+            .unwrap_or(0.0)
+    }
+}
