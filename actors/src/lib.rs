@@ -10,6 +10,8 @@
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
+//! - [`engineio`], [`socketio`]: the Engine.IO v4 session actor and the Socket.IO v5 layer on
+//!   top of it (a second way in, for `socket.io-client`).
 //!
 //! # Message flow
 //! ```text
@@ -27,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod engineio;
 pub mod error;
 pub mod limits;
 pub mod messages;
@@ -36,5 +39,6 @@ pub mod protocol;
 pub mod publisher;
 pub mod registry;
 pub mod session;
+pub mod socketio;
 pub mod subscriber;
 pub mod transport;
