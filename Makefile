@@ -3,7 +3,7 @@ REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
 
-.PHONY: run test bench fmt lint redis build
+.PHONY: run test bench fmt lint redis build sio-compliance
 
 build:
 	cargo build --release
@@ -24,8 +24,17 @@ redis:
 	fi
 
 ## Unit and integration tests (each integration test starts its own redis-server and hub).
-test:
+test: tests/socketio/node_modules
 	cargo test --workspace --all-targets
+
+## socket.io-client for the Socket.IO end-to-end tests (tests/socketio_client.rs).
+tests/socketio/node_modules: tests/socketio/package-lock.json
+	npm ci --prefix tests/socketio --no-audit --no-fund
+	@touch $@
+
+## The Socket.IO protocol's reference test application on :3000 (127.0.0.1 and ::1).
+sio-compliance:
+	cargo run --release --bin sio-compliance
 
 fmt:
 	cargo fmt --all
