@@ -60,7 +60,10 @@ async fn long_polling_only() {
     assert_eq!(out["transport"], "polling");
     assert_round_trip(&out, "p");
     server
-        .await_metric("hub_engineio_sessions_opened_total{transport=\"polling\"}", 1.0)
+        .await_metric(
+            "hub_engineio_sessions_opened_total{transport=\"polling\"}",
+            1.0,
+        )
         .await;
     assert_eq!(server.metric("hub_engineio_upgrades_total").await, 0.0);
 }
@@ -87,7 +90,9 @@ async fn upgrade_from_polling_to_websocket() {
     assert_eq!(out["firstTransport"], "polling");
     assert_eq!(out["transport"], "websocket");
     assert_round_trip(&out, "u");
-    server.await_metric("hub_engineio_upgrades_total", 1.0).await;
+    server
+        .await_metric("hub_engineio_upgrades_total", 1.0)
+        .await;
 }
 
 #[tokio::test]

@@ -649,6 +649,16 @@ mod tests {
     }
 
     #[test]
+    fn data_frames_concatenate_parts() {
+        assert_eq!(data_frame(false, &[b"4", b"hi"]), text_frame(b"4hi"));
+        assert_eq!(&binary_frame(&[1, 2])[..], &[0x82, 2, 1, 2]);
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let frame = binary_frame(&vec![0; len]);
+            assert_eq!(frame.len(), header_len(len) + len);
+        }
+    }
+
+    #[test]
     fn encodes_length_forms() {
         assert_eq!(&text_frame(b"hi")[..2], &[0x81, 2]);
         assert_eq!(&text_frame(&[b'a'; 200])[..4], &[0x81, 126, 0, 200]);

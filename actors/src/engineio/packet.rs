@@ -268,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn clones_share_one_encoding() {
+        let packet = Outgoing::message("[\"notification\",{}]");
+        let copy = packet.clone();
+        assert_eq!(packet.ws_frame().as_ptr(), copy.ws_frame().as_ptr());
+        assert_eq!(packet.payload().as_ptr(), copy.payload().as_ptr());
+    }
+
+    #[test]
     fn open_packet_lists_parameters() {
         let open = open("abc", &["websocket"], 300, 200, 1_000_000);
         let text = std::str::from_utf8(open.payload()).unwrap();

@@ -1027,6 +1027,25 @@ impl<H: EngineHandler> Handler<CloseSession> for EngineSocket<H> {
     }
 }
 
+/// The hub's registry found the session's mailbox full (it counted the kick): dropped as a
+/// slow consumer, like a native session.
+impl<H: EngineHandler> Handler<crate::messages::Kick> for EngineSocket<H> {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::messages::Kick, ctx: &mut Ctx<H>) {
+        self.core.abort(CloseReason::SlowConsumer, ctx);
+    }
+}
+
+/// The hub closes every session (shutdown): an Engine.IO close, whatever the code.
+impl<H: EngineHandler> Handler<crate::messages::Close> for EngineSocket<H> {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::messages::Close, ctx: &mut Ctx<H>) {
+        self.core.close(CloseReason::ServerClose, ctx);
+    }
+}
+
 // ---- the handler's handle ---------------------------------------------------------------------
 
 impl<'a, H: EngineHandler> EngineIo<'a, H> {
