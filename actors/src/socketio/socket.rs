@@ -489,3 +489,47 @@ impl<'a, A: SioApp> SioIo<'a, A> {
         })
     }
 }
+
+/// How the layer above adds its own messages to a Socket.IO session actor (e.g. the hub's
+/// fan-out deliveries): compiled with the tests, so the API shape is checked.
+#[cfg(test)]
+#[allow(dead_code)]
+mod api_shape {
+    use super::*;
+    use crate::engineio::EngineSocket;
+
+    struct App;
+
+    impl SioApp for App {
+        fn serves(&self, nsp: &str) -> bool {
+            nsp == "/"
+        }
+
+        fn on_connect(&mut self, nsp: &str, _auth: Value, io: &mut SioIo<'_, Self>) {
+            // An async step (e.g. registering with the hub) before accepting.
+            let nsp = nsp.to_owned();
+            io.wait(async {}, move |_app, (), io| {
+                let _ = io.accept(&nsp);
+            });
+        }
+
+        fn on_event(&mut self, _nsp: &str, _event: Event, _io: &mut SioIo<'_, Self>) {}
+    }
+
+    /// A packet encoded once for many sessions.
+    #[derive(actix::Message)]
+    #[rtype(result = "()")]
+    struct Deliver(Outgoing);
+
+    impl actix::Handler<Deliver> for EngineSocket<SocketIo<App>> {
+        type Result = ();
+
+        fn handle(&mut self, Deliver(packet): Deliver, ctx: &mut actix::Context<Self>) {
+            let (sio, mut engine) = self.split(ctx);
+            let (_app, mut io) = sio.split(&mut engine);
+            if io.is_connected("/") {
+                let _ = io.send_shared(packet);
+            }
+        }
+    }
+}
