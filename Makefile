@@ -4,7 +4,7 @@ REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
 
-.PHONY: run test bench fmt lint redis build
+.PHONY: run test bench fmt lint redis build sio-compliance
 
 build:
 	cargo build --release
@@ -30,16 +30,22 @@ redis:
 
 ## Unit and integration tests (each integration test starts its own redis-server and hub;
 ## tests/browser.rs also needs /usr/bin/chromium: apt-get install -y chromium).
-test: tests/browser/node_modules
+test: tests/browser/node_modules tests/socketio/node_modules
 	cargo test --workspace --all-targets
 
 ## playwright-core for the browser test (it drives the system Chromium, no browser download).
 tests/browser/node_modules: tests/browser/package-lock.json
-	@if command -v npm >/dev/null; then \
-	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error && touch $@; \
-	else \
-	  echo "npm not found: tests/browser.rs will fail (apt-get install -y nodejs npm)"; \
-	fi
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## socket.io-client for the Socket.IO end-to-end tests (tests/socketio_client.rs).
+tests/socketio/node_modules: tests/socketio/package-lock.json
+	npm ci --prefix tests/socketio --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## The Socket.IO protocol's reference test application on :3000 (127.0.0.1 and ::1).
+sio-compliance:
+	cargo run --release --bin sio-compliance
 
 fmt:
 	cargo fmt --all

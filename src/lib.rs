@@ -6,14 +6,19 @@
 //! - [`routes`]: `/health`, `/metrics` and the static demo pages.
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`worker`]: the `relay-hub worker` subcommand (job worker with the demo handler).
+//! - [`socketio_routes`]: Engine.IO/Socket.IO over HTTP (`/socket.io/`): long-polling routes,
+//!   CORS, WebSocket upgrades handed to the `hub_actors::engineio` session actors.
+//! - [`compliance`]: the Socket.IO reference test application (`sio-compliance` binary).
 //! - [`run`]: starts the actors and the HTTP server on a listener and stops them gracefully
 //!   when the shutdown future resolves.
 //!
 //! The actor system itself lives in the `hub-actors` crate (`actors/`).
 
 pub mod api;
+pub mod compliance;
 pub mod config;
 pub mod routes;
+pub mod socketio_routes;
 pub mod upgrade;
 pub mod worker;
 
@@ -37,6 +42,7 @@ use hub_actors::{
     analytics::Analytics,
     auth::Authenticator,
     canary::{self, Canary, CanaryState},
+    engineio::{Endpoint, EngineConfig, EngineMetrics},
     history::History,
     limits::ConnectionLimiter,
     messages::{AttachShard, CloseAll, StopRoster, StopSubscriber},
@@ -45,6 +51,7 @@ use hub_actors::{
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
     session::SessionEnv,
+    socketio::{NoNamespaces, SioConfig, SocketIo},
     subscriber::Subscriber,
     transport::close,
 };
@@ -53,6 +60,7 @@ use log::{info, warn};
 use crate::{
     config::Config,
     routes::AppState,
+    socketio_routes::{EngineMount, EngineMounts, Gate},
     upgrade::{UpgradeShared, Upgrader},
 };
 
@@ -94,6 +102,18 @@ async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration
         if paced && !pause.is_zero() {
             actix_rt::time::sleep(pause).await;
         }
+    }
+}
+
+/// Engine.IO parameters of the hub's `/socket.io/`: the reference server's heartbeat, and the
+/// native protocol's limits (message size, queue, mailbox, send buffer).
+fn engine_config(limits: &hub_actors::limits::Limits) -> EngineConfig {
+    EngineConfig {
+        max_payload: limits.max_frame_bytes,
+        queue_bytes: limits.queue_bytes,
+        mailbox: limits.mailbox_frames,
+        socket_sndbuf: limits.socket_sndbuf,
+        ..EngineConfig::default()
     }
 }
 
@@ -168,6 +188,20 @@ pub async fn run(
         config.job_state_ttl,
         &metrics,
     ));
+    let engine_metrics = Arc::new(EngineMetrics::register(
+        &metrics.registry,
+        Some(metrics.slow_consumer_kicks.clone()),
+    ));
+    let socketio = Endpoint::<SocketIo<NoNamespaces>>::new(engine_config(&limits), engine_metrics);
+    let sio_config = Arc::new(SioConfig {
+        connect_timeout: limits.auth_timeout,
+        ..SioConfig::default()
+    });
+    let gate = Gate {
+        origins: Some(config.clone()),
+        limiter: Some(upgrade_shared.limiter.clone()),
+        metrics: Some(metrics.clone()),
+    };
     let state = AppState {
         jobs,
         metrics: metrics.clone(),
@@ -190,8 +224,12 @@ pub async fn run(
         .disable_signals()
         .shutdown_timeout(1)
         .listen("relay-hub", listener, {
-            let (shards, upgrade_shared, subscriber) =
-                (shards.clone(), upgrade_shared.clone(), subscriber.clone());
+            let (shards, upgrade_shared, subscriber, socketio) = (
+                shards.clone(),
+                upgrade_shared.clone(),
+                subscriber.clone(),
+                socketio.clone(),
+            );
             move || {
                 // Runs on each worker thread: the worker's registry shard lives there, next to
                 // the sessions it accepts.
@@ -207,6 +245,17 @@ pub async fn run(
                     .lock()
                     .expect("shard list lock poisoned")
                     .push(registry.clone());
+                let sio_config = sio_config.clone();
+                let engines = EngineMounts::new(
+                    vec![EngineMount {
+                        path: "/socket.io/",
+                        service: Rc::new(
+                            socketio
+                                .worker(move |_| SocketIo::new(NoNamespaces, sio_config.clone())),
+                        ),
+                    }],
+                    gate.clone(),
+                );
                 let upgrader = Rc::new(Upgrader {
                     env: Arc::new(SessionEnv {
                         registry,
@@ -219,9 +268,11 @@ pub async fn run(
                         instance_id: instance_id.clone(),
                     }),
                     shared: upgrade_shared.clone(),
+                    engines: engines.clone(),
                 });
                 let app = App::new()
                     .app_data(web::Data::new(state.clone()))
+                    .configure(|cfg| engines.configure(cfg))
                     .configure(routes::configure);
                 HttpService::build()
                     .client_request_timeout(Duration::from_secs(5))
@@ -249,11 +300,13 @@ pub async fn run(
     shutdown.await;
     info!("shutting down: closing sessions");
     upgrade_shared.shutting_down.store(true, Ordering::Relaxed);
+    socketio.refuse_new();
     handle.pause().await;
     let shards = shards.lock().expect("shard list lock poisoned").clone();
-    let told = close_sessions(&shards, config.shutdown_batch, config.shutdown_pause).await;
+    let told = close_sessions(&shards, config.shutdown_batch, config.shutdown_pause).await
+        + socketio.close_all();
     let deadline = Instant::now() + SESSION_DRAIN;
-    while connections.get() > 0 && Instant::now() < deadline {
+    while (connections.get() > 0 || !socketio.is_empty()) && Instant::now() < deadline {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     info!("closed {told} sessions ({} still open)", connections.get());

@@ -2,6 +2,8 @@
 //! connection; this module decides (path, origin, credentials, limits), answers with a plain
 //! HTTP error or `101 Switching Protocols`, and starts a session actor that owns the socket.
 //! Nothing of the HTTP dispatcher (and none of its buffers) stays alive for the connection.
+//! Upgrades under an Engine.IO endpoint (`/socket.io/`) go to [`crate::socketio_routes`],
+//! behind the same origin check and connection limits.
 
 use std::{
     collections::HashMap,
@@ -26,7 +28,7 @@ use hub_actors::{
 use log::debug;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::{config::Config, socketio_routes::EngineMounts};
 
 /// Shared by the upgrade handlers of all workers.
 pub struct UpgradeShared {
@@ -46,11 +48,13 @@ pub struct Upgrader {
     pub env: Arc<SessionEnv>,
     /// What all workers share.
     pub shared: Arc<UpgradeShared>,
+    /// Engine.IO endpoints (`/socket.io/`) of this worker.
+    pub engines: Rc<EngineMounts>,
 }
 
 /// An upgrade that could not be answered (the connection is dropped).
 #[derive(Debug)]
-pub struct UpgradeError(std::io::Error);
+pub struct UpgradeError(pub std::io::Error);
 
 impl fmt::Display for UpgradeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -95,6 +99,9 @@ impl Upgrader {
         req: Request,
         framed: actix_codec::Framed<TcpStream, h1::Codec>,
     ) -> Result<(), UpgradeError> {
+        if let Some(i) = self.engines.find(req.path()) {
+            return crate::socketio_routes::upgrade(self.engines.clone(), i, req, framed).await;
+        }
         let decision = self.decide(&req);
         let parts = framed.into_parts();
         let io = parts.io;
@@ -227,7 +234,7 @@ impl Upgrader {
 }
 
 /// True when a browser origin is the hub's own (the demo page served by the hub).
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
+pub(crate) fn same_origin(origin: &str, host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
     origin
         .split_once("://")

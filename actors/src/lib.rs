@@ -17,6 +17,8 @@
 //!   snapshots to topic `analytics`).
 //! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
+//! - [`engineio`], [`socketio`]: the Engine.IO v4 session actor and the Socket.IO v5 layer on
+//!   top of it (a second way in, for `socket.io-client`).
 //!
 //! # Message flow
 //! ```text
@@ -39,6 +41,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod canary;
+pub mod engineio;
 pub mod error;
 pub mod history;
 pub mod jobs;
@@ -51,5 +54,6 @@ pub mod publisher;
 pub mod registry;
 pub mod roster;
 pub mod session;
+pub mod socketio;
 pub mod subscriber;
 pub mod transport;

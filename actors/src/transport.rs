@@ -9,7 +9,8 @@
 //!   that stops reading freezes it (no heartbeat, no stop). Here the session actor owns the
 //!   socket and keeps running, so it can bound its queue and drop a stuck client at the socket.
 //!
-//! [`Reader`] is a stream of [`WsEvent`]s decoded from the socket; [`Writer`] queues whole,
+//! [`Reader`] is a stream of [`WsEvent`]s decoded from the socket ([`BinaryReader`] the same,
+//! keeping binary payloads, for protocols that carry binary messages); [`Writer`] queues whole,
 //! pre-encoded frames (shared [`Bytes`], encoded once per event by [`text_frame`]) and writes
 //! them with vectored writes.
 
@@ -65,6 +66,25 @@ pub enum WsEvent {
     Violation(u16, &'static str),
 }
 
+/// A decoded message with binary payloads kept: what [`BinaryReader`] yields.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsMessage {
+    /// Anything but a binary message (never [`WsEvent::Binary`]).
+    Event(WsEvent),
+    /// A complete binary message (fragments reassembled).
+    Binary(Vec<u8>),
+}
+
+impl WsMessage {
+    /// The [`WsEvent`] of the native protocol, which keeps only a binary message's size.
+    fn into_event(self) -> WsEvent {
+        match self {
+            WsMessage::Event(event) => event,
+            WsMessage::Binary(data) => WsEvent::Binary(data.len()),
+        }
+    }
+}
+
 /// Size of the stack buffer reads go through.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -96,11 +116,13 @@ impl Reader {
     }
 
     /// Decodes the next event out of `partial`, if a whole one is there.
-    fn decode(&mut self) -> Option<WsEvent> {
+    fn decode(&mut self) -> Option<WsMessage> {
         loop {
             let (frame, consumed) = match parse_frame(&self.partial, self.max_message) {
                 Parse::Incomplete => return None,
-                Parse::Violation(code, why) => return Some(WsEvent::Violation(code, why)),
+                Parse::Violation(code, why) => {
+                    return Some(WsMessage::Event(WsEvent::Violation(code, why)))
+                }
                 Parse::Frame(frame, consumed) => (frame, consumed),
             };
             self.partial.drain(..consumed);
@@ -114,19 +136,20 @@ impl Reader {
     }
 
     /// Turns a frame into an event; `None` for a fragment that completes nothing yet.
-    fn assemble(&mut self, frame: Frame) -> Option<WsEvent> {
+    fn assemble(&mut self, frame: Frame) -> Option<WsMessage> {
         let Frame {
             fin,
             opcode,
             payload,
         } = frame;
+        let event = |e| Some(WsMessage::Event(e));
         match opcode {
-            OP_PING => Some(WsEvent::Ping(payload)),
-            OP_PONG => Some(WsEvent::Pong),
-            OP_CLOSE => Some(close_event(&payload)),
+            OP_PING => event(WsEvent::Ping(payload)),
+            OP_PONG => event(WsEvent::Pong),
+            OP_CLOSE => event(close_event(&payload)),
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
-                    return Some(WsEvent::Violation(
+                    return event(WsEvent::Violation(
                         close::PROTOCOL,
                         "new message inside a fragmented one",
                     ));
@@ -142,13 +165,13 @@ impl Reader {
             _ => {
                 // OP_CONTINUATION (parse_frame rejects every other opcode)
                 let Some((text, mut data)) = self.message.take() else {
-                    return Some(WsEvent::Violation(
+                    return event(WsEvent::Violation(
                         close::PROTOCOL,
                         "continuation without a message",
                     ));
                 };
                 if data.len() + payload.len() > self.max_message {
-                    return Some(WsEvent::Violation(close::TOO_BIG, "message too big"));
+                    return event(WsEvent::Violation(close::TOO_BIG, "message too big"));
                 }
                 data.extend_from_slice(&payload);
                 if fin {
@@ -162,14 +185,14 @@ impl Reader {
     }
 }
 
-fn complete(text: bool, data: Vec<u8>) -> WsEvent {
+fn complete(text: bool, data: Vec<u8>) -> WsMessage {
     if !text {
-        return WsEvent::Binary(data.len());
+        return WsMessage::Binary(data);
     }
-    match String::from_utf8(data) {
+    WsMessage::Event(match String::from_utf8(data) {
         Ok(s) => WsEvent::Text(s),
         Err(_) => WsEvent::Violation(close::INVALID_DATA, "invalid UTF-8 in a text message"),
-    }
+    })
 }
 
 fn close_event(payload: &[u8]) -> WsEvent {
@@ -184,7 +207,31 @@ impl Stream for Reader {
     type Item = WsEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WsEvent>> {
-        let this = &mut *self;
+        self.poll_message(cx).map(|m| m.map(WsMessage::into_event))
+    }
+}
+
+/// A [`Reader`] that keeps binary payloads (Engine.IO carries binary messages).
+pub struct BinaryReader(Reader);
+
+impl BinaryReader {
+    /// A reader for a socket; `leftover` holds bytes read past the HTTP upgrade request.
+    pub fn new(io: Rc<TcpStream>, leftover: Vec<u8>, max_message: usize) -> Self {
+        BinaryReader(Reader::new(io, leftover, max_message))
+    }
+}
+
+impl Stream for BinaryReader {
+    type Item = WsMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WsMessage>> {
+        self.0.poll_message(cx)
+    }
+}
+
+impl Reader {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<WsMessage>> {
+        let this = self;
         loop {
             if this.done {
                 return Poll::Ready(None);
@@ -192,7 +239,7 @@ impl Stream for Reader {
             if this.draining {
                 this.partial = Vec::new();
             } else if let Some(event) = this.decode() {
-                if matches!(event, WsEvent::Violation(..)) {
+                if matches!(event, WsMessage::Event(WsEvent::Violation(..))) {
                     this.draining = true;
                     this.message = None;
                 }
@@ -317,10 +364,35 @@ fn frame_header(dst: &mut BytesMut, opcode: u8, len: usize) {
 
 /// Encodes a whole server text frame once; the result is shared by every recipient.
 pub fn text_frame(payload: &[u8]) -> Bytes {
-    let mut dst = BytesMut::with_capacity(payload.len() + 10);
-    frame_header(&mut dst, OP_TEXT, payload.len());
-    dst.extend_from_slice(payload);
+    data_frame(false, &[payload])
+}
+
+/// Encodes a whole server binary frame.
+pub fn binary_frame(payload: &[u8]) -> Bytes {
+    data_frame(true, &[payload])
+}
+
+/// Encodes a server text (or binary) frame whose payload is the concatenation of `parts`, in
+/// one allocation. The payload starts at [`header_len`] of its length.
+pub fn data_frame(binary: bool, parts: &[&[u8]]) -> Bytes {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut dst = BytesMut::with_capacity(len + header_len(len));
+    frame_header(&mut dst, if binary { OP_BINARY } else { OP_TEXT }, len);
+    for part in parts {
+        dst.extend_from_slice(part);
+    }
     dst.freeze()
+}
+
+/// Length of the header of a server frame with a `len`-byte payload.
+pub fn header_len(len: usize) -> usize {
+    if len < 126 {
+        2
+    } else if len <= u16::MAX as usize {
+        4
+    } else {
+        10
+    }
 }
 
 /// Encodes a close frame (reason clipped to fit a control frame).
@@ -574,6 +646,16 @@ mod tests {
             parse_all(&masked(0x3, true, b""), 10),
             vec!["violation 1002"]
         );
+    }
+
+    #[test]
+    fn data_frames_concatenate_parts() {
+        assert_eq!(data_frame(false, &[b"4", b"hi"]), text_frame(b"4hi"));
+        assert_eq!(&binary_frame(&[1, 2])[..], &[0x82, 2, 1, 2]);
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let frame = binary_frame(&vec![0; len]);
+            assert_eq!(frame.len(), header_len(len) + len);
+        }
     }
 
     #[test]
