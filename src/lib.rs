@@ -51,7 +51,7 @@ use hub_actors::{
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
     session::SessionEnv,
-    socketio::{NoNamespaces, SioConfig, SocketIo},
+    socketio::{hub::HubApp, SioConfig, SocketIo},
     subscriber::Subscriber,
     transport::close,
 };
@@ -176,7 +176,6 @@ pub async fn run(
     let next_shard = Arc::new(AtomicUsize::new(0));
     let upgrade_shared = Arc::new(UpgradeShared {
         config: config.clone(),
-        next_session: AtomicU64::new(1),
         shutting_down: AtomicBool::new(false),
         limiter: Arc::new(ConnectionLimiter::new(
             config.max_connections,
@@ -192,7 +191,8 @@ pub async fn run(
         &metrics.registry,
         Some(metrics.slow_consumer_kicks.clone()),
     ));
-    let socketio = Endpoint::<SocketIo<NoNamespaces>>::new(engine_config(&limits), engine_metrics);
+    let socketio = Endpoint::<SocketIo<HubApp>>::new(engine_config(&limits), engine_metrics);
+    let session_ids = Arc::new(AtomicU64::new(1));
     let sio_config = Arc::new(SioConfig {
         connect_timeout: limits.auth_timeout,
         ..SioConfig::default()
@@ -245,28 +245,30 @@ pub async fn run(
                     .lock()
                     .expect("shard list lock poisoned")
                     .push(registry.clone());
+                let env = Arc::new(SessionEnv {
+                    registry,
+                    publisher: publisher.clone(),
+                    history: history.clone(),
+                    members: members.clone(),
+                    auth: auth.clone(),
+                    limits: limits.clone(),
+                    metrics: metrics.clone(),
+                    instance_id: instance_id.clone(),
+                    session_ids: session_ids.clone(),
+                });
                 let sio_config = sio_config.clone();
+                let sio_env = env.clone();
                 let engines = EngineMounts::new(
                     vec![EngineMount {
                         path: "/socket.io/",
-                        service: Rc::new(
-                            socketio
-                                .worker(move |_| SocketIo::new(NoNamespaces, sio_config.clone())),
-                        ),
+                        service: Rc::new(socketio.worker(move |_| {
+                            SocketIo::new(HubApp::new(sio_env.clone()), sio_config.clone())
+                        })),
                     }],
                     gate.clone(),
                 );
                 let upgrader = Rc::new(Upgrader {
-                    env: Arc::new(SessionEnv {
-                        registry,
-                        publisher: publisher.clone(),
-                        history: history.clone(),
-                        members: members.clone(),
-                        auth: auth.clone(),
-                        limits: limits.clone(),
-                        metrics: metrics.clone(),
-                        instance_id: instance_id.clone(),
-                    }),
+                    env,
                     shared: upgrade_shared.clone(),
                     engines: engines.clone(),
                 });

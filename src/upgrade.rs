@@ -10,7 +10,7 @@ use std::{
     fmt,
     rc::Rc,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
 };
@@ -34,8 +34,6 @@ use crate::{config::Config, socketio_routes::EngineMounts};
 pub struct UpgradeShared {
     /// Instance configuration (origins).
     pub config: Arc<Config>,
-    /// Session ids, unique within the instance.
-    pub next_session: AtomicU64,
     /// Set at shutdown: new upgrades get 503.
     pub shutting_down: AtomicBool,
     /// `HUB_MAX_CONNECTIONS` and `HUB_MAX_CONNECTIONS_PER_IP`.
@@ -121,7 +119,7 @@ impl Upgrader {
                     .await
                     .map_err(UpgradeError)?;
                 let leftover = parts.read_buf.to_vec();
-                let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
+                let id = self.env.next_session_id();
                 Session::new(id, self.env.clone(), io, leftover, identity, Some(permit)).start();
                 Ok(())
             }

@@ -1,14 +1,17 @@
 //! The hub's `/socket.io/` endpoint: Engine.IO served next to the native `/ws`, behind the
-//! same origin check and connection limits, closed at shutdown. (Namespaces, i.e. the mapping
-//! of Socket.IO events to the hub's users and rooms, are not mounted yet: every CONNECT is
-//! refused with `Invalid namespace`.)
+//! same origin check and connection limits, closed at shutdown; Socket.IO sessions are hub
+//! sessions (same users, rooms and fan-out as `/ws`). The end-to-end tests run the original
+//! frontend snippet, unmodified, with the real `socket.io-client` (`tests/socketio/hub.mjs`).
 
 mod common;
 mod sio_common;
 
-use common::{eventually, hub, Redis};
-use serde_json::json;
+use std::{path::Path, process::Stdio};
+
+use common::{eventually, hub, hub_on_port, notification, Redis};
+use serde_json::{json, Value};
 use sio_common::{http, Frame, Polling, Ws};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 
 fn sio(port: u16) -> Polling {
     Polling {
@@ -29,8 +32,21 @@ async fn the_hub_serves_engineio_next_to_ws() {
 
     let (mut ws, open) = Ws::open(hub.port, "/socket.io/").await;
     assert_eq!(open["upgrades"], json!([]));
+    ws.send("40/custom,").await;
+    assert_eq!(
+        ws.text().await,
+        r#"44/custom,{"message":"Invalid namespace"}"#
+    );
     ws.send("40").await;
-    assert_eq!(ws.text().await, r#"44{"message":"Invalid namespace"}"#);
+    let refused: Value = serde_json::from_str(&ws.text().await[2..]).unwrap();
+    assert_eq!(
+        refused["data"],
+        json!({"code": "unauthorized"}),
+        "dev mode needs a userId"
+    );
+    ws.send(r#"40{"userId":"7"}"#).await;
+    let accepted: Value = serde_json::from_str(&ws.text().await[2..]).unwrap();
+    assert!(accepted["sid"].is_string(), "{accepted}");
 
     // The native protocol is unchanged.
     let mut native = hub.user("7").await;
@@ -137,4 +153,197 @@ async fn shutdown_closes_socketio_sessions() {
     assert_eq!(ws.next().await, Frame::Text("1".into()));
     assert_eq!(ws.closed().await, Some(1001));
     assert_eq!(hub.wait_exit().await, Some(0));
+}
+
+/// A `tests/socketio/hub.mjs` scenario: the real socket.io-client in Node, talking to the
+/// test in lines (`READY ...` when the test should act, then a JSON result).
+struct Scenario {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Scenario {
+    async fn start(port: u16, name: &str, arg: &str) -> Scenario {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/socketio");
+        assert!(
+            dir.join("node_modules/socket.io-client").is_dir(),
+            "socket.io-client is not installed: run `npm ci --prefix tests/socketio`"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(dir.join("hub.mjs"))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg(name)
+            .arg(arg)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (Node 18+ must be installed)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Scenario {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(common::WAIT * 2, self.lines.next_line())
+            .await
+            .expect("the node scenario to answer in time")
+            .expect("read the scenario's output")
+            .unwrap_or_else(|| panic!("the scenario ended early (see its stderr above)"))
+    }
+
+    /// Waits for `READY <json>`.
+    async fn ready(&mut self) -> Value {
+        let line = self.line().await;
+        let info = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("expected READY, got {line}"));
+        serde_json::from_str(info).unwrap()
+    }
+
+    /// The final JSON line; the scenario must exit 0.
+    async fn result(mut self) -> Value {
+        let line = self.line().await;
+        let status = self.child.wait().await.unwrap();
+        assert!(status.success(), "scenario failed after printing {line}");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("scenario output: {line}"))
+    }
+}
+
+/// The original frontend snippet over one transport: a notification and an AI result
+/// published to Redis reach it, it joins `room-123` and exchanges chat messages with a
+/// native `/ws` client in the same room, and `ping` gets `pong`.
+async fn snippet(transport: &str) -> Value {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut native = common::Client::connect(&hub.ws_url("userId=1&name=Native")).await;
+    native.recv_type("connected").await;
+    native.join("room-123").await;
+
+    let mut node = Scenario::start(hub.port, "snippet", transport).await;
+    assert_eq!(node.ready().await["joined"], "room-123");
+    redis
+        .publish("user:notifications:4242", &notification("4242", "toast"))
+        .await;
+    let result =
+        json!({"jobId": "j1", "userId": 4242, "status": "success", "result": {"words": 2}});
+    redis.publish("ai:results", &result.to_string()).await;
+    native
+        .send(json!({"type": "chat-message", "room": "room-123", "message": "from native"}))
+        .await;
+    // The native client sees the socket.io client's message (and its own).
+    let mut from_sio = None;
+    for _ in 0..2 {
+        let msg = native.recv_type("chat-message").await["data"].clone();
+        if msg["userId"] == 4242 {
+            from_sio = Some(msg);
+        }
+    }
+    let from_sio = from_sio.expect("the socket.io client's message reached the native client");
+    assert_eq!(
+        from_sio["message"],
+        format!("hello from socket.io over {transport}")
+    );
+
+    let out = node.result().await;
+    assert_eq!(
+        out["toasts"],
+        json!(["m"]),
+        "notification.message reached toast.success"
+    );
+    assert_eq!(out["aiResults"][0], result);
+    let texts: Vec<&str> = out["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert!(texts.contains(&"from native"), "{texts:?}");
+    assert!(out["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["roomId"] == "room-123"));
+    assert!(out["pongs"][0]["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+    assert_eq!(out["joined"]["members"].as_array().unwrap().len(), 2);
+    out
+}
+
+#[tokio::test]
+async fn the_original_snippet_works_unchanged_with_default_transports() {
+    let out = snippet("default").await;
+    assert_eq!(out["firstTransport"], "polling");
+    assert_eq!(out["finalTransport"], "websocket", "upgraded from polling");
+}
+
+#[tokio::test]
+async fn the_original_snippet_works_over_websocket_only() {
+    let out = snippet("websocket").await;
+    assert_eq!(out["firstTransport"], "websocket");
+}
+
+#[tokio::test]
+async fn the_original_snippet_works_over_polling_only() {
+    let out = snippet("polling").await;
+    assert_eq!(out["finalTransport"], "polling");
+}
+
+#[tokio::test]
+async fn replies_and_errors_go_to_acks_when_asked() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let out = Scenario::start(hub.port, "acks", "").await.result().await;
+    assert_eq!(out["joined"]["type"], "joined");
+    assert_eq!(out["joined"]["room"], "r-ack");
+    assert_eq!(out["joined"]["members"][0]["username"], "Ack Er");
+    assert_eq!(out["published"]["type"], "published");
+    assert_eq!(
+        out["chat"]["id"], out["published"]["id"],
+        "the ack carries the history id"
+    );
+    assert_eq!(out["notInRoom"]["error"]["code"], "not_in_room");
+    assert_eq!(out["badRoom"]["error"]["code"], "invalid_room");
+    assert_eq!(out["unknown"]["error"]["code"], "unknown_type");
+    assert!(out["pong"]["timestamp"].is_u64());
+    assert_eq!(
+        out["errorEvent"]["code"], "not_in_room",
+        "without an ack: an error event"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_gives_connect_error() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_JWT_SECRET", "s3cret")]).await;
+    let out = Scenario::start(hub.port, "refused", "not-a-jwt")
+        .await
+        .result()
+        .await;
+    assert_eq!(out["data"], json!({"code": "unauthorized"}));
+    assert!(
+        out["message"].as_str().unwrap().contains("invalid"),
+        "{out}"
+    );
+    assert_eq!(
+        hub.metric("hub_connections_rejected_total{reason=\"unauthorized\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_client_reconnects_after_the_hub_restarts() {
+    let redis = Redis::start().await;
+    let mut first = hub(&redis, &[]).await;
+    let port = first.port;
+    let mut node = Scenario::start(port, "reconnect", "").await;
+    node.ready().await;
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait_exit().await, Some(0));
+    let _second = hub_on_port(&redis.url(), port, &[("HUB_AUTH", "dev")]).await;
+    let out = node.result().await;
+    assert_ne!(out["first"], out["second"], "a new session");
+    assert_eq!(out["joinedAfter"], "after-restart");
+    assert_eq!(out["reasons"], json!(["transport close"]));
 }

@@ -31,10 +31,10 @@ use serde_json::{json, Map, Value};
 use crate::{
     messages::{Dispatch, GetSnapshot, RecordEvent, Target},
     metrics::{Metrics, OutKind},
+    outbound::Outbound,
     protocol::{analytics_fields, now_ms, AnalyticsEvent, Topic},
     registry::Registry,
     subscriber::InboundSink,
-    transport,
 };
 
 /// Length of the "last minute" window, in one-second buckets.
@@ -543,12 +543,10 @@ impl Analytics {
             self.prom.idle_ticks.inc();
             return;
         }
-        let frame = json!({"type": "analytics", "data": self.snapshot()});
-        let frame = serde_json::to_vec(&frame).expect("JSON values always serialize");
+        let snapshot = serde_json::to_vec(&self.snapshot()).expect("JSON values always serialize");
         let msg = Dispatch {
             target: Target::Topic(Topic::Analytics),
-            frame: transport::text_frame(&frame),
-            kind: OutKind::Analytics,
+            event: Arc::new(Outbound::envelope(OutKind::Analytics, &snapshot)),
             order: None,
         };
         let shards = self

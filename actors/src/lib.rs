@@ -41,6 +41,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod canary;
+pub mod client;
 pub mod engineio;
 pub mod error;
 pub mod history;
@@ -48,6 +49,7 @@ pub mod jobs;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
+pub mod outbound;
 pub mod presence;
 pub mod protocol;
 pub mod publisher;

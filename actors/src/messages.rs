@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::Bytes;
 
 use crate::{
     auth::Identity,
-    metrics::OutKind,
+    outbound::Outbound,
     protocol::{Member, MessageId, RoomId, Topic, UserId},
     registry::Registry,
     session::Session,
+    socketio::hub::SioSession,
 };
 
 /// Identifies a session within an instance.
@@ -22,6 +22,42 @@ pub type ShardId = usize;
 
 /// The most shards an instance runs (shard sets are `u64` bit masks).
 pub const MAX_SHARDS: usize = 64;
+
+/// A session of either wire protocol, as the registry holds it.
+#[derive(Clone)]
+pub enum SessionAddr {
+    /// A native `/ws` session.
+    Native(Addr<Session>),
+    /// A Socket.IO session.
+    SocketIo(Addr<SioSession>),
+}
+
+impl SessionAddr {
+    /// Delivers a frame if the session's mailbox has room (fan-out never blocks or grows).
+    pub fn try_deliver(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
+        match self {
+            SessionAddr::Native(a) => a.try_send(msg),
+            SessionAddr::SocketIo(a) => a.try_send(msg),
+        }
+    }
+
+    /// Drops the session as a slow consumer (ignores the mailbox bound: sent once).
+    pub fn kick(&self) {
+        match self {
+            SessionAddr::Native(a) => a.do_send(Kick),
+            SessionAddr::SocketIo(a) => a.do_send(Kick),
+        }
+    }
+
+    /// Closes the session with a WebSocket close code.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let msg = Close { code, reason };
+        match self {
+            SessionAddr::Native(a) => a.do_send(msg),
+            SessionAddr::SocketIo(a) => a.do_send(msg),
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Session -> Registry
@@ -38,7 +74,7 @@ pub struct Register {
     /// Who it is.
     pub identity: Arc<Identity>,
     /// Where to deliver its frames.
-    pub addr: Addr<Session>,
+    pub addr: SessionAddr,
 }
 
 /// A session is waiting for its `auth` frame (tracked so that shutdown can close it too).
@@ -48,7 +84,7 @@ pub struct Pending {
     /// The session.
     pub id: SessionId,
     /// Its address.
-    pub addr: Addr<Session>,
+    pub addr: SessionAddr,
 }
 
 /// A session ended (or gave up waiting for auth). Idempotent: unknown ids are ignored.
@@ -107,16 +143,14 @@ pub enum Target {
     Topic(Topic),
 }
 
-/// A frame, encoded once, for every local session matching `target`.
+/// An event, encoded once per wire protocol, for every local session matching `target`.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Dispatch {
     /// Recipients.
     pub target: Target,
-    /// The complete WebSocket frame, shared by every recipient.
-    pub frame: Bytes,
-    /// For metrics.
-    pub kind: OutKind,
+    /// The event, shared by every recipient.
+    pub event: Arc<Outbound>,
     /// The history id of a chat message (sessions that just received it in `joined` drop
     /// the live copy).
     pub order: Option<MessageId>,
@@ -196,8 +230,8 @@ pub enum Scope {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    /// The encoded frame.
-    pub frame: Bytes,
+    /// The event, encoded once per wire protocol and shared by every recipient.
+    pub event: Arc<Outbound>,
     /// What it was addressed to.
     pub scope: Scope,
     /// The history id of a chat message, if it has one.

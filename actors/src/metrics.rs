@@ -41,7 +41,9 @@ impl OutKind {
         OutKind::Error,
     ];
 
-    fn label(self) -> &'static str {
+    /// The metrics label; for events, also their name on the wire (native `type`, Socket.IO
+    /// event name).
+    pub fn label(self) -> &'static str {
         match self {
             OutKind::Notification => "notification",
             OutKind::AiResult => "ai-result",

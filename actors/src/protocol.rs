@@ -258,7 +258,9 @@ fn bad(id: &Option<Value>, message: impl Into<Cow<'static, str>>) -> ClientError
 /// Keys of `chat-message` frames that the hub sets itself and therefore ignores.
 const HUB_SET_CHAT_KEYS: [&str; 4] = ["userId", "username", "timestamp", "roomId"];
 
-fn parse_request(
+/// Validates the fields of a request of type `kind` (the frame's keys besides `type` and
+/// `id`); shared by the native frame parser and the Socket.IO event mapping.
+pub fn parse_request(
     kind: &str,
     map: &mut Map<String, Value>,
     limits: &Limits,
@@ -642,6 +644,12 @@ pub fn envelope(kind: &str, raw: &[u8]) -> Vec<u8> {
     out.extend_from_slice(raw);
     out.push(b'}');
     out
+}
+
+/// Where the `data` value sits in a frame built by [`envelope`] for `kind`.
+pub fn envelope_data(kind: &str, frame: &[u8]) -> std::ops::Range<usize> {
+    let start = b"{\"type\":\"".len() + kind.len() + b"\",\"data\":".len();
+    start..frame.len() - 1
 }
 
 fn trim_ascii(raw: &[u8]) -> &[u8] {

@@ -13,18 +13,17 @@ use actix::{fut, prelude::*};
 use crate::{
     auth::Identity,
     messages::{
-        ChannelKey, Close, CloseAll, Deliver, Dispatch, Interest, Join, Kick, Leave, Pending,
-        Register, Scope, SessionId, SetTopic, ShardId, Target, Unregister,
+        ChannelKey, CloseAll, Deliver, Dispatch, Interest, Join, Leave, Pending, Register, Scope,
+        SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
     },
     metrics::Metrics,
     presence::LocalPresence,
     protocol::{Member, RoomId, Topic, UserId},
-    session::Session,
     subscriber::Subscriber,
 };
 
 struct Entry {
-    addr: Addr<Session>,
+    addr: SessionAddr,
     identity: Arc<Identity>,
     rooms: Vec<RoomId>,
 }
@@ -37,7 +36,7 @@ pub struct Registry {
     presence: Arc<LocalPresence>,
     sessions: HashMap<SessionId, Entry>,
     /// Sessions still waiting for their `auth` frame (only shutdown needs them).
-    pending: HashMap<SessionId, Addr<Session>>,
+    pending: HashMap<SessionId, SessionAddr>,
     users: HashMap<UserId, Vec<SessionId>>,
     rooms: HashMap<RoomId, HashSet<SessionId>>,
     topics: HashMap<Topic, HashSet<SessionId>>,
@@ -130,14 +129,14 @@ impl Registry {
                 continue;
             };
             let deliver = Deliver {
-                frame: msg.frame.clone(),
+                event: msg.event.clone(),
                 scope: scope.clone(),
                 order: msg.order,
             };
-            match entry.addr.try_send(deliver) {
+            match entry.addr.try_deliver(deliver) {
                 Ok(()) => delivered += 1,
                 Err(SendError::Full(_)) => {
-                    entry.addr.do_send(Kick);
+                    entry.addr.kick();
                     dropped.push((*id, true));
                 }
                 Err(SendError::Closed(_)) => dropped.push((*id, false)),
@@ -284,8 +283,9 @@ impl Handler<Dispatch> for Registry {
             },
         };
         if delivered > 0 {
+            let event = &msg.event;
             self.metrics
-                .frames_out(msg.kind, delivered, msg.frame.len());
+                .frames_out(event.kind(), delivered, event.native().len());
         }
         for (id, kicked) in dropped {
             if kicked {
@@ -300,21 +300,17 @@ impl Handler<CloseAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
-        let close = || Close {
-            code: msg.code,
-            reason: msg.reason,
-        };
         let pending: Vec<SessionId> = self.pending.keys().take(msg.max).copied().collect();
         for id in &pending {
             if let Some(addr) = self.pending.remove(id) {
-                addr.do_send(close());
+                addr.close(msg.code, msg.reason);
             }
         }
         let rest = msg.max - pending.len();
         let chosen: Vec<SessionId> = self.sessions.keys().take(rest).copied().collect();
         for id in &chosen {
             if let Some(entry) = self.sessions.get(id) {
-                entry.addr.do_send(close());
+                entry.addr.close(msg.code, msg.reason);
             }
             self.remove(*id);
         }

@@ -1,6 +1,7 @@
-//! The session actor: one per WebSocket connection. It owns the socket (through
-//! [`crate::transport`]), authenticates, answers client frames, enforces the limits, and
-//! writes the frames the registry delivers to its mailbox.
+//! The native session actor: one per `/ws` WebSocket connection. It owns the socket (through
+//! [`crate::transport`]), hosts the protocol-independent [`ClientCore`] (requests, limits,
+//! rooms), encodes its replies as native JSON frames, and writes the events the registry
+//! delivers to its mailbox.
 
 use std::{
     rc::Rc,
@@ -16,14 +17,12 @@ use tokio::net::TcpStream;
 
 use crate::{
     auth::{Authenticator, Identity},
+    client::{ClientCore, ClientIo, Reply, Resumed, Step},
     history::History,
-    limits::{ConnectionPermit, Limits, TokenBucket},
-    messages::{
-        Close, Deliver, Join, Kick, Leave, Pending, Register, Scope, SessionId, SetTopic,
-        Unregister,
-    },
+    limits::{ConnectionPermit, Limits},
+    messages::{Close, Deliver, Kick, SessionAddr, SessionId},
     metrics::{Metrics, OutKind},
-    protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId},
+    protocol::{self, ClientError, ErrorCode},
     publisher::Publisher,
     registry::Registry,
     roster::RoomMembers,
@@ -51,35 +50,29 @@ pub struct SessionEnv {
     pub metrics: Arc<Metrics>,
     /// This instance's id, the prefix of session ids.
     pub instance_id: Arc<str>,
+    /// Session ids, unique within the instance (shared by every shard and both protocols).
+    pub session_ids: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// A room the session is in.
-struct JoinedRoom {
-    room: RoomId,
-    /// The newest history id the `joined` reply carried (or the `since` it confirmed): live
-    /// copies of messages up to it are duplicates and dropped.
-    seen_up_to: Option<MessageId>,
+impl SessionEnv {
+    /// A new session id.
+    pub fn next_session_id(&self) -> SessionId {
+        self.session_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
-/// One WebSocket connection.
+/// One native WebSocket connection.
 pub struct Session {
-    id: SessionId,
-    env: Arc<SessionEnv>,
-    /// `None` until authenticated (first-frame `auth`).
-    identity: Option<Arc<Identity>>,
+    core: ClientCore,
+    metrics: Arc<Metrics>,
     /// Moved into the actor context as a stream when it starts.
     reader: Option<Reader>,
     writer: Writer,
-    rooms: Vec<JoinedRoom>,
-    topics: u8,
-    rate: TokenBucket,
-    errors: TokenBucket,
     last_seen: Instant,
     flush_scheduled: bool,
     awaiting_writable: bool,
     closing: bool,
-    /// True while the registry knows this session (pending auth or registered).
-    tracked: bool,
     /// The connection's slot in the connection limits, released with the session.
     _permit: Option<ConnectionPermit>,
 }
@@ -95,25 +88,51 @@ impl Session {
         identity: Option<Identity>,
         permit: Option<ConnectionPermit>,
     ) -> Self {
-        let limits = &env.limits;
+        let limits = env.limits.clone();
         transport::prepare_socket(&socket, limits.socket_sndbuf);
         let io = Rc::new(socket);
         Session {
-            id,
+            metrics: env.metrics.clone(),
+            core: ClientCore::new(id, env, identity),
             reader: Some(Reader::new(io.clone(), leftover, limits.max_frame_bytes)),
             writer: Writer::new(io, limits.queue_bytes),
-            identity: identity.map(Arc::new),
-            rooms: Vec::new(),
-            topics: 0,
-            rate: TokenBucket::full(limits.rate_burst),
-            errors: TokenBucket::full(limits.error_burst),
             last_seen: Instant::now(),
             flush_scheduled: false,
             awaiting_writable: false,
             closing: false,
-            tracked: false,
             _permit: permit,
-            env,
+        }
+    }
+
+    /// Runs `f` on the core with this session as its I/O.
+    fn with_core(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut ClientCore, &mut NativeIo<'_>),
+    ) {
+        let Session {
+            core,
+            metrics,
+            writer,
+            flush_scheduled,
+            awaiting_writable,
+            ..
+        } = self;
+        let mut io = NativeIo {
+            metrics,
+            writer,
+            flush_scheduled,
+            awaiting_writable,
+            closing: None,
+            overflow: false,
+            ctx,
+        };
+        f(core, &mut io);
+        let (closing, overflow) = (io.closing, io.overflow);
+        if overflow {
+            self.kick_self(ctx);
+        } else if let Some((code, reason)) = closing {
+            self.close(ctx, code, reason);
         }
     }
 
@@ -122,31 +141,11 @@ impl Session {
     /// Queues an encoded frame and schedules one flush for everything queued in this turn.
     fn enqueue(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
         match self.writer.push(frame) {
-            Pushed::Queued => self.schedule_flush(ctx),
-            Pushed::Overflow => {
-                debug!("session {}: write queue full, dropping", self.id);
-                self.env.metrics.slow_consumer_kicks.inc();
-                self.abort(ctx);
+            Pushed::Queued => {
+                schedule_flush(&mut self.flush_scheduled, self.awaiting_writable, ctx)
             }
+            Pushed::Overflow => self.kick_self(ctx),
         }
-    }
-
-    /// Sends a reply or error frame (counted here; fan-out is counted by the registry).
-    fn reply(&mut self, json: Vec<u8>, kind: OutKind, ctx: &mut Context<Self>) {
-        self.env.metrics.frames_out(kind, 1, json.len());
-        self.enqueue(transport::text_frame(&json), ctx);
-    }
-
-    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flush_scheduled || self.awaiting_writable {
-            return;
-        }
-        self.flush_scheduled = true;
-        // Runs after the mailbox is drained in this poll: one write for a burst of frames.
-        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
-            act.flush_scheduled = false;
-            act.flush(ctx);
-        }));
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -154,7 +153,7 @@ impl Session {
             Ok(true) => {}
             Ok(false) => self.wait_writable(ctx),
             Err(e) => {
-                debug!("session {}: write failed: {e}", self.id);
+                debug!("session {}: write failed: {e}", self.core.id());
                 self.abort(ctx);
             }
         }
@@ -179,20 +178,13 @@ impl Session {
 
     // ---- closing --------------------------------------------------------------------------
 
-    fn unregister(&mut self) {
-        if self.tracked {
-            self.tracked = false;
-            self.env.registry.do_send(Unregister { id: self.id });
-        }
-    }
-
     /// Sends a close frame, half-closes, and lingers briefly for the peer's side.
     fn close(&mut self, ctx: &mut Context<Self>, code: u16, reason: &'static str) {
         if self.closing {
             return;
         }
         self.closing = true;
-        self.unregister();
+        self.core.unregister();
         let sent = self.writer.push(transport::close_frame(code, reason)) == Pushed::Queued
             && matches!(self.writer.flush(), Ok(true));
         if !sent {
@@ -206,331 +198,122 @@ impl Session {
     /// Drops the connection at the socket (reset) and stops.
     fn abort(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
-        self.unregister();
+        self.core.unregister();
         self.writer.abort();
         ctx.stop();
     }
 
-    // ---- client frames --------------------------------------------------------------------
-
-    fn reject(&mut self, err: ClientError, ctx: &mut Context<Self>) {
-        self.env.metrics.client_error(err.code);
-        self.reply(protocol::error_frame(&err), OutKind::Error, ctx);
-        let limits = &self.env.limits;
-        if !self.errors.take(Instant::now(), 1.0, limits.error_burst) {
-            self.env.metrics.policy_closes.inc();
-            self.close(ctx, close::POLICY, "too many bad or rate-limited frames");
-        }
-    }
-
-    fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
-        let limits = self.env.limits.clone();
-        let parsed = protocol::parse_client_frame(&text, &limits);
-        let label = parsed.as_ref().map_or("invalid", |f| f.request.label());
-        self.env.metrics.frame_in(label, text.len());
-        if !self
-            .rate
-            .take(Instant::now(), limits.rate_per_sec, limits.rate_burst)
-        {
-            self.env.metrics.rate_limited.inc();
-            let mut err = ClientError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many frames: {} per second, burst {}",
-                    limits.rate_per_sec, limits.rate_burst
-                ),
-            );
-            err.id = parsed.ok().and_then(|f| f.id);
-            return self.reject(err, ctx);
-        }
-        match parsed {
-            Ok(frame) => self.on_request(frame, ctx),
-            Err(err) => self.reject(err, ctx),
-        }
-    }
-
-    fn on_request(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
-        let ClientFrame { id, request } = frame;
-        let Some(identity) = self.identity.clone() else {
-            return self.authenticate(request, id, ctx);
-        };
-        match request {
-            Request::Auth { .. } => self.reject(
-                error_with_id(ErrorCode::BadRequest, "already authenticated", id),
-                ctx,
-            ),
-            Request::Ping => self.reply(protocol::pong_frame(&id), OutKind::Reply, ctx),
-            Request::JoinRoom { room, since } => self.join(room, since, id, ctx),
-            Request::LeaveRoom { room } => {
-                if !self.in_room(&room) {
-                    return self.reject(not_in_room(&room, id), ctx);
-                }
-                self.rooms.retain(|r| r.room != room);
-                self.env.registry.do_send(Leave {
-                    id: self.id,
-                    room: room.clone(),
-                });
-                self.reply(protocol::left_frame(&room, &id), OutKind::Reply, ctx);
-            }
-            Request::ChatMessage { room, message } => {
-                if !self.in_room(&room) {
-                    return self.reject(not_in_room(&room, id), ctx);
-                }
-                let payload =
-                    protocol::chat_payload(&room, &identity.user_id, &identity.name, &message);
-                self.publish(room, payload, id, ctx);
-            }
-            Request::Subscribe(topic) => {
-                if topic == protocol::Topic::Analytics && !identity.admin {
-                    return self.reject(
-                        error_with_id(
-                            ErrorCode::Forbidden,
-                            "the analytics topic needs a token with role admin",
-                            id,
-                        ),
-                        ctx,
-                    );
-                }
-                self.set_topic(topic, true, id, ctx);
-            }
-            Request::Unsubscribe(topic) => self.set_topic(topic, false, id, ctx),
-        }
-    }
-
-    /// Handles a frame before authentication: only `auth` is accepted.
-    fn authenticate(&mut self, request: Request, id: Option<Value>, ctx: &mut Context<Self>) {
-        let Request::Auth { token } = request else {
-            return self.reject(
-                error_with_id(
-                    ErrorCode::Unauthorized,
-                    "authenticate first with {\"type\":\"auth\",\"token\":...}",
-                    id,
-                ),
-                ctx,
-            );
-        };
-        match self.env.auth.verify_token(&token) {
-            Ok(identity) => {
-                self.identity = Some(Arc::new(identity));
-                self.register(ctx);
-            }
-            Err(e) => {
-                self.env.metrics.client_error(ErrorCode::Unauthorized);
-                let err = error_with_id(ErrorCode::Unauthorized, e.to_string(), id);
-                self.reply(protocol::error_frame(&err), OutKind::Error, ctx);
-                self.close(ctx, close::UNAUTHORIZED, "invalid token");
-            }
-        }
-    }
-
-    /// Registers with the registry, then says `connected`. Holds every other event meanwhile
-    /// so that `connected` is the first frame.
-    fn register(&mut self, ctx: &mut Context<Self>) {
-        let Some(identity) = self.identity.clone() else {
-            return;
-        };
-        let request = self.env.registry.send(Register {
-            id: self.id,
-            identity: identity.clone(),
-            addr: ctx.address(),
-        });
-        ctx.wait(
-            fut::wrap_future::<_, Self>(request).map(move |res, act, ctx| {
-                if res.is_err() {
-                    return act.close(ctx, close::INTERNAL, "registry unavailable");
-                }
-                act.tracked = true;
-                let session_id = format!("{}-{:x}", act.env.instance_id, act.id);
-                let frame = protocol::connected_frame(&session_id, &identity.user_id);
-                act.reply(frame, OutKind::Reply, ctx);
-            }),
-        );
-    }
-
-    fn in_room(&self, room: &RoomId) -> bool {
-        self.rooms.iter().any(|r| r.room == *room)
-    }
-
-    /// Joins a room and answers `joined` with its history and members.
-    ///
-    /// Exactly once and in order: the registry adds the session to the room and resolves once
-    /// the room channel is subscribed; only then is the history read. So every message is
-    /// either in the history read or published after it, and then delivered live. Live
-    /// copies that arrive meanwhile wait in the mailbox (the join holds the actor), and after
-    /// `joined` those already in it (id up to `seen_up_to`) are dropped.
-    fn join(
-        &mut self,
-        room: RoomId,
-        since: Option<MessageId>,
-        id: Option<Value>,
-        ctx: &mut Context<Self>,
-    ) {
-        let max = self.env.limits.max_rooms_per_session;
-        let already = self.in_room(&room);
-        if !already && self.rooms.len() >= max {
-            let msg = format!("a session may be in at most {max} rooms");
-            return self.reject(error_with_id(ErrorCode::Forbidden, msg, id), ctx);
-        }
-        let request = self.env.registry.send(Join {
-            id: self.id,
-            room: room.clone(),
-        });
-        let history = self.env.history.clone();
-        let members = self.env.members.clone();
-        let name = room.clone();
-        let work = async move {
-            let local = request.await.map_err(|_| None)?;
-            let (recent, members) = futures_util::future::join(
-                history.recent(&name, since),
-                members.list(&name, local),
-            )
-            .await;
-            match (recent, members) {
-                (Ok(recent), Ok(members)) => Ok((recent, members)),
-                (Err(e), _) | (_, Err(e)) => Err(Some(e)),
-            }
-        };
-        ctx.wait(
-            fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| match res {
-                Ok((recent, members)) => {
-                    match act.rooms.iter_mut().find(|r| r.room == room) {
-                        Some(joined) => joined.seen_up_to = recent.seen_up_to,
-                        None => act.rooms.push(JoinedRoom {
-                            room: room.clone(),
-                            seen_up_to: recent.seen_up_to,
-                        }),
-                    }
-                    let info = JoinInfo {
-                        history: recent.messages,
-                        members: members.members,
-                        member_count: Some(members.count),
-                        recovered: recent.recovered,
-                    };
-                    act.reply(
-                        protocol::joined_frame(&room, &info, &id),
-                        OutKind::Reply,
-                        ctx,
-                    );
-                }
-                Err(None) => act.reject(
-                    error_with_id(ErrorCode::Unavailable, "registry unavailable", id),
-                    ctx,
-                ),
-                Err(Some(e)) => {
-                    debug!("session {}: join {room}: {e}", act.id);
-                    if !already {
-                        act.env.registry.do_send(Leave {
-                            id: act.id,
-                            room: room.clone(),
-                        });
-                    }
-                    act.reject(
-                        error_with_id(
-                            ErrorCode::Unavailable,
-                            "the room's history could not be read; try again",
-                            id,
-                        ),
-                        ctx,
-                    );
-                }
-            }),
-        );
-    }
-
-    fn set_topic(
-        &mut self,
-        topic: protocol::Topic,
-        on: bool,
-        id: Option<Value>,
-        ctx: &mut Context<Self>,
-    ) {
-        if on {
-            self.topics |= topic.bit();
-        } else {
-            self.topics &= !topic.bit();
-        }
-        self.env.registry.do_send(SetTopic {
-            id: self.id,
-            topic,
-            on,
-        });
-        self.reply(protocol::topic_frame(on, topic, &id), OutKind::Reply, ctx);
-    }
-
-    /// Appends a chat message to the room's history and publishes it (one Redis script).
-    fn publish(
-        &mut self,
-        room: RoomId,
-        payload: Vec<u8>,
-        id: Option<Value>,
-        ctx: &mut Context<Self>,
-    ) {
-        let history = self.env.history.clone();
-        let append = async move { history.append(&room, &payload).await };
-        ctx.spawn(
-            fut::wrap_future::<_, Self>(append).map(move |res, act, ctx| {
-                if let Err(e) = res {
-                    debug!("session {}: {e}", act.id);
-                    let err = error_with_id(
-                        ErrorCode::Unavailable,
-                        "the message could not be published; try again",
-                        id,
-                    );
-                    act.reject(err, ctx);
-                }
-            }),
-        );
+    /// The session's own queue overflowed: the client stopped reading.
+    fn kick_self(&mut self, ctx: &mut Context<Self>) {
+        debug!("session {}: write queue full, dropping", self.core.id());
+        self.metrics.slow_consumer_kicks.inc();
+        self.abort(ctx);
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
-        if self.last_seen.elapsed() > self.env.limits.client_timeout {
+        if self.last_seen.elapsed() > self.core.env().limits.client_timeout {
             return self.close(ctx, close::NORMAL, "idle timeout");
         }
         self.enqueue(transport::ping_frame(), ctx);
     }
 }
 
-fn error_with_id(
-    code: ErrorCode,
-    message: impl Into<std::borrow::Cow<'static, str>>,
-    id: Option<Value>,
-) -> ClientError {
-    let mut err = ClientError::new(code, message);
-    err.id = id;
-    err
+fn schedule_flush(flush_scheduled: &mut bool, awaiting_writable: bool, ctx: &mut Context<Session>) {
+    if *flush_scheduled || awaiting_writable {
+        return;
+    }
+    *flush_scheduled = true;
+    // Runs after the mailbox is drained in this poll: one write for a burst of frames.
+    ctx.spawn(fut::ready(()).map(|_, act: &mut Session, ctx| {
+        act.flush_scheduled = false;
+        act.flush(ctx);
+    }));
 }
 
-fn not_in_room(room: &str, id: Option<Value>) -> ClientError {
-    error_with_id(
-        ErrorCode::NotInRoom,
-        format!("not in room `{room}`; join it first"),
-        id,
-    )
+/// The session as the core's I/O: replies become native JSON frames.
+struct NativeIo<'a> {
+    metrics: &'a Metrics,
+    writer: &'a mut Writer,
+    flush_scheduled: &'a mut bool,
+    awaiting_writable: &'a mut bool,
+    /// A close the core asked for, carried out once it returns.
+    closing: Option<(u16, &'static str)>,
+    overflow: bool,
+    ctx: &'a mut Context<Session>,
+}
+
+impl NativeIo<'_> {
+    fn send_json(&mut self, json: Vec<u8>, kind: OutKind) {
+        self.metrics.frames_out(kind, 1, json.len());
+        match self.writer.push(transport::text_frame(&json)) {
+            Pushed::Queued => {
+                schedule_flush(self.flush_scheduled, *self.awaiting_writable, self.ctx)
+            }
+            Pushed::Overflow => self.overflow = true,
+        }
+    }
+
+    fn run(&mut self, step: Step, hold: bool) {
+        let work =
+            fut::wrap_future::<_, Session>(step.into_future()).map(|resumed: Resumed, act, ctx| {
+                act.with_core(ctx, |core, io| core.resume(resumed, io))
+            });
+        if hold {
+            self.ctx.wait(work);
+        } else {
+            self.ctx.spawn(work);
+        }
+    }
+}
+
+impl ClientIo for NativeIo<'_> {
+    fn reply(&mut self, reply: Reply, to: Option<Value>) {
+        if let Some(json) = reply.to_json(&to) {
+            self.send_json(json, OutKind::Reply);
+        }
+    }
+
+    fn error(&mut self, err: ClientError) {
+        self.send_json(protocol::error_frame(&err), OutKind::Error);
+    }
+
+    fn close(&mut self, code: u16, reason: &'static str) {
+        self.closing.get_or_insert((code, reason));
+    }
+
+    fn wait(&mut self, step: Step) {
+        self.run(step, true);
+    }
+
+    fn spawn(&mut self, step: Step) {
+        self.run(step, false);
+    }
+
+    fn address(&mut self) -> SessionAddr {
+        SessionAddr::Native(self.ctx.address())
+    }
 }
 
 impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.env.metrics.connections.inc();
-        ctx.set_mailbox_capacity(self.env.limits.mailbox_frames);
+        let env = self.core.env().clone();
+        env.metrics.connections.inc();
+        ctx.set_mailbox_capacity(env.limits.mailbox_frames);
         if let Some(reader) = self.reader.take() {
             ctx.add_stream(reader);
         }
-        ctx.run_interval(self.env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
-        if self.identity.is_some() {
-            self.register(ctx);
+        ctx.run_interval(env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
+        if self.core.is_authenticated() {
+            self.with_core(ctx, |core, io| core.register(io));
         } else {
-            self.tracked = true;
-            self.env.registry.do_send(Pending {
-                id: self.id,
-                addr: ctx.address(),
-            });
-            ctx.run_later(self.env.limits.auth_timeout, |act, ctx| {
-                if act.identity.is_none() {
+            self.core.track_pending(SessionAddr::Native(ctx.address()));
+            ctx.run_later(env.limits.auth_timeout, |act, ctx| {
+                if !act.core.is_authenticated() {
                     act.close(ctx, close::UNAUTHORIZED, "authentication timeout");
                 }
             });
@@ -538,8 +321,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.unregister();
-        self.env.metrics.connections.dec();
+        self.core.unregister();
+        self.metrics.connections.dec();
     }
 }
 
@@ -550,14 +333,17 @@ impl StreamHandler<WsEvent> for Session {
             return;
         }
         match event {
-            WsEvent::Text(text) => self.on_text(text, ctx),
+            WsEvent::Text(text) => {
+                let parsed = protocol::parse_client_frame(&text, &self.core.env().limits);
+                self.with_core(ctx, |core, io| core.on_frame(parsed, text.len(), io));
+            }
             WsEvent::Binary(len) => {
-                self.env.metrics.frame_in("binary", len);
                 let err = ClientError::new(
                     ErrorCode::BadRequest,
                     "binary frames are not supported; send JSON text frames",
                 );
-                self.reject(err, ctx);
+                self.metrics.frame_in("binary", len);
+                self.with_core(ctx, |core, io| core.reject(err, io));
             }
             WsEvent::Ping(payload) => self.enqueue(transport::pong_frame(&payload), ctx),
             WsEvent::Pong => {}
@@ -575,25 +361,10 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        let wanted = !self.closing
-            && match &msg.scope {
-                Scope::User => true,
-                Scope::Room(room) => match self.rooms.iter().find(|r| r.room == *room) {
-                    None => false,
-                    Some(joined) => match (msg.order, joined.seen_up_to) {
-                        (Some(order), Some(seen)) if order <= seen => {
-                            self.env.metrics.chat_duplicates.inc();
-                            return;
-                        }
-                        _ => true,
-                    },
-                },
-                Scope::Topic(topic) => self.topics & topic.bit() != 0,
-            };
-        if wanted {
-            self.enqueue(msg.frame, ctx);
-        } else {
-            self.env.metrics.dropped_deliveries.inc();
+        if self.closing {
+            self.metrics.dropped_deliveries.inc();
+        } else if self.core.wants(&msg.scope, msg.order) {
+            self.enqueue(msg.event.native().clone(), ctx);
         }
     }
 }
@@ -603,7 +374,7 @@ impl Handler<Kick> for Session {
 
     /// The registry found the mailbox full and already unregistered and counted the session.
     fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
-        self.tracked = false;
+        self.core.forget_registration();
         if self.writer.is_empty() {
             self.close(ctx, close::TRY_AGAIN_LATER, "slow consumer");
         } else {

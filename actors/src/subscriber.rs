@@ -24,12 +24,12 @@ use tokio::sync::oneshot;
 use crate::{
     messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
     metrics::{Metrics, OutKind},
+    outbound::Outbound,
     protocol::{
         parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
         USER_PREFIX,
     },
     registry::Registry,
-    transport,
 };
 
 /// Backoff before the first reconnect attempt; doubles up to [`MAX_BACKOFF`].
@@ -441,10 +441,15 @@ impl Subscriber {
         kind: OutKind,
         order: Option<MessageId>,
     ) {
+        // Inbound frames are envelopes `{"type","data"}`, except presence frames, which are
+        // their own payload.
+        let event = match kind {
+            OutKind::Presence => Outbound::whole(kind, frame),
+            _ => Outbound::from_envelope(kind, frame),
+        };
         let msg = Dispatch {
             target,
-            frame: transport::text_frame(frame),
-            kind,
+            event: Arc::new(event),
             order,
         };
         for (i, shard) in self.shards.iter().enumerate() {

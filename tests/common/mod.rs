@@ -172,7 +172,11 @@ pub async fn hub(redis: &Redis, env: &[(&str, &str)]) -> Hub {
 
 /// Starts a hub against a Redis URL (which may not answer).
 pub async fn hub_with_url(redis_url: &str, env: &[(&str, &str)]) -> Hub {
-    let port = free_port();
+    hub_on_port(redis_url, free_port(), env).await
+}
+
+/// Starts a hub on a given port (e.g. to restart one where its clients reconnect).
+pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hub {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-hub"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -13,6 +13,7 @@
 //! // mount `worker` (an EngineService) at /socket.io/ in the HTTP layer
 //! ```
 
+pub mod hub;
 pub mod packet;
 pub mod socket;
 

@@ -271,6 +271,14 @@ pub fn event_raw(nsp: &str, event: &str, raw_args: &[&str]) -> String {
     out
 }
 
+/// Encodes an ACK of ack id `id` with pre-encoded JSON arguments (no attachments).
+pub fn ack_raw(nsp: &str, id: u64, raw_args: &[&str]) -> String {
+    let mut out = String::new();
+    header(&mut out, PacketType::Ack, 0, nsp, Some(id));
+    push_array(&mut out, None, raw_args);
+    out
+}
+
 /// Encodes an ACK (BINARY_ACK when `attachments` > 0) of ack id `id` with `args`.
 pub fn ack(nsp: &str, id: u64, args: &[Value], attachments: usize) -> String {
     let raw: Vec<String> = args.iter().map(Value::to_string).collect();

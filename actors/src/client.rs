@@ -1,0 +1,562 @@
+//! The protocol-independent part of a client session, shared by the native WebSocket session
+//! ([`crate::session`]) and the Socket.IO session ([`crate::socketio::hub`]): identity, rate
+//! and error budgets, rooms and topics, and the requests themselves (join with history and
+//! recovery, leave, chat, subscribe, ping).
+//!
+//! It is written "sans I/O": requests come in as [`ClientFrame`]s, replies go out through
+//! the host's [`ClientIo`] (which encodes them for its wire protocol), and asynchronous steps
+//! (registering, joining, publishing) are handed to the host as a [`Step`] to run in its
+//! actor context and feed back with [`ClientCore::resume`].
+
+use std::{borrow::Cow, sync::Arc, time::Instant};
+
+use futures_util::future::LocalBoxFuture;
+use log::debug;
+use serde_json::Value;
+
+use crate::{
+    auth::Identity,
+    error::HubError,
+    history::Recent,
+    limits::TokenBucket,
+    messages::{Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic, Unregister},
+    metrics::OutKind,
+    protocol::{
+        self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId, Topic,
+        UserId,
+    },
+    roster::MemberList,
+    session::SessionEnv,
+    transport::close,
+};
+
+/// A successful answer to a client request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Authenticated and registered.
+    Connected {
+        /// `{instanceId}-{session}`.
+        session_id: String,
+        /// The user.
+        user_id: UserId,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// Answer to `join-room`.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// History and members.
+        info: JoinInfo,
+    },
+    /// Answer to `leave-room`.
+    Left {
+        /// The room.
+        room: RoomId,
+    },
+    /// Answer to `subscribe` (`on`) or `unsubscribe`.
+    Topic {
+        /// The topic.
+        topic: Topic,
+        /// Subscribed or unsubscribed.
+        on: bool,
+    },
+    /// A chat message was appended and published (the native protocol sends no frame for it;
+    /// Socket.IO acknowledges it when asked).
+    Published {
+        /// The room.
+        room: RoomId,
+        /// Its history id.
+        id: MessageId,
+    },
+}
+
+impl Reply {
+    /// The reply's native frame JSON, with `id` echoed when given; `None` for replies the
+    /// native protocol does not send.
+    pub fn to_json(&self, id: &Option<Value>) -> Option<Vec<u8>> {
+        Some(match self {
+            Reply::Connected {
+                session_id,
+                user_id,
+            } => protocol::connected_frame(session_id, user_id),
+            Reply::Pong => protocol::pong_frame(id),
+            Reply::Joined { room, info } => protocol::joined_frame(room, info, id),
+            Reply::Left { room } => protocol::left_frame(room, id),
+            Reply::Topic { topic, on } => protocol::topic_frame(*on, *topic, id),
+            Reply::Published { .. } => return None,
+        })
+    }
+
+    /// The native frame `type`, also the Socket.IO event name for the reply.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reply::Connected { .. } => "connected",
+            Reply::Pong => "pong",
+            Reply::Joined { .. } => "joined",
+            Reply::Left { .. } => "left",
+            Reply::Topic { on: true, .. } => "subscribed",
+            Reply::Topic { on: false, .. } => "unsubscribed",
+            Reply::Published { .. } => "published",
+        }
+    }
+}
+
+/// What the core needs from the connection that hosts it.
+pub trait ClientIo {
+    /// Sends a reply to the request whose `id` (native) or ack id (Socket.IO) is `to`.
+    fn reply(&mut self, reply: Reply, to: Option<Value>);
+    /// Sends an error (its `id` says which request it answers).
+    fn error(&mut self, err: ClientError);
+    /// Ends the connection with a WebSocket close code.
+    fn close(&mut self, code: u16, reason: &'static str);
+    /// Runs `step` holding the connection's other events, then calls [`ClientCore::resume`].
+    fn wait(&mut self, step: Step);
+    /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
+    fn spawn(&mut self, step: Step);
+    /// The connection's address, for the registry.
+    fn address(&mut self) -> SessionAddr;
+}
+
+/// An asynchronous step for the host to run; its output goes to [`ClientCore::resume`].
+pub struct Step(LocalBoxFuture<'static, Resumed>);
+
+impl Step {
+    fn new(fut: impl std::future::Future<Output = Resumed> + 'static) -> Step {
+        Step(Box::pin(fut))
+    }
+
+    /// The future to run.
+    pub fn into_future(self) -> LocalBoxFuture<'static, Resumed> {
+        self.0
+    }
+}
+
+/// The outcome of a [`Step`].
+pub struct Resumed(Outcome);
+
+enum Outcome {
+    Registered(bool),
+    Joined {
+        room: RoomId,
+        id: Option<Value>,
+        already: bool,
+        result: Result<(Recent, MemberList), Option<HubError>>,
+    },
+    Published {
+        room: RoomId,
+        id: Option<Value>,
+        result: Result<MessageId, HubError>,
+    },
+}
+
+/// A room the session is in.
+struct JoinedRoom {
+    room: RoomId,
+    /// The newest history id the `joined` reply carried (or the `since` it confirmed): live
+    /// copies of messages up to it are duplicates and dropped.
+    seen_up_to: Option<MessageId>,
+}
+
+/// The protocol-independent state of one client session.
+pub struct ClientCore {
+    id: SessionId,
+    env: Arc<SessionEnv>,
+    /// `None` until authenticated.
+    identity: Option<Arc<Identity>>,
+    rooms: Vec<JoinedRoom>,
+    topics: u8,
+    rate: TokenBucket,
+    errors: TokenBucket,
+    /// True while the registry knows this session (pending auth or registered).
+    tracked: bool,
+}
+
+/// An error answering the request with `id`.
+pub fn error_with_id(
+    code: ErrorCode,
+    message: impl Into<Cow<'static, str>>,
+    id: Option<Value>,
+) -> ClientError {
+    let mut err = ClientError::new(code, message);
+    err.id = id;
+    err
+}
+
+fn not_in_room(room: &str, id: Option<Value>) -> ClientError {
+    error_with_id(
+        ErrorCode::NotInRoom,
+        format!("not in room `{room}`; join it first"),
+        id,
+    )
+}
+
+impl ClientCore {
+    /// A session's core; `identity` is set when the connection carried valid credentials.
+    pub fn new(id: SessionId, env: Arc<SessionEnv>, identity: Option<Identity>) -> Self {
+        let limits = &env.limits;
+        ClientCore {
+            id,
+            rate: TokenBucket::full(limits.rate_burst),
+            errors: TokenBucket::full(limits.error_burst),
+            identity: identity.map(Arc::new),
+            rooms: Vec::new(),
+            topics: 0,
+            tracked: false,
+            env,
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// What the session shares with the others of its shard.
+    pub fn env(&self) -> &Arc<SessionEnv> {
+        &self.env
+    }
+
+    /// True once authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// Sets the identity (authentication that happened outside the core).
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.identity = Some(Arc::new(identity));
+    }
+
+    /// Tells the registry about a session that still has to authenticate (so that shutdown
+    /// can close it).
+    pub fn track_pending(&mut self, addr: SessionAddr) {
+        self.tracked = true;
+        self.env
+            .registry
+            .do_send(crate::messages::Pending { id: self.id, addr });
+    }
+
+    /// Leaves the registry (idempotent).
+    pub fn unregister(&mut self) {
+        if self.tracked {
+            self.tracked = false;
+            self.env.registry.do_send(Unregister { id: self.id });
+        }
+    }
+
+    /// The registry already removed this session (it was kicked).
+    pub fn forget_registration(&mut self) {
+        self.tracked = false;
+    }
+
+    /// Refuses a request: error reply, and a close with 1008 once the error budget is spent.
+    pub fn reject(&mut self, err: ClientError, io: &mut impl ClientIo) {
+        self.env.metrics.client_error(err.code);
+        io.error(err);
+        if !self
+            .errors
+            .take(Instant::now(), 1.0, self.env.limits.error_burst)
+        {
+            self.env.metrics.policy_closes.inc();
+            io.close(close::POLICY, "too many bad or rate-limited frames");
+        }
+    }
+
+    /// Handles one client request (already parsed, or refused by the parser), after the rate
+    /// limit. `label` and `bytes` are for metrics.
+    pub fn on_frame(
+        &mut self,
+        parsed: Result<ClientFrame, ClientError>,
+        bytes: usize,
+        io: &mut impl ClientIo,
+    ) {
+        let limits = self.env.limits.clone();
+        let label = parsed.as_ref().map_or("invalid", |f| f.request.label());
+        self.env.metrics.frame_in(label, bytes);
+        if !self
+            .rate
+            .take(Instant::now(), limits.rate_per_sec, limits.rate_burst)
+        {
+            self.env.metrics.rate_limited.inc();
+            let message = format!(
+                "too many frames: {} per second, burst {}",
+                limits.rate_per_sec, limits.rate_burst
+            );
+            let id = parsed.ok().and_then(|f| f.id);
+            return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
+        }
+        match parsed {
+            Ok(frame) => self.on_request(frame, io),
+            Err(err) => self.reject(err, io),
+        }
+    }
+
+    fn on_request(&mut self, frame: ClientFrame, io: &mut impl ClientIo) {
+        let ClientFrame { id, request } = frame;
+        let Some(identity) = self.identity.clone() else {
+            return self.authenticate(request, id, io);
+        };
+        match request {
+            Request::Auth { .. } => self.reject(
+                error_with_id(ErrorCode::BadRequest, "already authenticated", id),
+                io,
+            ),
+            Request::Ping => io.reply(Reply::Pong, id),
+            Request::JoinRoom { room, since } => self.join(room, since, id, io),
+            Request::LeaveRoom { room } => {
+                if !self.in_room(&room) {
+                    return self.reject(not_in_room(&room, id), io);
+                }
+                self.rooms.retain(|r| r.room != room);
+                self.env.registry.do_send(Leave {
+                    id: self.id,
+                    room: room.clone(),
+                });
+                io.reply(Reply::Left { room }, id);
+            }
+            Request::ChatMessage { room, message } => {
+                if !self.in_room(&room) {
+                    return self.reject(not_in_room(&room, id), io);
+                }
+                let payload =
+                    protocol::chat_payload(&room, &identity.user_id, &identity.name, &message);
+                self.publish(room, payload, id, io);
+            }
+            Request::Subscribe(topic) => {
+                if topic == Topic::Analytics && !identity.admin {
+                    let message = "the analytics topic needs a token with role admin";
+                    return self.reject(error_with_id(ErrorCode::Forbidden, message, id), io);
+                }
+                self.set_topic(topic, true, id, io);
+            }
+            Request::Unsubscribe(topic) => self.set_topic(topic, false, id, io),
+        }
+    }
+
+    /// Handles a request before authentication: only `auth` is accepted.
+    fn authenticate(&mut self, request: Request, id: Option<Value>, io: &mut impl ClientIo) {
+        let Request::Auth { token } = request else {
+            let message = "authenticate first with {\"type\":\"auth\",\"token\":...}";
+            return self.reject(error_with_id(ErrorCode::Unauthorized, message, id), io);
+        };
+        match self.env.auth.verify_token(&token) {
+            Ok(identity) => {
+                self.identity = Some(Arc::new(identity));
+                self.register(io);
+            }
+            Err(e) => {
+                self.env.metrics.client_error(ErrorCode::Unauthorized);
+                io.error(error_with_id(ErrorCode::Unauthorized, e.to_string(), id));
+                io.close(close::UNAUTHORIZED, "invalid token");
+            }
+        }
+    }
+
+    /// Registers with the registry, then replies `Connected`. The host holds every other
+    /// event meanwhile, so that `Connected` comes first and means "your events reach you".
+    pub fn register(&mut self, io: &mut impl ClientIo) {
+        let Some(identity) = self.identity.clone() else {
+            return;
+        };
+        let request = self.env.registry.send(Register {
+            id: self.id,
+            identity,
+            addr: io.address(),
+        });
+        io.wait(Step::new(async move {
+            Resumed(Outcome::Registered(request.await.is_ok()))
+        }));
+    }
+
+    /// Feeds the outcome of a [`Step`] back.
+    pub fn resume(&mut self, resumed: Resumed, io: &mut impl ClientIo) {
+        match resumed.0 {
+            Outcome::Registered(false) => io.close(close::INTERNAL, "registry unavailable"),
+            Outcome::Registered(true) => {
+                self.tracked = true;
+                let Some(identity) = &self.identity else {
+                    return;
+                };
+                let reply = Reply::Connected {
+                    session_id: format!("{}-{:x}", self.env.instance_id, self.id),
+                    user_id: identity.user_id.clone(),
+                };
+                io.reply(reply, None);
+            }
+            Outcome::Joined {
+                room,
+                id,
+                already,
+                result,
+            } => self.joined(room, id, already, result, io),
+            Outcome::Published { room, id, result } => match result {
+                Ok(message_id) => io.reply(
+                    Reply::Published {
+                        room,
+                        id: message_id,
+                    },
+                    id,
+                ),
+                Err(e) => {
+                    debug!("session {}: {e}", self.id);
+                    let message = "the message could not be published; try again";
+                    self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
+                }
+            },
+        }
+    }
+
+    fn in_room(&self, room: &RoomId) -> bool {
+        self.rooms.iter().any(|r| r.room == *room)
+    }
+
+    /// Joins a room and answers `joined` with its history and members.
+    ///
+    /// Exactly once and in order: the registry adds the session to the room and resolves once
+    /// the room channel is subscribed; only then is the history read. So every message is
+    /// either in the history read or published after it, and then delivered live. Live
+    /// copies that arrive meanwhile wait in the mailbox (the host holds its events), and after
+    /// `joined` those already in it (id up to `seen_up_to`) are dropped.
+    fn join(
+        &mut self,
+        room: RoomId,
+        since: Option<MessageId>,
+        id: Option<Value>,
+        io: &mut impl ClientIo,
+    ) {
+        let max = self.env.limits.max_rooms_per_session;
+        let already = self.in_room(&room);
+        if !already && self.rooms.len() >= max {
+            let message = format!("a session may be in at most {max} rooms");
+            return self.reject(error_with_id(ErrorCode::Forbidden, message, id), io);
+        }
+        let request = self.env.registry.send(Join {
+            id: self.id,
+            room: room.clone(),
+        });
+        let history = self.env.history.clone();
+        let members = self.env.members.clone();
+        io.wait(Step::new(async move {
+            let result = async {
+                let local = request.await.map_err(|_| None)?;
+                let (recent, members) = futures_util::future::join(
+                    history.recent(&room, since),
+                    members.list(&room, local),
+                )
+                .await;
+                match (recent, members) {
+                    (Ok(recent), Ok(members)) => Ok((recent, members)),
+                    (Err(e), _) | (_, Err(e)) => Err(Some(e)),
+                }
+            }
+            .await;
+            Resumed(Outcome::Joined {
+                room,
+                id,
+                already,
+                result,
+            })
+        }));
+    }
+
+    fn joined(
+        &mut self,
+        room: RoomId,
+        id: Option<Value>,
+        already: bool,
+        result: Result<(Recent, MemberList), Option<HubError>>,
+        io: &mut impl ClientIo,
+    ) {
+        match result {
+            Ok((recent, members)) => {
+                match self.rooms.iter_mut().find(|r| r.room == room) {
+                    Some(joined) => joined.seen_up_to = recent.seen_up_to,
+                    None => self.rooms.push(JoinedRoom {
+                        room: room.clone(),
+                        seen_up_to: recent.seen_up_to,
+                    }),
+                }
+                let info = JoinInfo {
+                    history: recent.messages,
+                    members: members.members,
+                    member_count: Some(members.count),
+                    recovered: recent.recovered,
+                };
+                io.reply(Reply::Joined { room, info }, id);
+            }
+            Err(None) => self.reject(
+                error_with_id(ErrorCode::Unavailable, "registry unavailable", id),
+                io,
+            ),
+            Err(Some(e)) => {
+                debug!("session {}: join {room}: {e}", self.id);
+                if !already {
+                    self.env.registry.do_send(Leave {
+                        id: self.id,
+                        room: room.clone(),
+                    });
+                }
+                let message = "the room's history could not be read; try again";
+                self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
+            }
+        }
+    }
+
+    fn set_topic(&mut self, topic: Topic, on: bool, id: Option<Value>, io: &mut impl ClientIo) {
+        if on {
+            self.topics |= topic.bit();
+        } else {
+            self.topics &= !topic.bit();
+        }
+        self.env.registry.do_send(SetTopic {
+            id: self.id,
+            topic,
+            on,
+        });
+        io.reply(Reply::Topic { topic, on }, id);
+    }
+
+    /// Appends a chat message to the room's history and publishes it (one Redis script).
+    fn publish(
+        &mut self,
+        room: RoomId,
+        payload: Vec<u8>,
+        id: Option<Value>,
+        io: &mut impl ClientIo,
+    ) {
+        let history = self.env.history.clone();
+        io.spawn(Step::new(async move {
+            let result = history.append(&room, &payload).await;
+            Resumed(Outcome::Published { room, id, result })
+        }));
+    }
+
+    /// True when a delivery addressed to `scope` is still wanted (the session may have left
+    /// the room or topic meanwhile, or already received the message in `joined`); counts
+    /// what it drops.
+    pub fn wants(&self, scope: &Scope, order: Option<MessageId>) -> bool {
+        let wanted = match scope {
+            Scope::User => true,
+            Scope::Room(room) => match self.rooms.iter().find(|r| r.room == *room) {
+                None => false,
+                Some(joined) => match (order, joined.seen_up_to) {
+                    (Some(order), Some(seen)) if order <= seen => {
+                        self.env.metrics.chat_duplicates.inc();
+                        return false;
+                    }
+                    _ => true,
+                },
+            },
+            Scope::Topic(topic) => self.topics & topic.bit() != 0,
+        };
+        if !wanted {
+            self.env.metrics.dropped_deliveries.inc();
+        }
+        wanted
+    }
+
+    /// Counts a reply or error frame sent to the client.
+    pub fn count_out(&self, kind: OutKind, bytes: usize) {
+        self.env.metrics.frames_out(kind, 1, bytes);
+    }
+}

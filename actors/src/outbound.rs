@@ -1,0 +1,107 @@
+//! Events fanned out to many sessions, encoded at most once per wire protocol: the native
+//! WebSocket frame when the event is built, the Socket.IO packet the first time a Socket.IO
+//! session needs it. Every recipient shares the same bytes.
+
+use std::{ops::Range, sync::OnceLock};
+
+use bytes::Bytes;
+
+use crate::{
+    engineio::Outgoing,
+    metrics::OutKind,
+    protocol::{envelope, envelope_data},
+    socketio::packet::event_raw,
+    transport,
+};
+
+/// One event for many sessions.
+#[derive(Debug)]
+pub struct Outbound {
+    kind: OutKind,
+    /// The complete native WebSocket text frame.
+    native: Bytes,
+    /// Where the event's payload (the native `data`) sits in `native`.
+    data: Range<usize>,
+    socketio: OnceLock<Outgoing>,
+}
+
+impl Outbound {
+    /// `{"type":<kind>,"data":<raw>}` around a validated JSON payload.
+    pub fn envelope(kind: OutKind, raw: &[u8]) -> Outbound {
+        Outbound::from_envelope(kind, &envelope(kind.label(), raw))
+    }
+
+    /// An event from a frame [`envelope`] already built for `kind`.
+    pub fn from_envelope(kind: OutKind, frame: &[u8]) -> Outbound {
+        Outbound::framed(kind, frame, envelope_data(kind.label(), frame))
+    }
+
+    /// An event whose native frame is also its payload (e.g. `presence`).
+    pub fn whole(kind: OutKind, frame: &[u8]) -> Outbound {
+        Outbound::framed(kind, frame, 0..frame.len())
+    }
+
+    fn framed(kind: OutKind, json: &[u8], data: Range<usize>) -> Outbound {
+        let native = transport::text_frame(json);
+        let offset = native.len() - json.len();
+        Outbound {
+            kind,
+            native,
+            data: data.start + offset..data.end + offset,
+            socketio: OnceLock::new(),
+        }
+    }
+
+    /// What kind of event this is (metrics, Socket.IO event name).
+    pub fn kind(&self) -> OutKind {
+        self.kind
+    }
+
+    /// The native WebSocket frame.
+    pub fn native(&self) -> &Bytes {
+        &self.native
+    }
+
+    /// The event's payload JSON.
+    pub fn data(&self) -> &[u8] {
+        &self.native[self.data.clone()]
+    }
+
+    /// The Socket.IO packet `42["<event>",<data>]` on namespace `/`, encoded on first use.
+    pub fn socketio(&self) -> &Outgoing {
+        self.socketio.get_or_init(|| {
+            let data = std::str::from_utf8(self.data()).expect("payloads are validated JSON");
+            Outgoing::message(&event_raw("/", self.kind.label(), &[data]))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn payload_is_found_in_both_encodings() {
+        let raw = br#" {"userId":1,"title":"t"} "#;
+        let ev = Outbound::envelope(OutKind::Notification, raw);
+        assert_eq!(ev.data(), br#"{"userId":1,"title":"t"}"#);
+        let native: Value = serde_json::from_slice(&ev.native()[2..]).unwrap();
+        assert_eq!(
+            native,
+            json!({"type": "notification", "data": {"userId": 1, "title": "t"}})
+        );
+        let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300));
+        let ev = Outbound::envelope(OutKind::Chat, long.as_bytes());
+        assert_eq!(
+            ev.data(),
+            long.as_bytes(),
+            "works past the 2-byte frame header"
+        );
+        let presence = br#"{"type":"presence","room":"r"}"#;
+        assert_eq!(
+            Outbound::whole(OutKind::Presence, presence).data(),
+            presence
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The hub behind `/socket.io/`: a Socket.IO connection is a client session like a native
+//! one. It hosts the same [`ClientCore`] (identity, limits, rooms, history, topics) and is
+//! registered with the same registry shard, so users, rooms and Redis fan-out are shared with
+//! `/ws` sessions; only the wire encoding differs.
+//!
+//! Mapping (namespace `/` only):
+//! - CONNECT auth `{token}` (JWT) or `{userId, name?}` (dev mode); refused auth gets
+//!   CONNECT_ERROR `{message, data: {code: "unauthorized"}}`. The namespace is accepted once
+//!   the user's channel is subscribed, like the native `connected`.
+//! - client events `join-room` (room string, or `{room, since?}`), `leave-room` (string or
+//!   `{room}`), `chat-message` (`{room, message}`), `subscribe` / `unsubscribe` (topic string or
+//!   `{topic}`), `ping`. With an ack callback the reply (the native reply object, e.g.
+//!   `{type:"joined", room, history, members, ...}`; `{type:"published", room, id}` for a chat
+//!   message) or the error `{error: {code, message}}` goes to the ack; without one, replies are
+//!   emitted as events named like the native `type` (`joined`, `left`, `pong`, ...) and
+//!   errors as an `error` event `{code, message}`.
+//! - server events `notification`, `ai-result`, `chat-message`, `presence`,
+//!   `cache-invalidate`, `analytics` carry the native `data` payloads, encoded once per event
+//!   for every Socket.IO recipient ([`Outbound::socketio`](crate::outbound::Outbound::socketio)).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    auth::{AuthError, Identity},
+    client::{ClientCore, ClientIo, Reply, Resumed, Step},
+    engineio::{EngineSocket, Outgoing},
+    messages::{Deliver, SessionAddr},
+    metrics::OutKind,
+    protocol::{self, ClientError, ClientFrame, ErrorCode},
+    session::SessionEnv,
+    socketio::{packet, Event, SioApp, SioIo, SocketIo},
+};
+
+/// The namespace the hub serves.
+const NSP: &str = "/";
+
+/// A Socket.IO session actor running the hub.
+pub type SioSession = EngineSocket<SocketIo<HubApp>>;
+
+/// The hub as a Socket.IO application (one per connection).
+pub struct HubApp {
+    core: ClientCore,
+}
+
+impl HubApp {
+    /// The application for a new connection of the worker whose sessions share `env`.
+    pub fn new(env: Arc<SessionEnv>) -> Self {
+        env.metrics.connections.inc();
+        let id = env.next_session_id();
+        HubApp {
+            core: ClientCore::new(id, env, None),
+        }
+    }
+
+    fn identity(&self, auth: &Value) -> Result<Identity, AuthError> {
+        let authenticator = &self.core.env().auth;
+        let field = |k: &str| auth.get(k);
+        if let Some(token) = field("token").and_then(Value::as_str) {
+            return authenticator.verify_token(token);
+        }
+        let user = match field("userId") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        match user {
+            Some(user) => authenticator.dev_identity(&user, field("name").and_then(Value::as_str)),
+            None if authenticator.jwt_enabled() => Err(AuthError::Missing),
+            None => Err(AuthError::Invalid(
+                "pass auth: {userId} (dev mode) or {token}".into(),
+            )),
+        }
+    }
+
+    /// Runs `f` on the core with the connection as its I/O.
+    fn with_core(
+        &mut self,
+        io: &mut SioIo<'_, Self>,
+        f: impl FnOnce(&mut ClientCore, &mut HubIo<'_, '_>),
+    ) {
+        let metrics = self.core.env().metrics.clone();
+        let mut hub_io = HubIo {
+            io,
+            metrics: &metrics,
+            close: false,
+        };
+        f(&mut self.core, &mut hub_io);
+        if hub_io.close {
+            self.core.unregister();
+            io.close();
+        }
+    }
+}
+
+impl Drop for HubApp {
+    fn drop(&mut self) {
+        self.core.unregister();
+        self.core.env().metrics.connections.dec();
+    }
+}
+
+/// Turns a client event into the request it stands for (the same validation as native
+/// frames); the ack id plays the native `id`.
+fn request(event: &Event, limits: &crate::limits::Limits) -> Result<ClientFrame, ClientError> {
+    let id = event.ack.map(Value::from);
+    if !event.attachments.is_empty() {
+        let message = "binary arguments are not supported";
+        return Err(crate::client::error_with_id(
+            ErrorCode::BadRequest,
+            message,
+            id,
+        ));
+    }
+    let shorthand = match event.name.as_str() {
+        "join-room" | "leave-room" => Some("room"),
+        "subscribe" | "unsubscribe" => Some("topic"),
+        _ => None,
+    };
+    let mut map = match (event.args.first(), shorthand) {
+        (None, _) => Map::new(),
+        (Some(Value::String(s)), Some(key)) => {
+            Map::from_iter([(key.to_string(), Value::from(s.as_str()))])
+        }
+        (Some(Value::Object(m)), _) => m.clone(),
+        (Some(_), _) if event.name == "ping" => Map::new(),
+        (Some(_), _) => {
+            let message = format!("`{}` takes an object argument", event.name);
+            return Err(crate::client::error_with_id(
+                ErrorCode::BadRequest,
+                message,
+                id,
+            ));
+        }
+    };
+    match protocol::parse_request(&event.name, &mut map, limits) {
+        Ok(request) => Ok(ClientFrame { id, request }),
+        Err(mut err) => {
+            err.id = id;
+            Err(err)
+        }
+    }
+}
+
+impl SioApp for HubApp {
+    fn serves(&self, nsp: &str) -> bool {
+        nsp == NSP
+    }
+
+    fn on_connect(&mut self, nsp: &str, auth: Value, io: &mut SioIo<'_, Self>) {
+        if self.core.is_authenticated() {
+            let _ = io.refuse(nsp, "already connected", None);
+            return;
+        }
+        match self.identity(&auth) {
+            Ok(identity) => {
+                self.core.set_identity(identity);
+                self.with_core(io, |core, io| core.register(io));
+            }
+            Err(e) => {
+                self.core.env().metrics.reject("unauthorized");
+                let _ = io.refuse(nsp, &e.to_string(), Some(&json!({"code": "unauthorized"})));
+            }
+        }
+    }
+
+    fn on_event(&mut self, _nsp: &str, event: Event, io: &mut SioIo<'_, Self>) {
+        let parsed = request(&event, &self.core.env().limits);
+        let bytes = event.name.len()
+            + event
+                .args
+                .iter()
+                .map(|a| a.to_string().len())
+                .sum::<usize>();
+        self.with_core(io, |core, io| core.on_frame(parsed, bytes, io));
+    }
+
+    fn on_disconnect(&mut self, _nsp: &str, _reason: crate::socketio::DisconnectReason) {
+        self.core.unregister();
+    }
+}
+
+/// The connection as the core's I/O: replies become acks or events.
+struct HubIo<'a, 'b> {
+    io: &'a mut SioIo<'b, HubApp>,
+    metrics: &'a crate::metrics::Metrics,
+    close: bool,
+}
+
+impl HubIo<'_, '_> {
+    fn send(&mut self, text: String, kind: OutKind) {
+        self.metrics.frames_out(kind, 1, text.len());
+        // A full queue drops the connection inside the engine (slow consumer).
+        let _ = self.io.send_shared(Outgoing::message(&text));
+    }
+
+    fn run(&mut self, step: Step, hold: bool) {
+        let then = |app: &mut HubApp, resumed: Resumed, io: &mut SioIo<'_, HubApp>| {
+            app.with_core(io, |core, io| core.resume(resumed, io))
+        };
+        if hold {
+            self.io.wait(step.into_future(), then);
+        } else {
+            self.io.spawn(step.into_future(), then);
+        }
+    }
+}
+
+impl ClientIo for HubIo<'_, '_> {
+    fn reply(&mut self, reply: Reply, to: Option<Value>) {
+        let json = match &reply {
+            Reply::Connected { .. } => {
+                let _ = self.io.accept(NSP);
+                return;
+            }
+            Reply::Published { room, id } => {
+                json!({"type": "published", "room": &**room, "id": id.to_string()}).to_string()
+            }
+            other => match other.to_json(&None) {
+                Some(json) => String::from_utf8(json).expect("JSON is UTF-8"),
+                None => return,
+            },
+        };
+        match to.as_ref().and_then(Value::as_u64) {
+            Some(ack) => self.send(packet::ack_raw(NSP, ack, &[&json]), OutKind::Reply),
+            None if matches!(reply, Reply::Published { .. }) => {}
+            None => self.send(
+                packet::event_raw(NSP, reply.name(), &[&json]),
+                OutKind::Reply,
+            ),
+        }
+    }
+
+    fn error(&mut self, err: ClientError) {
+        let body = json!({"code": err.code.as_str(), "message": &*err.message});
+        let text = match err.id.as_ref().and_then(Value::as_u64) {
+            Some(ack) => packet::ack_raw(NSP, ack, &[&json!({"error": body}).to_string()]),
+            None => packet::event_raw(NSP, "error", &[&body.to_string()]),
+        };
+        self.send(text, OutKind::Error);
+    }
+
+    fn close(&mut self, _code: u16, _reason: &'static str) {
+        self.close = true;
+    }
+
+    fn wait(&mut self, step: Step) {
+        self.run(step, true);
+    }
+
+    fn spawn(&mut self, step: Step) {
+        self.run(step, false);
+    }
+
+    fn address(&mut self) -> SessionAddr {
+        SessionAddr::SocketIo(self.io.engine().address())
+    }
+}
+
+impl Handler<Deliver> for SioSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let (sio, mut engine) = self.split(ctx);
+        let (app, mut io) = sio.split(&mut engine);
+        if io.is_connected(NSP) && app.core.wants(&msg.scope, msg.order) {
+            // A full queue drops the connection inside the engine (slow consumer).
+            let _ = io.send_shared(msg.event.socketio().clone());
+        }
+    }
+}
