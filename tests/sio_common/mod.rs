@@ -136,16 +136,7 @@ impl Pending {
         body: &[u8],
     ) -> Pending {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
+        let bytes = crate::common::request_bytes(port, method, path, headers, body);
         // A server may answer (413) and close before taking a whole large body.
         let _ = stream.write_all(&bytes).await;
         Pending { stream }
