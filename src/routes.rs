@@ -34,7 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file}", web::get().to(static_file));
 }
 
-/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable.
+/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable. `redis.reconnects`
+/// counts pub/sub connections lost and re-established (e.g. Redis dropping the hub for its
+/// pub/sub output-buffer limit), so a past outage stays visible after recovery.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let connected = m.redis_connected.get() == 1;
@@ -51,7 +53,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": m.rooms.get(),
             "users": m.users.get(),
         },
-        "redis": {"connected": connected},
+        "redis": {"connected": connected, "reconnects": m.redis_reconnects.get()},
         "instanceId": &*state.instance_id,
         "uptimeSeconds": state.started.elapsed().as_secs(),
     }))

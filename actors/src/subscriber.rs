@@ -17,7 +17,6 @@ use std::{
 use actix::{fut, prelude::*};
 use futures_util::{stream, StreamExt};
 use log::{info, warn};
-use redis::{aio::PubSubSink, Msg};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -26,6 +25,7 @@ use crate::{
     protocol::{
         parse_inbound, ChannelKind, Inbound, Topic, FIXED_CHANNELS, ROOM_PREFIX, USER_PREFIX,
     },
+    pubsub::{self, Commands, Message},
     registry::Registry,
     transport,
 };
@@ -68,12 +68,12 @@ fn channel_name(key: &ChannelKey) -> String {
 }
 
 enum Event {
-    Message(Msg),
+    Message(Message),
     Ended(u64),
 }
 
 struct Connection {
-    sink: PubSubSink,
+    sink: Commands,
     stream: SpawnHandle,
 }
 
@@ -171,12 +171,11 @@ impl Subscriber {
         }
         self.generation += 1;
         let generation = self.generation;
-        let client = self.client.clone();
+        let info = self.client.get_connection_info().clone();
         let connect = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+            tokio::time::timeout(COMMAND_TIMEOUT, pubsub::connect(&info))
                 .await
                 .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())
         };
         ctx.spawn(
             fut::wrap_future::<_, Self>(connect).map(move |res, act, ctx| {
@@ -184,8 +183,7 @@ impl Subscriber {
                     return;
                 }
                 match res {
-                    Ok(pubsub) => {
-                        let (sink, stream) = pubsub.split();
+                    Ok((sink, stream)) => {
                         let events = stream
                             .map(Event::Message)
                             .chain(stream::once(async move { Event::Ended(generation) }));
@@ -288,7 +286,7 @@ impl Subscriber {
         }
         self.syncing = true;
         let generation = self.generation;
-        let mut sink = conn.sink.clone();
+        let sink = conn.sink.clone();
         let sync = async move {
             if !subscribe.is_empty() {
                 tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe))
@@ -363,9 +361,9 @@ impl Subscriber {
         }
         self.ping_in_flight = true;
         let generation = self.generation;
-        let mut sink = conn.sink.clone();
+        let sink = conn.sink.clone();
         let ping = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping())
                 .await
                 .map_err(|_| "ping timed out".to_string())?
                 .map_err(|e| format!("ping: {e}"))
@@ -407,11 +405,11 @@ impl Subscriber {
         }
     }
 
-    fn route(&mut self, msg: Msg) {
-        let channel = msg.get_channel_name();
+    fn route(&mut self, msg: Message) {
+        let channel = msg.channel();
         let kind = ChannelKind::of(channel);
         self.metrics.redis_message(&kind);
-        let inbound = match parse_inbound(channel, msg.get_payload_bytes()) {
+        let inbound = match parse_inbound(channel, msg.payload()) {
             Ok(inbound) => inbound,
             Err(e) => {
                 self.metrics.invalid_payload(&kind);
@@ -531,9 +529,8 @@ impl Handler<StopSubscriber> for Subscriber {
         self.stopping = true;
         let sink = self.conn.as_ref().map(|c| c.sink.clone());
         let unsubscribe = async move {
-            if let Some(mut sink) = sink {
-                let all: Vec<String> = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(2), sink.unsubscribe(all)).await;
+            if let Some(sink) = sink {
+                let _ = tokio::time::timeout(Duration::from_secs(2), sink.unsubscribe(&[])).await;
             }
         };
         Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {

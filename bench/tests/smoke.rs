@@ -77,7 +77,10 @@ fn hub(redis: &Redis) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
             Err(_) => return false,
         };
         use std::io::{Read, Write};
-        let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = write!(
+            s,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out.starts_with("HTTP/1.1 200")
@@ -115,7 +118,16 @@ fn notify_room_and_chat_account_for_every_message() {
         &[
             &["notify"][..],
             &common,
-            &["--users", "20", "--rate", "500", "--seconds", "1", "--warmup", "0"],
+            &[
+                "--users",
+                "20",
+                "--rate",
+                "500",
+                "--seconds",
+                "1",
+                "--warmup",
+                "0",
+            ],
         ]
         .concat(),
     );
@@ -123,13 +135,25 @@ fn notify_room_and_chat_account_for_every_message() {
     assert!(notify["published"].as_u64().unwrap() >= 400, "{notify}");
     assert_eq!(notify["delivered"], notify["published"], "{notify}");
     assert_eq!(notify["lost"], 0, "{notify}");
-    assert_eq!(notify["latency_us"]["count"], notify["delivered"], "{notify}");
+    assert_eq!(
+        notify["latency_us"]["count"], notify["delivered"],
+        "{notify}"
+    );
 
     let room = bench(
         &[
             &["room"][..],
             &common,
-            &["--members", "10", "--messages", "20", "--rate", "100", "--warmup", "0"],
+            &[
+                "--members",
+                "10",
+                "--messages",
+                "20",
+                "--rate",
+                "100",
+                "--warmup",
+                "0",
+            ],
         ]
         .concat(),
     );
@@ -156,5 +180,9 @@ fn notify_room_and_chat_account_for_every_message() {
     // every message reaches the five members of its room, the sender included
     assert_eq!(chat["expected"].as_u64().unwrap(), sent * 5, "{chat}");
     assert_eq!(chat["delivered"], chat["expected"], "{chat}");
-    assert_eq!(chat["round_trip_us"]["count"].as_u64().unwrap(), sent, "{chat}");
+    assert_eq!(
+        chat["round_trip_us"]["count"].as_u64().unwrap(),
+        sent,
+        "{chat}"
+    );
 }
