@@ -119,6 +119,12 @@ pub struct Dispatch {
     pub kind: OutKind,
 }
 
+/// Frames for one shard from one batch of Redis messages, in order (one cross-thread message
+/// per batch instead of one per frame).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DispatchBatch(pub Vec<Dispatch>);
+
 /// Close every session of the shard (graceful shutdown). Resolves with how many were told.
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -20,7 +20,10 @@ use log::{info, warn};
 use tokio::sync::oneshot;
 
 use crate::{
-    messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
+    messages::{
+        AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
+        MAX_SHARDS,
+    },
     metrics::{Metrics, OutKind},
     protocol::{
         parse_inbound, ChannelKind, Inbound, Topic, FIXED_CHANNELS, ROOM_PREFIX, USER_PREFIX,
@@ -38,6 +41,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Most Redis messages routed before their frames are handed to the shards in one message.
+const DISPATCH_BATCH: usize = 256;
 /// At most this many "dropped payload" warnings per window; the rest are counted.
 const WARNINGS_PER_WINDOW: u32 = 10;
 const WARNING_WINDOW: Duration = Duration::from_secs(10);
@@ -68,7 +73,8 @@ fn channel_name(key: &ChannelKey) -> String {
 }
 
 enum Event {
-    Message(Message),
+    /// Messages that were ready together (at most [`DISPATCH_BATCH`]).
+    Messages(Vec<Message>),
     Ended(u64),
 }
 
@@ -119,6 +125,8 @@ pub struct Subscriber {
     metrics: Arc<Metrics>,
     sinks: Vec<Arc<dyn InboundSink>>,
     shards: Vec<Option<Addr<Registry>>>,
+    /// Frames routed in the current batch, per shard, not yet sent.
+    outbox: Vec<Vec<Dispatch>>,
     channels: HashMap<ChannelKey, Channel>,
     dirty: Vec<ChannelKey>,
     conn: Option<Connection>,
@@ -141,6 +149,7 @@ impl Subscriber {
             metrics,
             sinks: Vec::new(),
             shards: vec![None; MAX_SHARDS],
+            outbox: vec![Vec::new(); MAX_SHARDS],
             channels: HashMap::new(),
             dirty: Vec::new(),
             conn: None,
@@ -185,7 +194,8 @@ impl Subscriber {
                 match res {
                     Ok((sink, stream)) => {
                         let events = stream
-                            .map(Event::Message)
+                            .ready_chunks(DISPATCH_BATCH)
+                            .map(Event::Messages)
                             .chain(stream::once(async move { Event::Ended(generation) }));
                         let stream = ctx.add_stream(events);
                         act.conn = Some(Connection { sink, stream });
@@ -379,7 +389,7 @@ impl Subscriber {
         }));
     }
 
-    fn dispatch(&self, key: ChannelKey, frame: &[u8], kind: OutKind) {
+    fn dispatch(&mut self, key: ChannelKey, frame: &[u8], kind: OutKind) {
         let Some(ch) = self.channels.get(&key) else {
             return;
         };
@@ -390,17 +400,32 @@ impl Subscriber {
         self.send_to(ch.shards, target, frame, kind);
     }
 
-    fn send_to(&self, shards: u64, target: Target, frame: &[u8], kind: OutKind) {
+    /// Queues a frame for the shards in `shards`; [`Self::flush_outbox`] sends the queue.
+    /// Queues a frame for the shards in `shards`; [`Self::flush_outbox`] sends the queue.
+    fn send_to(&mut self, shards: u64, target: Target, frame: &[u8], kind: OutKind) {
         let msg = Dispatch {
             target,
             frame: transport::text_frame(frame),
             kind,
         };
         for (i, shard) in self.shards.iter().enumerate() {
-            if shards & (1 << i) != 0 {
-                if let Some(addr) = shard {
-                    addr.do_send(msg.clone());
-                }
+            if shards & (1 << i) != 0 && shard.is_some() {
+                self.outbox[i].push(msg.clone());
+            }
+        }
+    }
+
+    /// Sends each shard the frames queued for it, in one message: one cross-thread hand-over
+    /// (allocation, queue push, wake-up) per batch of Redis messages instead of per message.
+    fn flush_outbox(&mut self) {
+        for (i, queued) in self.outbox.iter_mut().enumerate() {
+            if queued.is_empty() {
+                continue;
+            }
+            if let Some(addr) = &self.shards[i] {
+                addr.do_send(DispatchBatch(std::mem::take(queued)));
+            } else {
+                queued.clear();
             }
         }
     }
@@ -461,7 +486,12 @@ impl Actor for Subscriber {
 impl StreamHandler<Event> for Subscriber {
     fn handle(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Message(msg) => self.route(msg),
+            Event::Messages(batch) => {
+                for msg in batch {
+                    self.route(msg);
+                }
+                self.flush_outbox();
+            }
             Event::Ended(generation) if generation == self.generation => {
                 self.lost(ctx, "connection closed")
             }
