@@ -1,6 +1,6 @@
 //! The session actor: one per WebSocket connection. It owns the socket (through
 //! [`crate::transport`]), authenticates, answers client frames, enforces the limits, and
-//! writes the frames the registry delivers to its mailbox.
+//! writes the frames the registry pushes to its outbox.
 
 use std::{
     rc::Rc,
@@ -22,6 +22,7 @@ use crate::{
         Unregister,
     },
     metrics::{Metrics, OutKind},
+    outbox::{Deliveries, Delivery, Outbox},
     protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, Request, RoomId, ROOM_PREFIX},
     publisher::Publisher,
     registry::Registry,
@@ -56,6 +57,8 @@ pub struct Session {
     /// Moved into the actor context as a stream when it starts.
     reader: Option<Reader>,
     writer: Writer,
+    /// Frames fanned out to this session by its registry shard.
+    outbox: Arc<Outbox>,
     rooms: Vec<RoomId>,
     topics: u8,
     rate: TokenBucket,
@@ -85,6 +88,7 @@ impl Session {
             id,
             reader: Some(Reader::new(io.clone(), leftover, limits.max_frame_bytes)),
             writer: Writer::new(io, limits.queue_bytes),
+            outbox: Outbox::new(limits.mailbox_frames),
             identity: identity.map(Arc::new),
             rooms: Vec::new(),
             topics: 0,
@@ -124,7 +128,7 @@ impl Session {
             return;
         }
         self.flush_scheduled = true;
-        // Runs after the mailbox is drained in this poll: one write for a burst of frames.
+        // Runs after the outbox and mailbox are drained in this poll: one write for a burst.
         ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
             act.flush_scheduled = false;
             act.flush(ctx);
@@ -315,6 +319,7 @@ impl Session {
             id: self.id,
             identity: identity.clone(),
             addr: ctx.address(),
+            outbox: self.outbox.clone(),
         });
         ctx.wait(
             fut::wrap_future::<_, Self>(request).map(move |res, act, ctx| {
@@ -451,6 +456,7 @@ impl Actor for Session {
         if let Some(reader) = self.reader.take() {
             ctx.add_stream(reader);
         }
+        ctx.add_stream(Deliveries::new(self.outbox.clone()));
         ctx.run_interval(self.env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
         if self.identity.is_some() {
             self.register(ctx);
@@ -506,14 +512,31 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        self.deliver(msg.frame, &msg.scope, ctx);
+    }
+}
+
+/// Frames fanned out by the registry, from the session's outbox.
+impl StreamHandler<Delivery> for Session {
+    fn handle(&mut self, d: Delivery, ctx: &mut Context<Self>) {
+        self.deliver(d.frame, &d.scope, ctx);
+    }
+
+    /// The outbox only ends with the session itself; nothing to do.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Session {
+    /// Writes a delivered frame unless the session left its room or topic meanwhile.
+    fn deliver(&mut self, frame: Bytes, scope: &Scope, ctx: &mut Context<Self>) {
         let wanted = !self.closing
-            && match &msg.scope {
+            && match scope {
                 Scope::User => true,
                 Scope::Room(room) => self.rooms.contains(room),
                 Scope::Topic(topic) => self.topics & topic.bit() != 0,
             };
         if wanted {
-            self.enqueue(msg.frame, ctx);
+            self.enqueue(frame, ctx);
         } else {
             self.env.metrics.dropped_deliveries.inc();
         }
@@ -523,7 +546,7 @@ impl Handler<Deliver> for Session {
 impl Handler<Kick> for Session {
     type Result = ();
 
-    /// The registry found the mailbox full and already unregistered and counted the session.
+    /// The registry found the outbox full and already unregistered and counted the session.
     fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
         self.tracked = false;
         if self.writer.is_empty() {
