@@ -155,7 +155,9 @@ fn method(w: &mut String, ctx: &Context, runs: &[Run]) {
          - Idle memory: `VmRSS` of the server before the clients connect and after all of them got \
            `connected`, divided by the connections.\n\
          - socketioxide 0.18 figures are quoted from `NOTES.md` (measured earlier on this kind of \
-           machine, the same way), not re-measured here.\n",
+           machine, the same way), not re-measured here.\n\
+         - Where the hub's time and memory go (profiles), and what each scenario does: \
+           [`bench/README.md`](bench/README.md).\n",
         s = ctx.server_cpu,
         c = ctx.client_cpu
     );
