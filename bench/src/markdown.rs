@@ -161,16 +161,25 @@ fn method(w: &mut String, ctx: &Context, runs: &[Run]) {
         s = ctx.server_cpu,
         c = ctx.client_cpu
     );
-    // Other processes on the server's CPU distort every figure; say so when it happened.
+    // Other processes on either CPU distort the figures; say so when it happened.
     let mut noisy = Vec::new();
     for r in runs {
         let busy = r.cpu_busy_pct.get(ctx.server_cpu).copied().unwrap_or(0.0);
-        let own = r.result["server_cpu"]["utilisation_pct"].as_f64();
-        if let Some(own) = own {
+        if let Some(own) = r.result["server_cpu"]["utilisation_pct"].as_f64() {
             if busy - own > 10.0 {
                 noisy.push(format!(
-                    "{} ({:.0}% busy, server {:.0}%)",
-                    r.name, busy, own
+                    "{}: CPU {} {busy:.0}% busy, the server {own:.0}%",
+                    r.name, ctx.server_cpu
+                ));
+            }
+        }
+        let client_busy = r.cpu_busy_pct.get(ctx.client_cpu).copied().unwrap_or(0.0);
+        if let Some(loadgen) = r.result["loadgen_cpu_pct"].as_f64() {
+            let own = loadgen + r.redis_cpu_pct.unwrap_or(0.0);
+            if client_busy - own > 15.0 {
+                noisy.push(format!(
+                    "{}: CPU {} {client_busy:.0}% busy, load generator and Redis {own:.0}%",
+                    r.name, ctx.client_cpu
                 ));
             }
         }
@@ -178,10 +187,10 @@ fn method(w: &mut String, ctx: &Context, runs: &[Run]) {
     if !noisy.is_empty() {
         let _ = writeln!(
             w,
-            "> **Other processes used CPU {} during some runs** (CPU busy minus the server's own \
-             use above 10 points): {}. Latency and achieved rates of those runs understate the \
-             servers; CPU per delivery and capacity are less affected.\n",
-            ctx.server_cpu,
+            "> **Other processes on this machine used the benchmark's CPUs during some runs** \
+             (busy minus the server's own use above 10 points, or minus the load generator's \
+             and Redis's above 15): {}. Latency and achieved rates of those runs understate \
+             the servers; CPU per delivery and capacity are less affected.\n",
             noisy.join("; ")
         );
     }
@@ -351,6 +360,15 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
                         .get(ctx.server_cpu)
                         .map_or("–".into(), |b| format!("{b:.0}%"));
                 }
+                if *path == "@client_core_busy" {
+                    return r
+                        .cpu_busy_pct
+                        .get(ctx.client_cpu)
+                        .map_or("–".into(), |b| format!("{b:.0}%"));
+                }
+                if *path == "@redis_cpu" {
+                    return r.redis_cpu_pct.map_or("–".into(), |c| format!("{c:.0}%"));
+                }
                 if let Some(e) = r.result.get("error") {
                     return format!("error: {e}");
                 }
@@ -409,6 +427,8 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
         ("server CPU per delivery (us)", "server_cpu.us_per_delivery"),
         ("server CPU busy, all processes", "@server_core_busy"),
         ("load generator CPU (%)", "loadgen_cpu_pct"),
+        ("redis-server CPU", "@redis_cpu"),
+        ("client CPU busy, all processes", "@client_core_busy"),
     ];
     table(w, "notify at 10,000 msg/s", "notify 10k", notify_rows);
     table(w, "notify at 30,000 msg/s", "notify 30k", notify_rows);
@@ -435,6 +455,7 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
         ("server CPU (% of a core)", "server_cpu.utilisation_pct"),
         ("server CPU per delivery (us)", "server_cpu.us_per_delivery"),
         ("server CPU busy, all processes", "@server_core_busy"),
+        ("client CPU busy, all processes", "@client_core_busy"),
         (
             "sessions closed during the run",
             "sessions_closed_during_run",
@@ -466,6 +487,8 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
             ("sender round trip p99 (us)", "round_trip_us.p99"),
             ("server CPU (% of a core)", "server_cpu.utilisation_pct"),
             ("server CPU per delivery (us)", "server_cpu.us_per_delivery"),
+            ("server CPU busy, all processes", "@server_core_busy"),
+            ("client CPU busy, all processes", "@client_core_busy"),
         ],
     );
     table(

@@ -175,11 +175,14 @@ pub struct Run {
     pub result: Value,
     /// Busy % of each CPU over the run (every process on the machine).
     pub cpu_busy_pct: Vec<f64>,
+    /// CPU % of redis-server over the run (it shares the load generator's CPU).
+    pub redis_cpu_pct: Option<f64>,
 }
 
 struct Runner {
     exe: PathBuf,
     client_cpu: usize,
+    redis_pid: Option<u32>,
     runs: Vec<Run>,
 }
 
@@ -195,11 +198,15 @@ impl Runner {
         let command = format!("taskset {}", full.join(" "));
         eprintln!("\n== {name}\n$ {command}");
         let before = cpu_times();
+        let redis_cpu = crate::sys::CpuMark::take(self.redis_pid);
         let output = Command::new("taskset")
             .args(&full)
             .stderr(Stdio::inherit())
             .output();
         let after = cpu_times();
+        let redis_cpu_pct = redis_cpu
+            .since(self.redis_pid)
+            .map(|(cpu, wall)| (cpu * 1000.0 / wall.max(1e-9)).round() / 10.0);
         let busy = before
             .iter()
             .zip(&after)
@@ -224,6 +231,7 @@ impl Runner {
             command,
             result: result.clone(),
             cpu_busy_pct: busy,
+            redis_cpu_pct,
         });
         result
     }
@@ -292,6 +300,7 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let mut runner = Runner {
         exe,
         client_cpu,
+        redis_pid: None,
         runs: Vec::new(),
     };
     let tmp = std::env::temp_dir().join(format!("hub-bench-{}", std::process::id()));
@@ -322,6 +331,7 @@ pub fn run(mut args: Args) -> Result<(), String> {
         &[],
     )?;
     servers.push(("redis".to_string(), redis.command.clone()));
+    runner.redis_pid = Some(redis.pid());
     let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
     wait_until("redis-server", Duration::from_secs(10), || {
         std::net::TcpStream::connect(redis_addr).is_ok()
