@@ -79,6 +79,19 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// `median of a, b, c` for a run picked from repeats (empty otherwise).
+fn repeats(runs: &[Run], name: &str) -> String {
+    let Some(values) = get(runs, name, "repeats.values").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let list: Vec<String> = values
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|v| fmt(v.round()))
+        .collect();
+    format!(" (median of {} runs: {})", list.len(), list.join(", "))
+}
+
 /// Deliveries per CPU-second of the server: what it would sustain with its core to itself.
 fn capacity(runs: &[Run], name: &str) -> Option<f64> {
     num(runs, name, "server_cpu.us_per_delivery").map(|us| (1e6 / us).round())
@@ -148,7 +161,9 @@ fn method(w: &mut String, ctx: &Context, runs: &[Run]) {
            deliveries per second the server sustains with its core to itself.\n\
          - Saturation (`notify` at rate `max`) is a closed loop: at most 2,000 notifications in \
            flight (published, not yet received), so Redis never buffers unboundedly. Room fan-out \
-           `max` is the same with 8 messages in flight.\n\
+           `max` is the same with 8 messages in flight. Saturation and the floor vary by 10-30% \
+           between runs on this shared machine, so each is run three times and the median run \
+           is reported (the three values are shown).\n\
          - The floor: `hub-bench floor` writes 120-byte frames round-robin to 1,000 loopback TCP \
            sockets from a thread pinned to CPU {s} while a thread on CPU {c} drains them; its CPU \
            time per write is the least one delivery can cost.\n\
@@ -269,12 +284,14 @@ fn targets(w: &mut String, runs: &[Run]) {
     });
     let _ = writeln!(
         w,
-        "| saturation, notifications/s on one core | ≥ 4x Node and ≥ 2x socketioxide (~94k/s): ≥ {} | {} at {}% CPU; capacity {} | {} at {}% CPU; capacity {} | {} (capacity {}) | {} |",
+        "| saturation, notifications/s on one core | ≥ 4x Node and ≥ 2x socketioxide (~94k/s): ≥ {} | {}{} at {}% CPU; capacity {} | {}{} at {}% CPU; capacity {} | {} (capacity {}) | {} |",
         fmt(sat_goal.round()),
         show(hub_sat),
+        repeats(runs, "hub notify max"),
         show(hub_util),
         show(hub_cap),
         show(node_sat),
+        repeats(runs, "socketio notify max"),
         show(node_util),
         show(node_cap),
         ratio(hub_sat, node_sat),
@@ -543,14 +560,25 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
         let _ = writeln!(
             w,
             "### floor: raw loopback writes\n\n{} writes of {}-byte frames to {} sockets in {} s: \
-             {} us of writer CPU per write ({} writes/s, writer {}% busy).\n",
+             {} us of writer CPU per write ({} writes/s, writer {}% busy). The median of {} runs; \
+             us per write in each: {}.\n",
             show(v["writes"].as_f64()),
             show(v["frame_bytes"].as_f64()),
             show(v["sockets"].as_f64()),
             show(v["seconds"].as_f64()),
             show(v["us_per_write"].as_f64()),
             show(v["writes_per_sec"].as_f64()),
-            show(v["writer_utilisation_pct"].as_f64())
+            show(v["writer_utilisation_pct"].as_f64()),
+            v["repeats"]["values"].as_array().map_or(1, Vec::len),
+            v["repeats"]["values"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
         );
     }
 }

@@ -237,6 +237,33 @@ impl Runner {
     }
 }
 
+/// Saturation and the floor vary by 10-30% between runs on a shared machine (the hub's write
+/// batching depends on where the in-flight messages sit, which depends on how promptly the
+/// load generator's CPU serves Redis and the clients): they are run this many times and the
+/// median run is the reported one.
+const REPEATS: usize = 3;
+
+/// Among runs named `{base} #n`, names the one with the median `key` `{base}` and records
+/// every run's value in it as `repeats`.
+fn pick_median(runs: &mut [Run], base: &str, key: &str) {
+    let prefix = format!("{base} #");
+    let mut group: Vec<(usize, f64)> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.name.starts_with(&prefix))
+        .filter_map(|(i, r)| r.result[key].as_f64().map(|v| (i, v)))
+        .collect();
+    if group.is_empty() {
+        return;
+    }
+    let values: Vec<f64> = group.iter().map(|(_, v)| *v).collect();
+    group.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (median, _) = group[group.len() / 2];
+    let run = &mut runs[median];
+    run.name = base.to_string();
+    run.result["repeats"] = json!({ "key": key, "values": values });
+}
+
 fn s<T: ToString>(v: T) -> String {
     v.to_string()
 }
@@ -339,22 +366,25 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
 
     // The floor: a raw writer on the server CPU, a reader on the other.
-    runner.run(
-        "floor",
-        &[
-            s("floor"),
-            s("--sockets"),
-            s(1000),
-            s("--seconds"),
-            s(3),
-            s("--frame-bytes"),
-            s(120),
-            s("--writer-cpu"),
-            s(server_cpu),
-            s("--reader-cpu"),
-            s(client_cpu),
-        ],
-    );
+    for i in 1..=REPEATS {
+        runner.run(
+            &format!("floor #{i}"),
+            &[
+                s("floor"),
+                s("--sockets"),
+                s(1000),
+                s("--seconds"),
+                s(3),
+                s("--frame-bytes"),
+                s(120),
+                s("--writer-cpu"),
+                s(server_cpu),
+                s("--reader-cpu"),
+                s(client_cpu),
+            ],
+        );
+    }
+    pick_median(&mut runner.runs, "floor", "us_per_write");
 
     // The hub, pinned, one worker.
     let hub_port = free_port()?;
@@ -423,7 +453,15 @@ pub fn run(mut args: Args) -> Result<(), String> {
                 s("--seconds"),
                 s(sizes.notify_secs),
             ]);
-            runner.run(&format!("{label} notify {name}"), &a);
+            if rate > 0 {
+                runner.run(&format!("{label} notify {name}"), &a);
+                continue;
+            }
+            let base = format!("{label} notify {name}");
+            for i in 1..=REPEATS {
+                runner.run(&format!("{base} #{i}"), &a);
+            }
+            pick_median(&mut runner.runs, &base, "deliveries_per_sec");
         }
         for (name, rate, window) in [("50/s", 50, 0), ("max", 0, 8)] {
             let mut a = with(&[s("room")]);
