@@ -8,7 +8,6 @@
 //! - [`subscriber`]: the Redis pub/sub actor, one per instance.
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
 //! - [`pubsub`]: the subscriber's Redis connection (RESP2, read only as fast as consumed).
-//! - [`outbox`]: a session's delivery queue, filled by its registry shard.
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
@@ -17,14 +16,14 @@
 //! ```text
 //! Redis --PUBLISH--> Subscriber --Dispatch(frame encoded once)--> Registry shard(s)
 //!                        ^                                              |
-//!                        | Interest(user/room channel on/off)           | push to Outbox
+//!                        | Interest(user/room channel on/off)           | try_send(Deliver)
 //!                        |                                              v
 //!                    Registry <--Register/Join/Leave/Unregister--- Session --> socket
 //!                                                                       |
 //! client frame --> Session --chat publish (Publisher)--> Redis --> every instance, this one too
 //! ```
 //! Local delivery only happens through Redis, so nothing arrives twice. A session whose
-//! outbox is full when a frame is fanned out is a slow consumer: the registry kicks it.
+//! mailbox is full when a frame is fanned out is a slow consumer: the registry kicks it.
 
 #![warn(missing_docs)]
 
@@ -33,7 +32,6 @@ pub mod error;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
-pub mod outbox;
 pub mod presence;
 pub mod protocol;
 pub mod publisher;

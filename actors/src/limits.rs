@@ -25,7 +25,7 @@ pub struct Limits {
     pub client_timeout: Duration,
     /// Time a connection without credentials has to send its `auth` frame.
     pub auth_timeout: Duration,
-    /// Frames that may wait in a session's outbox; a fan-out to a full outbox kicks the
+    /// Frames that may wait in a session's mailbox; a fan-out to a full mailbox kicks the
     /// session (slow consumer).
     pub mailbox_frames: usize,
     /// Bytes a session may hold unsent (the socket refused them); more kicks the session.

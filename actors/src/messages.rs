@@ -9,7 +9,6 @@ use bytes::Bytes;
 use crate::{
     auth::Identity,
     metrics::OutKind,
-    outbox::Outbox,
     protocol::{Member, RoomId, Topic, UserId},
     registry::Registry,
     session::Session,
@@ -38,10 +37,8 @@ pub struct Register {
     pub id: SessionId,
     /// Who it is.
     pub identity: Arc<Identity>,
-    /// The session's address (kick, close).
-    pub addr: Addr<Session>,
     /// Where to deliver its frames.
-    pub outbox: Arc<Outbox>,
+    pub addr: Addr<Session>,
 }
 
 /// A session is waiting for its `auth` frame (tracked so that shutdown can close it too).
@@ -195,8 +192,7 @@ pub enum Scope {
     Topic(Topic),
 }
 
-/// A frame for one session as an actix message (fan-out uses the session's
-/// [`Outbox`] instead; this remains for one-off frames).
+/// A frame for one session (bounded: sent with `try_send`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
@@ -206,7 +202,7 @@ pub struct Deliver {
     pub scope: Scope,
 }
 
-/// The session's outbox overflowed: it is dropped as a slow consumer.
+/// The session's mailbox overflowed: it is dropped as a slow consumer.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Kick;

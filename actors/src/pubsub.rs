@@ -149,7 +149,7 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), Stri
     };
     let io = TcpStream::connect((host.as_str(), *port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("connect to {host}:{port}: {e}"))?;
     let _ = io.set_nodelay(true);
     let shared = Rc::new(Shared {
         io,

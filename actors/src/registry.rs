@@ -1,6 +1,6 @@
 //! The registry actor: one shard per HTTP worker thread, holding that thread's sessions by id,
 //! by user, by room and by topic. It fans a dispatched frame out to the matching sessions with
-//! a push onto each session's bounded outbox (full means a slow consumer: kicked), and tells the
+//! a bounded `try_send` (a full mailbox means a slow consumer: kicked), and tells the
 //! subscriber when it needs a user or room channel and when it no longer does.
 
 use std::{
@@ -13,11 +13,10 @@ use actix::{fut, prelude::*};
 use crate::{
     auth::Identity,
     messages::{
-        ChannelKey, Close, CloseAll, Dispatch, DispatchBatch, Interest, Join, Kick, Leave, Pending,
-        Register, Scope, SessionId, SetTopic, ShardId, Target, Unregister,
+        ChannelKey, Close, CloseAll, Deliver, Dispatch, DispatchBatch, Interest, Join, Kick, Leave,
+        Pending, Register, Scope, SessionId, SetTopic, ShardId, Target, Unregister,
     },
     metrics::Metrics,
-    outbox::{Outbox, Refused},
     presence::LocalPresence,
     protocol::{Member, RoomId, Topic, UserId},
     session::Session,
@@ -26,7 +25,6 @@ use crate::{
 
 struct Entry {
     addr: Addr<Session>,
-    outbox: Arc<Outbox>,
     identity: Arc<Identity>,
     rooms: Vec<RoomId>,
 }
@@ -115,7 +113,7 @@ impl Registry {
         }
     }
 
-    /// Sends a frame to each listed session; kicks those whose outbox is full and lists
+    /// Sends a frame to each listed session; kicks those whose mailbox is full and lists
     /// them (`true`) with those already gone (`false`) for removal.
     fn fan_out<'a>(
         &self,
@@ -129,13 +127,17 @@ impl Registry {
             let Some(entry) = self.sessions.get(id) else {
                 continue;
             };
-            match entry.outbox.push(msg.frame.clone(), scope.clone()) {
+            let deliver = Deliver {
+                frame: msg.frame.clone(),
+                scope: scope.clone(),
+            };
+            match entry.addr.try_send(deliver) {
                 Ok(()) => delivered += 1,
-                Err(Refused::Full) => {
+                Err(SendError::Full(_)) => {
                     entry.addr.do_send(Kick);
                     dropped.push((*id, true));
                 }
-                Err(Refused::Closed) => dropped.push((*id, false)),
+                Err(SendError::Closed(_)) => dropped.push((*id, false)),
             }
         }
         delivered
@@ -156,7 +158,6 @@ impl Handler<Register> for Registry {
             msg.id,
             Entry {
                 addr: msg.addr,
-                outbox: msg.outbox,
                 identity: msg.identity,
                 rooms: Vec::new(),
             },

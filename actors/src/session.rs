@@ -1,6 +1,6 @@
 //! The session actor: one per WebSocket connection. It owns the socket (through
 //! [`crate::transport`]), authenticates, answers client frames, enforces the limits, and
-//! writes the frames the registry pushes to its outbox.
+//! writes the frames the registry delivers to its mailbox.
 
 use std::{
     rc::Rc,
@@ -22,7 +22,6 @@ use crate::{
         Unregister,
     },
     metrics::{Metrics, OutKind},
-    outbox::{Deliveries, Delivery, Outbox},
     protocol::{self, ClientError, ClientFrame, ErrorCode, JoinInfo, Request, RoomId, ROOM_PREFIX},
     publisher::Publisher,
     registry::Registry,
@@ -57,8 +56,6 @@ pub struct Session {
     /// Moved into the actor context as a stream when it starts.
     reader: Option<Reader>,
     writer: Writer,
-    /// Frames fanned out to this session by its registry shard.
-    outbox: Arc<Outbox>,
     rooms: Vec<RoomId>,
     topics: u8,
     rate: TokenBucket,
@@ -88,7 +85,6 @@ impl Session {
             id,
             reader: Some(Reader::new(io.clone(), leftover, limits.max_frame_bytes)),
             writer: Writer::new(io, limits.queue_bytes),
-            outbox: Outbox::new(limits.mailbox_frames),
             identity: identity.map(Arc::new),
             rooms: Vec::new(),
             topics: 0,
@@ -128,7 +124,7 @@ impl Session {
             return;
         }
         self.flush_scheduled = true;
-        // Runs after the outbox and mailbox are drained in this poll: one write for a burst.
+        // Runs after the mailbox is drained in this poll: one write for a burst of frames.
         ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
             act.flush_scheduled = false;
             act.flush(ctx);
@@ -319,7 +315,6 @@ impl Session {
             id: self.id,
             identity: identity.clone(),
             addr: ctx.address(),
-            outbox: self.outbox.clone(),
         });
         ctx.wait(
             fut::wrap_future::<_, Self>(request).map(move |res, act, ctx| {
@@ -456,7 +451,6 @@ impl Actor for Session {
         if let Some(reader) = self.reader.take() {
             ctx.add_stream(reader);
         }
-        ctx.add_stream(Deliveries::new(self.outbox.clone()));
         ctx.run_interval(self.env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
         if self.identity.is_some() {
             self.register(ctx);
@@ -512,31 +506,14 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.deliver(msg.frame, &msg.scope, ctx);
-    }
-}
-
-/// Frames fanned out by the registry, from the session's outbox.
-impl StreamHandler<Delivery> for Session {
-    fn handle(&mut self, d: Delivery, ctx: &mut Context<Self>) {
-        self.deliver(d.frame, &d.scope, ctx);
-    }
-
-    /// The outbox only ends with the session itself; nothing to do.
-    fn finished(&mut self, _: &mut Context<Self>) {}
-}
-
-impl Session {
-    /// Writes a delivered frame unless the session left its room or topic meanwhile.
-    fn deliver(&mut self, frame: Bytes, scope: &Scope, ctx: &mut Context<Self>) {
         let wanted = !self.closing
-            && match scope {
+            && match &msg.scope {
                 Scope::User => true,
                 Scope::Room(room) => self.rooms.contains(room),
                 Scope::Topic(topic) => self.topics & topic.bit() != 0,
             };
         if wanted {
-            self.enqueue(frame, ctx);
+            self.enqueue(msg.frame, ctx);
         } else {
             self.env.metrics.dropped_deliveries.inc();
         }
@@ -546,7 +523,7 @@ impl Session {
 impl Handler<Kick> for Session {
     type Result = ();
 
-    /// The registry found the outbox full and already unregistered and counted the session.
+    /// The registry found the mailbox full and already unregistered and counted the session.
     fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
         self.tracked = false;
         if self.writer.is_empty() {
