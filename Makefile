@@ -46,6 +46,13 @@ tests/socketio/node_modules: tests/socketio/package-lock.json
 ## The Socket.IO protocol's reference test application on :3000 (127.0.0.1 and ::1).
 sio-compliance:
 	cargo run --release --bin sio-compliance
+## Benchmarks (a few minutes): release hub + hub-bench, the socket.io baseline (npm ci), a
+## private redis-server; servers pinned to CPU 0, load generator and Redis to CPU 1. Writes
+## BENCHMARKS.md. Needs redis-server, node/npm and taskset.
+bench:
+	cargo build --release -p relay-hub -p hub-bench
+	cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error
+	./target/release/hub-bench suite --out BENCHMARKS.md
 
 fmt:
 	cargo fmt --all

@@ -51,7 +51,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable or the pub/sub
-/// subscription no longer delivers (the canary does not come back).
+/// subscription no longer delivers (the canary does not come back). `redis.reconnects`
+/// counts pub/sub connections lost and re-established (e.g. Redis dropping the hub for its
+/// pub/sub output-buffer limit), so a past outage stays visible after recovery.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let connected = m.redis_connected.get() == 1;
@@ -72,6 +74,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         },
         "redis": {
             "connected": connected,
+            "reconnects": m.redis_reconnects.get(),
             "delivering": canary.delivering,
             "canaryRoundTripMs": canary.round_trip_ms,
         },

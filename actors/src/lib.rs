@@ -7,6 +7,7 @@
 //! - [`registry`]: the registry actor, one shard per HTTP worker thread.
 //! - [`subscriber`]: the Redis pub/sub actor, one per instance.
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
+//! - [`pubsub`]: the subscriber's Redis connection (RESP2, read only as fast as consumed).
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
 //! - [`jobs`]: the reliable AI job queue in Redis and the embeddable worker runtime.
@@ -53,6 +54,7 @@ pub mod outbound;
 pub mod presence;
 pub mod protocol;
 pub mod publisher;
+pub mod pubsub;
 pub mod registry;
 pub mod roster;
 pub mod session;

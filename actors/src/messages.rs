@@ -156,6 +156,12 @@ pub struct Dispatch {
     pub order: Option<MessageId>,
 }
 
+/// Frames for one shard from one batch of Redis messages, in order (one cross-thread message
+/// per batch instead of one per frame).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DispatchBatch(pub Vec<Dispatch>);
+
 /// Close up to `max` sessions of the shard (graceful shutdown, in batches); they are
 /// unregistered at once. Resolves with how many were told to close (0: none left).
 #[derive(Message)]

@@ -863,12 +863,37 @@ impl fmt::Display for PayloadError {
 }
 
 /// A user id as services write it: a string or an integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum IdValue<'a> {
-    Str(#[serde(borrow)] Cow<'a, str>),
+    Str(Cow<'a, str>),
     Int(i64),
     UInt(u64),
+}
+
+/// By hand rather than `#[serde(untagged)]`, which buffers the value and builds (allocates) an
+/// error for each variant that does not match: for a numeric `userId`, on every notification.
+impl<'de: 'a, 'a> Deserialize<'de> for IdValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Id<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Id<'a> {
+            type Value = IdValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<IdValue<'a>, E> {
+                Ok(IdValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<IdValue<'a>, E> {
+                Ok(IdValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<IdValue<'a>, E> {
+                Ok(IdValue::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<IdValue<'a>, E> {
+                Ok(IdValue::UInt(v))
+            }
+        }
+        d.deserialize_any(Id(std::marker::PhantomData))
+    }
 }
 
 impl IdValue<'_> {

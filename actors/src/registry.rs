@@ -13,8 +13,8 @@ use actix::{fut, prelude::*};
 use crate::{
     auth::Identity,
     messages::{
-        ChannelKey, CloseAll, Deliver, Dispatch, Interest, Join, Leave, Pending, Register, Scope,
-        SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
+        ChannelKey, CloseAll, Deliver, Dispatch, DispatchBatch, Interest, Join, Leave, Pending,
+        Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
     },
     metrics::Metrics,
     presence::LocalPresence,
@@ -264,6 +264,23 @@ impl Handler<Dispatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
+        self.dispatch(msg);
+    }
+}
+
+impl Handler<DispatchBatch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, batch: DispatchBatch, _: &mut Context<Self>) {
+        for msg in batch.0 {
+            self.dispatch(msg);
+        }
+    }
+}
+
+impl Registry {
+    /// Fans one frame out to its local recipients.
+    fn dispatch(&mut self, msg: Dispatch) {
         let mut dropped = Vec::new();
         let delivered = match &msg.target {
             Target::User(user) => match self.users.get(user) {

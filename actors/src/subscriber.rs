@@ -18,17 +18,20 @@ use std::{
 use actix::{fut, prelude::*};
 use futures_util::{stream, StreamExt};
 use log::{info, warn};
-use redis::{aio::PubSubSink, Msg};
 use tokio::sync::oneshot;
 
 use crate::{
-    messages::{AttachShard, ChannelKey, Dispatch, Interest, StopSubscriber, Target, MAX_SHARDS},
+    messages::{
+        AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
+        MAX_SHARDS,
+    },
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{
         parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
         USER_PREFIX,
     },
+    pubsub::{self, Commands, Message},
     registry::Registry,
 };
 
@@ -40,6 +43,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Most Redis messages routed before their frames are handed to the shards in one message.
+const DISPATCH_BATCH: usize = 256;
 /// At most this many "dropped payload" warnings per window; the rest are counted.
 const WARNINGS_PER_WINDOW: u32 = 10;
 const WARNING_WINDOW: Duration = Duration::from_secs(10);
@@ -70,12 +75,13 @@ fn channel_name(key: &ChannelKey) -> String {
 }
 
 enum Event {
-    Message(Msg),
+    /// Messages that were ready together (at most [`DISPATCH_BATCH`]).
+    Messages(Vec<Message>),
     Ended(u64),
 }
 
 struct Connection {
-    sink: PubSubSink,
+    sink: Commands,
     stream: SpawnHandle,
 }
 
@@ -123,6 +129,8 @@ pub struct Subscriber {
     metrics: Arc<Metrics>,
     sinks: Vec<Arc<dyn InboundSink>>,
     shards: Vec<Option<Addr<Registry>>>,
+    /// Frames routed in the current batch, per shard, not yet sent.
+    outbox: Vec<Vec<Dispatch>>,
     channels: HashMap<ChannelKey, Channel>,
     dirty: Vec<ChannelKey>,
     conn: Option<Connection>,
@@ -147,6 +155,7 @@ impl Subscriber {
             metrics,
             sinks: Vec::new(),
             shards: vec![None; MAX_SHARDS],
+            outbox: vec![Vec::new(); MAX_SHARDS],
             channels: HashMap::new(),
             dirty: Vec::new(),
             conn: None,
@@ -185,12 +194,11 @@ impl Subscriber {
         }
         self.generation += 1;
         let generation = self.generation;
-        let client = self.client.clone();
+        let info = self.client.get_connection_info().clone();
         let connect = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+            tokio::time::timeout(COMMAND_TIMEOUT, pubsub::connect(&info))
                 .await
                 .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())
         };
         ctx.spawn(
             fut::wrap_future::<_, Self>(connect).map(move |res, act, ctx| {
@@ -198,10 +206,10 @@ impl Subscriber {
                     return;
                 }
                 match res {
-                    Ok(pubsub) => {
-                        let (sink, stream) = pubsub.split();
+                    Ok((sink, stream)) => {
                         let events = stream
-                            .map(Event::Message)
+                            .ready_chunks(DISPATCH_BATCH)
+                            .map(Event::Messages)
                             .chain(stream::once(async move { Event::Ended(generation) }));
                         let stream = ctx.add_stream(events);
                         act.conn = Some(Connection { sink, stream });
@@ -303,7 +311,7 @@ impl Subscriber {
         }
         self.syncing = true;
         let generation = self.generation;
-        let mut sink = conn.sink.clone();
+        let sink = conn.sink.clone();
         let sync = async move {
             if !subscribe.is_empty() {
                 tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe))
@@ -378,9 +386,9 @@ impl Subscriber {
         }
         self.ping_in_flight = true;
         let generation = self.generation;
-        let mut sink = conn.sink.clone();
+        let sink = conn.sink.clone();
         let ping = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping())
                 .await
                 .map_err(|_| "ping timed out".to_string())?
                 .map_err(|e| format!("ping: {e}"))
@@ -396,23 +404,23 @@ impl Subscriber {
         }));
     }
 
-    /// Sends to the shards needing `key`; returns them (a bit set, 0 for none).
+    /// Queues the frame for the shards needing `key`; returns them (a bit set, 0 for none).
     fn dispatch(
-        &self,
+        &mut self,
         key: ChannelKey,
         frame: &[u8],
         kind: OutKind,
         order: Option<MessageId>,
     ) -> u64 {
-        let Some(ch) = self.channels.get(&key) else {
+        let Some(shards) = self.channels.get(&key).map(|ch| ch.shards) else {
             return 0;
         };
         let target = match key {
             ChannelKey::User(user) => Target::User(user),
             ChannelKey::Room(room) => Target::Room(room),
         };
-        self.send_to(ch.shards, target, frame, kind, order);
-        ch.shards
+        self.send_to(shards, target, frame, kind, order);
+        shards
     }
 
     /// Feeds `hub_deliver_latency_ms` once per event that was handed to at least one shard.
@@ -423,18 +431,19 @@ impl Subscriber {
     }
 
     /// Handles a message on the canary channel; false for any other channel.
-    fn route_canary(&self, msg: &Msg) -> bool {
-        if self.canary.as_deref() != Some(msg.get_channel_name()) {
+    fn route_canary(&self, msg: &Message) -> bool {
+        if self.canary.as_deref() != Some(msg.channel()) {
             return false;
         }
         for sink in &self.sinks {
-            sink.canary(msg.get_payload_bytes());
+            sink.canary(msg.payload());
         }
         true
     }
 
+    /// Queues a frame for the shards in `shards`; [`Self::flush_outbox`] sends the queue.
     fn send_to(
-        &self,
+        &mut self,
         shards: u64,
         target: Target,
         frame: &[u8],
@@ -453,22 +462,35 @@ impl Subscriber {
             order,
         };
         for (i, shard) in self.shards.iter().enumerate() {
-            if shards & (1 << i) != 0 {
-                if let Some(addr) = shard {
-                    addr.do_send(msg.clone());
-                }
+            if shards & (1 << i) != 0 && shard.is_some() {
+                self.outbox[i].push(msg.clone());
             }
         }
     }
 
-    fn route(&mut self, msg: Msg) {
+    /// Sends each shard the frames queued for it, in one message: one cross-thread hand-over
+    /// (allocation, queue push, wake-up) per batch of Redis messages instead of per message.
+    fn flush_outbox(&mut self) {
+        for (i, queued) in self.outbox.iter_mut().enumerate() {
+            if queued.is_empty() {
+                continue;
+            }
+            if let Some(addr) = &self.shards[i] {
+                addr.do_send(DispatchBatch(std::mem::take(queued)));
+            } else {
+                queued.clear();
+            }
+        }
+    }
+
+    fn route(&mut self, msg: Message) {
         if self.route_canary(&msg) {
             return;
         }
-        let channel = msg.get_channel_name();
+        let channel = msg.channel();
         let kind = ChannelKind::of(channel);
         self.metrics.redis_message(&kind);
-        let (inbound, timestamp) = match parse_inbound_timed(channel, msg.get_payload_bytes()) {
+        let (inbound, timestamp) = match parse_inbound_timed(channel, msg.payload()) {
             Ok(parsed) => parsed,
             Err(e) => {
                 self.metrics.invalid_payload(&kind);
@@ -528,7 +550,12 @@ impl Actor for Subscriber {
 impl StreamHandler<Event> for Subscriber {
     fn handle(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Message(msg) => self.route(msg),
+            Event::Messages(batch) => {
+                for msg in batch {
+                    self.route(msg);
+                }
+                self.flush_outbox();
+            }
             Event::Ended(generation) if generation == self.generation => {
                 self.lost(ctx, "connection closed")
             }
@@ -596,9 +623,8 @@ impl Handler<StopSubscriber> for Subscriber {
         self.stopping = true;
         let sink = self.conn.as_ref().map(|c| c.sink.clone());
         let unsubscribe = async move {
-            if let Some(mut sink) = sink {
-                let all: Vec<String> = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(all)).await;
+            if let Some(sink) = sink {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(&[])).await;
             }
         };
         Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {

@@ -437,8 +437,12 @@ const MAX_IOV: usize = 64;
 /// Queues frames for one socket and writes them; an empty queue holds no allocation.
 pub struct Writer {
     io: Rc<TcpStream>,
-    queue: VecDeque<Bytes>,
-    /// Bytes of the first queued frame already written.
+    /// The oldest unsent frame. Kept apart from `rest` so that the common flush (one frame
+    /// since the last one) allocates nothing, while an idle writer still holds no buffer.
+    head: Option<Bytes>,
+    /// Frames queued after `head`.
+    rest: VecDeque<Bytes>,
+    /// Bytes of `head` already written.
     head_written: usize,
     queued_bytes: usize,
     limit: usize,
@@ -449,7 +453,8 @@ impl Writer {
     pub fn new(io: Rc<TcpStream>, limit: usize) -> Self {
         Writer {
             io,
-            queue: VecDeque::new(),
+            head: None,
+            rest: VecDeque::new(),
             head_written: 0,
             queued_bytes: 0,
             limit,
@@ -463,29 +468,33 @@ impl Writer {
 
     /// Queues a frame; refuses it once the unsent bytes pass the limit.
     pub fn push(&mut self, frame: Bytes) -> Pushed {
-        if self.queued_bytes + frame.len() > self.limit && !self.queue.is_empty() {
+        if self.queued_bytes + frame.len() > self.limit && self.head.is_some() {
             return Pushed::Overflow;
         }
         self.queued_bytes += frame.len();
-        self.queue.push_back(frame);
+        if self.head.is_none() {
+            self.head = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
         Pushed::Queued
     }
 
     /// True when nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.head.is_none()
     }
 
     /// Writes as much as the socket takes. `Ok(true)` when the queue is drained,
     /// `Ok(false)` when the socket is full (wait for writability and call again).
     pub fn flush(&mut self) -> io::Result<bool> {
-        while !self.queue.is_empty() {
+        while let Some(head) = &self.head {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                for (i, frame) in self.queue.iter().take(MAX_IOV).enumerate() {
-                    let start = if i == 0 { self.head_written } else { 0 };
-                    slices[i] = IoSlice::new(&frame[start..]);
+                slices[0] = IoSlice::new(&head[self.head_written..]);
+                let mut n = 1;
+                for frame in self.rest.iter().take(MAX_IOV - 1) {
+                    slices[n] = IoSlice::new(frame);
                     n += 1;
                 }
                 match self.io.try_write_vectored(&slices[..n]) {
@@ -498,17 +507,20 @@ impl Writer {
             };
             self.consume(written);
         }
-        self.queue = VecDeque::new();
+        if self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
         Ok(true)
     }
 
     fn consume(&mut self, mut written: usize) {
         self.queued_bytes -= written;
         while written > 0 {
-            let head_left = self.queue[0].len() - self.head_written;
+            let head_len = self.head.as_ref().map_or(0, Bytes::len);
+            let head_left = head_len - self.head_written;
             if written >= head_left {
                 written -= head_left;
-                self.queue.pop_front();
+                self.head = self.rest.pop_front();
                 self.head_written = 0;
             } else {
                 self.head_written += written;
@@ -528,7 +540,8 @@ impl Writer {
         let sock = socket2::SockRef::from(&*self.io);
         let _ = sock.set_linger(Some(Duration::ZERO));
         let _ = sock.shutdown(std::net::Shutdown::Both);
-        self.queue = VecDeque::new();
+        self.head = None;
+        self.rest = VecDeque::new();
         self.queued_bytes = 0;
         self.head_written = 0;
     }

@@ -1,0 +1,113 @@
+//! `hub-bench`: the load generator for relay-hub and its socket.io baseline.
+//!
+//! # Layout
+//! - [`ws`]: a minimal WebSocket client (handshake, masked frames, zero-copy decoding).
+//! - [`proto`]: the hub's native frames and Socket.IO 4 framing over that client.
+//! - [`client`]: one benchmark connection (connect, confirm, join, pump frames).
+//! - [`publisher`]: paced or closed-loop `PUBLISH` to Redis with pipelining.
+//! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood` and the raw write `floor`.
+//! - [`suite`]: `make bench`: starts Redis, the hub and the baseline, runs the standard suite
+//!   and writes `BENCHMARKS.md`.
+//! - [`markdown`]: renders the suite's runs as `BENCHMARKS.md`.
+//! - [`report`], [`sys`], [`args`]: output, `/proc` and clocks, options.
+//!
+//! Every scenario run is bounded in time and count and prints one JSON line (stdout) and a
+//! human-readable table (stderr).
+
+mod args;
+mod client;
+mod markdown;
+mod proto;
+mod publisher;
+mod report;
+mod scenario;
+mod suite;
+mod sys;
+mod ws;
+
+use std::{future::Future, process::ExitCode};
+
+use args::Args;
+
+const USAGE: &str = "\
+usage: hub-bench <command> [--option value ...]
+
+scenarios (each prints one JSON line on stdout and a table on stderr):
+  idle    --targets ADDR[,ADDR..] [--pids PID[,PID..]] --connections C [--procs P] [--hold S]
+  notify  --target ADDR --redis ADDR [--pid PID] --users U --rate R|0 --seconds T [--window W]
+  room    --target ADDR --redis ADDR [--pid PID] --members M --messages K --rate R|0 [--window W]
+  chat    --target ADDR [--pid PID] --clients N --rooms R --rate-per-client r --seconds T
+  flood   --target ADDR --redis ADDR [--pid PID] --users U --seconds T --payload-bytes B
+          [--redis-log FILE]
+  floor   --sockets 1000 --seconds 3 --frame-bytes 120 --writer-cpu 0 --reader-cpu 1
+common: --proto native|socketio (default native), --server LABEL
+
+suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
+runs the standard suite and writes BENCHMARKS.md:
+  suite [--out BENCHMARKS.md] [--hub-bin target/release/relay-hub] [--baseline-dir bench/baseline]
+        [--server-cpu 0] [--client-cpu 1] [--quick]
+";
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = argv.first().cloned() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let args = match Args::parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hub-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command.as_str() {
+        "idle" => scenario::idle::run(args),
+        "notify" => block_on(scenario::notify::run(args)),
+        "room" => block_on(scenario::room::run(args)),
+        "chat" => block_on(scenario::chat::run(args)),
+        "flood" => block_on(scenario::flood::run(args)),
+        "floor" => scenario::floor::run(args),
+        "idle-worker" => {
+            return match block_on(scenario::idle::worker(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hub-bench idle-worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "suite" => {
+            return match suite::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hub-bench suite: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(format!("unknown command `{other}`")),
+    };
+    match result {
+        Ok(report) => {
+            report::emit(&report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hub-bench {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

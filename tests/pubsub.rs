@@ -1,0 +1,89 @@
+//! The pub/sub connection under faults Redis itself causes: Redis dropping the subscriber
+//! (as it does when the pub/sub output-buffer limit is exceeded), and Redis requiring a
+//! password.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{eventually, free_port, hub, hub_with_url, notification, Redis};
+
+#[tokio::test]
+async fn a_dropped_subscriber_is_noticed_counted_reported_and_resubscribed() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut c = hub.user("7").await;
+    c.join("r").await;
+    assert_eq!(hub.health().await.1["redis"]["reconnects"], 0);
+
+    // What Redis does to a subscriber over its output-buffer limit: close the connection.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+
+    let health = eventually("the reconnect to be reported", || async {
+        let (status, body) = hub.health().await;
+        (status == 200 && body["redis"]["reconnects"] == 1).then_some(body)
+    })
+    .await;
+    assert_eq!(health["redis"]["connected"], true);
+    assert_eq!(hub.metric("hub_redis_reconnects_total").await, 1.0);
+    redis.await_numsub("user:notifications:7", 1).await;
+    redis.await_numsub("chat:room:r", 1).await;
+    redis
+        .publish("user:notifications:7", &notification("7", "after the drop"))
+        .await;
+    assert_eq!(
+        c.recv_type("notification").await["data"]["title"],
+        "after the drop"
+    );
+}
+
+#[tokio::test]
+async fn a_password_protected_redis_is_used_with_the_url_credentials() {
+    let port = free_port();
+    let mut server = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            "s3cret",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed");
+    let url = format!("redis://:s3cret@127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = eventually("redis-server to answer", || {
+        let client = client.clone();
+        async move { client.get_multiplexed_async_connection().await.ok() }
+    })
+    .await;
+    let hub = hub_with_url(&url, &[]).await;
+    eventually("health to turn ok", || async {
+        (hub.health().await.0 == 200).then_some(())
+    })
+    .await;
+    let mut c = hub.user("5").await;
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg("user:notifications:5")
+        .arg(notification("5", "authenticated"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(receivers, 1);
+    assert_eq!(
+        c.recv_type("notification").await["data"]["title"],
+        "authenticated"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
