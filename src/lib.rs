@@ -67,7 +67,7 @@ use crate::{
 /// How long shutdown waits for sessions to finish their close handshake.
 const SESSION_DRAIN: Duration = Duration::from_secs(2);
 /// Paced closing stops pausing after this long, so that shutdown ends within 10 s.
-const PACING_BUDGET: Duration = Duration::from_secs(5);
+const PACING_BUDGET: Duration = Duration::from_secs(3);
 
 /// Closes every session with 1001, `batch` at a time (0 = all at once) with `pause` between
 /// batches, so that clients reconnecting elsewhere do not all arrive at once. Returns how many
@@ -312,7 +312,7 @@ pub async fn run(
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     info!("closed {told} sessions ({} still open)", connections.get());
-    if actix_rt::time::timeout(Duration::from_millis(1500), roster.send(StopRoster))
+    if actix_rt::time::timeout(Duration::from_millis(2500), roster.send(StopRoster))
         .await
         .is_err()
     {

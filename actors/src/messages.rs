@@ -232,16 +232,47 @@ pub enum Scope {
     Topic(Topic),
 }
 
-/// A frame for one session (bounded: sent with `try_send`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver {
+/// One event for one session, and what it was addressed to.
+#[derive(Clone, Debug)]
+pub struct Delivery {
     /// The event, encoded once per wire protocol and shared by every recipient.
     pub event: Arc<Outbound>,
     /// What it was addressed to.
     pub scope: Scope,
     /// The history id of a chat message, if it has one.
     pub order: Option<MessageId>,
+}
+
+/// Events for one session, in order (bounded: sent with `try_send`). The registry sends one
+/// per session per batch of events, so a burst counts once against the session's mailbox
+/// and costs one message, not one per frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// The first event.
+    pub first: Delivery,
+    /// The others of the batch (empty, with no allocation, for a single event).
+    pub more: Vec<Delivery>,
+}
+
+impl Deliver {
+    /// A message holding one event.
+    pub fn one(first: Delivery) -> Self {
+        Deliver {
+            first,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl IntoIterator for Deliver {
+    type Item = Delivery;
+    type IntoIter = std::iter::Chain<std::iter::Once<Delivery>, std::vec::IntoIter<Delivery>>;
+
+    /// The events, in order.
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(self.first).chain(self.more)
+    }
 }
 
 /// The session's mailbox overflowed: it is dropped as a slow consumer.

@@ -4,7 +4,7 @@
 //! subscriber when it needs a user or room channel and when it no longer does.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{hash_map::Entry, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -13,8 +13,8 @@ use actix::{fut, prelude::*};
 use crate::{
     auth::Identity,
     messages::{
-        ChannelKey, CloseAll, Deliver, Dispatch, DispatchBatch, Interest, Join, Leave, Pending,
-        Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
+        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Interest, Join, Leave,
+        Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
     },
     metrics::Metrics,
     presence::LocalPresence,
@@ -22,7 +22,8 @@ use crate::{
     subscriber::Subscriber,
 };
 
-struct Entry {
+/// A registered session.
+struct Registered {
     addr: SessionAddr,
     identity: Arc<Identity>,
     rooms: Vec<RoomId>,
@@ -34,12 +35,14 @@ pub struct Registry {
     subscriber: Addr<Subscriber>,
     metrics: Arc<Metrics>,
     presence: Arc<LocalPresence>,
-    sessions: HashMap<SessionId, Entry>,
+    sessions: HashMap<SessionId, Registered>,
     /// Sessions still waiting for their `auth` frame (only shutdown needs them).
     pending: HashMap<SessionId, SessionAddr>,
     users: HashMap<UserId, Vec<SessionId>>,
     rooms: HashMap<RoomId, HashSet<SessionId>>,
     topics: HashMap<Topic, HashSet<SessionId>>,
+    /// Reused by `dispatch` to group a batch per session (keeps its capacity).
+    scratch: HashMap<SessionId, Deliver>,
 }
 
 impl Registry {
@@ -60,6 +63,7 @@ impl Registry {
             users: HashMap::new(),
             rooms: HashMap::new(),
             topics: HashMap::new(),
+            scratch: HashMap::new(),
         }
     }
 
@@ -114,36 +118,77 @@ impl Registry {
         }
     }
 
-    /// Sends a frame to each listed session; kicks those whose mailbox is full and lists
-    /// them (`true`) with those already gone (`false`) for removal.
-    fn fan_out<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a SessionId>,
-        msg: &Dispatch,
-        scope: Scope,
-        dropped: &mut Vec<(SessionId, bool)>,
-    ) -> usize {
-        let mut delivered = 0;
-        for id in ids {
-            let Some(entry) = self.sessions.get(id) else {
+    /// Fans a batch of events out: groups them per recipient (in order) and sends each
+    /// session one [`Deliver`], with a bounded `try_send`. A full mailbox means a slow
+    /// consumer: kicked.
+    fn dispatch(&mut self, batch: Vec<Dispatch>) {
+        let mut grouped: HashMap<SessionId, Deliver> = std::mem::take(&mut self.scratch);
+        for msg in batch {
+            let recipients = match &msg.target {
+                Target::User(user) => self
+                    .users
+                    .get(user)
+                    .map(|ids| group(&mut grouped, ids.iter(), &msg, Scope::User)),
+                Target::Room(room) => self
+                    .rooms
+                    .get(room)
+                    .map(|ids| group(&mut grouped, ids.iter(), &msg, Scope::Room(room.clone()))),
+                Target::Topic(topic) => self
+                    .topics
+                    .get(topic)
+                    .map(|ids| group(&mut grouped, ids.iter(), &msg, Scope::Topic(*topic))),
+            };
+            let event = &msg.event;
+            self.metrics
+                .frames_out(event.kind(), recipients.unwrap_or(0), event.native().len());
+        }
+        let mut dropped = Vec::new();
+        for (id, deliver) in grouped.drain() {
+            let Some(session) = self.sessions.get(&id) else {
                 continue;
             };
-            let deliver = Deliver {
-                event: msg.event.clone(),
-                scope: scope.clone(),
-                order: msg.order,
-            };
-            match entry.addr.try_deliver(deliver) {
-                Ok(()) => delivered += 1,
+            match session.addr.try_deliver(deliver) {
+                Ok(()) => {}
                 Err(SendError::Full(_)) => {
-                    entry.addr.kick();
-                    dropped.push((*id, true));
+                    session.addr.kick();
+                    dropped.push((id, true));
                 }
-                Err(SendError::Closed(_)) => dropped.push((*id, false)),
+                Err(SendError::Closed(_)) => dropped.push((id, false)),
             }
         }
-        delivered
+        self.scratch = grouped;
+        for (id, kicked) in dropped {
+            if kicked {
+                self.metrics.slow_consumer_kicks.inc();
+            }
+            self.remove(id);
+        }
     }
+}
+
+/// Adds `msg` to the queued deliveries of each of `ids`; returns how many.
+fn group<'a>(
+    grouped: &mut HashMap<SessionId, Deliver>,
+    ids: impl Iterator<Item = &'a SessionId>,
+    msg: &Dispatch,
+    scope: Scope,
+) -> usize {
+    let mut n = 0;
+    for id in ids {
+        let delivery = Delivery {
+            event: msg.event.clone(),
+            scope: scope.clone(),
+            order: msg.order,
+        };
+        match grouped.entry(*id) {
+            Entry::Occupied(mut queued) => queued.get_mut().more.push(delivery),
+            Entry::Vacant(slot) => {
+                slot.insert(Deliver::one(delivery));
+            }
+        }
+        n += 1;
+    }
+    n
 }
 
 impl Actor for Registry {
@@ -158,7 +203,7 @@ impl Handler<Register> for Registry {
         let user = msg.identity.user_id.clone();
         self.sessions.insert(
             msg.id,
-            Entry {
+            Registered {
                 addr: msg.addr,
                 identity: msg.identity,
                 rooms: Vec::new(),
@@ -264,7 +309,7 @@ impl Handler<Dispatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
-        self.dispatch(msg);
+        self.dispatch(vec![msg]);
     }
 }
 
@@ -272,44 +317,7 @@ impl Handler<DispatchBatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, batch: DispatchBatch, _: &mut Context<Self>) {
-        for msg in batch.0 {
-            self.dispatch(msg);
-        }
-    }
-}
-
-impl Registry {
-    /// Fans one frame out to its local recipients.
-    fn dispatch(&mut self, msg: Dispatch) {
-        let mut dropped = Vec::new();
-        let delivered = match &msg.target {
-            Target::User(user) => match self.users.get(user) {
-                Some(ids) => self.fan_out(ids.iter(), &msg, Scope::User, &mut dropped),
-                None => 0,
-            },
-            Target::Room(room) => match self.rooms.get(room) {
-                Some(ids) => {
-                    let scope = Scope::Room(room.clone());
-                    self.fan_out(ids.iter(), &msg, scope, &mut dropped)
-                }
-                None => 0,
-            },
-            Target::Topic(topic) => match self.topics.get(topic) {
-                Some(ids) => self.fan_out(ids.iter(), &msg, Scope::Topic(*topic), &mut dropped),
-                None => 0,
-            },
-        };
-        if delivered > 0 {
-            let event = &msg.event;
-            self.metrics
-                .frames_out(event.kind(), delivered, event.native().len());
-        }
-        for (id, kicked) in dropped {
-            if kicked {
-                self.metrics.slow_consumer_kicks.inc();
-            }
-            self.remove(id);
-        }
+        self.dispatch(batch.0);
     }
 }
 

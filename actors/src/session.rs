@@ -361,10 +361,12 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        if self.closing {
-            self.metrics.dropped_deliveries.inc();
-        } else if self.core.wants(&msg.scope, msg.order) {
-            self.enqueue(msg.event.native().clone(), ctx);
+        for delivery in msg {
+            if self.closing {
+                self.metrics.dropped_deliveries.inc();
+            } else if self.core.wants(&delivery.scope, delivery.order) {
+                self.enqueue(delivery.event.native().clone(), ctx);
+            }
         }
     }
 }

@@ -265,9 +265,14 @@ impl Handler<Deliver> for SioSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let (sio, mut engine) = self.split(ctx);
         let (app, mut io) = sio.split(&mut engine);
-        if io.is_connected(NSP) && app.core.wants(&msg.scope, msg.order) {
-            // A full queue drops the connection inside the engine (slow consumer).
-            let _ = io.send_shared(msg.event.socketio().clone());
+        if !io.is_connected(NSP) {
+            return;
+        }
+        for delivery in msg {
+            if app.core.wants(&delivery.scope, delivery.order) {
+                // A full queue drops the connection inside the engine (slow consumer).
+                let _ = io.send_shared(delivery.event.socketio().clone());
+            }
         }
     }
 }
