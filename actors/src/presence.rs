@@ -20,20 +20,34 @@ struct Presence {
 }
 
 /// Room membership of this instance.
-#[derive(Default)]
 pub struct LocalPresence {
     rooms: DashMap<RoomId, HashMap<UserId, Presence>>,
     /// Told about every first-join and last-leave (while the room's entry is locked, so the
     /// changes of one room arrive in order).
     notify: Option<Recipient<PresenceChange>>,
+    /// Most members [`LocalPresence::members`] lists (a room's listing is capped anyway, and
+    /// copying a big room's whole local membership on every join was quadratic).
+    member_limit: usize,
+}
+
+impl Default for LocalPresence {
+    fn default() -> Self {
+        LocalPresence {
+            rooms: DashMap::new(),
+            notify: None,
+            member_limit: usize::MAX,
+        }
+    }
 }
 
 impl LocalPresence {
-    /// Room membership that reports first-joins and last-leaves to `notify`.
-    pub fn new(notify: Recipient<PresenceChange>) -> Self {
+    /// Room membership that reports first-joins and last-leaves to `notify` and lists at most
+    /// `member_limit` members per room.
+    pub fn new(notify: Recipient<PresenceChange>, member_limit: usize) -> Self {
         LocalPresence {
             rooms: DashMap::new(),
             notify: Some(notify),
+            member_limit,
         }
     }
 
@@ -101,6 +115,7 @@ impl LocalPresence {
             .map(|users| {
                 users
                     .iter()
+                    .take(self.member_limit)
                     .map(|(user_id, p)| Member {
                         user_id: user_id.clone(),
                         username: p.username.clone(),

@@ -254,11 +254,9 @@ impl RoomMembers {
 
 /// `remote` plus the `local` members it does not list, sorted by user id.
 fn merge_members(mut remote: Vec<Member>, local: Vec<Member>) -> Vec<Member> {
-    for m in local {
-        if !remote.iter().any(|r| r.user_id == m.user_id) {
-            remote.push(m);
-        }
-    }
+    let known: std::collections::HashSet<crate::protocol::UserId> =
+        remote.iter().map(|m| m.user_id.clone()).collect();
+    remote.extend(local.into_iter().filter(|m| !known.contains(&m.user_id)));
     remote.sort_by(|a, b| a.user_id.cmp(&b.user_id));
     remote
 }
@@ -304,7 +302,10 @@ impl Roster {
     ) -> (Addr<Roster>, Arc<LocalPresence>) {
         let mut local_out = None;
         let addr = Roster::create(|ctx| {
-            let local = Arc::new(LocalPresence::new(ctx.address().recipient()));
+            let local = Arc::new(LocalPresence::new(
+                ctx.address().recipient(),
+                config.room_limit,
+            ));
             local_out = Some(local.clone());
             Roster {
                 conn,
