@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`protocol`]: client frames, server frames, Redis payloads, validation (pure functions).
 //! - [`messages`]: every message between actors; read it to learn the system.
-//! - [`session`]: the session actor, one per WebSocket connection.
+//! - [`client`]: the protocol-independent session core (auth, limits, rooms, history
+//!   recovery, chat, topics), hosted by both kinds of session.
+//! - [`session`]: the native session actor, one per `/ws` WebSocket connection.
 //! - [`registry`]: the registry actor, one shard per HTTP worker thread.
 //! - [`subscriber`]: the Redis pub/sub actor, one per instance.
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
@@ -19,15 +21,19 @@
 //! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
 //! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
 //! - [`engineio`], [`socketio`]: the Engine.IO v4 session actor and the Socket.IO v5 layer on
-//!   top of it (a second way in, for `socket.io-client`).
+//!   top of it; [`socketio::hub`] makes a Socket.IO connection a hub session (a second way in,
+//!   for `socket.io-client`).
+//! - [`outbound`]: an event for many sessions, encoded at most once per wire protocol.
 //!
 //! # Message flow
 //! ```text
-//! Redis --PUBLISH--> Subscriber --Dispatch(frame encoded once)--> Registry shard(s)
+//! Redis --PUBLISH--> Subscriber --DispatchBatch(events encoded once)--> Registry shard(s)
 //!                        ^                                              |
-//!                        | Interest(user/room channel on/off)           | try_send(Deliver)
-//!                        |                                              v
-//!                    Registry <--Register/Join/Leave/Unregister--- Session --> socket
+//!                        | Interest(user/room channel on/off)           | try_send(Deliver):
+//!                        |                                              | one per session
+//!                        |                                              v per batch
+//!                    Registry <--Register/Join/Leave/Unregister--- Session (native or
+//!                                                                  Socket.IO) --> socket
 //!                                                                       |
 //! client frame --> Session --chat: history script (XADD + PUBLISH)--> Redis --> every instance
 //!

@@ -130,7 +130,7 @@ pub struct Subscriber {
     sinks: Vec<Arc<dyn InboundSink>>,
     shards: Vec<Option<Addr<Registry>>>,
     /// Frames routed in the current batch, per shard, not yet sent.
-    outbox: Vec<Vec<Dispatch>>,
+    batches: Vec<Vec<Dispatch>>,
     channels: HashMap<ChannelKey, Channel>,
     dirty: Vec<ChannelKey>,
     conn: Option<Connection>,
@@ -155,7 +155,7 @@ impl Subscriber {
             metrics,
             sinks: Vec::new(),
             shards: vec![None; MAX_SHARDS],
-            outbox: vec![Vec::new(); MAX_SHARDS],
+            batches: vec![Vec::new(); MAX_SHARDS],
             channels: HashMap::new(),
             dirty: Vec::new(),
             conn: None,
@@ -441,7 +441,7 @@ impl Subscriber {
         true
     }
 
-    /// Queues a frame for the shards in `shards`; [`Self::flush_outbox`] sends the queue.
+    /// Queues a frame for the shards in `shards`; [`Self::flush_batches`] sends the queue.
     fn send_to(
         &mut self,
         shards: u64,
@@ -463,15 +463,15 @@ impl Subscriber {
         };
         for (i, shard) in self.shards.iter().enumerate() {
             if shards & (1 << i) != 0 && shard.is_some() {
-                self.outbox[i].push(msg.clone());
+                self.batches[i].push(msg.clone());
             }
         }
     }
 
     /// Sends each shard the frames queued for it, in one message: one cross-thread hand-over
     /// (allocation, queue push, wake-up) per batch of Redis messages instead of per message.
-    fn flush_outbox(&mut self) {
-        for (i, queued) in self.outbox.iter_mut().enumerate() {
+    fn flush_batches(&mut self) {
+        for (i, queued) in self.batches.iter_mut().enumerate() {
             if queued.is_empty() {
                 continue;
             }
@@ -554,7 +554,7 @@ impl StreamHandler<Event> for Subscriber {
                 for msg in batch {
                     self.route(msg);
                 }
-                self.flush_outbox();
+                self.flush_batches();
             }
             Event::Ended(generation) if generation == self.generation => {
                 self.lost(ctx, "connection closed")

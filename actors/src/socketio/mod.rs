@@ -5,6 +5,8 @@
 //!   sends, `event_raw` for arguments serialized once for many connections).
 //! - [`socket`]: [`SocketIo`], the Engine.IO handler that runs namespaces, events, acks and
 //!   binary attachments for an application ([`SioApp`], acting through [`SioIo`]).
+//! - [`hub`]: the hub as a Socket.IO application: a connection is a hub session hosting the
+//!   same [`crate::client::ClientCore`] as a native `/ws` session.
 //!
 //! # Using it
 //! ```text
@@ -20,20 +22,3 @@ pub mod socket;
 pub use socket::{
     AckReply, DisconnectReason, EmitError, Event, SioApp, SioConfig, SioIo, SioState, SocketIo,
 };
-
-/// An application that serves no namespace: every `CONNECT` is refused with
-/// `Invalid namespace`, and the connection closes after the connect timeout. What an endpoint
-/// serves until an application is mounted on it.
-pub struct NoNamespaces;
-
-impl SioApp for NoNamespaces {
-    fn serves(&self, _nsp: &str) -> bool {
-        false
-    }
-
-    fn on_connect(&mut self, nsp: &str, _auth: serde_json::Value, io: &mut SioIo<'_, Self>) {
-        let _ = io.refuse(nsp, "Invalid namespace", None);
-    }
-
-    fn on_event(&mut self, _nsp: &str, _event: Event, _io: &mut SioIo<'_, Self>) {}
-}
