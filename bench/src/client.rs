@@ -44,7 +44,10 @@ pub async fn open(
             decoder: Decoder::with(Vec::new()),
             proto,
         };
-        client.expect(Some(leftover), Incoming::Connected).await?;
+        let connect = Proto::connect_packet(user);
+        client
+            .expect(Some(leftover), Incoming::Connected, connect.as_bytes())
+            .await?;
         Ok(client)
     };
     tokio::time::timeout(SETUP_TIMEOUT, setup)
@@ -56,14 +59,19 @@ impl Client {
     /// Joins `room` and waits for `joined`.
     pub async fn join(&mut self, room: &str) -> io::Result<()> {
         write_all(&self.stream, &ws::text(self.proto.join(room).as_bytes())).await?;
-        tokio::time::timeout(SETUP_TIMEOUT, self.expect(None, Incoming::Joined))
+        tokio::time::timeout(SETUP_TIMEOUT, self.expect(None, Incoming::Joined, b"40"))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no `joined` in time"))?
     }
 
-    /// Reads until a frame classified as `want` arrives; answers pings meanwhile and skips
-    /// everything else.
-    async fn expect(&mut self, first: Option<Vec<u8>>, want: Incoming) -> io::Result<()> {
+    /// Reads until a frame classified as `want` arrives; answers pings (and an Engine.IO open
+    /// with `connect`, the namespace CONNECT) meanwhile and skips everything else.
+    async fn expect(
+        &mut self,
+        first: Option<Vec<u8>>,
+        want: Incoming,
+        connect: &[u8],
+    ) -> io::Result<()> {
         let mut pending = first.unwrap_or_default();
         loop {
             let mut found = false;
@@ -77,7 +85,7 @@ impl Client {
                     }
                     match opcode {
                         op::TEXT => match proto.classify(payload) {
-                            Incoming::EioOpen => ws::client_frame(&mut replies, op::TEXT, b"40"),
+                            Incoming::EioOpen => ws::client_frame(&mut replies, op::TEXT, connect),
                             Incoming::EioPing => ws::client_frame(&mut replies, op::TEXT, b"3"),
                             Incoming::Error if want != Incoming::Error => {
                                 failure = Some(String::from_utf8_lossy(payload).into_owned())
@@ -168,9 +176,25 @@ enum Read {
 /// are answered, everything else is skipped.
 pub async fn pump(
     stream: Rc<TcpStream>,
-    mut decoder: Decoder,
+    decoder: Decoder,
     proto: Proto,
     mut on_bench: impl FnMut(u64, u64),
+) -> End {
+    pump_frames(stream, decoder, proto, move |incoming, _| {
+        if let Incoming::Bench { bt, bs } = incoming {
+            on_bench(bt, bs)
+        }
+    })
+    .await
+}
+
+/// Like [`pump`], but hands every text frame (classified, and its payload) to `on_text`, for
+/// scenarios whose messages carry no benchmark marker (job results).
+pub async fn pump_frames(
+    stream: Rc<TcpStream>,
+    mut decoder: Decoder,
+    proto: Proto,
+    mut on_text: impl FnMut(Incoming, &[u8]),
 ) -> End {
     loop {
         if let Err(e) = stream.readable().await {
@@ -187,9 +211,8 @@ pub async fn pump(
             let mut closed = false;
             let fed = decoder.feed(&chunk[..n], |opcode, payload| match opcode {
                 op::TEXT => match proto.classify(payload) {
-                    Incoming::Bench { bt, bs } => on_bench(bt, bs),
                     Incoming::EioPing => ws::client_frame(&mut replies, op::TEXT, b"3"),
-                    _ => {}
+                    other => on_text(other, payload),
                 },
                 op::PING => ws::client_frame(&mut replies, 0xA, payload),
                 op::CLOSE => closed = true,

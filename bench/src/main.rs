@@ -4,8 +4,9 @@
 //! - [`ws`]: a minimal WebSocket client (handshake, masked frames, zero-copy decoding).
 //! - [`proto`]: the hub's native frames and Socket.IO 4 framing over that client.
 //! - [`client`]: one benchmark connection (connect, confirm, join, pump frames).
+//! - [`http`]: a keep-alive HTTP/1.1 client for the hub's API (`jobs`).
 //! - [`publisher`]: paced or closed-loop `PUBLISH` to Redis with pipelining.
-//! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood` and the raw write `floor`.
+//! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood`, `jobs` and the raw write `floor`.
 //! - [`suite`]: `make bench`: starts Redis, the hub and the baseline, runs the standard suite
 //!   and writes `BENCHMARKS.md`.
 //! - [`markdown`]: renders the suite's runs as `BENCHMARKS.md`.
@@ -16,6 +17,7 @@
 
 mod args;
 mod client;
+mod http;
 mod markdown;
 mod proto;
 mod publisher;
@@ -39,6 +41,8 @@ scenarios (each prints one JSON line on stdout and a table on stderr):
   chat    --target ADDR [--pid PID] --clients N --rooms R --rate-per-client r --seconds T
   flood   --target ADDR --redis ADDR [--pid PID] --users U --seconds T --payload-bytes B
           [--redis-log FILE]
+  jobs    --target ADDR [--pid PID] [--worker-pids PID[,PID..]] --users U --rate R|0
+          [--window W] --seconds T [--jobs N] [--http-conns C] [--api-key KEY]
   floor   --sockets 1000 --seconds 3 --frame-bytes 120 --writer-cpu 0 --reader-cpu 1
 common: --proto native|socketio (default native), --server LABEL
 
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         "room" => block_on(scenario::room::run(args)),
         "chat" => block_on(scenario::chat::run(args)),
         "flood" => block_on(scenario::flood::run(args)),
+        "jobs" => block_on(scenario::jobs::run(args)),
         "floor" => scenario::floor::run(args),
         "idle-worker" => {
             return match block_on(scenario::idle::worker(args)) {

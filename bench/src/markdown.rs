@@ -1,5 +1,9 @@
 //! Renders the suite's runs as `BENCHMARKS.md`: machine, method, the targets table with the
-//! baseline ratios, per-scenario tables, every command, and the raw JSON lines.
+//! baseline ratios, per-scenario tables, the Socket.IO transport and AI job sections
+//! ([`socketio`], [`jobs`]), every command, and the raw JSON lines.
+
+mod jobs;
+mod socketio;
 
 use std::fmt::Write as _;
 
@@ -127,6 +131,8 @@ pub fn render(ctx: &Context, runs: &[Run]) -> String {
     method(w, ctx, runs);
     targets(w, runs);
     details(w, ctx, runs);
+    socketio::render(w, runs);
+    jobs::render(w, ctx, runs);
 
     let _ = writeln!(w, "## Commands\n\nServers (started by the suite):\n\n```sh");
     for (name, cmd) in &ctx.servers {

@@ -1,5 +1,6 @@
 //! The two application protocols the scenarios speak over the same WebSocket client: the hub's
-//! native JSON frames and Socket.IO 4 (Engine.IO 4 framing) for the baseline server.
+//! native JSON frames and Socket.IO 4 (Engine.IO 4 framing), which both the socket.io baseline
+//! and the hub's `/socket.io/` endpoint speak.
 //!
 //! Every benchmark message carries a marker `@bt=<send time in us>@bs=<sequence>@` inside a
 //! JSON string (a notification's `message`, a chat message's text), so that one substring
@@ -7,12 +8,15 @@
 
 use std::fmt::Write as _;
 
+use serde_json::Value;
+
 /// Which wire protocol a server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     /// The hub: `/ws`, one JSON object per frame.
     Native,
-    /// socket.io 4: `/socket.io/?EIO=4&transport=websocket`, `42["event",data]` frames.
+    /// socket.io 4: `/socket.io/?EIO=4&transport=websocket`, `42["event",data]` frames; the
+    /// namespace CONNECT carries the dev-mode identity as its auth payload.
     SocketIo,
 }
 
@@ -37,11 +41,15 @@ pub enum Incoming {
         /// Sequence number.
         bs: u64,
     },
-    /// The server confirmed the session (`connected`).
+    /// The server confirmed the session: native `connected`; Socket.IO the namespace CONNECT
+    /// ack `40{"sid":..}` (the hub sends it once the session is registered, the baseline just
+    /// before its connection handler joins the user's room, in the same tick) or a
+    /// `connected` event.
     Connected,
     /// The server confirmed a room join (`joined`).
     Joined,
-    /// Engine.IO open packet: the client must connect to the namespace (`40`).
+    /// Engine.IO open packet: the client must connect to the namespace
+    /// ([`Proto::connect_packet`]).
     EioOpen,
     /// Engine.IO ping: the client must answer `3`.
     EioPing,
@@ -63,12 +71,21 @@ impl Proto {
         }
     }
 
-    /// The upgrade path for a dev-mode user.
+    /// The upgrade path for a dev-mode user. For Socket.IO the query's `userId` is the
+    /// baseline's identity (it reads `handshake.query`); the hub ignores it and reads the
+    /// CONNECT packet's auth ([`Proto::connect_packet`]).
     pub fn path(self, user: &str) -> String {
         match self {
             Proto::Native => format!("/ws?userId={user}"),
             Proto::SocketIo => format!("/socket.io/?EIO=4&transport=websocket&userId={user}"),
         }
+    }
+
+    /// The Socket.IO namespace CONNECT for a dev-mode user: `40{"userId":"<user>"}`, the
+    /// `auth` payload of `io(url, {auth: {userId}})` (the hub's dev-mode identity; the baseline
+    /// ignores it).
+    pub fn connect_packet(user: &str) -> String {
+        format!(r#"40{{"userId":{}}}"#, Value::String(user.to_string()))
     }
 
     /// A join-room request.
@@ -114,6 +131,7 @@ impl Proto {
                 b"2" => Incoming::EioPing,
                 [b'0', ..] => Incoming::EioOpen,
                 [b'4', b'4', ..] => Incoming::Error,
+                [b'4', b'0', b'{', ..] => Incoming::Connected,
                 _ if payload.starts_with(br#"42["connected""#) => Incoming::Connected,
                 _ if payload.starts_with(br#"42["joined""#) => Incoming::Joined,
                 _ if payload.starts_with(br#"42["error""#) => Incoming::Error,
@@ -210,11 +228,21 @@ mod tests {
         let s = Proto::SocketIo;
         assert_eq!(s.classify(b"2"), Incoming::EioPing);
         assert_eq!(s.classify(br#"0{"sid":"x"}"#), Incoming::EioOpen);
-        assert_eq!(s.classify(br#"40{"sid":"y"}"#), Incoming::Other);
+        assert_eq!(s.classify(br#"40{"sid":"y"}"#), Incoming::Connected);
+        assert_eq!(
+            s.classify(br#"44{"message":"no","data":{"code":"unauthorized"}}"#),
+            Incoming::Error
+        );
         assert_eq!(
             s.classify(br#"42["connected",{"userId":"1"}]"#),
             Incoming::Connected
         );
+    }
+
+    #[test]
+    fn socketio_connect_carries_the_user_as_auth() {
+        assert_eq!(Proto::connect_packet("u1"), r#"40{"userId":"u1"}"#);
+        assert_eq!(Proto::connect_packet(r#"a"b"#), r#"40{"userId":"a\"b"}"#);
     }
 
     #[test]

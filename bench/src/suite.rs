@@ -5,6 +5,13 @@
 //!
 //! Every scenario is run as its own `hub-bench` process so that the exact command of every
 //! figure is known; their JSON lines are collected and rendered by [`crate::markdown`].
+//!
+//! Blocks with their own hub process: [`socketio`] (the hub through Socket.IO next to its
+//! native protocol) and [`jobs`] (the AI job queue with 1 and 4 workers).
+
+mod jobs;
+mod pinned;
+mod socketio;
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -514,6 +521,20 @@ pub fn run(mut args: Args) -> Result<(), String> {
     };
     scenarios(&mut runner, "hub", hub_addr, hub.pid(), "native");
     hub.stop();
+    let spec = pinned::HubSpec {
+        bin: &hub_bin,
+        cpu: server_cpu,
+        env: &hub_env,
+    };
+    let sio_hub = socketio::run(&mut runner, &spec, &sizes, redis_addr)?;
+    servers.push(("hub (Socket.IO block)".to_string(), sio_hub));
+    servers.extend(jobs::run(
+        &mut runner,
+        &spec,
+        quick,
+        redis_addr,
+        &redis_url,
+    )?);
 
     // Three hub instances on the one Redis (not pinned: this is about connections).
     let mut multi = Vec::new();

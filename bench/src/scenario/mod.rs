@@ -5,6 +5,7 @@ pub mod chat;
 pub mod flood;
 pub mod floor;
 pub mod idle;
+pub mod jobs;
 pub mod notify;
 pub mod room;
 
