@@ -4,7 +4,7 @@ REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
 
-.PHONY: run test bench fmt lint redis build sio-compliance
+.PHONY: run test bench soak chaos fmt lint redis build sio-compliance
 
 build:
 	cargo build --release
@@ -53,6 +53,23 @@ bench:
 	cargo build --release -p relay-hub -p hub-bench
 	cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error
 	./target/release/hub-bench suite --out BENCHMARKS.md
+
+## Soak (10 minutes; SOAK_SECONDS=60 make soak for a short one): a release hub and a private
+## redis-server started by hub-bench; steady clients plus connect/join/chat/leave/disconnect
+## churn; prints the RSS curve and fails when anything is left over, lost, or RSS drifted >10%.
+SOAK_SECONDS ?= 600
+soak:
+	cargo build --release -p relay-hub -p hub-bench
+	./target/release/hub-bench soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+## Fault injection (about two minutes), each scenario with its own redis-server and hubs:
+## Redis SIGKILLed and restarted three times under load, one of three hubs SIGKILLed under
+## load, 100 clients that never read beside 1,000 that do. Fails when any check fails.
+chaos:
+	cargo build --release -p relay-hub -p hub-bench
+	@status=0; for s in redis-restart instance-kill slow-consumer; do \
+	  echo "== hub-bench $$s"; ./target/release/hub-bench $$s || status=1; \
+	done; exit $$status
 
 fmt:
 	cargo fmt --all

@@ -35,8 +35,19 @@ pub async fn open(
     proto: Proto,
     user: &str,
 ) -> io::Result<Client> {
+    open_with(target, source, None, proto, user).await
+}
+
+/// [`open`] on a socket with a receive buffer of `rcvbuf` bytes when given.
+pub async fn open_with(
+    target: SocketAddr,
+    source: Option<Ipv4Addr>,
+    rcvbuf: Option<u32>,
+    proto: Proto,
+    user: &str,
+) -> io::Result<Client> {
     let setup = async {
-        let mut stream = ws::connect(target, source).await?;
+        let mut stream = ws::connect(target, source, rcvbuf).await?;
         let host = target.to_string();
         let leftover = ws::handshake(&mut stream, &host, &proto.path(user)).await?;
         let mut client = Client {
@@ -188,13 +199,13 @@ pub async fn pump(
     .await
 }
 
-/// Like [`pump`], but hands every text frame (classified, and its payload) to `on_text`, for
-/// scenarios whose messages carry no benchmark marker (job results).
+/// Like [`pump`], but every text frame goes to `on_frame(kind, payload)` (benchmark messages,
+/// errors, replies, ...), for scenarios that check more than benchmark markers.
 pub async fn pump_frames(
     stream: Rc<TcpStream>,
     mut decoder: Decoder,
     proto: Proto,
-    mut on_text: impl FnMut(Incoming, &[u8]),
+    mut on_frame: impl FnMut(Incoming, &[u8]),
 ) -> End {
     loop {
         if let Err(e) = stream.readable().await {
@@ -212,7 +223,7 @@ pub async fn pump_frames(
             let fed = decoder.feed(&chunk[..n], |opcode, payload| match opcode {
                 op::TEXT => match proto.classify(payload) {
                     Incoming::EioPing => ws::client_frame(&mut replies, op::TEXT, b"3"),
-                    other => on_text(other, payload),
+                    other => on_frame(other, payload),
                 },
                 op::PING => ws::client_frame(&mut replies, 0xA, payload),
                 op::CLOSE => closed = true,

@@ -6,7 +6,12 @@
 //! - [`client`]: one benchmark connection (connect, confirm, join, pump frames).
 //! - [`http`]: a keep-alive HTTP/1.1 client for the hub's API (`jobs`).
 //! - [`publisher`]: paced or closed-loop `PUBLISH` to Redis with pipelining.
-//! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood`, `jobs` and the raw write `floor`.
+//! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood`, `jobs`, the raw write `floor`, `soak`,
+//!   `redis-restart`, `instance-kill`, `slow-consumer`.
+//! - [`stack`], [`leftovers`], [`resilient`], [`verdict`]: what `soak` and the fault scenarios
+//!   (`redis-restart`, `instance-kill`, `slow-consumer`; `make soak`, `make chaos`) share:
+//!   processes they start and kill, the end-of-run leftover checks, a publisher that outlives
+//!   Redis restarts, pass/fail checks.
 //! - [`suite`]: `make bench`: starts Redis, the hub and the baseline, runs the standard suite
 //!   and writes `BENCHMARKS.md`.
 //! - [`markdown`]: renders the suite's runs as `BENCHMARKS.md`.
@@ -18,13 +23,17 @@
 mod args;
 mod client;
 mod http;
+mod leftovers;
 mod markdown;
 mod proto;
 mod publisher;
 mod report;
+mod resilient;
 mod scenario;
+mod stack;
 mod suite;
 mod sys;
+mod verdict;
 mod ws;
 
 use std::{future::Future, process::ExitCode};
@@ -45,6 +54,16 @@ scenarios (each prints one JSON line on stdout and a table on stderr):
           [--window W] --seconds T [--jobs N] [--http-conns C] [--api-key KEY]
   floor   --sockets 1000 --seconds 3 --frame-bytes 120 --writer-cpu 0 --reader-cpu 1
 common: --proto native|socketio (default native), --server LABEL
+
+soak and faults (start their own redis-server and hub, --hub-bin target/release/relay-hub;
+each ends with PASS/FAIL checks and exits 1 when one fails):
+  soak           [--seconds 600] [--warmup S] [--steady 1000] [--rooms 50] [--churners 100]
+                 [--notify-rate 1000] [--chat-rate 0.2] [--rss-tolerance-pct 10]
+  redis-restart  [--clients 1000] [--outages 2,3.3,5] [--between 5] [--notify-rate 2000]
+                 [--chat-rate 40] [--resume-limit-ms 5000]
+  instance-kill  [--clients 900] [--rooms 30] [--rate 1500] [--presence-ttl-ms 2000]
+  slow-consumer  [--target ADDR --pid PID --redis ADDR] [--normal 1000] [--slow 100]
+                 [--rate 2000] [--slow-rate 1000] [--seconds 10] [--max-p99-ratio 2]
 
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
@@ -81,6 +100,10 @@ fn main() -> ExitCode {
         "flood" => block_on(scenario::flood::run(args)),
         "jobs" => block_on(scenario::jobs::run(args)),
         "floor" => scenario::floor::run(args),
+        "soak" => block_on(scenario::soak::run(args)),
+        "redis-restart" => block_on(scenario::redis_restart::run(args)),
+        "instance-kill" => block_on(scenario::instance_kill::run(args)),
+        "slow-consumer" => block_on(scenario::slow::run(args)),
         "idle-worker" => {
             return match block_on(scenario::idle::worker(args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +131,10 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             report::emit(&report);
+            if report.get("pass") == Some(&serde_json::Value::Bool(false)) {
+                eprintln!("hub-bench {command}: a check failed (see `checks`)");
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -544,6 +544,7 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
             ("server CPU per delivery (us)", "server_cpu.us_per_delivery"),
         ],
     );
+    slow_consumers(w, runs);
     if let Some(r) = find(runs, "hub x3 idle") {
         let _ = writeln!(w, "### three hub instances on one Redis\n\n| instance | connected | failed | RSS per connection (bytes) | connections it reports |\n|---|---|---|---|---|");
         if let Some(servers) = r.result["servers"].as_array() {
@@ -587,4 +588,66 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
                 .unwrap_or_default()
         );
     }
+}
+
+/// The slow-consumer run: the normal clients' latency with the heavy users reading, then with
+/// them stuck (goal: p99 within 2x).
+fn slow_consumers(w: &mut String, runs: &[Run]) {
+    let Some(r) = find(runs, "hub slow consumer") else {
+        return;
+    };
+    let _ = writeln!(w, "### slow consumers (hub)\n");
+    if let Some(e) = r.result.get("error") {
+        let _ = writeln!(w, "error: {e}\n");
+        return;
+    }
+    let v = &r.result;
+    let _ = writeln!(
+        w,
+        "{} normal clients receive {} notifications/s; {} heavy users receive {} notifications/s \
+         of {} B each, first as clients that read (the baseline), then as raw sockets that stop \
+         reading after the handshake (one the hub drops comes back and stops again), {} s each. \
+         Same traffic in both runs.\n\n| | heavy users read | heavy users never read |\n|---|---|---|",
+        show(v["normal_clients"].as_f64()),
+        show(v["rate"].as_f64()),
+        show(v["stuck_clients"].as_f64()),
+        show(v["slow_rate"].as_f64()),
+        show(v["slow_payload_bytes"].as_f64()),
+        show(v["seconds"].as_f64()),
+    );
+    for (label, path) in [
+        ("normal latency p50", "latency_us.p50"),
+        ("normal latency p99", "latency_us.p99"),
+        ("normal latency p99.9", "latency_us.p999"),
+        ("normal latency max", "latency_us.max"),
+    ] {
+        let cell = |run: &str| ms(num(runs, "hub slow consumer", &format!("{run}.{path}")));
+        let _ = writeln!(w, "| {label} | {} | {} |", cell("without"), cell("with"));
+    }
+    for (label, path) in [
+        ("normal notifications expected", "normal_expected"),
+        ("normal notifications lost", "normal_lost"),
+        ("hub RSS before (KiB)", "rss_before_kib"),
+        ("hub RSS peak (KiB)", "rss_max_kib"),
+        ("hub RSS after (KiB)", "rss_after_kib"),
+        (
+            "slow consumers dropped (`hub_slow_consumer_kicks_total`)",
+            "kicks",
+        ),
+        ("stuck connections opened", "stuck_connections_opened"),
+    ] {
+        let cell = |run: &str| show(num(runs, "hub slow consumer", &format!("{run}.{path}")));
+        let _ = writeln!(w, "| {label} | {} | {} |", cell("without"), cell("with"));
+    }
+    let ratio = v["p99_ratio"].as_f64();
+    let _ = writeln!(
+        w,
+        "\np99 with the stuck clients / without: {} (goal ≤ 2x: {}). RSS growth while clients \
+         were stuck: {} KiB (bound {} KiB: the per-session queue limit times the stuck clients, \
+         plus 16 MiB).\n",
+        ratio.map_or("–".into(), |r| format!("{r:.2}x")),
+        verdict(ratio.map(|r| r <= 2.0)),
+        show(v["rss_growth_with_kib"].as_f64()),
+        show(v["rss_bound_kib"].as_f64()),
+    );
 }

@@ -110,6 +110,10 @@ impl Proto {
 
     /// Classifies a text frame from the server.
     pub fn classify(self, payload: &[u8]) -> Incoming {
+        // A `joined` reply may carry benchmark messages in its history: it is still a reply.
+        if self == Proto::Native && payload.starts_with(br#"{"type":"joined""#) {
+            return Incoming::Joined;
+        }
         if let Some(at) = memchr::memmem::find(payload, MARK) {
             if let Some((bt, bs)) = parse_marker(&payload[at + MARK.len()..]) {
                 return Incoming::Bench { bt, bs };
@@ -224,6 +228,11 @@ mod tests {
         assert_eq!(
             p.classify(br#"{"type":"presence","room":"r"}"#),
             Incoming::Other
+        );
+        assert_eq!(
+            p.classify(br#"{"type":"joined","room":"r","history":[{"message":"@bt=1@bs=2@"}]}"#),
+            Incoming::Joined,
+            "a join reply whose history holds benchmark messages"
         );
         let s = Proto::SocketIo;
         assert_eq!(s.classify(b"2"), Incoming::EioPing);

@@ -520,6 +520,27 @@ pub fn run(mut args: Args) -> Result<(), String> {
         runner.run(&format!("{label} flood"), &a);
     };
     scenarios(&mut runner, "hub", hub_addr, hub.pid(), "native");
+    // Clients that never read beside clients that do (the ratio is judged in the report).
+    runner.run(
+        "hub slow consumer",
+        &[
+            s("slow-consumer"),
+            s("--target"),
+            s(hub_addr),
+            s("--pid"),
+            s(hub.pid()),
+            s("--redis"),
+            s(redis_addr),
+            s("--normal"),
+            s(sizes.users),
+            s("--slow"),
+            s(sizes.users / 10),
+            s("--seconds"),
+            s(sizes.notify_secs),
+            s("--max-p99-ratio"),
+            s(0),
+        ],
+    );
     hub.stop();
     let spec = pinned::HubSpec {
         bin: &hub_bin,

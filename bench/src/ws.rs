@@ -35,8 +35,18 @@ const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 ///
 /// With a source address the port is chosen at `connect` time (`IP_BIND_ADDRESS_NO_PORT`), so
 /// each source address offers the whole ephemeral port range per destination.
-pub async fn connect(target: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+///
+/// With `rcvbuf`, the socket's receive buffer is set to that many bytes before connecting, so
+/// the advertised window stays small (a client that stops reading fills it quickly).
+pub async fn connect(
+    target: SocketAddr,
+    source: Option<Ipv4Addr>,
+    rcvbuf: Option<u32>,
+) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    if let Some(bytes) = rcvbuf {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     if let Some(ip) = source {
         let one: libc::c_int = 1;
         // SAFETY: a valid fd and a pointer to an int of the size we pass.

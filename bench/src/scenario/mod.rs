@@ -5,9 +5,13 @@ pub mod chat;
 pub mod flood;
 pub mod floor;
 pub mod idle;
+pub mod instance_kill;
 pub mod jobs;
 pub mod notify;
+pub mod redis_restart;
 pub mod room;
+pub mod slow;
+pub mod soak;
 
 use std::{
     io::{self, Read, Write},
@@ -170,6 +174,26 @@ pub fn metric(addr: SocketAddr, sample: &str) -> Option<f64> {
     })
 }
 
+/// The sum of every sample of a metric family (all label values), if present.
+pub fn metric_sum(addr: SocketAddr, family: &str) -> Option<f64> {
+    let (_, text) = http_get(addr, "/metrics").ok()?;
+    let mut found = false;
+    let mut sum = 0.0;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let base = name.split('{').next().unwrap_or(name);
+        if base == family {
+            if let Ok(v) = value.parse::<f64>() {
+                sum += v;
+                found = true;
+            }
+        }
+    }
+    found.then_some(sum)
+}
+
 /// Waits until `done()` or until `progress()` stops changing for `quiet` (or `limit` passes).
 pub async fn drain(
     mut done: impl FnMut() -> bool,
@@ -204,4 +228,55 @@ pub async fn publish(plan: crate::publisher::Plan) -> Result<crate::publisher::P
     rx.await
         .map_err(|_| "publisher thread died".to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// A small deterministic random number generator (xorshift64*), so that a run's choices can
+/// be replayed from its seed without a crate for it.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+/// `GET /health` on a blocking thread, so that the clients pumped on this one keep reading.
+pub async fn health_async(addr: SocketAddr) -> Value {
+    tokio::task::spawn_blocking(move || health(addr))
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// A masked close frame with status `code`.
+pub fn close_frame(code: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8);
+    crate::ws::client_frame(&mut out, 0x8, &code.to_be_bytes());
+    out
+}
+
+/// `{"type":"notification"...}` payload for a user id given as a string.
+pub fn notification_for(out: &mut String, user: &str, bt: u64, bs: u64) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        r#"{{"userId":"{user}","type":"soak","title":"Soak","message":"@bt={bt}@bs={bs}@"}}"#
+    );
 }
