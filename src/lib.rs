@@ -136,12 +136,14 @@ pub async fn run(
     let (analytics, analytics_sink) =
         Analytics::start(instance_id.clone(), metrics.clone(), shards.clone());
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
+    let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
+    let history = History::new(publisher.clone(), config.history.clone());
     let subscriber = Subscriber::new(client.clone(), metrics.clone())
         .with_sink(analytics_sink)
         .with_sink(canary_state.clone())
         .with_canary(canary::channel(&instance_id))
+        .with_history(history.clone())
         .start();
-    let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
     Canary::new(
         canary_state.clone(),
         publisher.clone(),
@@ -149,7 +151,6 @@ pub async fn run(
         config.canary_interval,
     )
     .start();
-    let history = History::new(publisher.clone(), config.history.clone());
     let members = RoomMembers::new(publisher.connection(), config.room_presence_limit);
     let auth = Arc::new(
         Authenticator::new(

@@ -577,3 +577,59 @@ async fn rooms_over_the_presence_limit_list_a_sample_and_send_no_events() {
         (json!(3), 2)
     );
 }
+
+/// Chat messages appended while the hub's pub/sub connection is down (the command connection
+/// still works) reach members once it is back, from history, in order and exactly once,
+/// without the client re-joining.
+#[tokio::test]
+async fn chat_missed_during_a_pubsub_outage_is_delivered_from_history() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_API_KEY", KEY)]).await;
+    let mut ann = hub.user("1").await;
+    ann.join("r").await;
+    let say = |text: &str| json!({"userId": "bot", "username": "Bot", "message": text});
+    assert_eq!(post_chat(&hub, "r", &say("before")).await.0, 202);
+    assert_eq!(
+        ann.recv_type("chat-message").await["data"]["message"],
+        "before"
+    );
+
+    // Cut the subscription: no SUBSCRIBE allowed, the current pub/sub connection killed.
+    let mut admin = redis.conn().await;
+    let acl = |rule: &str| {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .clone()
+    };
+    let _: () = acl("-subscribe").query_async(&mut admin).await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    eventually("the hub to notice", || async {
+        (hub.health().await.0 == 503).then_some(())
+    })
+    .await;
+    for i in 1..=3 {
+        let (status, reply) = post_chat(&hub, "r", &say(&format!("gap-{i}"))).await;
+        assert_eq!(status, 202, "{reply}");
+    }
+    let _: () = acl("+subscribe").query_async(&mut admin).await.unwrap();
+
+    for i in 1..=3 {
+        let msg = ann.recv_type("chat-message").await;
+        assert_eq!(msg["data"]["message"], format!("gap-{i}"));
+    }
+    assert_eq!(post_chat(&hub, "r", &say("after")).await.0, 202);
+    assert_eq!(
+        ann.recv_type("chat-message").await["data"]["message"],
+        "after",
+        "no message twice"
+    );
+    assert_eq!(hub.metric("hub_chat_gap_filled_total").await, 3.0);
+}

@@ -96,9 +96,9 @@ pub struct Unregister {
 }
 
 /// A session joins a room. Resolves, once this instance is subscribed to the room channel,
-/// with the room's members on this shard.
+/// with the room's members on this instance.
 #[derive(Message)]
-#[rtype(result = "Vec<Member>")]
+#[rtype(result = "crate::presence::LocalMembers")]
 pub struct Join {
     /// The session.
     pub id: SessionId,

@@ -127,6 +127,8 @@ pub struct Metrics {
     pub deliver_latency_ms: Histogram,
     /// Live chat messages dropped because the session's `joined` history already had them.
     pub chat_duplicates: IntCounter,
+    /// Chat messages delivered from history after a pub/sub reconnect (missed live).
+    pub chat_gap_filled: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -345,6 +347,11 @@ impl Metrics {
                 "Deliveries dropped because the session was gone or closing",
             ),
             deliver_latency_ms,
+            chat_gap_filled: counter(
+                &r,
+                "hub_chat_gap_filled_total",
+                "Chat messages delivered from history after a Redis pub/sub reconnect",
+            ),
             chat_duplicates: counter(
                 &r,
                 "hub_chat_duplicates_dropped_total",

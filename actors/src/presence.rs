@@ -19,6 +19,15 @@ struct Presence {
     sessions: u32,
 }
 
+/// A room's members on this instance: at most the listing limit, and how many there are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalMembers {
+    /// Members (at most the limit).
+    pub members: Vec<Member>,
+    /// How many users of the room this instance holds.
+    pub count: usize,
+}
+
 /// Room membership of this instance.
 pub struct LocalPresence {
     rooms: DashMap<RoomId, HashMap<UserId, Presence>>,
@@ -109,18 +118,19 @@ impl LocalPresence {
     }
 
     /// Everyone in `room` on this instance, one entry per user.
-    pub fn members(&self, room: &RoomId) -> Vec<Member> {
+    pub fn members(&self, room: &RoomId) -> LocalMembers {
         self.rooms
             .get(room)
-            .map(|users| {
-                users
+            .map(|users| LocalMembers {
+                members: users
                     .iter()
                     .take(self.member_limit)
                     .map(|(user_id, p)| Member {
                         user_id: user_id.clone(),
                         username: p.username.clone(),
                     })
-                    .collect()
+                    .collect(),
+                count: users.len(),
             })
             .unwrap_or_default()
     }
@@ -157,10 +167,10 @@ mod tests {
         };
         assert!(p.join(&room, &ann));
         assert!(!p.join(&room, &ann), "second tab is not a new member");
-        assert_eq!(p.members(&room), vec![ann.clone()]);
+        assert_eq!(p.members(&room).members, vec![ann.clone()]);
         assert!(!p.leave(&room, &ann.user_id));
         assert!(p.leave(&room, &ann.user_id));
-        assert!(p.members(&room).is_empty());
+        assert!(p.members(&room).members.is_empty());
         assert!(!p.leave(&room, &ann.user_id), "idempotent");
         assert!(p.snapshot().is_empty());
     }

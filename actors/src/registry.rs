@@ -17,7 +17,7 @@ use crate::{
         Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
     },
     metrics::Metrics,
-    presence::LocalPresence,
+    presence::{LocalMembers, LocalPresence},
     protocol::{Member, RoomId, Topic, UserId},
     subscriber::Subscriber,
 };
@@ -238,11 +238,11 @@ impl Handler<Unregister> for Registry {
 }
 
 impl Handler<Join> for Registry {
-    type Result = ResponseActFuture<Self, Vec<Member>>;
+    type Result = ResponseActFuture<Self, LocalMembers>;
 
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
-            return Box::pin(fut::ready(Vec::new()));
+            return Box::pin(fut::ready(LocalMembers::default()));
         };
         if !entry.rooms.contains(&msg.room) {
             entry.rooms.push(msg.room.clone());

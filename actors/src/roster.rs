@@ -36,7 +36,7 @@ use crate::{
     error::HubError,
     messages::{PresenceChange, StopRoster},
     metrics::Metrics,
-    presence::LocalPresence,
+    presence::{LocalMembers, LocalPresence},
     protocol::{presence_prefix, Member, RoomId, PRESENCE_EVENTS},
     publisher::retry_on_dead_connection,
 };
@@ -225,7 +225,7 @@ impl RoomMembers {
 
     /// Everyone in `room` according to Redis, plus the `local` members it does not list yet
     /// (this instance's own changes may still be on their way), at most the limit.
-    pub async fn list(&self, room: &str, local: Vec<Member>) -> Result<MemberList, HubError> {
+    pub async fn list(&self, room: &str, local: LocalMembers) -> Result<MemberList, HubError> {
         let (total, fields): (usize, Vec<(String, String)>) = retry_on_dead_connection(|| {
             let mut conn = self.conn.clone();
             let mut cmd = eval(MEMBERS, &[room_key(room)]);
@@ -245,8 +245,8 @@ impl RoomMembers {
                 })
             })
             .collect();
-        let mut members = merge_members(remote, local);
-        let count = total.max(members.len());
+        let mut members = merge_members(remote, local.members);
+        let count = total.max(local.count).max(members.len());
         members.truncate(self.limit);
         Ok(MemberList { members, count })
     }

@@ -21,6 +21,8 @@ use log::{info, warn};
 use tokio::sync::oneshot;
 
 use crate::{
+    error::HubError,
+    history::History,
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
         MAX_SHARDS,
@@ -28,8 +30,8 @@ use crate::{
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{
-        parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
-        USER_PREFIX,
+        parse_inbound_timed, ChannelKind, Inbound, MessageId, RoomId, Topic, FIXED_CHANNELS,
+        ROOM_PREFIX, USER_PREFIX,
     },
     pubsub::{self, Commands, Message},
     registry::Registry,
@@ -37,8 +39,10 @@ use crate::{
 
 /// Backoff before the first reconnect attempt; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest wait between reconnect attempts (keeps recovery well under 5 s).
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between reconnect attempts: messages published after Redis returns and before
+/// the hub resubscribes are lost for every channel but chat (filled from history), so keep it
+/// short; a refused connect costs next to nothing.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Limit for connecting and for each (un)subscribe or ping round trip.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a PING.
@@ -79,6 +83,9 @@ enum Event {
     Messages(Vec<Message>),
     Ended(u64),
 }
+
+/// A live chat message (its frame and history id) held back while its room's gap is read.
+type HeldChat = (Vec<u8>, Option<MessageId>);
 
 struct Connection {
     sink: Commands,
@@ -145,6 +152,13 @@ pub struct Subscriber {
     warnings: WarnLimiter,
     /// This instance's own canary channel, subscribed like the fixed channels.
     canary: Option<String>,
+    /// Chat history, for filling what the rooms missed while the connection was down.
+    history: Option<History>,
+    /// The newest history id dispatched per room (live copies up to it are duplicates).
+    last_chat: HashMap<RoomId, MessageId>,
+    /// Rooms whose gap is being read from history, with the live messages held back meanwhile
+    /// (delivered after the gap, so that order holds).
+    filling: HashMap<RoomId, Vec<HeldChat>>,
 }
 
 impl Subscriber {
@@ -172,7 +186,18 @@ impl Subscriber {
                 suppressed: 0,
             },
             canary: None,
+            history: None,
+            last_chat: HashMap::new(),
+            filling: HashMap::new(),
         }
+    }
+
+    /// After a reconnect, delivers from `history` the chat messages each local room missed
+    /// while the pub/sub connection was down (published meanwhile through the hub's own
+    /// command connection, which reconnects on its own).
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// Also subscribes to `channel` for the whole life of the connection and hands its
@@ -261,6 +286,14 @@ impl Subscriber {
         self.retry_later(ctx);
     }
 
+    /// Drops a channel nobody needs any more.
+    fn forget(&mut self, key: &ChannelKey) {
+        self.channels.remove(key);
+        if let ChannelKey::Room(room) = key {
+            self.last_chat.remove(room);
+        }
+    }
+
     fn mark_dirty(&mut self, key: &ChannelKey) {
         if let Some(ch) = self.channels.get_mut(key) {
             if !ch.queued {
@@ -273,7 +306,9 @@ impl Subscriber {
     /// Sends one batched SUBSCRIBE/UNSUBSCRIBE for everything that differs from what Redis
     /// has, unless a batch is already in flight (its completion calls this again).
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
-        let Some(conn) = &self.conn else { return };
+        let Some(sink) = self.conn.as_ref().map(|c| c.sink.clone()) else {
+            return;
+        };
         if self.syncing {
             return;
         }
@@ -301,7 +336,7 @@ impl Subscriber {
                     unsub_keys.push(key);
                 }
                 (false, false) => {
-                    self.channels.remove(&key);
+                    self.forget(&key);
                 }
                 (true, true) => {}
             }
@@ -311,7 +346,6 @@ impl Subscriber {
         }
         self.syncing = true;
         let generation = self.generation;
-        let sink = conn.sink.clone();
         let sync = async move {
             if !subscribe.is_empty() {
                 tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe))
@@ -340,6 +374,7 @@ impl Subscriber {
                 act.metrics.redis_connected.set(1);
                 act.backoff = MIN_BACKOFF;
                 if act.ever_connected {
+                    act.fill_gaps(ctx);
                     act.metrics.redis_reconnects.inc();
                     info!(
                         "redis pub/sub reconnected; {} channels resubscribed",
@@ -373,7 +408,7 @@ impl Subscriber {
                 if ch.wanted() {
                     self.mark_dirty(&key);
                 } else {
-                    self.channels.remove(&key);
+                    self.forget(&key);
                 }
             }
         }
@@ -439,6 +474,69 @@ impl Subscriber {
             sink.canary(msg.payload());
         }
         true
+    }
+
+    /// Dispatches a chat message unless its history id shows it was already dispatched.
+    fn dispatch_chat(&mut self, room: RoomId, frame: &[u8], id: Option<MessageId>) -> u64 {
+        if let Some(id) = id {
+            match self.last_chat.get_mut(&room) {
+                Some(last) if id <= *last => return 0,
+                Some(last) => *last = id,
+                None => {
+                    self.last_chat.insert(room.clone(), id);
+                }
+            }
+        }
+        self.dispatch(ChannelKey::Room(room), frame, OutKind::Chat, id)
+    }
+
+    /// Reads, for every local room that received chat before the connection was lost, what
+    /// was appended since; live messages for the room are held back until it is delivered.
+    fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
+        let Some(history) = self.history.clone() else {
+            return;
+        };
+        let rooms: Vec<(RoomId, MessageId)> = self
+            .last_chat
+            .iter()
+            .map(|(room, last)| (room.clone(), *last))
+            .collect();
+        for (room, last) in rooms {
+            if self.filling.contains_key(&room) {
+                continue;
+            }
+            self.filling.insert(room.clone(), Vec::new());
+            let history = history.clone();
+            let name = room.clone();
+            let read = async move { history.recent(&name, Some(last)).await };
+            ctx.spawn(
+                fut::wrap_future::<_, Self>(read).map(move |res, act, _| act.gap_read(room, res)),
+            );
+        }
+    }
+
+    /// Delivers a room's missed messages, then the live ones held back meanwhile.
+    fn gap_read(&mut self, room: RoomId, read: Result<crate::history::Recent, HubError>) {
+        let held = self.filling.remove(&room).unwrap_or_default();
+        match read {
+            Ok(recent) => {
+                let channel = format!("{ROOM_PREFIX}{room}");
+                for raw in recent.messages {
+                    if let Ok((Inbound::Chat { room, frame, id }, _)) =
+                        parse_inbound_timed(&channel, raw.get().as_bytes())
+                    {
+                        if self.dispatch_chat(room, &frame, id) != 0 {
+                            self.metrics.chat_gap_filled.inc();
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!("chat history of room {room} after reconnect: {e}"),
+        }
+        for (frame, id) in held {
+            self.dispatch_chat(room.clone(), &frame, id);
+        }
+        self.flush_batches();
     }
 
     /// Queues a frame for the shards in `shards`; [`Self::flush_batches`] sends the queue.
@@ -507,9 +605,13 @@ impl Subscriber {
             Inbound::AiResult { user, frame } => {
                 self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
             }
-            Inbound::Chat { room, frame, id } => {
-                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Chat, id)
-            }
+            Inbound::Chat { room, frame, id } => match self.filling.get_mut(&room) {
+                Some(held) => {
+                    held.push((frame, id));
+                    0
+                }
+                None => self.dispatch_chat(room, &frame, id),
+            },
             // Every instance hears every presence event; only those with local members of the
             // room (a subscribed room channel) deliver it.
             Inbound::Presence { room, frame } => {
