@@ -171,12 +171,7 @@ async fn an_invalid_packet_closes_the_polling_session() {
         eio.post(&sid, bad).await.assert_error(400, 3);
         eio.get(&sid).await.assert_error(400, 1);
     }
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"parse_error\"}",
-            5.0,
-        )
-        .await;
+    server.await_closed("parse_error", 5.0).await;
 }
 
 #[tokio::test]
@@ -193,12 +188,7 @@ async fn a_duplicate_poll_closes_the_session() {
     assert_eq!(outcomes[0], (200, "1".to_owned()), "{outcomes:?}");
     assert_eq!(outcomes[1].0, 400, "{outcomes:?}");
     eio.get(&sid).await.assert_error(400, 1);
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"overlap\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("overlap", 1.0).await;
 }
 
 #[tokio::test]
@@ -233,12 +223,7 @@ async fn a_missing_pong_closes_the_polling_session() {
         r.text()
     );
     eio.get(&sid).await.assert_error(400, 1);
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"ping_timeout\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("ping_timeout", 1.0).await;
 }
 
 #[tokio::test]
@@ -257,12 +242,7 @@ async fn a_close_packet_ends_the_polling_session() {
         r.text()
     );
     eio.get(&sid).await.assert_error(400, 1);
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"client_close\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("client_close", 1.0).await;
 }
 
 #[tokio::test]
@@ -294,12 +274,7 @@ async fn websocket_missing_pong_closes() {
     // Not answered: the server sends its close packet, then closes the WebSocket.
     assert_eq!(ws.next().await, Frame::Text("1".into()));
     assert_eq!(ws.closed().await, Some(1000));
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"ping_timeout\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("ping_timeout", 1.0).await;
 }
 
 #[tokio::test]
@@ -315,18 +290,8 @@ async fn websocket_invalid_packet_or_close_packet_closes() {
     let (mut ws, _) = Ws::open(server.port, ECHO).await;
     ws.send("2").await;
     assert_eq!(ws.closed().await, Some(1008));
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"parse_error\"}",
-            2.0,
-        )
-        .await;
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"client_close\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("parse_error", 2.0).await;
+    server.await_closed("client_close", 1.0).await;
 }
 
 #[tokio::test]
@@ -417,12 +382,7 @@ async fn max_payload_is_enforced_on_both_transports() {
     let (mut ws, _) = Ws::open(server.port, ECHO).await;
     ws.send(std::str::from_utf8(&big).unwrap()).await;
     assert_eq!(ws.closed().await, Some(1009));
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"payload_too_large\"}",
-            2.0,
-        )
-        .await;
+    server.await_closed("payload_too_large", 2.0).await;
 }
 
 #[tokio::test]
@@ -439,12 +399,7 @@ async fn a_client_that_never_polls_is_dropped_at_the_queue_limit() {
     server
         .await_metric("hub_engineio_slow_consumer_total", 1.0)
         .await;
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"slow_consumer\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("slow_consumer", 1.0).await;
 }
 
 #[tokio::test]

@@ -108,12 +108,7 @@ async fn malformed_packets_close_the_connection() {
     ws.send(&format!(r#"451-["message",{PH0}]"#)).await;
     ws.send(r#"42["message","x"]"#).await;
     assert!(matches!(ws.closed_answering_pings().await, Some(1008)));
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"protocol_error\"}",
-            14.0,
-        )
-        .await;
+    server.await_closed("protocol_error", 14.0).await;
 }
 
 #[tokio::test]
@@ -246,12 +241,7 @@ async fn a_connection_without_a_namespace_is_closed_after_the_connect_timeout() 
     let mut ws = engine(&server).await;
     // Pongs keep the Engine.IO session alive; the Socket.IO connect timeout (1 s) ends it.
     assert_eq!(ws.closed_answering_pings().await, Some(1000));
-    server
-        .await_metric(
-            "hub_engineio_sessions_closed_total{reason=\"connect_timeout\"}",
-            1.0,
-        )
-        .await;
+    server.await_closed("connect_timeout", 1.0).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::scenario::http_get;
+use crate::{
+    proto::Proto,
+    scenario::{health, http_get, Target},
+};
 
 /// A free TCP port on loopback.
 pub fn free_port() -> Result<u16, String> {
@@ -249,6 +252,24 @@ impl HubProcess {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// It as a native-protocol benchmark target labelled `label`.
+    pub fn target(&self, label: &str) -> Target {
+        Target {
+            addr: self.addr,
+            proto: Proto::Native,
+            pid: Some(self.pid()),
+            label: label.into(),
+        }
+    }
+
+    /// The instance id its `/health` reports (empty when it does not answer).
+    pub fn instance_id(&self) -> String {
+        health(self.addr)["instanceId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Whether it still runs (false once it exited or was killed).

@@ -3,98 +3,10 @@
 //! sockets) and a private redis-server. Every job and notification must be accounted for; speed
 //! is not asserted here (the benchmark reports it).
 
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod common;
 
+use common::{bench, hub, redis, vars, Redis};
 use serde_json::Value;
-
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn redis() -> Redis {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for("redis-server", || TcpStream::connect(addr).is_ok());
-    Redis { child, addr }
-}
-
-fn vars(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
-}
-
-/// A dev-mode hub on its own thread; stops when the returned sender is dropped.
-fn hub(redis: &Redis) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let env = vars(vec![
-        ("HUB_AUTH", "dev".into()),
-        ("HUB_WORKERS", "1".into()),
-        ("REDIS_URL", format!("redis://{}", redis.addr)),
-    ]);
-    let config = relay_hub::config::Config::from_vars(&env).expect("valid test configuration");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        actix_rt::System::new()
-            .block_on(relay_hub::run(listener, config, async {
-                let _ = stopped.await;
-            }))
-            .expect("the hub runs");
-    });
-    wait_for("the hub's Redis connection", || {
-        let mut s = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(_) => return false,
-        };
-        use std::io::{Read, Write};
-        let _ = write!(
-            s,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200")
-    });
-    (addr, stop)
-}
 
 /// A job worker with the no-op demo handler on its own thread; stops when the sender drops.
 fn worker(redis: &Redis) -> tokio::sync::oneshot::Sender<()> {
@@ -114,25 +26,6 @@ fn worker(redis: &Redis) -> tokio::sync::oneshot::Sender<()> {
             .expect("the worker runs");
     });
     stop
-}
-
-/// Runs `hub-bench` and returns its JSON line.
-fn bench(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hub-bench"))
-        .args(args)
-        .output()
-        .expect("run hub-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "hub-bench {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in {stdout}"));
-    serde_json::from_str(line).expect("the JSON line parses")
 }
 
 fn assert_every_job_delivered(r: &Value, jobs: u64) {

@@ -73,6 +73,12 @@ impl Compliance {
         })
         .await
     }
+
+    /// Waits until at least `count` Engine.IO sessions were closed for `reason`.
+    pub async fn await_closed(&self, reason: &str, count: f64) {
+        let sample = format!("hub_engineio_sessions_closed_total{{reason=\"{reason}\"}}");
+        self.await_metric(&sample, count).await
+    }
 }
 
 impl Drop for Compliance {

@@ -28,7 +28,7 @@ use crate::{
     args::Args,
     client::{self, write_all},
     leftovers,
-    proto::{chat_payload, Proto},
+    proto::chat_payload,
     report,
     resilient::{self, Paced, HEARD},
     stack::{HubProcess, RedisServer, Scratch},
@@ -36,7 +36,7 @@ use crate::{
     verdict::Verdict,
 };
 
-use super::{close_frame, drain, http_get, metric, notification_for, open_many, Target};
+use super::{close_frame, drain, http_get, metric, notification_for, open_many};
 
 /// Where message `seq` goes: rooms get `room_rate` of every `total` messages, spread evenly
 /// (the rest are notifications, round robin over the users).
@@ -119,12 +119,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let mut streams = Vec::new();
     let mut failed = 0;
     for (h, hub) in hubs.iter().enumerate() {
-        let target = Target {
-            addr: hub.addr,
-            proto: Proto::Native,
-            pid: Some(hub.pid()),
-            label: ids[h].into(),
-        };
+        let target = hub.target(ids[h]);
         let mine: Vec<u64> = (0..clients).filter(|i| i % 3 == h as u64).collect();
         let names = mine.iter().map(|i| format!("k{i}")).collect();
         let room_of: Rc<dyn Fn(usize) -> String> = {

@@ -62,6 +62,24 @@ struct Tally {
 }
 
 impl Tally {
+    /// An empty tally for job ids starting with `prefix`; nothing is measured until
+    /// `measured_from` is lowered.
+    fn new(prefix: String) -> Tally {
+        Tally {
+            prefix,
+            in_flight: HashMap::new(),
+            measured_from: u64::MAX,
+            latency: report::histogram(),
+            enqueue: report::histogram(),
+            delivered: 0,
+            error_results: 0,
+            unexpected: 0,
+            misrouted: 0,
+            last_us: 0,
+            window: None,
+        }
+    }
+
     fn on_result(&mut self, session_user: &str, data: &Value) {
         let Some(seq) = data["jobId"]
             .as_str()
@@ -313,19 +331,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
             opened.first_error.unwrap_or_default()
         ));
     }
-    let tally = Rc::new(RefCell::new(Tally {
-        prefix: format!("bj{}-", sys::now_us()),
-        in_flight: HashMap::new(),
-        measured_from: u64::MAX,
-        latency: report::histogram(),
-        enqueue: report::histogram(),
-        delivered: 0,
-        error_results: 0,
-        unexpected: 0,
-        misrouted: 0,
-        last_us: 0,
-        window: None,
-    }));
+    let tally = Rc::new(RefCell::new(Tally::new(format!("bj{}-", sys::now_us()))));
     let mut ends = Vec::new();
     for (i, c) in opened.clients {
         let (stream, decoder, proto) = c.into_parts();
@@ -507,17 +513,9 @@ mod tests {
     #[test]
     fn matches_results_by_id_and_counts_the_odd_ones() {
         let mut t = Tally {
-            prefix: "bj5-".into(),
             in_flight: HashMap::from([(0, 1), (1, 1)]),
             measured_from: 1,
-            latency: report::histogram(),
-            enqueue: report::histogram(),
-            delivered: 0,
-            error_results: 0,
-            unexpected: 0,
-            misrouted: 0,
-            last_us: 0,
-            window: None,
+            ..Tally::new("bj5-".into())
         };
         t.on_result(
             "u",

@@ -30,7 +30,7 @@ use crate::{
     args::Args,
     client::{self, write_all},
     leftovers,
-    proto::{Incoming, Proto},
+    proto::Incoming,
     report,
     resilient::{self, Paced, HEARD, NOBODY, REFUSED, UNANSWERED},
     stack::{HubProcess, RedisServer, Scratch},
@@ -39,7 +39,7 @@ use crate::{
     ws,
 };
 
-use super::{drain, health, notification_for, open_many, Target};
+use super::{drain, notification_for, open_many};
 
 /// Chat markers carry this bit; notification markers count from 0.
 const CHAT_MARK: u64 = 1 << 40;
@@ -155,16 +155,8 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let redis = RedisServer::start(&redis_bin, &scratch.dir, true)?;
     let redis_addr = redis.addr();
     let mut hub = HubProcess::start(&hub_bin, &redis.url(), &[], &scratch.dir, "hub")?;
-    let instance = health(hub.addr)["instanceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let target = Target {
-        addr: hub.addr,
-        proto: Proto::Native,
-        pid: Some(hub.pid()),
-        label: "hub".into(),
-    };
+    let instance = hub.instance_id();
+    let target = hub.target("hub");
     eprintln!(
         "redis-restart: {clients} clients in {rooms} rooms on {} (pid {}), redis {} (append-only file); {notify_rate} notifications/s, {chat_rate} chat messages/s; first kill after {before} s, outages of {outages:?} s, {between} s of load after each",
         hub.addr,

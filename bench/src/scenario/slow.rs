@@ -335,12 +335,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
             let s = Scratch::new("slow-consumer")?;
             let r = RedisServer::start(&redis_bin, &s.dir, false)?;
             let h = HubProcess::start(&hub_bin, &r.url(), &[], &s.dir, "hub")?;
-            let t = Target {
-                addr: h.addr,
-                proto: Proto::Native,
-                pid: Some(h.pid()),
-                label: "hub".into(),
-            };
+            let t = h.target("hub");
             let addr = r.addr();
             scratch = Some(s);
             own = Some((r, h));

@@ -161,16 +161,8 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         env.push((k, v.to_string()));
     }
     let mut hub = HubProcess::start(&hub_bin, &redis.url(), &env, &scratch.dir, "hub")?;
-    let instance = super::health(hub.addr)["instanceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let target = Target {
-        addr: hub.addr,
-        proto: Proto::Native,
-        pid: Some(hub.pid()),
-        label: "hub".into(),
-    };
+    let instance = hub.instance_id();
+    let target = hub.target("hub");
     eprintln!(
         "soak: {seconds} s (warm-up {warmup} s) against {} (pid {}), redis {}; {steady} steady clients in {rooms} rooms, {churners} churners, {notify_rate} notifications/s, {chat_rate} chat messages/s per steady client",
         hub.addr,
