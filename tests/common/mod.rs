@@ -4,8 +4,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::{
+    collections::BTreeSet,
     net::TcpListener,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -23,13 +25,21 @@ use tokio_tungstenite::{
 /// How long any awaited event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, never the same one twice in this test binary: its tests run in
+/// parallel, and a port released here could otherwise be handed to two servers at once (one
+/// of them then fails to bind while the test talks to the other).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it returns `Some`, failing the test after [`WAIT`].

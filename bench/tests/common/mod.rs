@@ -2,8 +2,10 @@
 //! in this process through `relay_hub::run` (real sockets), and running `hub-bench`.
 
 use std::{
+    collections::BTreeSet,
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -23,14 +25,23 @@ impl Drop for Redis {
     }
 }
 
+/// A free loopback port, never the same one twice in this test binary (its tests run in
+/// parallel; a released port could otherwise go to two servers at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
+/// Polls `ready` every 20 ms until it holds; fails the test after 20 s.
 pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready() {
