@@ -60,6 +60,9 @@ pub struct Config {
     pub room_presence_limit: usize,
     /// How often the health canary is published (`HUB_CANARY_INTERVAL_MS`).
     pub canary_interval: Duration,
+    /// Bytes of events waiting for fan-out above which the subscriber stops reading Redis
+    /// (`HUB_DISPATCH_BACKLOG_BYTES`).
+    pub dispatch_backlog_bytes: usize,
     /// How long a canary may stay unanswered before `/health` is degraded
     /// (`HUB_CANARY_TIMEOUT_MS`).
     pub canary_timeout: Duration,
@@ -364,6 +367,11 @@ impl Config {
             presence_ttl,
             room_presence_limit: positive(vars, "HUB_ROOM_PRESENCE_LIMIT", 1000)? as usize,
             canary_interval: positive_millis("HUB_CANARY_INTERVAL_MS", Duration::from_secs(1))?,
+            dispatch_backlog_bytes: positive(
+                vars,
+                "HUB_DISPATCH_BACKLOG_BYTES",
+                hub_actors::subscriber::BACKLOG_CAP as u64,
+            )? as usize,
             canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
         })
     }

@@ -143,6 +143,7 @@ pub async fn run(
         .with_sink(canary_state.clone())
         .with_canary(canary::channel(&instance_id))
         .with_history(history.clone())
+        .with_backlog_cap(config.dispatch_backlog_bytes)
         .start();
     Canary::new(
         canary_state.clone(),

@@ -1,6 +1,6 @@
 //! The pub/sub connection under faults Redis itself causes: Redis dropping the subscriber
-//! (as it does when the pub/sub output-buffer limit is exceeded), and Redis requiring a
-//! password.
+//! (as it does when the pub/sub output-buffer limit is exceeded), Redis requiring a password,
+//! and Redis delivering faster than the fan-out (the subscriber pauses reading).
 
 mod common;
 
@@ -86,4 +86,39 @@ async fn a_password_protected_redis_is_used_with_the_url_credentials() {
     );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[tokio::test]
+async fn a_full_fanout_backlog_pauses_reading_and_loses_nothing() {
+    let redis = Redis::start().await;
+    // Redis never drops the hub here: every pause must end with the reading resumed.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("pubsub 0 0 0")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    // A one-byte backlog: after every batch the subscriber waits for the shard to finish it.
+    let hub = hub(&redis, &[("HUB_DISPATCH_BACKLOG_BYTES", "1")]).await;
+    let mut c = hub.user("7").await;
+    redis.await_numsub("user:notifications:7", 1).await;
+
+    let mut pipe = redis::pipe();
+    for i in 0..3_000 {
+        pipe.cmd("PUBLISH")
+            .arg("user:notifications:7")
+            .arg(notification("7", &format!("n{i}")))
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut redis.conn().await).await.unwrap();
+    for i in 0..3_000 {
+        assert_eq!(
+            c.recv_type("notification").await["data"]["title"],
+            format!("n{i}")
+        );
+    }
+    assert!(hub.metric("hub_redis_read_pauses_total").await >= 1.0);
+    assert_eq!(hub.metric("hub_redis_reconnects_total").await, 0.0);
+    assert_eq!(hub.metric("hub_dispatch_backlog_bytes").await, 0.0);
 }

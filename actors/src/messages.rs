@@ -7,6 +7,7 @@ use actix::prelude::*;
 
 use crate::{
     auth::Identity,
+    backlog::Credit,
     outbound::Outbound,
     protocol::{Member, MessageId, RoomId, Topic, UserId},
     registry::Registry,
@@ -160,7 +161,12 @@ pub struct Dispatch {
 /// per batch instead of one per frame).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct DispatchBatch(pub Vec<Dispatch>);
+pub struct DispatchBatch {
+    /// The frames, in the order Redis delivered them.
+    pub frames: Vec<Dispatch>,
+    /// The batch's share of the subscriber's backlog, given back when the batch is dropped.
+    pub credit: Credit,
+}
 
 /// Close up to `max` sessions of the shard (graceful shutdown, in batches); they are
 /// unregistered at once. Resolves with how many were told to close (0: none left).

@@ -110,6 +110,10 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     /// Pub/sub connections lost (each one is followed by a reconnect attempt).
     pub redis_reconnects: IntCounter,
+    /// Times the subscriber stopped reading Redis until the shards caught up.
+    pub redis_read_pauses: IntCounter,
+    /// Bytes of frames handed to the shards and not yet fanned out.
+    pub dispatch_backlog_bytes: IntGauge,
     redis_messages: Vec<IntCounter>,
     invalid_payloads: Vec<IntCounter>,
     /// Sessions dropped because they could not keep up.
@@ -303,6 +307,16 @@ impl Metrics {
                 &r,
                 "hub_redis_reconnects_total",
                 "Redis pub/sub connections lost and re-established",
+            ),
+            redis_read_pauses: counter(
+                &r,
+                "hub_redis_read_pauses_total",
+                "Times the subscriber stopped reading Redis because the fan-out backlog was full",
+            ),
+            dispatch_backlog_bytes: gauge(
+                &r,
+                "hub_dispatch_backlog_bytes",
+                "Bytes of events handed to the fan-out and not yet delivered to session queues",
             ),
             redis_messages: per_channel(
                 &r,

@@ -317,7 +317,8 @@ impl Handler<DispatchBatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, batch: DispatchBatch, _: &mut Context<Self>) {
-        self.dispatch(batch.0);
+        self.dispatch(batch.frames);
+        // `batch.credit` drops here: the subscriber may read more.
     }
 }
 

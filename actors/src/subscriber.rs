@@ -6,21 +6,26 @@
 //! session, refcounted per registry shard), and reconciles Redis with it: one batched
 //! `SUBSCRIBE`/`UNSUBSCRIBE` at a time, so requests never race. Each message is parsed and
 //! validated once, encoded once as a WebSocket frame, and sent to the shards that hold its
-//! recipients. When the connection drops (or stops answering pings) it reconnects with capped
+//! recipients; while the shards are more than [`BACKLOG_CAP`] behind, it stops reading Redis.
+//! When the connection drops (or stops answering pings) it reconnects with capped
 //! exponential backoff and resubscribes the whole set.
 
 use std::{
     collections::HashMap,
+    pin::Pin,
     sync::Arc,
+    task::{Context as TaskContext, Poll},
     time::{Duration, Instant},
 };
 
 use actix::{fut, prelude::*};
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, Stream, StreamExt};
 use log::{info, warn};
+use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 use crate::{
+    backlog::Backlog,
     error::HubError,
     history::History,
     messages::{
@@ -49,9 +54,51 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most Redis messages routed before their frames are handed to the shards in one message.
 const DISPATCH_BATCH: usize = 256;
+/// Default for the most bytes of frames handed to the shards and not yet fanned out; above it
+/// the subscriber stops reading Redis (see [`crate::backlog`]). With the connection's
+/// read-ahead ([`pubsub::HIGH_WATER`]) this bounds what a flood can make the hub hold.
+pub const BACKLOG_CAP: usize = 4 << 20;
+/// Bookkeeping counted per frame in the backlog besides its bytes (the dispatch entry, the
+/// shared event and its recipient key).
+const FRAME_OVERHEAD: usize = 128;
 /// At most this many "dropped payload" warnings per window; the rest are counted.
 const WARNINGS_PER_WINDOW: u32 = 10;
 const WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+/// The pub/sub message stream, read only while the shards' backlog has room.
+struct Gated {
+    inner: pubsub::Messages,
+    backlog: Arc<Backlog>,
+    pauses: IntCounter,
+    paused: bool,
+}
+
+impl Gated {
+    fn new(inner: pubsub::Messages, backlog: Arc<Backlog>, metrics: &Metrics) -> Gated {
+        Gated {
+            inner,
+            backlog,
+            pauses: metrics.redis_read_pauses.clone(),
+            paused: false,
+        }
+    }
+}
+
+impl Stream for Gated {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Message>> {
+        if self.backlog.poll_room(cx).is_pending() {
+            if !self.paused {
+                self.paused = true;
+                self.pauses.inc();
+            }
+            return Poll::Pending;
+        }
+        self.paused = false;
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
 
 #[derive(Default)]
 struct Channel {
@@ -138,6 +185,8 @@ pub struct Subscriber {
     shards: Vec<Option<Addr<Registry>>>,
     /// Frames routed in the current batch, per shard, not yet sent.
     batches: Vec<Vec<Dispatch>>,
+    /// Fan-out work handed to the shards and not yet done.
+    backlog: Arc<Backlog>,
     channels: HashMap<ChannelKey, Channel>,
     dirty: Vec<ChannelKey>,
     conn: Option<Connection>,
@@ -164,12 +213,14 @@ pub struct Subscriber {
 impl Subscriber {
     /// A subscriber for `client`; connects when started.
     pub fn new(client: redis::Client, metrics: Arc<Metrics>) -> Self {
+        let backlog = Backlog::new(BACKLOG_CAP, metrics.dispatch_backlog_bytes.clone());
         Subscriber {
             client,
             metrics,
             sinks: Vec::new(),
             shards: vec![None; MAX_SHARDS],
             batches: vec![Vec::new(); MAX_SHARDS],
+            backlog,
             channels: HashMap::new(),
             dirty: Vec::new(),
             conn: None,
@@ -207,6 +258,13 @@ impl Subscriber {
         self
     }
 
+    /// Stops reading Redis while more than `bytes` of frames wait for the shards (default
+    /// [`BACKLOG_CAP`]).
+    pub fn with_backlog_cap(mut self, bytes: usize) -> Self {
+        self.backlog = Backlog::new(bytes, self.metrics.dispatch_backlog_bytes.clone());
+        self
+    }
+
     /// Adds a hook for cache invalidations and analytics events.
     pub fn with_sink(mut self, sink: Arc<dyn InboundSink>) -> Self {
         self.sinks.push(sink);
@@ -232,7 +290,7 @@ impl Subscriber {
                 }
                 match res {
                     Ok((sink, stream)) => {
-                        let events = stream
+                        let events = Gated::new(stream, act.backlog.clone(), &act.metrics)
                             .ready_chunks(DISPATCH_BATCH)
                             .map(Event::Messages)
                             .chain(stream::once(async move { Event::Ended(generation) }));
@@ -574,7 +632,14 @@ impl Subscriber {
                 continue;
             }
             if let Some(addr) = &self.shards[i] {
-                addr.do_send(DispatchBatch(std::mem::take(queued)));
+                let bytes = queued
+                    .iter()
+                    .map(|d| d.event.native().len() + FRAME_OVERHEAD)
+                    .sum();
+                addr.do_send(DispatchBatch {
+                    frames: std::mem::take(queued),
+                    credit: self.backlog.take(bytes),
+                });
             } else {
                 queued.clear();
             }
