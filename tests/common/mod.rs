@@ -209,8 +209,14 @@ pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hu
         child: Some(child),
         port,
     };
-    eventually("the hub to listen", || async {
-        TcpStream::connect(("127.0.0.1", port)).await.ok()
+    // Ready once it answers HTTP (any status: without Redis `/health` says 503).
+    eventually("the hub to answer HTTP", || async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let req = request_bytes(port, "GET", "/health", &[], b"");
+        stream.write_all(&req).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        raw.starts_with(b"HTTP/1.1 ").then_some(())
     })
     .await;
     hub
