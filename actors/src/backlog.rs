@@ -56,6 +56,11 @@ impl Backlog {
         self.bytes.load(Ordering::Acquire)
     }
 
+    /// Whether more than the cap is outstanding (the subscriber is not reading).
+    pub fn is_full(&self) -> bool {
+        self.bytes() > self.cap
+    }
+
     /// Ready while the backlog is within its cap; otherwise wakes `cx` once it is again.
     pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.bytes() <= self.cap {
