@@ -92,13 +92,7 @@ async fn a_password_protected_redis_is_used_with_the_url_credentials() {
 async fn a_full_fanout_backlog_pauses_reading_and_loses_nothing() {
     let redis = Redis::start().await;
     // Redis never drops the hub here: every pause must end with the reading resumed.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("pubsub 0 0 0")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    redis.never_drop_subscribers().await;
     // A one-byte backlog: after every batch the subscriber waits for the shard to finish it.
     let hub = hub(&redis, &[("HUB_DISPATCH_BACKLOG_BYTES", "1")]).await;
     let mut c = hub.user("7").await;

@@ -93,13 +93,7 @@ async fn a_client_that_never_reads_is_kicked_with_memory_bounded() {
     let rss_before = hub.rss_kib();
 
     // Redis never drops the hub here, so what is bounded is the hub's own buffering.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("pubsub 0 0 0")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    redis.never_drop_subscribers().await;
     // 40 MB of notifications for a client that reads nothing.
     let body = "x".repeat(1000);
     let payload =

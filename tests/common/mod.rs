@@ -123,6 +123,18 @@ impl Redis {
         }
     }
 
+    /// Lifts the pub/sub output-buffer limit, so Redis never drops a subscriber that falls
+    /// behind (what a test then measures is the hub's own buffering).
+    pub async fn never_drop_subscribers(&self) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("pubsub 0 0 0")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+    }
+
     /// A connection for test commands.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
