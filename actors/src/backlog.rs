@@ -9,10 +9,7 @@
 //! reconnects.
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -22,29 +19,26 @@ use prometheus::IntGauge;
 /// Bytes of fan-out work handed to the shards and not yet done.
 #[derive(Debug)]
 pub struct Backlog {
-    bytes: AtomicUsize,
-    cap: usize,
+    /// The outstanding bytes, kept in the gauge `/metrics` shows.
+    bytes: IntGauge,
+    cap: i64,
     waker: AtomicWaker,
-    /// Mirrors `bytes` for `/metrics`.
-    gauge: IntGauge,
 }
 
 impl Backlog {
     /// A backlog that lets the subscriber read while at most `cap` bytes are outstanding,
-    /// reported in `gauge`.
+    /// counted in `gauge`.
     pub fn new(cap: usize, gauge: IntGauge) -> Arc<Backlog> {
         Arc::new(Backlog {
-            bytes: AtomicUsize::new(0),
-            cap,
+            bytes: gauge,
+            cap: i64::try_from(cap).unwrap_or(i64::MAX),
             waker: AtomicWaker::new(),
-            gauge,
         })
     }
 
     /// Records `bytes` of work; they count until the returned credit is dropped.
     pub fn take(self: &Arc<Self>, bytes: usize) -> Credit {
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
-        self.gauge.add(bytes as i64);
+        self.bytes.add(bytes as i64);
         Credit {
             backlog: self.clone(),
             bytes,
@@ -53,22 +47,22 @@ impl Backlog {
 
     /// Bytes outstanding.
     pub fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Acquire)
+        self.bytes.get().max(0) as usize
     }
 
     /// Whether more than the cap is outstanding (the subscriber is not reading).
     pub fn is_full(&self) -> bool {
-        self.bytes() > self.cap
+        self.bytes.get() > self.cap
     }
 
     /// Ready while the backlog is within its cap; otherwise wakes `cx` once it is again.
     pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.bytes() <= self.cap {
+        if !self.is_full() {
             return Poll::Ready(());
         }
         self.waker.register(cx.waker());
         // A credit returned between the check and the registration must not be missed.
-        if self.bytes() <= self.cap {
+        if !self.is_full() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -86,9 +80,9 @@ pub struct Credit {
 
 impl Drop for Credit {
     fn drop(&mut self) {
-        self.backlog.gauge.sub(self.bytes as i64);
-        let before = self.backlog.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-        if before > self.backlog.cap && before - self.bytes <= self.backlog.cap {
+        self.backlog.bytes.sub(self.bytes as i64);
+        // Wakes the subscriber if it waits (a no-op otherwise).
+        if !self.backlog.is_full() {
             self.backlog.waker.wake();
         }
     }
@@ -96,7 +90,7 @@ impl Drop for Credit {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::Wake;
 
     use super::*;

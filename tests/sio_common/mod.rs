@@ -125,6 +125,17 @@ impl Response {
         assert_eq!(body["code"], code, "body: {body}");
         assert!(body["message"].is_string(), "body: {body}");
     }
+
+    /// Asserts the end of a poll that raced the session's close: a poll parked before it gets
+    /// `packet`, one that arrives after it is refused (400).
+    pub fn assert_parked_or_refused(&self, packet: &str) {
+        assert!(
+            (self.status, self.text()) == (200, packet.to_owned()) || self.status == 400,
+            "{} {}",
+            self.status,
+            self.text()
+        );
+    }
 }
 
 /// An HTTP request in flight (sent; the response is read by [`Pending::response`]).

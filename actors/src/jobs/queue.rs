@@ -4,7 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    Script, ScriptInvocation,
+};
 use serde_json::{Map, Value};
 
 use super::{
@@ -297,16 +300,30 @@ impl JobQueue {
         Ok(())
     }
 
-    /// Renews a claimed job's lease; `false` when it was lost.
-    pub(crate) async fn heartbeat(&self, c: &Claimed, consumer: &str) -> Result<bool, JobsError> {
-        let renewed: i64 = scripts::HEARTBEAT
-            .key(self.stream(c.job.priority))
+    /// A call of a script that acts on `consumer`'s lease of `c`: KEYS[1] is the job's stream,
+    /// ARGV starts with prefix, group, consumer, job id, entry id and lease token; the caller
+    /// appends the rest.
+    fn on_lease<'s>(
+        &self,
+        script: &'s Script,
+        c: &Claimed,
+        consumer: &str,
+    ) -> ScriptInvocation<'s> {
+        let mut call = script.prepare_invoke();
+        call.key(self.stream(c.job.priority))
             .arg(&self.settings.prefix)
             .arg(&self.settings.group)
             .arg(consumer)
             .arg(&c.job.id)
             .arg(&c.entry)
-            .arg(&c.lease)
+            .arg(&c.lease);
+        call
+    }
+
+    /// Renews a claimed job's lease; `false` when it was lost.
+    pub(crate) async fn heartbeat(&self, c: &Claimed, consumer: &str) -> Result<bool, JobsError> {
+        let renewed: i64 = self
+            .on_lease(&scripts::HEARTBEAT, c, consumer)
             .arg(self.ttl_ms())
             .invoke_async(&mut self.conn.clone())
             .await
@@ -357,16 +374,10 @@ impl JobQueue {
         backoff: Duration,
     ) -> Result<FailOutcome, JobsError> {
         let idle = ms(visibility.saturating_sub(backoff));
-        let outcome: String = scripts::FAIL
-            .key(self.stream(c.job.priority))
+        let outcome: String = self
+            .on_lease(&scripts::FAIL, c, consumer)
             .key(self.stats_key())
             .key(self.dead_key())
-            .arg(&self.settings.prefix)
-            .arg(&self.settings.group)
-            .arg(consumer)
-            .arg(&c.job.id)
-            .arg(&c.entry)
-            .arg(&c.lease)
             .arg(error)
             .arg(if permanent { "1" } else { "0" })
             .arg(max_attempts)
@@ -392,14 +403,8 @@ impl JobQueue {
         consumer: &str,
         visibility: Duration,
     ) -> Result<bool, JobsError> {
-        let released: i64 = scripts::RELEASE
-            .key(self.stream(c.job.priority))
-            .arg(&self.settings.prefix)
-            .arg(&self.settings.group)
-            .arg(consumer)
-            .arg(&c.job.id)
-            .arg(&c.entry)
-            .arg(&c.lease)
+        let released: i64 = self
+            .on_lease(&scripts::RELEASE, c, consumer)
             .arg(ms(visibility).max(1))
             .arg(self.ttl_ms())
             .invoke_async(&mut self.conn.clone())

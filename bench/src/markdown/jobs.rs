@@ -76,35 +76,26 @@ pub(super) fn render(w: &mut String, ctx: &Context, runs: &[Run]) {
     row(w, "**jobs/s** (closed loop)", &|n| {
         error(n, "max").unwrap_or_else(|| format!("**{}**", show(v(n, "max", "jobs_per_sec"))))
     });
+    // Two latency percentiles of a run, in ms: "a / b".
+    let pair = |n: usize, kind: &str, a: &str, b: &str| {
+        format!("{} / {}", ms(v(n, kind, a)), ms(v(n, kind, b)))
+    };
     row(w, "**latency p50 / p99** at the paced rate", &|n| {
         error(n, "paced").unwrap_or_else(|| {
             format!(
-                "**{} / {}**",
-                ms(v(n, "paced", "latency_us.p50")),
-                ms(v(n, "paced", "latency_us.p99"))
+                "**{}**",
+                pair(n, "paced", "latency_us.p50", "latency_us.p99")
             )
         })
     });
     row(w, "latency p90 / max at the paced rate", &|n| {
-        format!(
-            "{} / {}",
-            ms(v(n, "paced", "latency_us.p90")),
-            ms(v(n, "paced", "latency_us.max"))
-        )
+        pair(n, "paced", "latency_us.p90", "latency_us.max")
     });
     row(w, "latency p50 / p99 in the closed loop", &|n| {
-        format!(
-            "{} / {}",
-            ms(v(n, "max", "latency_us.p50")),
-            ms(v(n, "max", "latency_us.p99"))
-        )
+        pair(n, "max", "latency_us.p50", "latency_us.p99")
     });
     row(w, "`POST` round trip p50 / p99 (paced)", &|n| {
-        format!(
-            "{} / {}",
-            ms(v(n, "paced", "enqueue_us.p50")),
-            ms(v(n, "paced", "enqueue_us.p99"))
-        )
+        pair(n, "paced", "enqueue_us.p50", "enqueue_us.p99")
     });
     for (kind, label) in [("paced", "paced"), ("max", "closed loop")] {
         row(w, &format!("enqueued / delivered / lost ({label})"), &|n| {
