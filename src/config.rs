@@ -63,6 +63,9 @@ pub struct Config {
     /// Bytes of events waiting for fan-out above which the subscriber stops reading Redis
     /// (`HUB_DISPATCH_BACKLOG_BYTES`).
     pub dispatch_backlog_bytes: usize,
+    /// How long a pub/sub command may go with nothing at all arriving from Redis before the
+    /// connection is taken for dead (`HUB_PUBSUB_TIMEOUT_MS`).
+    pub pubsub_timeout: Duration,
     /// How long a canary may stay unanswered before `/health` is degraded
     /// (`HUB_CANARY_TIMEOUT_MS`).
     pub canary_timeout: Duration,
@@ -282,6 +285,7 @@ impl Config {
                 default.as_millis() as u64,
             )?))
         };
+        let queue_bytes = positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize;
         let limits = Limits {
             max_frame_bytes: positive(vars, "HUB_MAX_FRAME_BYTES", d.max_frame_bytes as u64)?
                 as usize,
@@ -298,9 +302,14 @@ impl Config {
             heartbeat: positive_millis("HUB_HEARTBEAT_MS", d.heartbeat)?,
             client_timeout: positive_millis("HUB_CLIENT_TIMEOUT_MS", d.client_timeout)?,
             auth_timeout: positive_millis("HUB_AUTH_TIMEOUT_MS", d.auth_timeout)?,
-            mailbox_frames: positive(vars, "HUB_SESSION_QUEUE_FRAMES", d.mailbox_frames as u64)?
-                as usize,
-            queue_bytes: positive(vars, "HUB_SESSION_QUEUE_BYTES", d.queue_bytes as u64)? as usize,
+            // A backstop: by default the byte bound is always reached first.
+            mailbox_frames: positive(
+                vars,
+                "HUB_SESSION_QUEUE_FRAMES",
+                (queue_bytes / hub_actors::queued::DELIVERY_OVERHEAD + 1) as u64,
+            )? as usize,
+            queue_bytes,
+            write_timeout: positive_millis("HUB_WRITE_TIMEOUT_MS", d.write_timeout)?,
             socket_sndbuf: parse(vars, "HUB_SOCKET_SNDBUF", d.socket_sndbuf, "a byte count")?,
         };
         let hd = HistoryConfig::default();
@@ -316,8 +325,8 @@ impl Config {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
-            // Half the session's send queue: a `joined` frame never gets it kicked.
-            max_bytes: (limits.queue_bytes / 2).max(1),
+            // At most half the session's queue: a `joined` frame never gets it kicked.
+            max_bytes: (limits.queue_bytes / 2).clamp(1, hd.max_bytes),
         };
         if history.join_limit > history.max_len {
             return Err(format!(
@@ -372,6 +381,10 @@ impl Config {
                 "HUB_DISPATCH_BACKLOG_BYTES",
                 hub_actors::subscriber::BACKLOG_CAP as u64,
             )? as usize,
+            pubsub_timeout: positive_millis(
+                "HUB_PUBSUB_TIMEOUT_MS",
+                hub_actors::subscriber::COMMAND_TIMEOUT,
+            )?,
             canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
         })
     }

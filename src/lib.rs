@@ -144,6 +144,7 @@ pub async fn run(
         .with_canary(canary::channel(&instance_id))
         .with_history(history.clone())
         .with_backlog_cap(config.dispatch_backlog_bytes)
+        .with_command_timeout(config.pubsub_timeout)
         .start();
     Canary::new(
         canary_state.clone(),
@@ -191,7 +192,7 @@ pub async fn run(
     ));
     let engine_metrics = Arc::new(EngineMetrics::register(
         &metrics.registry,
-        Some(metrics.slow_consumer_kicks.clone()),
+        Some(metrics.socketio_slow_consumers()),
     ));
     let socketio = Endpoint::<SocketIo<HubApp>>::new(engine_config(&limits), engine_metrics);
     let session_ids = Arc::new(AtomicU64::new(1));

@@ -7,8 +7,14 @@
 //! the host's [`ClientIo`] (which encodes them for its wire protocol), and asynchronous steps
 //! (registering, joining, publishing) are handed to the host as a [`Step`] to run in its
 //! actor context and feed back with [`ClientCore::resume`].
+//!
+//! Registering and joining never hold the session's mailbox: while one is in flight, the
+//! client's next requests wait in order in the core, and the events it must not see yet
+//! (anything before `connected`, the room's messages before `joined`) are held in the core,
+//! counted against the session's queue bound. So a slow Redis delays a reply, never the
+//! session's other events, and never costs the session its connection.
 
-use std::{borrow::Cow, sync::Arc, time::Instant};
+use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
 
 use futures_util::future::LocalBoxFuture;
 use log::debug;
@@ -19,16 +25,25 @@ use crate::{
     error::HubError,
     history::Recent,
     limits::TokenBucket,
-    messages::{Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic, Unregister},
+    messages::{
+        Deliver, Delivery, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
+        Unregister,
+    },
     metrics::OutKind,
+    outbound::Outbound,
     protocol::{
         self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId, Topic,
         UserId,
     },
+    queued::{KickReason, QueuedBytes},
     roster::MemberList,
     session::SessionEnv,
     transport::close,
 };
+
+/// Most requests that may wait while a registration or join is in flight; more are refused
+/// as rate limited (the rate limit lets a burst of 40 through by default).
+const DEFERRED_MAX: usize = 64;
 
 /// A successful answer to a client request.
 #[derive(Debug)]
@@ -110,8 +125,10 @@ pub trait ClientIo {
     fn error(&mut self, err: ClientError);
     /// Ends the connection with a WebSocket close code.
     fn close(&mut self, code: u16, reason: &'static str);
-    /// Runs `step` holding the connection's other events, then calls [`ClientCore::resume`].
-    fn wait(&mut self, step: Step);
+    /// Writes a fanned-out event (already counted in metrics by the registry).
+    fn deliver(&mut self, event: &Arc<Outbound>);
+    /// Drops the session as a slow consumer.
+    fn kick(&mut self, reason: KickReason);
     /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
     fn spawn(&mut self, step: Step);
     /// The connection's address, for the registry.
@@ -153,9 +170,11 @@ enum Outcome {
 /// A room the session is in.
 struct JoinedRoom {
     room: RoomId,
-    /// The newest history id the `joined` reply carried (or the `since` it confirmed): live
-    /// copies of messages up to it are duplicates and dropped.
-    seen_up_to: Option<MessageId>,
+    /// The history ids the `joined` reply carried, ascending: live copies of these may still
+    /// arrive and are dropped as duplicates. Emptied once a newer message arrives live (every
+    /// copy of these came before it). Exact ids, not "everything up to": an `id` that a
+    /// service put into its own payload never makes the session drop other messages.
+    delivered: Vec<MessageId>,
 }
 
 /// The protocol-independent state of one client session.
@@ -170,6 +189,19 @@ pub struct ClientCore {
     errors: TokenBucket,
     /// True while the registry knows this session (pending auth or registered).
     tracked: bool,
+    /// `connected` was sent: events flow.
+    registered: bool,
+    /// A registration or join is in flight: requests wait in `deferred`.
+    busy: bool,
+    /// The room of the join in flight: its events wait in `held` until `joined`.
+    joining: Option<RoomId>,
+    /// Requests that arrived while busy, in order.
+    deferred: VecDeque<(Result<ClientFrame, ClientError>, usize)>,
+    /// Events the client must not see yet (before `connected`, or its joining room's before
+    /// `joined`), in order; counted in `queued`.
+    held: Vec<Delivery>,
+    /// Bytes held for the client (shared with the registry and the host's writer).
+    queued: Arc<QueuedBytes>,
 }
 
 /// An error answering the request with `id`.
@@ -203,8 +235,25 @@ impl ClientCore {
             rooms: Vec::new(),
             topics: 0,
             tracked: false,
+            registered: false,
+            busy: false,
+            joining: None,
+            deferred: VecDeque::new(),
+            held: Vec::new(),
+            queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             env,
         }
+    }
+
+    /// The bytes held for the client; the host's writer adds to and takes from the same
+    /// count.
+    pub fn queued(&self) -> &Arc<QueuedBytes> {
+        &self.queued
+    }
+
+    /// The user, once authenticated (for logs).
+    pub fn user(&self) -> &str {
+        self.identity.as_ref().map_or("-", |i| &i.user_id)
     }
 
     /// The session id.
@@ -285,10 +334,80 @@ impl ClientCore {
             let id = parsed.ok().and_then(|f| f.id);
             return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
         }
+        if self.busy {
+            if self.deferred.len() >= DEFERRED_MAX {
+                let id = parsed.ok().and_then(|f| f.id);
+                let message = "too many requests waiting for an earlier one to finish";
+                return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
+            }
+            self.deferred.push_back((parsed, bytes));
+            return;
+        }
+        self.handle(parsed, io);
+    }
+
+    fn handle(&mut self, parsed: Result<ClientFrame, ClientError>, io: &mut impl ClientIo) {
         match parsed {
             Ok(frame) => self.on_request(frame, io),
             Err(err) => self.reject(err, io),
         }
+    }
+
+    /// Handles the requests that waited for a registration or join, until one starts another.
+    fn run_deferred(&mut self, io: &mut impl ClientIo) {
+        while !self.busy {
+            let Some((parsed, _)) = self.deferred.pop_front() else {
+                return;
+            };
+            self.handle(parsed, io);
+        }
+    }
+
+    /// Handles events the registry delivered: writes the wanted ones, holds those the client
+    /// must not see yet, drops the rest (counted).
+    pub fn on_deliver(&mut self, msg: Deliver, io: &mut impl ClientIo) {
+        self.queued.sub(msg.bytes);
+        for delivery in msg {
+            if self.must_hold(&delivery.scope) {
+                if !self.queued.try_add(delivery.cost()) {
+                    return io.kick(KickReason::QueueFull);
+                }
+                self.held.push(delivery);
+            } else if self.wants(&delivery.scope, delivery.order) {
+                io.deliver(&delivery.event);
+            }
+        }
+    }
+
+    fn must_hold(&self, scope: &Scope) -> bool {
+        !self.registered || matches!((scope, &self.joining), (Scope::Room(r), Some(j)) if r == j)
+    }
+
+    /// Writes the held events that may now be seen, in order (the others stay held).
+    fn release_held(&mut self, io: &mut impl ClientIo) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for delivery in held {
+            if self.must_hold(&delivery.scope) {
+                self.held.push(delivery);
+                continue;
+            }
+            self.queued.sub(delivery.cost());
+            if self.wants(&delivery.scope, delivery.order) {
+                io.deliver(&delivery.event);
+            }
+        }
+    }
+
+    /// A registration or join finished: held events that may be seen go out, then the
+    /// requests that waited run.
+    fn unbusy(&mut self, io: &mut impl ClientIo) {
+        self.busy = false;
+        self.joining = None;
+        self.release_held(io);
+        self.run_deferred(io);
     }
 
     fn on_request(&mut self, frame: ClientFrame, io: &mut impl ClientIo) {
@@ -352,8 +471,9 @@ impl ClientCore {
         }
     }
 
-    /// Registers with the registry, then replies `Connected`. The host holds every other
-    /// event meanwhile, so that `Connected` comes first and means "your events reach you".
+    /// Registers with the registry, then replies `Connected`. Events and requests that
+    /// arrive meanwhile wait in the core, so that `Connected` comes first and means "your
+    /// events reach you".
     pub fn register(&mut self, io: &mut impl ClientIo) {
         let Some(identity) = self.identity.clone() else {
             return;
@@ -362,8 +482,10 @@ impl ClientCore {
             id: self.id,
             identity,
             addr: io.address(),
+            queued: self.queued.clone(),
         });
-        io.wait(Step::new(async move {
+        self.busy = true;
+        io.spawn(Step::new(async move {
             Resumed(Outcome::Registered(request.await.is_ok()))
         }));
     }
@@ -382,13 +504,18 @@ impl ClientCore {
                     user_id: identity.user_id.clone(),
                 };
                 io.reply(reply, None);
+                self.registered = true;
+                self.unbusy(io);
             }
             Outcome::Joined {
                 room,
                 id,
                 already,
                 result,
-            } => self.joined(room, id, already, result, io),
+            } => {
+                self.joined(room, id, already, result, io);
+                self.unbusy(io);
+            }
             Outcome::Published { room, id, result } => match result {
                 Ok(message_id) => io.reply(
                     Reply::Published {
@@ -415,8 +542,8 @@ impl ClientCore {
     /// Exactly once and in order: the registry adds the session to the room and resolves once
     /// the room channel is subscribed; only then is the history read. So every message is
     /// either in the history read or published after it, and then delivered live. Live
-    /// copies that arrive meanwhile wait in the mailbox (the host holds its events), and after
-    /// `joined` those already in it (id up to `seen_up_to`) are dropped.
+    /// copies that arrive meanwhile are held in the core, and after `joined` those whose ids
+    /// it carried are dropped.
     fn join(
         &mut self,
         room: RoomId,
@@ -436,7 +563,9 @@ impl ClientCore {
         });
         let history = self.env.history.clone();
         let members = self.env.members.clone();
-        io.wait(Step::new(async move {
+        self.busy = true;
+        self.joining = Some(room.clone());
+        io.spawn(Step::new(async move {
             let result = async {
                 let local = request.await.map_err(|_| None)?;
                 let (recent, members) = futures_util::future::join(
@@ -470,10 +599,10 @@ impl ClientCore {
         match result {
             Ok((recent, members)) => {
                 match self.rooms.iter_mut().find(|r| r.room == room) {
-                    Some(joined) => joined.seen_up_to = recent.seen_up_to,
+                    Some(joined) => joined.delivered = recent.ids,
                     None => self.rooms.push(JoinedRoom {
                         room: room.clone(),
-                        seen_up_to: recent.seen_up_to,
+                        delivered: recent.ids,
                     }),
                 }
                 let info = JoinInfo {
@@ -534,18 +663,23 @@ impl ClientCore {
     /// True when a delivery addressed to `scope` is still wanted (the session may have left
     /// the room or topic meanwhile, or already received the message in `joined`); counts
     /// what it drops.
-    pub fn wants(&self, scope: &Scope, order: Option<MessageId>) -> bool {
+    fn wants(&mut self, scope: &Scope, order: Option<MessageId>) -> bool {
         let wanted = match scope {
             Scope::User => true,
-            Scope::Room(room) => match self.rooms.iter().find(|r| r.room == *room) {
+            Scope::Room(room) => match self.rooms.iter_mut().find(|r| r.room == *room) {
                 None => false,
-                Some(joined) => match (order, joined.seen_up_to) {
-                    (Some(order), Some(seen)) if order <= seen => {
-                        self.env.metrics.chat_duplicates.inc();
-                        return false;
+                Some(joined) => {
+                    if let Some(order) = order {
+                        if joined.delivered.binary_search(&order).is_ok() {
+                            self.env.metrics.chat_duplicates.inc();
+                            return false;
+                        }
+                        if joined.delivered.last().is_some_and(|last| order > *last) {
+                            joined.delivered = Vec::new();
+                        }
                     }
-                    _ => true,
-                },
+                    true
+                }
             },
             Scope::Topic(topic) => self.topics & topic.bit() != 0,
         };

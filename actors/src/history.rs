@@ -73,9 +73,8 @@ pub struct Recent {
     pub messages: Vec<Box<RawValue>>,
     /// With `since`: whether `messages` are exactly everything after it.
     pub recovered: Option<bool>,
-    /// The newest id the client now has (the last message, or `since`): live copies of
-    /// messages up to it are duplicates.
-    pub seen_up_to: Option<MessageId>,
+    /// The ids of `messages`, ascending: live copies of these are duplicates.
+    pub ids: Vec<MessageId>,
 }
 
 /// What `GET /api/rooms/{roomId}` tells about a room's history.
@@ -179,9 +178,7 @@ impl History {
             return Ok(recent);
         }
         let newer = entries.into_iter().skip(1).collect();
-        let mut recent = select(&self.config, room, newer, Some(since));
-        recent.seen_up_to = recent.seen_up_to.max(Some(since));
-        Ok(recent)
+        Ok(select(&self.config, room, newer, Some(since)))
     }
 
     /// The latest `join_limit` entries, oldest first.
@@ -242,9 +239,9 @@ fn select(
     since: Option<MessageId>,
 ) -> Recent {
     let mut messages = Vec::with_capacity(entries.len());
+    let mut ids = Vec::with_capacity(entries.len());
     let mut bytes = 0;
     let mut cut = false;
-    let mut newest = None;
     for (id, fields) in entries.into_iter().rev() {
         let Some(raw) = fields.into_iter().find(|(f, _)| f == FIELD).map(|(_, v)| v) else {
             warn!("{HISTORY_PREFIX}{room} entry {id} has no `{FIELD}` field; skipped");
@@ -263,14 +260,15 @@ fn select(
             cut = true;
             break;
         }
-        newest = newest.max(Some(parsed));
+        ids.push(parsed);
         messages.push(message);
     }
     messages.reverse();
+    ids.reverse();
     Recent {
         messages,
         recovered: since.map(|_| !cut),
-        seen_up_to: newest,
+        ids,
     }
 }
 
@@ -301,7 +299,10 @@ mod tests {
             ]
         );
         assert_eq!(recent.recovered, None);
-        assert_eq!(recent.seen_up_to, MessageId::parse("2-0"));
+        assert_eq!(
+            recent.ids,
+            [MessageId { ms: 1, seq: 0 }, MessageId { ms: 2, seq: 0 }]
+        );
     }
 
     #[test]

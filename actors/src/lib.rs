@@ -62,6 +62,7 @@ pub mod presence;
 pub mod protocol;
 pub mod publisher;
 pub mod pubsub;
+pub mod queued;
 pub mod registry;
 pub mod roster;
 pub mod session;

@@ -25,11 +25,15 @@ pub struct Limits {
     pub client_timeout: Duration,
     /// Time a connection without credentials has to send its `auth` frame.
     pub auth_timeout: Duration,
-    /// Frames that may wait in a session's mailbox; a fan-out to a full mailbox kicks the
-    /// session (slow consumer).
+    /// Messages a session's mailbox takes: a backstop only, set so that the byte bound
+    /// (`queue_bytes`) is always reached first.
     pub mailbox_frames: usize,
-    /// Bytes a session may hold unsent (the socket refused them); more kicks the session.
+    /// Bytes the hub may hold for one client, undelivered in its mailbox or unsent in its
+    /// write queue; more makes it a slow consumer (kicked).
     pub queue_bytes: usize,
+    /// A client whose socket takes nothing for this long while frames wait for it is a slow
+    /// consumer (kicked).
+    pub write_timeout: Duration,
     /// `SO_SNDBUF` of each WebSocket connection: bounds the kernel memory a stuck client pins.
     pub socket_sndbuf: usize,
 }
@@ -46,8 +50,9 @@ impl Default for Limits {
             heartbeat: Duration::from_secs(30),
             client_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(10),
-            mailbox_frames: 64,
-            queue_bytes: 256 * 1024,
+            mailbox_frames: (1 << 20) / crate::queued::DELIVERY_OVERHEAD + 1,
+            queue_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(10),
             socket_sndbuf: 64 * 1024,
         }
     }

@@ -10,6 +10,7 @@ use crate::{
     backlog::Credit,
     outbound::Outbound,
     protocol::{Member, MessageId, RoomId, Topic, UserId},
+    queued::{KickReason, QueuedBytes},
     registry::Registry,
     session::Session,
     socketio::hub::SioSession,
@@ -43,10 +44,10 @@ impl SessionAddr {
     }
 
     /// Drops the session as a slow consumer (ignores the mailbox bound: sent once).
-    pub fn kick(&self) {
+    pub fn kick(&self, reason: KickReason) {
         match self {
-            SessionAddr::Native(a) => a.do_send(Kick),
-            SessionAddr::SocketIo(a) => a.do_send(Kick),
+            SessionAddr::Native(a) => a.do_send(Kick(reason)),
+            SessionAddr::SocketIo(a) => a.do_send(Kick(reason)),
         }
     }
 
@@ -76,6 +77,8 @@ pub struct Register {
     pub identity: Arc<Identity>,
     /// Where to deliver its frames.
     pub addr: SessionAddr,
+    /// The bytes held for the client, which the registry adds its deliveries to.
+    pub queued: Arc<QueuedBytes>,
 }
 
 /// A session is waiting for its `auth` frame (tracked so that shutdown can close it too).
@@ -249,9 +252,9 @@ pub struct Delivery {
     pub order: Option<MessageId>,
 }
 
-/// Events for one session, in order (bounded: sent with `try_send`). The registry sends one
-/// per session per batch of events, so a burst counts once against the session's mailbox
-/// and costs one message, not one per frame.
+/// Events for one session, in order. The registry sends one per session per batch of events,
+/// so a burst costs one message, not one per frame; its bytes are counted in the session's
+/// [`QueuedBytes`] until the session takes them out of its mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
@@ -259,15 +262,32 @@ pub struct Deliver {
     pub first: Delivery,
     /// The others of the batch (empty, with no allocation, for a single event).
     pub more: Vec<Delivery>,
+    /// What the events count in the session's [`QueuedBytes`] (frames plus overhead).
+    pub bytes: usize,
 }
 
 impl Deliver {
     /// A message holding one event.
     pub fn one(first: Delivery) -> Self {
+        let bytes = first.cost();
         Deliver {
             first,
             more: Vec::new(),
+            bytes,
         }
+    }
+
+    /// Adds an event.
+    pub fn push(&mut self, delivery: Delivery) {
+        self.bytes += delivery.cost();
+        self.more.push(delivery);
+    }
+}
+
+impl Delivery {
+    /// What the delivery counts against the session's queue bound.
+    pub fn cost(&self) -> usize {
+        self.event.native().len() + crate::queued::DELIVERY_OVERHEAD
     }
 }
 
@@ -281,10 +301,10 @@ impl IntoIterator for Deliver {
     }
 }
 
-/// The session's mailbox overflowed: it is dropped as a slow consumer.
+/// The registry dropped the session as a slow consumer (already unregistered and counted).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Kick;
+pub struct Kick(pub KickReason);
 
 /// Close the session with a code (graceful shutdown).
 #[derive(Message)]

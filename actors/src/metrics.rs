@@ -6,7 +6,18 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::protocol::{ChannelKind, ErrorCode, Topic};
+use crate::{
+    protocol::{ChannelKind, ErrorCode, Topic},
+    queued::KickReason,
+};
+
+/// The `reason` labels of `hub_slow_consumer_kicks_total`.
+const KICK_REASONS: [&str; 4] = [
+    KickReason::QueueFull.label(),
+    KickReason::WriteTimeout.label(),
+    KickReason::MailboxFull.label(),
+    "socketio_queue",
+];
 
 /// Kinds of server frames, the label of `hub_frames_out_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,8 +127,9 @@ pub struct Metrics {
     pub dispatch_backlog_bytes: IntGauge,
     redis_messages: Vec<IntCounter>,
     invalid_payloads: Vec<IntCounter>,
-    /// Sessions dropped because they could not keep up.
-    pub slow_consumer_kicks: IntCounter,
+    /// Sessions dropped because they could not keep up, by [`KickReason`] (and
+    /// `socketio_queue` for Socket.IO sessions whose Engine.IO queue overflowed).
+    slow_consumer_kicks: IntCounterVec,
     /// Client frames refused by the rate limit.
     pub rate_limited: IntCounter,
     client_errors: IntCounterVec,
@@ -133,6 +145,8 @@ pub struct Metrics {
     pub chat_duplicates: IntCounter,
     /// Chat messages delivered from history after a pub/sub reconnect (missed live).
     pub chat_gap_filled: IntCounter,
+    /// Chat payloads whose `id` is not a history id (delivered, never used for ordering).
+    pub chat_foreign_ids: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -328,10 +342,12 @@ impl Metrics {
                 "hub_invalid_payloads_total",
                 "Redis payloads dropped as invalid, by channel kind",
             ),
-            slow_consumer_kicks: counter(
+            slow_consumer_kicks: counter_vec(
                 &r,
                 "hub_slow_consumer_kicks_total",
-                "Sessions dropped because their queue was full",
+                "Sessions dropped as slow consumers, by reason",
+                "reason",
+                &KICK_REASONS,
             ),
             rate_limited: counter(
                 &r,
@@ -365,6 +381,11 @@ impl Metrics {
                 &r,
                 "hub_chat_gap_filled_total",
                 "Chat messages delivered from history after a Redis pub/sub reconnect",
+            ),
+            chat_foreign_ids: counter(
+                &r,
+                "hub_chat_foreign_ids_total",
+                "Chat payloads whose id is not a hub history id (delivered, not de-duplicated)",
             ),
             chat_duplicates: counter(
                 &r,
@@ -429,6 +450,19 @@ impl Metrics {
         if (-1000.0..=3_600_000.0).contains(&latency) {
             self.deliver_latency_ms.observe(latency.max(0.0));
         }
+    }
+
+    /// Counts a session dropped as a slow consumer.
+    pub fn slow_consumer(&self, reason: KickReason) {
+        self.slow_consumer_kicks
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    /// The counter of Socket.IO sessions dropped because their Engine.IO queue overflowed.
+    pub fn socketio_slow_consumers(&self) -> IntCounter {
+        self.slow_consumer_kicks
+            .with_label_values(&["socketio_queue"])
     }
 
     /// Counts an error frame sent to a client.

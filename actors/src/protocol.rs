@@ -754,8 +754,11 @@ pub enum Inbound {
         /// `{"type":"chat-message","data":...}`.
         frame: Vec<u8>,
         /// The history id, when the message went through the hub's history (a string `id` in
-        /// stream id form); `None` for a plain `PUBLISH` without one.
+        /// stream id form, `<ms>-<seq>`); `None` for a plain `PUBLISH` without one.
         id: Option<MessageId>,
+        /// The payload carried an `id` that is not a history id (a service's own, e.g. `"42"`):
+        /// delivered as it is, never used to order or de-duplicate.
+        foreign_id: bool,
     },
     /// A presence change for every member of `room`.
     Presence {
@@ -1116,13 +1119,14 @@ pub fn parse_inbound_timed(
             }
             check_user(&check.user_id, None)?;
             let id = match &check.id {
-                Some(Value::String(s)) => MessageId::parse(s),
+                Some(Value::String(s)) if s.contains('-') => MessageId::parse(s),
                 _ => None,
             };
             let inbound = Inbound::Chat {
                 room: room.into(),
                 frame: envelope("chat-message", payload),
                 id,
+                foreign_id: id.is_none() && check.id.is_some(),
             };
             Ok((inbound, Some(check.timestamp)))
         }
@@ -1340,12 +1344,22 @@ mod tests {
             Inbound::Chat { id, .. } => assert_eq!(id, Some(MessageId { ms: 7, seq: 1 })),
             other => panic!("unexpected {other:?}"),
         }
-        let foreign =
-            br#"{"id":42,"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
-        assert!(matches!(
-            parse_inbound("chat:room:r", foreign),
-            Ok(Inbound::Chat { id: None, .. })
-        ));
+        for foreign in [r#"42"#, r#""42""#, r#""99999999999999999""#, r#""x-1""#] {
+            let chat = format!(
+                r#"{{"id":{foreign},"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}}"#
+            );
+            assert!(
+                matches!(
+                    parse_inbound("chat:room:r", chat.as_bytes()),
+                    Ok(Inbound::Chat {
+                        id: None,
+                        foreign_id: true,
+                        ..
+                    })
+                ),
+                "{foreign}"
+            );
+        }
         let ann = Member {
             user_id: "12".into(),
             username: "Ann \"A\"".into(),

@@ -88,6 +88,9 @@ struct Shared {
     /// first, so confirmations match commands in order).
     writing: tokio::sync::Mutex<()>,
     closed: Cell<bool>,
+    /// Reads that returned data: a confirmation stuck behind a flood is not a dead
+    /// connection as long as this moves.
+    reads: Cell<u64>,
 }
 
 impl Shared {
@@ -156,6 +159,7 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), Stri
         pending: RefCell::new(VecDeque::new()),
         writing: tokio::sync::Mutex::new(()),
         closed: Cell::new(false),
+        reads: Cell::new(0),
     });
     let commands = Commands {
         shared: shared.clone(),
@@ -208,6 +212,11 @@ impl Commands {
     /// `PING`; resolves with Redis's answer.
     pub async fn ping(&self) -> Result<(), String> {
         self.command(&["PING"], Expect::Pong, 1).await
+    }
+
+    /// How many reads from the socket returned data so far (progress of the connection).
+    pub fn reads(&self) -> u64 {
+        self.shared.reads.get()
     }
 
     async fn command(&self, args: &[&str], expect: Expect, replies: usize) -> Result<(), String> {
@@ -329,7 +338,10 @@ impl Messages {
                     self.closed = Some("connection closed by Redis".into());
                     return true;
                 }
-                Ok(_) => progress = true,
+                Ok(_) => {
+                    progress = true;
+                    self.shared.reads.set(self.shared.reads.get() + 1);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -1,7 +1,8 @@
 //! The registry actor: one shard per HTTP worker thread, holding that thread's sessions by id,
-//! by user, by room and by topic. It fans a dispatched frame out to the matching sessions with
-//! a bounded `try_send` (a full mailbox means a slow consumer: kicked), and tells the
-//! subscriber when it needs a user or room channel and when it no longer does.
+//! by user, by room and by topic. It fans a dispatched frame out to the matching sessions'
+//! mailboxes, counting the bytes in each session's [`QueuedBytes`] (a session past its bound
+//! is a slow consumer: kicked), and tells the subscriber when it needs a user or room channel
+//! and when it no longer does.
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet},
@@ -9,6 +10,7 @@ use std::{
 };
 
 use actix::{fut, prelude::*};
+use log::info;
 
 use crate::{
     auth::Identity,
@@ -19,6 +21,7 @@ use crate::{
     metrics::Metrics,
     presence::{LocalMembers, LocalPresence},
     protocol::{Member, RoomId, Topic, UserId},
+    queued::{KickReason, QueuedBytes},
     subscriber::Subscriber,
 };
 
@@ -27,6 +30,14 @@ struct Registered {
     addr: SessionAddr,
     identity: Arc<Identity>,
     rooms: Vec<RoomId>,
+    queued: Arc<QueuedBytes>,
+}
+
+/// Counts and logs a session dropped as a slow consumer (one line per kick: kicks are rare
+/// and worth an operator's attention).
+pub fn report_kick(metrics: &Metrics, session: SessionId, user: &str, reason: KickReason) {
+    metrics.slow_consumer(reason);
+    info!("session {session:x} of user {user} dropped as a slow consumer: {reason}");
 }
 
 /// One registry shard.
@@ -119,8 +130,9 @@ impl Registry {
     }
 
     /// Fans a batch of events out: groups them per recipient (in order) and sends each
-    /// session one [`Deliver`], with a bounded `try_send`. A full mailbox means a slow
-    /// consumer: kicked.
+    /// session one [`Deliver`]. A session whose queued bytes would pass its bound is a slow
+    /// consumer: kicked. (The mailbox's own capacity is a backstop the byte bound reaches
+    /// first: a burst the client will read never overflows it.)
     fn dispatch(&mut self, batch: Vec<Dispatch>) {
         let mut grouped: HashMap<SessionId, Deliver> = std::mem::take(&mut self.scratch);
         for msg in batch {
@@ -147,19 +159,24 @@ impl Registry {
             let Some(session) = self.sessions.get(&id) else {
                 continue;
             };
-            match session.addr.try_deliver(deliver) {
-                Ok(()) => {}
-                Err(SendError::Full(_)) => {
-                    session.addr.kick();
-                    dropped.push((id, true));
-                }
-                Err(SendError::Closed(_)) => dropped.push((id, false)),
+            let bytes = deliver.bytes;
+            if !session.queued.try_add(bytes) {
+                dropped.push((id, Some(KickReason::QueueFull)));
+                continue;
+            }
+            if let Err(e) = session.addr.try_deliver(deliver) {
+                session.queued.sub(bytes);
+                dropped.push((
+                    id,
+                    matches!(e, SendError::Full(_)).then_some(KickReason::MailboxFull),
+                ));
             }
         }
         self.scratch = grouped;
         for (id, kicked) in dropped {
-            if kicked {
-                self.metrics.slow_consumer_kicks.inc();
+            if let (Some(reason), Some(session)) = (kicked, self.sessions.get(&id)) {
+                session.addr.kick(reason);
+                report_kick(&self.metrics, id, &session.identity.user_id, reason);
             }
             self.remove(id);
         }
@@ -181,7 +198,7 @@ fn group<'a>(
             order: msg.order,
         };
         match grouped.entry(*id) {
-            Entry::Occupied(mut queued) => queued.get_mut().more.push(delivery),
+            Entry::Occupied(mut queued) => queued.get_mut().push(delivery),
             Entry::Vacant(slot) => {
                 slot.insert(Deliver::one(delivery));
             }
@@ -207,13 +224,12 @@ impl Handler<Register> for Registry {
                 addr: msg.addr,
                 identity: msg.identity,
                 rooms: Vec::new(),
+                queued: msg.queued,
             },
         );
-        let ids = self.users.entry(user.clone()).or_default();
-        ids.push(msg.id);
-        if ids.len() > 1 {
-            return Box::pin(async {});
-        }
+        self.users.entry(user.clone()).or_default().push(msg.id);
+        // Asked even when another local session of the user already asked: that one's
+        // subscription may still be unconfirmed, and `connected` means "subscribed".
         let subscribed = self.interest(ChannelKey::User(user), true);
         Box::pin(async move {
             let _ = subscribed.await;
@@ -252,16 +268,16 @@ impl Handler<Join> for Registry {
             };
             self.presence.join(&msg.room, &member);
         }
-        let members = self.rooms.entry(msg.room.clone()).or_default();
-        let first = members.is_empty();
-        members.insert(msg.id);
-        let subscribed = first.then(|| self.interest(ChannelKey::Room(msg.room.clone()), true));
+        self.rooms
+            .entry(msg.room.clone())
+            .or_default()
+            .insert(msg.id);
+        // Asked for every join: an earlier local member's subscription may be unconfirmed.
+        let subscribed = self.interest(ChannelKey::Room(msg.room.clone()), true);
         let room = msg.room;
         Box::pin(
             fut::wrap_future::<_, Self>(async move {
-                if let Some(subscribed) = subscribed {
-                    let _ = subscribed.await;
-                }
+                let _ = subscribed.await;
             })
             .map(move |_, act, _| act.presence.members(&room)),
         )

@@ -22,9 +22,11 @@ use crate::{
     limits::{ConnectionPermit, Limits},
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
     metrics::{Metrics, OutKind},
+    outbound::Outbound,
     protocol::{self, ClientError, ErrorCode},
     publisher::Publisher,
-    registry::Registry,
+    queued::KickReason,
+    registry::{report_kick, Registry},
     roster::RoomMembers,
     transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
@@ -72,6 +74,8 @@ pub struct Session {
     last_seen: Instant,
     flush_scheduled: bool,
     awaiting_writable: bool,
+    /// A write-timeout check is scheduled.
+    stall_check: bool,
     closing: bool,
     /// The connection's slot in the connection limits, released with the session.
     _permit: Option<ConnectionPermit>,
@@ -91,14 +95,16 @@ impl Session {
         let limits = env.limits.clone();
         transport::prepare_socket(&socket, limits.socket_sndbuf);
         let io = Rc::new(socket);
+        let core = ClientCore::new(id, env.clone(), identity);
         Session {
             metrics: env.metrics.clone(),
-            core: ClientCore::new(id, env, identity),
             reader: Some(Reader::new(io.clone(), leftover, limits.max_frame_bytes)),
-            writer: Writer::new(io, limits.queue_bytes),
+            writer: Writer::sharing(io, core.queued().clone()),
+            core,
             last_seen: Instant::now(),
             flush_scheduled: false,
             awaiting_writable: false,
+            stall_check: false,
             closing: false,
             _permit: permit,
         }
@@ -124,13 +130,13 @@ impl Session {
             flush_scheduled,
             awaiting_writable,
             closing: None,
-            overflow: false,
+            kick: None,
             ctx,
         };
         f(core, &mut io);
-        let (closing, overflow) = (io.closing, io.overflow);
-        if overflow {
-            self.kick_self(ctx);
+        let (closing, kick) = (io.closing, io.kick);
+        if let Some(reason) = kick {
+            self.kick_self(ctx, reason);
         } else if let Some((code, reason)) = closing {
             self.close(ctx, code, reason);
         }
@@ -144,7 +150,7 @@ impl Session {
             Pushed::Queued => {
                 schedule_flush(&mut self.flush_scheduled, self.awaiting_writable, ctx)
             }
-            Pushed::Overflow => self.kick_self(ctx),
+            Pushed::Overflow => self.kick_self(ctx, KickReason::QueueFull),
         }
     }
 
@@ -160,6 +166,10 @@ impl Session {
     }
 
     fn wait_writable(&mut self, ctx: &mut Context<Self>) {
+        if !self.stall_check {
+            let timeout = self.core.env().limits.write_timeout;
+            self.check_stall_in(timeout, ctx);
+        }
         if self.awaiting_writable {
             return;
         }
@@ -203,10 +213,26 @@ impl Session {
         ctx.stop();
     }
 
-    /// The session's own queue overflowed: the client stopped reading.
-    fn kick_self(&mut self, ctx: &mut Context<Self>) {
-        debug!("session {}: write queue full, dropping", self.core.id());
-        self.metrics.slow_consumer_kicks.inc();
+    /// Checks after `delay` whether the socket has taken nothing for the write timeout.
+    fn check_stall_in(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.stall_check = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.stall_check = false;
+            let timeout = act.core.env().limits.write_timeout;
+            match act.writer.stalled_for() {
+                Some(stalled) if stalled >= timeout => act.kick_self(ctx, KickReason::WriteTimeout),
+                Some(stalled) => act.check_stall_in(timeout - stalled, ctx),
+                None => {}
+            }
+        });
+    }
+
+    /// The client is a slow consumer (its queue passed the bound, or its socket stalled).
+    fn kick_self(&mut self, ctx: &mut Context<Self>, reason: KickReason) {
+        if self.closing {
+            return;
+        }
+        report_kick(&self.metrics, self.core.id(), self.core.user(), reason);
         self.abort(ctx);
     }
 
@@ -241,30 +267,25 @@ struct NativeIo<'a> {
     awaiting_writable: &'a mut bool,
     /// A close the core asked for, carried out once it returns.
     closing: Option<(u16, &'static str)>,
-    overflow: bool,
+    /// A kick (slow consumer), carried out once the core returns.
+    kick: Option<KickReason>,
     ctx: &'a mut Context<Session>,
 }
 
 impl NativeIo<'_> {
     fn send_json(&mut self, json: Vec<u8>, kind: OutKind) {
         self.metrics.frames_out(kind, 1, json.len());
-        match self.writer.push(transport::text_frame(&json)) {
+        self.push(transport::text_frame(&json));
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        match self.writer.push(frame) {
             Pushed::Queued => {
                 schedule_flush(self.flush_scheduled, *self.awaiting_writable, self.ctx)
             }
-            Pushed::Overflow => self.overflow = true,
-        }
-    }
-
-    fn run(&mut self, step: Step, hold: bool) {
-        let work =
-            fut::wrap_future::<_, Session>(step.into_future()).map(|resumed: Resumed, act, ctx| {
-                act.with_core(ctx, |core, io| core.resume(resumed, io))
-            });
-        if hold {
-            self.ctx.wait(work);
-        } else {
-            self.ctx.spawn(work);
+            Pushed::Overflow => {
+                self.kick.get_or_insert(KickReason::QueueFull);
+            }
         }
     }
 }
@@ -284,12 +305,22 @@ impl ClientIo for NativeIo<'_> {
         self.closing.get_or_insert((code, reason));
     }
 
-    fn wait(&mut self, step: Step) {
-        self.run(step, true);
+    fn deliver(&mut self, event: &Arc<Outbound>) {
+        if self.kick.is_none() {
+            self.push(event.native().clone());
+        }
+    }
+
+    fn kick(&mut self, reason: KickReason) {
+        self.kick.get_or_insert(reason);
     }
 
     fn spawn(&mut self, step: Step) {
-        self.run(step, false);
+        let work =
+            fut::wrap_future::<_, Session>(step.into_future()).map(|resumed: Resumed, act, ctx| {
+                act.with_core(ctx, |core, io| core.resume(resumed, io))
+            });
+        self.ctx.spawn(work);
     }
 
     fn address(&mut self) -> SessionAddr {
@@ -361,20 +392,21 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        for delivery in msg {
-            if self.closing {
-                self.metrics.dropped_deliveries.inc();
-            } else if self.core.wants(&delivery.scope, delivery.order) {
-                self.enqueue(delivery.event.native().clone(), ctx);
-            }
+        if self.closing {
+            self.core.queued().sub(msg.bytes);
+            let n = 1 + msg.more.len();
+            self.metrics.dropped_deliveries.inc_by(n as u64);
+            return;
         }
+        self.with_core(ctx, |core, io| core.on_deliver(msg, io));
     }
 }
 
 impl Handler<Kick> for Session {
     type Result = ();
 
-    /// The registry found the mailbox full and already unregistered and counted the session.
+    /// The registry found the client's queue full and already unregistered, counted and
+    /// logged the session.
     fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
         self.core.forget_registration();
         if self.writer.is_empty() {

@@ -48,8 +48,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// the hub resubscribes are lost for every channel but chat (filled from history), so keep it
 /// short; a refused connect costs next to nothing.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
-/// Limit for connecting and for each (un)subscribe or ping round trip.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default limit for connecting, and for a (un)subscribe or ping round trip during which
+/// nothing at all arrives from Redis (see [`confirmed`]).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most Redis messages routed before their frames are handed to the shards in one message.
@@ -167,6 +168,33 @@ impl WarnLimiter {
     }
 }
 
+/// Awaits a command's confirmation. Confirmations travel behind the messages Redis sent
+/// before them, so a subscribe during a flood (or while the hub has paused reading for its
+/// backlog) can take long on a healthy connection: the connection counts as dead only when
+/// `timeout` passes with no byte read from it, while the hub was not the one pausing.
+async fn confirmed(
+    sink: &Commands,
+    backlog: &Backlog,
+    timeout: Duration,
+    what: &str,
+    command: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let mut command = std::pin::pin!(command);
+    let mut reads = sink.reads();
+    loop {
+        match tokio::time::timeout(timeout, &mut command).await {
+            Ok(result) => return result.map_err(|e| format!("{what}: {e}")),
+            Err(_) => {
+                let now = sink.reads();
+                if now == reads && !backlog.is_full() {
+                    return Err(format!("{what}: no answer from Redis for {timeout:?}"));
+                }
+                reads = now;
+            }
+        }
+    }
+}
+
 /// Hooks for events that are not fanned out to sessions as they are.
 pub trait InboundSink: Send + Sync {
     /// Called for every valid `cache:invalidate` payload.
@@ -203,7 +231,9 @@ pub struct Subscriber {
     canary: Option<String>,
     /// Chat history, for filling what the rooms missed while the connection was down.
     history: Option<History>,
-    /// The newest history id dispatched per room (live copies up to it are duplicates).
+    /// See [`COMMAND_TIMEOUT`].
+    command_timeout: Duration,
+    /// The history id of the last chat message dispatched per room: where a gap fill starts.
     last_chat: HashMap<RoomId, MessageId>,
     /// Rooms whose gap is being read from history, with the live messages held back meanwhile
     /// (delivered after the gap, so that order holds).
@@ -238,6 +268,7 @@ impl Subscriber {
             },
             canary: None,
             history: None,
+            command_timeout: COMMAND_TIMEOUT,
             last_chat: HashMap::new(),
             filling: HashMap::new(),
         }
@@ -265,6 +296,13 @@ impl Subscriber {
         self
     }
 
+    /// How long a command may wait with nothing arriving from Redis before the connection is
+    /// taken for dead (default [`COMMAND_TIMEOUT`]).
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
     /// Adds a hook for cache invalidations and analytics events.
     pub fn with_sink(mut self, sink: Arc<dyn InboundSink>) -> Self {
         self.sinks.push(sink);
@@ -278,8 +316,9 @@ impl Subscriber {
         self.generation += 1;
         let generation = self.generation;
         let info = self.client.get_connection_info().clone();
+        let timeout = self.command_timeout;
         let connect = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, pubsub::connect(&info))
+            tokio::time::timeout(timeout, pubsub::connect(&info))
                 .await
                 .map_err(|_| "timed out".to_string())?
         };
@@ -404,18 +443,17 @@ impl Subscriber {
         }
         self.syncing = true;
         let generation = self.generation;
+        let (backlog, timeout) = (self.backlog.clone(), self.command_timeout);
         let sync = async move {
             if !subscribe.is_empty() {
-                tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe))
-                    .await
-                    .map_err(|_| format!("subscribe to {} channels timed out", subscribe.len()))?
-                    .map_err(|e| format!("subscribe {}: {e}", subscribe[0]))?;
+                let what = format!("subscribe {} ({} channels)", subscribe[0], subscribe.len());
+                let command = sink.subscribe(&subscribe);
+                confirmed(&sink, &backlog, timeout, &what, command).await?;
             }
             if !unsubscribe.is_empty() {
-                tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe))
-                    .await
-                    .map_err(|_| "unsubscribe timed out".to_string())?
-                    .map_err(|e| format!("unsubscribe {}: {e}", unsubscribe[0]))?;
+                let what = format!("unsubscribe {}", unsubscribe[0]);
+                let command = sink.unsubscribe(&unsubscribe);
+                confirmed(&sink, &backlog, timeout, &what, command).await?;
             }
             Ok::<_, String>(())
         };
@@ -480,22 +518,15 @@ impl Subscriber {
         self.ping_in_flight = true;
         let generation = self.generation;
         let sink = conn.sink.clone();
-        let ping = async move {
-            tokio::time::timeout(COMMAND_TIMEOUT, sink.ping())
-                .await
-                .map_err(|_| "ping timed out".to_string())?
-                .map_err(|e| format!("ping: {e}"))
-        };
+        let (backlog, timeout) = (self.backlog.clone(), self.command_timeout);
+        let ping = async move { confirmed(&sink, &backlog, timeout, "ping", sink.ping()).await };
         ctx.spawn(fut::wrap_future::<_, Self>(ping).map(move |res, act, ctx| {
             if generation != act.generation {
                 return;
             }
             act.ping_in_flight = false;
-            match res {
-                // The reply waits behind messages the hub itself has not read yet.
-                Err(_) if act.backlog.is_full() => {}
-                Err(e) => act.lost(ctx, &e),
-                Ok(()) => {}
+            if let Err(e) = res {
+                act.lost(ctx, &e);
             }
         }));
     }
@@ -537,16 +568,12 @@ impl Subscriber {
         true
     }
 
-    /// Dispatches a chat message unless its history id shows it was already dispatched.
+    /// Dispatches a chat message and remembers its history id as where the room's next gap
+    /// fill starts. Nothing is dropped by id here: an `id` from a service's own payload must
+    /// never hide other messages.
     fn dispatch_chat(&mut self, room: RoomId, frame: &[u8], id: Option<MessageId>) -> u64 {
         if let Some(id) = id {
-            match self.last_chat.get_mut(&room) {
-                Some(last) if id <= *last => return 0,
-                Some(last) => *last = id,
-                None => {
-                    self.last_chat.insert(room.clone(), id);
-                }
-            }
+            self.last_chat.insert(room.clone(), id);
         }
         self.dispatch(ChannelKey::Room(room), frame, OutKind::Chat, id)
     }
@@ -571,22 +598,44 @@ impl Subscriber {
             let name = room.clone();
             let read = async move { history.recent(&name, Some(last)).await };
             ctx.spawn(
-                fut::wrap_future::<_, Self>(read).map(move |res, act, _| act.gap_read(room, res)),
+                fut::wrap_future::<_, Self>(read)
+                    .map(move |res, act, _| act.gap_read(room, last, res)),
             );
         }
     }
 
-    /// Delivers a room's missed messages, then the live ones held back meanwhile.
-    fn gap_read(&mut self, room: RoomId, read: Result<crate::history::Recent, HubError>) {
+    /// Delivers a room's missed messages (those after `last`), then the live ones held back
+    /// meanwhile, except exact copies of what the gap delivered.
+    fn gap_read(
+        &mut self,
+        room: RoomId,
+        last: MessageId,
+        read: Result<crate::history::Recent, HubError>,
+    ) {
         let held = self.filling.remove(&room).unwrap_or_default();
+        let mut filled = Vec::new();
         match read {
             Ok(recent) => {
+                if recent.recovered == Some(false) {
+                    warn!(
+                        "room {room}: the chat history no longer reaches back to {last}; \
+                         messages missed during the outage before the oldest kept one are lost"
+                    );
+                }
                 let channel = format!("{ROOM_PREFIX}{room}");
                 for raw in recent.messages {
-                    if let Ok((Inbound::Chat { room, frame, id }, _)) =
-                        parse_inbound_timed(&channel, raw.get().as_bytes())
+                    if let Ok((
+                        Inbound::Chat {
+                            room, frame, id, ..
+                        },
+                        _,
+                    )) = parse_inbound_timed(&channel, raw.get().as_bytes())
                     {
-                        if self.dispatch_chat(room, &frame, id) != 0 {
+                        let Some(id) = id.filter(|id| *id > last) else {
+                            continue;
+                        };
+                        filled.push(id);
+                        if self.dispatch_chat(room, &frame, Some(id)) != 0 {
                             self.metrics.chat_gap_filled.inc();
                         }
                     }
@@ -595,6 +644,10 @@ impl Subscriber {
             Err(e) => warn!("chat history of room {room} after reconnect: {e}"),
         }
         for (frame, id) in held {
+            if id.is_some_and(|id| filled.binary_search(&id).is_ok()) {
+                self.metrics.chat_duplicates.inc();
+                continue;
+            }
             self.dispatch_chat(room.clone(), &frame, id);
         }
         self.flush_batches();
@@ -673,13 +726,23 @@ impl Subscriber {
             Inbound::AiResult { user, frame } => {
                 self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
             }
-            Inbound::Chat { room, frame, id } => match self.filling.get_mut(&room) {
-                Some(held) => {
-                    held.push((frame, id));
-                    0
+            Inbound::Chat {
+                room,
+                frame,
+                id,
+                foreign_id,
+            } => {
+                if foreign_id {
+                    self.metrics.chat_foreign_ids.inc();
                 }
-                None => self.dispatch_chat(room, &frame, id),
-            },
+                match self.filling.get_mut(&room) {
+                    Some(held) => {
+                        held.push((frame, id));
+                        0
+                    }
+                    None => self.dispatch_chat(room, &frame, id),
+                }
+            }
             // Every instance hears every presence event; only those with local members of the
             // room (a subscribed room channel) deliver it.
             Inbound::Presence { room, frame } => {

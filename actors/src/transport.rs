@@ -19,13 +19,16 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
+    sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::net::TcpStream;
+
+use crate::queued::QueuedBytes;
 
 /// WebSocket close codes the hub uses.
 pub mod close {
@@ -444,21 +447,36 @@ pub struct Writer {
     rest: VecDeque<Bytes>,
     /// Bytes of `head` already written.
     head_written: usize,
+    /// Unsent bytes of this writer.
     queued_bytes: usize,
-    limit: usize,
+    /// The bound on unsent bytes, shared with whatever else holds bytes for the same client.
+    bound: Arc<QueuedBytes>,
+    /// Since when the socket has taken nothing while frames wait.
+    stalled_since: Option<Instant>,
 }
 
 impl Writer {
     /// A writer for a socket with a limit on unsent bytes.
     pub fn new(io: Rc<TcpStream>, limit: usize) -> Self {
+        Writer::sharing(io, Arc::new(QueuedBytes::new(limit)))
+    }
+
+    /// A writer whose unsent bytes count in `bound` (with the client's undelivered events).
+    pub fn sharing(io: Rc<TcpStream>, bound: Arc<QueuedBytes>) -> Self {
         Writer {
             io,
             head: None,
             rest: VecDeque::new(),
             head_written: 0,
             queued_bytes: 0,
-            limit,
+            bound,
+            stalled_since: None,
         }
+    }
+
+    /// How long the socket has taken nothing while frames wait (`None`: not stalled).
+    pub fn stalled_for(&self) -> Option<Duration> {
+        self.stalled_since.map(|t| t.elapsed())
     }
 
     /// The socket, for waiting on writability.
@@ -466,9 +484,9 @@ impl Writer {
         self.io.clone()
     }
 
-    /// Queues a frame; refuses it once the unsent bytes pass the limit.
+    /// Queues a frame; refuses it once the unsent bytes pass the bound.
     pub fn push(&mut self, frame: Bytes) -> Pushed {
-        if self.queued_bytes + frame.len() > self.limit && self.head.is_some() {
+        if !self.bound.try_add(frame.len()) {
             return Pushed::Overflow;
         }
         self.queued_bytes += frame.len();
@@ -500,7 +518,10 @@ impl Writer {
                 match self.io.try_write_vectored(&slices[..n]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(w) => w,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled_since.get_or_insert_with(Instant::now);
+                        return Ok(false);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 }
@@ -515,6 +536,8 @@ impl Writer {
 
     fn consume(&mut self, mut written: usize) {
         self.queued_bytes -= written;
+        self.bound.sub(written);
+        self.stalled_since = None;
         while written > 0 {
             let head_len = self.head.as_ref().map_or(0, Bytes::len);
             let head_left = head_len - self.head_written;
@@ -542,8 +565,10 @@ impl Writer {
         let _ = sock.shutdown(std::net::Shutdown::Both);
         self.head = None;
         self.rest = VecDeque::new();
+        self.bound.sub(self.queued_bytes);
         self.queued_bytes = 0;
         self.head_written = 0;
+        self.stalled_since = None;
     }
 }
 

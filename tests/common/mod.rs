@@ -295,6 +295,23 @@ impl Hub {
             .unwrap_or(0.0)
     }
 
+    /// The sum of every sample of a metric family (all label values).
+    pub async fn metric_sum(&self, family: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name.split('{').next() == Some(family)).then(|| value.parse::<f64>().unwrap())
+            })
+            .sum()
+    }
+
+    /// Sessions dropped as slow consumers, for any reason.
+    pub async fn kicks(&self) -> f64 {
+        self.metric_sum("hub_slow_consumer_kicks_total").await
+    }
+
     /// Resident memory of the hub process in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid())

@@ -29,7 +29,10 @@ use crate::{
     engineio::{EngineSocket, Outgoing},
     messages::{Deliver, SessionAddr},
     metrics::OutKind,
+    outbound::Outbound,
     protocol::{self, ClientError, ClientFrame, ErrorCode},
+    queued::KickReason,
+    registry::report_kick,
     session::SessionEnv,
     socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
@@ -86,9 +89,14 @@ impl HubApp {
             io,
             metrics: &metrics,
             close: false,
+            kick: None,
         };
         f(&mut self.core, &mut hub_io);
-        if hub_io.close {
+        if let Some(reason) = hub_io.kick {
+            report_kick(&metrics, self.core.id(), self.core.user(), reason);
+            self.core.unregister();
+            io.close();
+        } else if hub_io.close {
             self.core.unregister();
             io.close();
         }
@@ -187,6 +195,7 @@ struct HubIo<'a, 'b> {
     io: &'a mut SioIo<'b, HubApp>,
     metrics: &'a crate::metrics::Metrics,
     close: bool,
+    kick: Option<KickReason>,
 }
 
 impl HubIo<'_, '_> {
@@ -194,17 +203,6 @@ impl HubIo<'_, '_> {
         self.metrics.frames_out(kind, 1, text.len());
         // A full queue drops the connection inside the engine (slow consumer).
         let _ = self.io.send_shared(Outgoing::message(&text));
-    }
-
-    fn run(&mut self, step: Step, hold: bool) {
-        let then = |app: &mut HubApp, resumed: Resumed, io: &mut SioIo<'_, HubApp>| {
-            app.with_core(io, |core, io| core.resume(resumed, io))
-        };
-        if hold {
-            self.io.wait(step.into_future(), then);
-        } else {
-            self.io.spawn(step.into_future(), then);
-        }
     }
 }
 
@@ -246,12 +244,20 @@ impl ClientIo for HubIo<'_, '_> {
         self.close = true;
     }
 
-    fn wait(&mut self, step: Step) {
-        self.run(step, true);
+    fn deliver(&mut self, event: &Arc<Outbound>) {
+        // A full queue drops the connection inside the engine (slow consumer).
+        let _ = self.io.send_shared(event.socketio().clone());
+    }
+
+    fn kick(&mut self, reason: KickReason) {
+        self.kick.get_or_insert(reason);
     }
 
     fn spawn(&mut self, step: Step) {
-        self.run(step, false);
+        let then = |app: &mut HubApp, resumed: Resumed, io: &mut SioIo<'_, HubApp>| {
+            app.with_core(io, |core, io| core.resume(resumed, io))
+        };
+        self.io.spawn(step.into_future(), then);
     }
 
     fn address(&mut self) -> SessionAddr {
@@ -265,14 +271,6 @@ impl Handler<Deliver> for SioSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let (sio, mut engine) = self.split(ctx);
         let (app, mut io) = sio.split(&mut engine);
-        if !io.is_connected(NSP) {
-            return;
-        }
-        for delivery in msg {
-            if app.core.wants(&delivery.scope, delivery.order) {
-                // A full queue drops the connection inside the engine (slow consumer).
-                let _ = io.send_shared(delivery.event.socketio().clone());
-            }
-        }
+        app.with_core(&mut io, |core, io| core.on_deliver(msg, io));
     }
 }

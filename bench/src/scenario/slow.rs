@@ -43,7 +43,7 @@ use crate::{
 };
 
 use super::{
-    close_frame, drain, health_async, metric, notification_for, open_many, publish, source_ip,
+    close_frame, drain, health_async, metric_sum, notification_for, open_many, publish, source_ip,
     Target,
 };
 
@@ -201,7 +201,7 @@ async fn one_run(
     stuck: Option<u32>,
 ) -> Result<RunFigures, String> {
     let rss = || target.pid.and_then(|p| sys::rss_kib(p).ok()).unwrap_or(0);
-    let kicks_before = metric(target.addr, "hub_slow_consumer_kicks_total").unwrap_or(0.0);
+    let kicks_before = metric_sum(target.addr, "hub_slow_consumer_kicks_total").unwrap_or(0.0);
     let stop = Rc::new(Cell::new(false));
     // The heavy users: readers (baseline) or stuck clients.
     let mut readers = Vec::new();
@@ -281,7 +281,8 @@ async fn one_run(
     for (_, pump) in readers {
         pump.abort();
     }
-    let kicks = metric(target.addr, "hub_slow_consumer_kicks_total").unwrap_or(0.0) - kicks_before;
+    let kicks =
+        metric_sum(target.addr, "hub_slow_consumer_kicks_total").unwrap_or(0.0) - kicks_before;
     let t = tally.borrow();
     Ok(RunFigures {
         latency: report::latency(&t.hist),

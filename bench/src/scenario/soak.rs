@@ -40,8 +40,8 @@ use crate::{
 };
 
 use super::{
-    close_frame, drain, health_async, metric, metric_sum, notification_for, open_many, publish,
-    source_ip, Rng, Target,
+    close_frame, drain, health_async, metric_sum, notification_for, open_many, publish, source_ip,
+    Rng, Target,
 };
 
 /// Chat markers of steady senders start here (notifications count from 0).
@@ -364,7 +364,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     )
     .await;
     let steady_closed = pumps.iter().filter(|p| p.is_finished()).count() as u64;
-    let kicks = metric(hub.addr, "hub_slow_consumer_kicks_total");
+    let kicks = metric_sum(hub.addr, "hub_slow_consumer_kicks_total");
     let client_errors = metric_sum(hub.addr, "hub_client_errors_total");
     let rejected = metric_sum(hub.addr, "hub_connections_rejected_total");
 
