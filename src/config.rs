@@ -9,7 +9,8 @@ use std::{
 };
 
 use hub_actors::{
-    history::HistoryConfig, jobs::WorkerConfig, limits::Limits, messages::MAX_SHARDS,
+    history::HistoryConfig, inbox::InboxConfig, jobs::WorkerConfig, limits::Limits,
+    messages::MAX_SHARDS,
 };
 
 /// Everything the hub needs to start.
@@ -53,6 +54,8 @@ pub struct Config {
     pub job_state_ttl: Duration,
     /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
     pub history: HistoryConfig,
+    /// Notification inboxes (`HUB_INBOX_MAXLEN`, `HUB_INBOX_TTL_SECS`).
+    pub inbox: InboxConfig,
     /// Heartbeat TTL of the instance's room presence in Redis (`HUB_PRESENCE_TTL_MS`).
     pub presence_ttl: Duration,
     /// Rooms with more users get no presence events and list only this many members
@@ -328,6 +331,12 @@ impl Config {
             // At most half the session's queue: a `joined` frame never gets it kicked.
             max_bytes: (limits.queue_bytes / 2).clamp(1, hd.max_bytes),
         };
+        let id = InboxConfig::default();
+        let inbox = InboxConfig {
+            max_len: positive(vars, "HUB_INBOX_MAXLEN", id.max_len as u64)? as usize,
+            ttl: Duration::from_secs(positive(vars, "HUB_INBOX_TTL_SECS", id.ttl.as_secs())?),
+            max_bytes: history.max_bytes,
+        };
         if history.join_limit > history.max_len {
             return Err(format!(
                 "HUB_HISTORY_LIMIT: {} is more than HUB_HISTORY_MAXLEN ({}), the messages kept",
@@ -373,6 +382,7 @@ impl Config {
             )?,
             job_state_ttl: job_state_ttl(vars)?,
             history,
+            inbox,
             presence_ttl,
             room_presence_limit: positive(vars, "HUB_ROOM_PRESENCE_LIMIT", 1000)? as usize,
             canary_interval: positive_millis("HUB_CANARY_INTERVAL_MS", Duration::from_secs(1))?,

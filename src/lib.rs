@@ -44,13 +44,14 @@ use hub_actors::{
     canary::{self, Canary, CanaryState},
     engineio::{Endpoint, EngineConfig, EngineMetrics},
     history::History,
+    inbox::Inbox,
     limits::ConnectionLimiter,
     messages::{AttachShard, CloseAll, StopRoster, StopSubscriber},
     metrics::Metrics,
     publisher::Publisher,
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
-    session::SessionEnv,
+    session::{SessionEnv, JOIN_READS_IN_FLIGHT},
     socketio::{hub::HubApp, SioConfig, SocketIo},
     subscriber::Subscriber,
     transport::close,
@@ -138,11 +139,16 @@ pub async fn run(
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
     let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
+    let inbox = Inbox::new(publisher.clone(), config.inbox.clone());
+    if let Err(e) = inbox.load().await {
+        // Redis may be down at start: the subscriber loads it once Redis answers.
+        warn!("{e}; loading it once Redis answers");
+    }
     let subscriber = Subscriber::new(client.clone(), metrics.clone())
         .with_sink(analytics_sink)
         .with_sink(canary_state.clone())
         .with_canary(canary::channel(&instance_id))
-        .with_history(history.clone())
+        .with_recovery(history.clone(), Some(inbox.clone()))
         .with_backlog_cap(config.dispatch_backlog_bytes)
         .with_command_timeout(config.pubsub_timeout)
         .start();
@@ -196,6 +202,7 @@ pub async fn run(
     ));
     let socketio = Endpoint::<SocketIo<HubApp>>::new(engine_config(&limits), engine_metrics);
     let session_ids = Arc::new(AtomicU64::new(1));
+    let join_reads = Arc::new(tokio::sync::Semaphore::new(JOIN_READS_IN_FLIGHT));
     let sio_config = Arc::new(SioConfig {
         connect_timeout: limits.auth_timeout,
         ..SioConfig::default()
@@ -214,6 +221,7 @@ pub async fn run(
         config: config.clone(),
         publisher: publisher.clone(),
         history: history.clone(),
+        inbox: inbox.clone(),
         presence: presence.clone(),
         members: members.clone(),
         analytics,
@@ -252,6 +260,8 @@ pub async fn run(
                     registry,
                     publisher: publisher.clone(),
                     history: history.clone(),
+                    inbox: inbox.clone(),
+                    join_reads: join_reads.clone(),
                     members: members.clone(),
                     auth: auth.clone(),
                     limits: limits.clone(),

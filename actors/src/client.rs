@@ -54,6 +54,9 @@ pub enum Reply {
         session_id: String,
         /// The user.
         user_id: UserId,
+        /// With `since`: whether every notification sent since follows (`false`: some were
+        /// trimmed from the inbox, or it could not be read).
+        recovered: Option<bool>,
     },
     /// Answer to `ping`.
     Pong,
@@ -94,7 +97,8 @@ impl Reply {
             Reply::Connected {
                 session_id,
                 user_id,
-            } => protocol::connected_frame(session_id, user_id),
+                recovered,
+            } => protocol::connected_frame(session_id, user_id, *recovered),
             Reply::Pong => protocol::pong_frame(id),
             Reply::Joined { room, info } => protocol::joined_frame(room, info, id),
             Reply::Left { room } => protocol::left_frame(room, id),
@@ -153,7 +157,11 @@ impl Step {
 pub struct Resumed(Outcome);
 
 enum Outcome {
-    Registered(bool),
+    Registered {
+        ok: bool,
+        /// With `since`: the inbox after it.
+        missed: Option<Result<Recent, HubError>>,
+    },
     Joined {
         room: RoomId,
         id: Option<Value>,
@@ -202,6 +210,26 @@ pub struct ClientCore {
     held: Vec<Delivery>,
     /// Bytes held for the client (shared with the registry and the host's writer).
     queued: Arc<QueuedBytes>,
+    /// The last `inboxId` the client saw (`?since=`, `auth`): replayed from after it.
+    inbox_since: Option<MessageId>,
+    /// The inbox ids replayed at `connected`, ascending: live copies are dropped (see
+    /// [`JoinedRoom::delivered`]).
+    inbox_replayed: Vec<MessageId>,
+}
+
+/// True when a live message with id `order` is a copy of one of the `delivered` ids
+/// (ascending) a reply already carried; forgets them once a newer message arrives.
+fn replayed(delivered: &mut Vec<MessageId>, order: Option<MessageId>) -> bool {
+    let Some(order) = order else {
+        return false;
+    };
+    if delivered.binary_search(&order).is_ok() {
+        return true;
+    }
+    if delivered.last().is_some_and(|last| order > *last) {
+        *delivered = Vec::new();
+    }
+    false
 }
 
 /// An error answering the request with `id`.
@@ -241,8 +269,16 @@ impl ClientCore {
             deferred: VecDeque::new(),
             held: Vec::new(),
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
+            inbox_since: None,
+            inbox_replayed: Vec::new(),
             env,
         }
+    }
+
+    /// Replays the notifications sent after `since` (an `inboxId`) when the session
+    /// registers.
+    pub fn set_inbox_since(&mut self, since: Option<MessageId>) {
+        self.inbox_since = since;
     }
 
     /// The bytes held for the client; the host's writer adds to and takes from the same
@@ -454,13 +490,14 @@ impl ClientCore {
 
     /// Handles a request before authentication: only `auth` is accepted.
     fn authenticate(&mut self, request: Request, id: Option<Value>, io: &mut impl ClientIo) {
-        let Request::Auth { token } = request else {
+        let Request::Auth { token, since } = request else {
             let message = "authenticate first with {\"type\":\"auth\",\"token\":...}";
             return self.reject(error_with_id(ErrorCode::Unauthorized, message, id), io);
         };
         match self.env.auth.verify_token(&token) {
             Ok(identity) => {
                 self.identity = Some(Arc::new(identity));
+                self.inbox_since = since.or(self.inbox_since);
                 self.register(io);
             }
             Err(e) => {
@@ -478,6 +515,7 @@ impl ClientCore {
         let Some(identity) = self.identity.clone() else {
             return;
         };
+        let user = identity.user_id.clone();
         let request = self.env.registry.send(Register {
             id: self.id,
             identity,
@@ -485,28 +523,25 @@ impl ClientCore {
             queued: self.queued.clone(),
         });
         self.busy = true;
+        let (inbox, since) = (self.env.inbox.clone(), self.inbox_since);
         io.spawn(Step::new(async move {
-            Resumed(Outcome::Registered(request.await.is_ok()))
+            let ok = request.await.is_ok();
+            // Read once subscribed: every notification is in the read or arrives live.
+            let missed = match (ok, since) {
+                (true, Some(since)) => Some(inbox.after(&user, since).await),
+                _ => None,
+            };
+            Resumed(Outcome::Registered { ok, missed })
         }));
     }
 
     /// Feeds the outcome of a [`Step`] back.
     pub fn resume(&mut self, resumed: Resumed, io: &mut impl ClientIo) {
         match resumed.0 {
-            Outcome::Registered(false) => io.close(close::INTERNAL, "registry unavailable"),
-            Outcome::Registered(true) => {
-                self.tracked = true;
-                let Some(identity) = &self.identity else {
-                    return;
-                };
-                let reply = Reply::Connected {
-                    session_id: format!("{}-{:x}", self.env.instance_id, self.id),
-                    user_id: identity.user_id.clone(),
-                };
-                io.reply(reply, None);
-                self.registered = true;
-                self.unbusy(io);
+            Outcome::Registered { ok: false, .. } => {
+                io.close(close::INTERNAL, "registry unavailable")
             }
+            Outcome::Registered { ok: true, missed } => self.connected(missed, io),
             Outcome::Joined {
                 room,
                 id,
@@ -531,6 +566,41 @@ impl ClientCore {
                 }
             },
         }
+    }
+
+    /// Answers `connected`, replays the notifications the client missed (with `since`), then
+    /// lets events and requests flow.
+    fn connected(&mut self, missed: Option<Result<Recent, HubError>>, io: &mut impl ClientIo) {
+        self.tracked = true;
+        let Some(identity) = &self.identity else {
+            return;
+        };
+        let missed = missed.and_then(|read| {
+            read.map_err(|e| debug!("session {}: inbox not read: {e}", self.id))
+                .ok()
+        });
+        let reply = Reply::Connected {
+            session_id: format!("{}-{:x}", self.env.instance_id, self.id),
+            user_id: identity.user_id.clone(),
+            recovered: self
+                .inbox_since
+                .map(|_| missed.as_ref().is_some_and(|m| m.recovered == Some(true))),
+        };
+        io.reply(reply, None);
+        if let Some(missed) = missed {
+            let metrics = &self.env.metrics;
+            metrics
+                .notifications_replayed
+                .inc_by(missed.messages.len() as u64);
+            for raw in missed.messages {
+                let event = Outbound::envelope(OutKind::Notification, raw.get().as_bytes());
+                metrics.frames_out(OutKind::Notification, 1, event.native().len());
+                io.deliver(&Arc::new(event));
+            }
+            self.inbox_replayed = missed.ids;
+        }
+        self.registered = true;
+        self.unbusy(io);
     }
 
     fn in_room(&self, room: &RoomId) -> bool {
@@ -563,11 +633,14 @@ impl ClientCore {
         });
         let history = self.env.history.clone();
         let members = self.env.members.clone();
+        let reads = self.env.join_reads.clone();
         self.busy = true;
         self.joining = Some(room.clone());
         io.spawn(Step::new(async move {
             let result = async {
                 let local = request.await.map_err(|_| None)?;
+                // Queued here rather than at Redis, where a storm of joins would time out.
+                let _turn = reads.acquire().await;
                 let (recent, members) = futures_util::future::join(
                     history.recent(&room, since),
                     members.list(&room, local),
@@ -664,19 +737,21 @@ impl ClientCore {
     /// the room or topic meanwhile, or already received the message in `joined`); counts
     /// what it drops.
     fn wants(&mut self, scope: &Scope, order: Option<MessageId>) -> bool {
+        let metrics = &self.env.metrics;
         let wanted = match scope {
-            Scope::User => true,
+            Scope::User => {
+                if replayed(&mut self.inbox_replayed, order) {
+                    metrics.notification_duplicates.inc();
+                    return false;
+                }
+                true
+            }
             Scope::Room(room) => match self.rooms.iter_mut().find(|r| r.room == *room) {
                 None => false,
                 Some(joined) => {
-                    if let Some(order) = order {
-                        if joined.delivered.binary_search(&order).is_ok() {
-                            self.env.metrics.chat_duplicates.inc();
-                            return false;
-                        }
-                        if joined.delivered.last().is_some_and(|last| order > *last) {
-                            joined.delivered = Vec::new();
-                        }
+                    if replayed(&mut joined.delivered, order) {
+                        metrics.chat_duplicates.inc();
+                        return false;
                     }
                     true
                 }

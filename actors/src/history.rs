@@ -86,7 +86,7 @@ pub struct HistoryStats {
     pub last_id: Option<MessageId>,
 }
 
-type Entry = (String, Vec<(String, Vec<u8>)>);
+pub(crate) type Entry = (String, Vec<(String, Vec<u8>)>);
 
 /// History of every room, on the instance's command connection. Cheap to clone.
 #[derive(Clone)]
@@ -181,6 +181,18 @@ impl History {
         Ok(select(&self.config, room, newer, Some(since)))
     }
 
+    /// Every message of the room after `since` (the gap a pub/sub outage left), oldest
+    /// first; see [`read_after`].
+    pub async fn after(&self, room: &str, since: MessageId) -> Result<Recent, HubError> {
+        let read = StreamRead {
+            key: &key(room),
+            with_id: protocol::with_message_id,
+            max_len: self.config.max_len,
+            max_bytes: usize::MAX,
+        };
+        read_after(&self.publisher, read, since).await
+    }
+
     /// The latest `join_limit` entries, oldest first.
     async fn latest(&self, room: &str) -> Result<Vec<Entry>, HubError> {
         let mut cmd = redis::cmd("XREVRANGE");
@@ -230,11 +242,75 @@ impl History {
     }
 }
 
+/// What [`read_after`] reads: one capped stream of JSON objects.
+pub(crate) struct StreamRead<'a> {
+    /// The stream's key.
+    pub key: &'a str,
+    /// Puts an entry's id into its JSON object.
+    pub with_id: fn(&[u8], &str) -> Vec<u8>,
+    /// Most entries read.
+    pub max_len: usize,
+    /// Most bytes of messages returned (the newest are kept).
+    pub max_bytes: usize,
+}
+
+/// Every entry after `since`, oldest first. `recovered` is true when that is exactly what
+/// followed `since` (it is still in the stream and nothing was cut); when `since` was
+/// trimmed (or never there), what is kept after it is still returned, with `false`.
+pub(crate) async fn read_after(
+    publisher: &Publisher,
+    read: StreamRead<'_>,
+    since: MessageId,
+) -> Result<Recent, HubError> {
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(read.key)
+        .arg(since.to_string())
+        .arg("+")
+        .arg("COUNT")
+        .arg(read.max_len + 1);
+    let entries: Vec<Entry> = retry_on_dead_connection(|| {
+        let mut conn = publisher.connection();
+        let cmd = &cmd;
+        async move { cmd.query_async(&mut conn).await }
+    })
+    .await
+    .map_err(|e| HubError::Redis(format!("XRANGE {}: {e}", read.key)))?;
+    let still_there = entries
+        .first()
+        .and_then(|(id, _)| MessageId::parse(id))
+        .is_some_and(|first| first == since);
+    let newer = entries
+        .into_iter()
+        .filter(|(id, _)| MessageId::parse(id).is_some_and(|id| id > since))
+        .collect();
+    let mut recent = select_as(read.key, read.with_id, read.max_bytes, newer, Some(since));
+    recent.recovered = recent.recovered.map(|complete| complete && still_there);
+    Ok(recent)
+}
+
 /// Turns entries (oldest first) into messages, keeping the newest that fit the byte
 /// budget. With `since`, a cut makes the result a reload (`recovered: false`).
 fn select(
     config: &HistoryConfig,
     room: &str,
+    entries: Vec<Entry>,
+    since: Option<MessageId>,
+) -> Recent {
+    select_as(
+        &key(room),
+        protocol::with_message_id,
+        config.max_bytes,
+        entries,
+        since,
+    )
+}
+
+/// [`select`] for any stream: `with_id` puts an entry's id into its JSON object, and at
+/// most `max_bytes` of messages are kept.
+fn select_as(
+    stream: &str,
+    with_id: fn(&[u8], &str) -> Vec<u8>,
+    max_bytes: usize,
     entries: Vec<Entry>,
     since: Option<MessageId>,
 ) -> Recent {
@@ -244,19 +320,19 @@ fn select(
     let mut cut = false;
     for (id, fields) in entries.into_iter().rev() {
         let Some(raw) = fields.into_iter().find(|(f, _)| f == FIELD).map(|(_, v)| v) else {
-            warn!("{HISTORY_PREFIX}{room} entry {id} has no `{FIELD}` field; skipped");
+            warn!("{stream} entry {id} has no `{FIELD}` field; skipped");
             continue;
         };
-        let text = protocol::with_message_id(&raw, &id);
+        let text = with_id(&raw, &id);
         let message = String::from_utf8(text)
             .ok()
             .and_then(|t| RawValue::from_string(t).ok());
         let (Some(message), Some(parsed)) = (message, MessageId::parse(&id)) else {
-            warn!("{HISTORY_PREFIX}{room} entry {id} is not a JSON object; skipped");
+            warn!("{stream} entry {id} is not a JSON object; skipped");
             continue;
         };
         bytes += message.get().len() + 1;
-        if bytes > config.max_bytes && !messages.is_empty() {
+        if bytes > max_bytes && !messages.is_empty() {
             cut = true;
             break;
         }

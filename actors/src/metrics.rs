@@ -7,6 +7,7 @@ use prometheus::{
 };
 
 use crate::{
+    messages::ChannelKey,
     protocol::{ChannelKind, ErrorCode, Topic},
     queued::KickReason,
 };
@@ -147,6 +148,12 @@ pub struct Metrics {
     pub chat_gap_filled: IntCounter,
     /// Chat payloads whose `id` is not a history id (delivered, never used for ordering).
     pub chat_foreign_ids: IntCounter,
+    /// Notifications delivered from the inbox after a pub/sub reconnect (missed live).
+    pub notifications_gap_filled: IntCounter,
+    /// Live notifications dropped because a gap fill or a session's replay already had them.
+    pub notification_duplicates: IntCounter,
+    /// Notifications replayed from the inbox to sessions that reconnected with `since`.
+    pub notifications_replayed: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -382,6 +389,21 @@ impl Metrics {
                 "hub_chat_gap_filled_total",
                 "Chat messages delivered from history after a Redis pub/sub reconnect",
             ),
+            notifications_gap_filled: counter(
+                &r,
+                "hub_notifications_gap_filled_total",
+                "Notifications delivered from the inbox after a Redis pub/sub reconnect",
+            ),
+            notification_duplicates: counter(
+                &r,
+                "hub_notification_duplicates_dropped_total",
+                "Live notifications dropped because an inbox replay already delivered them",
+            ),
+            notifications_replayed: counter(
+                &r,
+                "hub_notifications_replayed_total",
+                "Notifications replayed from the inbox to sessions that reconnected with since",
+            ),
             chat_foreign_ids: counter(
                 &r,
                 "hub_chat_foreign_ids_total",
@@ -449,6 +471,22 @@ impl Metrics {
         let latency = crate::protocol::now_ms() as f64 - timestamp_ms;
         if (-1000.0..=3_600_000.0).contains(&latency) {
             self.deliver_latency_ms.observe(latency.max(0.0));
+        }
+    }
+
+    /// Counts messages delivered from a history or inbox after a pub/sub reconnect.
+    pub fn gap_filled(&self, key: &ChannelKey, n: usize) {
+        match key {
+            ChannelKey::Room(_) => self.chat_gap_filled.inc_by(n as u64),
+            ChannelKey::User(_) => self.notifications_gap_filled.inc_by(n as u64),
+        }
+    }
+
+    /// Counts a live message dropped as a copy of one a gap fill delivered.
+    pub fn gap_duplicate(&self, key: &ChannelKey) {
+        match key {
+            ChannelKey::Room(_) => self.chat_duplicates.inc(),
+            ChannelKey::User(_) => self.notification_duplicates.inc(),
         }
     }
 

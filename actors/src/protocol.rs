@@ -139,10 +139,12 @@ impl Topic {
 /// What a client asked for in one frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// `{"type":"auth","token":...}`: first-frame authentication.
+    /// `{"type":"auth","token":...,"since"?:...}`: first-frame authentication.
     Auth {
         /// The JWT.
         token: String,
+        /// The last `inboxId` the client saw: it gets the notifications sent since.
+        since: Option<MessageId>,
     },
     /// `{"type":"ping"}`.
     Ping,
@@ -269,21 +271,11 @@ pub fn parse_request(
         "ping" => Request::Ping,
         "auth" => Request::Auth {
             token: take_string(map, "token")?,
+            since: take_since(map)?,
         },
         "join-room" => {
             let room = take_room(map)?;
-            let since = match take_optional_string(map, "since")? {
-                None => None,
-                Some(s) => Some(MessageId::parse(&s).ok_or_else(|| {
-                    ClientError::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "`since` must be a message id like \"1764520000123-0\", not `{}`",
-                            clip(&s)
-                        ),
-                    )
-                })?),
-            };
+            let since = take_since(map)?;
             Request::JoinRoom { room, since }
         }
         "leave-room" => Request::LeaveRoom {
@@ -351,6 +343,26 @@ fn take_string(map: &mut Map<String, Value>, key: &'static str) -> Result<String
             format!("missing field `{key}`"),
         )),
     }
+}
+
+/// An optional `since` (a history or inbox id).
+fn take_since(map: &mut Map<String, Value>) -> Result<Option<MessageId>, ClientError> {
+    take_optional_string(map, "since")?
+        .map(|s| parse_since(&s))
+        .transpose()
+}
+
+/// Parses a `since` a client sent (`?since=` or a frame's field).
+pub fn parse_since(s: &str) -> Result<MessageId, ClientError> {
+    MessageId::parse(s).ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "`since` must be a message id like \"1764520000123-0\", not `{}`",
+                clip(s)
+            ),
+        )
+    })
 }
 
 fn take_optional_string(
@@ -475,6 +487,12 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// An id in Redis stream form (`<ms>-<seq>`, as the hub's scripts write it); anything else
+/// (a service's own id such as `"42"`) is not one.
+fn stream_id(s: &str) -> Option<MessageId> {
+    s.contains('-').then(|| MessageId::parse(s)).flatten()
+}
+
 /// Puts `"id":"<id>"` first into a JSON object's text, exactly as the history script does
 /// in Redis before publishing (`{"a":1}` -> `{"id":"5-0","a":1}`). `object` must be a
 /// non-empty JSON object.
@@ -500,12 +518,14 @@ fn with_id(mut frame: Value, id: &Option<Value>) -> Vec<u8> {
     serde_json::to_vec(&frame).expect("JSON values always serialize")
 }
 
-/// `{"type":"connected","sessionId":...,"userId":...}`.
-pub fn connected_frame(session_id: &str, user_id: &str) -> Vec<u8> {
-    with_id(
-        json!({"type": "connected", "sessionId": session_id, "userId": user_id_json(user_id)}),
-        &None,
-    )
+/// `{"type":"connected","sessionId":...,"userId":...,"recovered"?:...}`.
+pub fn connected_frame(session_id: &str, user_id: &str, recovered: Option<bool>) -> Vec<u8> {
+    let mut frame =
+        json!({"type": "connected", "sessionId": session_id, "userId": user_id_json(user_id)});
+    if let Some(recovered) = recovered {
+        frame["recovered"] = Value::Bool(recovered);
+    }
+    with_id(frame, &None)
 }
 
 /// `{"type":"pong","timestamp":...}`.
@@ -739,6 +759,8 @@ pub enum Inbound {
         user: UserId,
         /// `{"type":"notification","data":...}`.
         frame: Vec<u8>,
+        /// The inbox id, when it went through the user's inbox (`inboxId`, stream id form).
+        id: Option<MessageId>,
     },
     /// An AIResult for every session of `user`.
     AiResult {
@@ -912,6 +934,8 @@ impl IdValue<'_> {
 #[derive(Deserialize)]
 #[allow(dead_code)] // fields are checked for presence and type, then the raw JSON is forwarded
 struct NotificationCheck<'a> {
+    #[serde(rename = "inboxId", default, borrow)]
+    inbox_id: Option<Cow<'a, str>>,
     #[serde(rename = "userId", borrow)]
     user_id: IdValue<'a>,
     #[serde(rename = "type", borrow)]
@@ -1092,6 +1116,7 @@ pub fn parse_inbound_timed(
             let inbound = Inbound::Notification {
                 user,
                 frame: envelope("notification", payload),
+                id: check.inbox_id.as_deref().and_then(stream_id),
             };
             Ok((inbound, check.timestamp))
         }
@@ -1119,7 +1144,7 @@ pub fn parse_inbound_timed(
             }
             check_user(&check.user_id, None)?;
             let id = match &check.id {
-                Some(Value::String(s)) if s.contains('-') => MessageId::parse(s),
+                Some(Value::String(s)) => stream_id(s),
                 _ => None,
             };
             let inbound = Inbound::Chat {
@@ -1249,7 +1274,7 @@ mod tests {
     fn notification_payloads() {
         let ok = br#"{"userId":12,"type":"info","title":"t","message":"m","extra":{"k":1}}"#;
         match parse_inbound("user:notifications:12", ok).unwrap() {
-            Inbound::Notification { user, frame } => {
+            Inbound::Notification { user, frame, .. } => {
                 assert_eq!(&*user, "12");
                 let v: Value = serde_json::from_slice(&frame).unwrap();
                 assert_eq!(v["type"], "notification");

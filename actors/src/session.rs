@@ -19,6 +19,7 @@ use crate::{
     auth::{Authenticator, Identity},
     client::{ClientCore, ClientIo, Reply, Resumed, Step},
     history::History,
+    inbox::Inbox,
     limits::{ConnectionPermit, Limits},
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
     metrics::{Metrics, OutKind},
@@ -30,6 +31,10 @@ use crate::{
     roster::RoomMembers,
     transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
+
+/// Joins of an instance whose Redis reads may be in flight at once (see
+/// [`SessionEnv::join_reads`]).
+pub const JOIN_READS_IN_FLIGHT: usize = 32;
 
 /// How long a closing session waits for the peer to close its side before dropping it.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -44,6 +49,11 @@ pub struct SessionEnv {
     pub members: RoomMembers,
     /// Chat history: appends (with the publish) and reads for `joined`.
     pub history: History,
+    /// Notification inboxes: replays for sessions that reconnect with `since`.
+    pub inbox: Inbox,
+    /// Turns for the Redis reads of a join (history and members), shared by the instance's
+    /// sessions: a join storm queues in the hub instead of timing out at Redis.
+    pub join_reads: Arc<tokio::sync::Semaphore>,
     /// For first-frame `auth`.
     pub auth: Arc<Authenticator>,
     /// Limits to enforce.
@@ -108,6 +118,11 @@ impl Session {
             closing: false,
             _permit: permit,
         }
+    }
+
+    /// Replays the notifications sent after `since` (an `inboxId`) once registered.
+    pub fn set_inbox_since(&mut self, since: Option<protocol::MessageId>) {
+        self.core.set_inbox_since(since);
     }
 
     /// Runs `f` on the core with this session as its I/O.

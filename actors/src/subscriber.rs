@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 
 use crate::{
     backlog::Backlog,
-    error::HubError,
     history::History,
+    inbox::Inbox,
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
         MAX_SHARDS,
@@ -35,10 +35,11 @@ use crate::{
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{
-        parse_inbound_timed, ChannelKind, Inbound, MessageId, RoomId, Topic, FIXED_CHANNELS,
-        ROOM_PREFIX, USER_PREFIX,
+        parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
+        USER_PREFIX,
     },
     pubsub::{self, Commands, Message},
+    recovery::{Held, Recovery},
     registry::Registry,
 };
 
@@ -131,9 +132,6 @@ enum Event {
     Messages(Vec<Message>),
     Ended(u64),
 }
-
-/// A live chat message (its frame and history id) held back while its room's gap is read.
-type HeldChat = (Vec<u8>, Option<MessageId>);
 
 struct Connection {
     sink: Commands,
@@ -229,15 +227,10 @@ pub struct Subscriber {
     warnings: WarnLimiter,
     /// This instance's own canary channel, subscribed like the fixed channels.
     canary: Option<String>,
-    /// Chat history, for filling what the rooms missed while the connection was down.
-    history: Option<History>,
     /// See [`COMMAND_TIMEOUT`].
     command_timeout: Duration,
-    /// The history id of the last chat message dispatched per room: where a gap fill starts.
-    last_chat: HashMap<RoomId, MessageId>,
-    /// Rooms whose gap is being read from history, with the live messages held back meanwhile
-    /// (delivered after the gap, so that order holds).
-    filling: HashMap<RoomId, Vec<HeldChat>>,
+    /// What rooms and users missed while the connection was down.
+    recovery: Recovery,
 }
 
 impl Subscriber {
@@ -267,18 +260,16 @@ impl Subscriber {
                 suppressed: 0,
             },
             canary: None,
-            history: None,
             command_timeout: COMMAND_TIMEOUT,
-            last_chat: HashMap::new(),
-            filling: HashMap::new(),
+            recovery: Recovery::default(),
         }
     }
 
     /// After a reconnect, delivers from `history` the chat messages each local room missed
-    /// while the pub/sub connection was down (published meanwhile through the hub's own
-    /// command connection, which reconnects on its own).
-    pub fn with_history(mut self, history: History) -> Self {
-        self.history = Some(history);
+    /// while the pub/sub connection was down, and from `inbox` (when set) the notifications
+    /// each local user missed; also reloads the inbox function Redis may have lost.
+    pub fn with_recovery(mut self, history: History, inbox: Option<Inbox>) -> Self {
+        self.recovery = Recovery::new(Some(history), inbox);
         self
     }
 
@@ -386,9 +377,7 @@ impl Subscriber {
     /// Drops a channel nobody needs any more.
     fn forget(&mut self, key: &ChannelKey) {
         self.channels.remove(key);
-        if let ChannelKey::Room(room) = key {
-            self.last_chat.remove(room);
-        }
+        self.recovery.forget(key);
     }
 
     fn mark_dirty(&mut self, key: &ChannelKey) {
@@ -469,6 +458,7 @@ impl Subscriber {
                 act.fixed_subscribed = true;
                 act.metrics.redis_connected.set(1);
                 act.backoff = MIN_BACKOFF;
+                act.reload_inbox(ctx);
                 if act.ever_connected {
                     act.fill_gaps(ctx);
                     act.metrics.redis_reconnects.inc();
@@ -489,6 +479,7 @@ impl Subscriber {
     fn synced(&mut self, sub_keys: Vec<ChannelKey>, unsub_keys: Vec<ChannelKey>) {
         for key in sub_keys {
             if let Some(ch) = self.channels.get_mut(&key) {
+                self.recovery.subscribed(&key);
                 ch.subscribed = true;
                 for waiter in ch.waiters.drain(..) {
                     let _ = waiter.send(());
@@ -568,89 +559,49 @@ impl Subscriber {
         true
     }
 
-    /// Dispatches a chat message and remembers its history id as where the room's next gap
-    /// fill starts. Nothing is dropped by id here: an `id` from a service's own payload must
-    /// never hide other messages.
-    fn dispatch_chat(&mut self, room: RoomId, frame: &[u8], id: Option<MessageId>) -> u64 {
-        if let Some(id) = id {
-            self.last_chat.insert(room.clone(), id);
-        }
-        self.dispatch(ChannelKey::Room(room), frame, OutKind::Chat, id)
-    }
-
-    /// Reads, for every local room that received chat before the connection was lost, what
-    /// was appended since; live messages for the room are held back until it is delivered.
-    fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
-        let Some(history) = self.history.clone() else {
-            return;
+    /// Dispatches a chat message or notification and remembers its id as where the channel's
+    /// next gap fill starts. Nothing is dropped by id here: an `id` from a service's own
+    /// payload must never hide other messages.
+    fn dispatch_ordered(&mut self, key: ChannelKey, held: Held) -> u64 {
+        self.recovery.dispatched(&key, held.id);
+        let kind = match key {
+            ChannelKey::Room(_) => OutKind::Chat,
+            ChannelKey::User(_) => OutKind::Notification,
         };
-        let rooms: Vec<(RoomId, MessageId)> = self
-            .last_chat
-            .iter()
-            .map(|(room, last)| (room.clone(), *last))
-            .collect();
-        for (room, last) in rooms {
-            if self.filling.contains_key(&room) {
-                continue;
-            }
-            self.filling.insert(room.clone(), Vec::new());
-            let history = history.clone();
-            let name = room.clone();
-            let read = async move { history.recent(&name, Some(last)).await };
-            ctx.spawn(
-                fut::wrap_future::<_, Self>(read)
-                    .map(move |res, act, _| act.gap_read(room, last, res)),
-            );
+        self.dispatch(key, &held.frame, kind, held.id)
+    }
+
+    /// Dispatches a live message, unless its channel's gap is being read (then it waits).
+    fn dispatch_live(&mut self, key: ChannelKey, held: Held) -> u64 {
+        match self.recovery.hold(&key, held) {
+            Some(held) => self.dispatch_ordered(key, held),
+            None => 0,
         }
     }
 
-    /// Delivers a room's missed messages (those after `last`), then the live ones held back
-    /// meanwhile, except exact copies of what the gap delivered.
-    fn gap_read(
-        &mut self,
-        room: RoomId,
-        last: MessageId,
-        read: Result<crate::history::Recent, HubError>,
-    ) {
-        let held = self.filling.remove(&room).unwrap_or_default();
-        let mut filled = Vec::new();
-        match read {
-            Ok(recent) => {
-                if recent.recovered == Some(false) {
-                    warn!(
-                        "room {room}: the chat history no longer reaches back to {last}; \
-                         messages missed during the outage before the oldest kept one are lost"
-                    );
+    /// Reads, for every local room and user, what was appended to its history or inbox since
+    /// the last message it got; live messages wait until that is delivered.
+    fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
+        for (key, start, read) in self.recovery.start() {
+            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, _| {
+                for held in act.recovery.finish(&key, start, res, &act.metrics) {
+                    act.dispatch_ordered(key.clone(), held);
                 }
-                let channel = format!("{ROOM_PREFIX}{room}");
-                for raw in recent.messages {
-                    if let Ok((
-                        Inbound::Chat {
-                            room, frame, id, ..
-                        },
-                        _,
-                    )) = parse_inbound_timed(&channel, raw.get().as_bytes())
-                    {
-                        let Some(id) = id.filter(|id| *id > last) else {
-                            continue;
-                        };
-                        filled.push(id);
-                        if self.dispatch_chat(room, &frame, Some(id)) != 0 {
-                            self.metrics.chat_gap_filled.inc();
-                        }
-                    }
+                act.flush_batches();
+            }));
+        }
+    }
+
+    /// Loads the inbox function on every connection (a restarted Redis without persistence
+    /// lost it).
+    fn reload_inbox(&mut self, ctx: &mut Context<Self>) {
+        if let Some(inbox) = self.recovery.inbox().cloned() {
+            ctx.spawn(fut::wrap_future(async move {
+                if let Err(e) = inbox.load().await {
+                    warn!("after reconnecting: {e}");
                 }
-            }
-            Err(e) => warn!("chat history of room {room} after reconnect: {e}"),
+            }));
         }
-        for (frame, id) in held {
-            if id.is_some_and(|id| filled.binary_search(&id).is_ok()) {
-                self.metrics.chat_duplicates.inc();
-                continue;
-            }
-            self.dispatch_chat(room.clone(), &frame, id);
-        }
-        self.flush_batches();
     }
 
     /// Queues a frame for the shards in `shards`; [`Self::flush_batches`] sends the queue.
@@ -720,8 +671,8 @@ impl Subscriber {
             }
         };
         let shards = match inbound {
-            Inbound::Notification { user, frame } => {
-                self.dispatch(ChannelKey::User(user), &frame, OutKind::Notification, None)
+            Inbound::Notification { user, frame, id } => {
+                self.dispatch_live(ChannelKey::User(user), Held { frame, id })
             }
             Inbound::AiResult { user, frame } => {
                 self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
@@ -735,13 +686,7 @@ impl Subscriber {
                 if foreign_id {
                     self.metrics.chat_foreign_ids.inc();
                 }
-                match self.filling.get_mut(&room) {
-                    Some(held) => {
-                        held.push((frame, id));
-                        0
-                    }
-                    None => self.dispatch_chat(room, &frame, id),
-                }
+                self.dispatch_live(ChannelKey::Room(room), Held { frame, id })
             }
             // Every instance hears every presence event; only those with local members of the
             // room (a subscribed room channel) deliver it.

@@ -67,7 +67,7 @@ fn check_inbound(channel: &str, payload: &[u8]) {
     let original: Value = serde_json::from_slice(payload).expect("accepted payloads are JSON");
     assert!(original.is_object());
     let frame = match &inbound {
-        Inbound::Notification { user, frame } => {
+        Inbound::Notification { user, frame, .. } => {
             assert_eq!(channel, format!("user:notifications:{user}"));
             assert!(is_valid_user_id(user));
             frame

@@ -64,6 +64,7 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
   instance-kill  [--clients 900] [--rooms 30] [--rate 1500] [--presence-ttl-ms 2000]
   slow-consumer  [--target ADDR --pid PID --redis ADDR] [--normal 1000] [--slow 100]
                  [--rate 2000] [--slow-rate 1000] [--seconds 10] [--max-p99-ratio 2]
+  join-storm     [--members 5000] [--workers 4] [--rate 200] [--seconds 5]
 
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
@@ -104,6 +105,7 @@ fn main() -> ExitCode {
         "redis-restart" => block_on(scenario::redis_restart::run(args)),
         "instance-kill" => block_on(scenario::instance_kill::run(args)),
         "slow-consumer" => block_on(scenario::slow::run(args)),
+        "join-storm" => block_on(scenario::storm::run(args)),
         "idle-worker" => {
             return match block_on(scenario::idle::worker(args)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,19 @@
-//! `POST /api/notify`: publish a Notification to `user:notifications:{userId}`.
+//! `POST /api/notify`: append a Notification to the user's inbox and publish it to
+//! `user:notifications:{userId}` (one Redis function, see `hub_actors::inbox`).
 
 use actix_web::{web, HttpResponse};
 use hub_actors::protocol::{now_ms, parse_inbound, USER_PREFIX};
-use serde_json::{Map, Value};
+use log::warn;
+use serde_json::{json, Map, Value};
 
-use super::{publish, ApiError, ApiResult, State};
+use super::{ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/notify", web::post().to(notify));
 }
 
 /// Validates with the same rules the subscriber applies to Redis payloads, fills
-/// `timestamp`, publishes, and answers `202 {"status":"published","receivers":n}`.
+/// `timestamp`, appends and publishes, and answers `202 {"status":"published","inboxId":..}`.
 async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult {
     let mut payload = body.into_inner();
     payload
@@ -27,8 +29,12 @@ async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult 
         }
     };
     let channel = format!("{USER_PREFIX}{user}");
+    payload.remove("inboxId"); // set by the inbox
     let bytes = serde_json::to_vec(&payload).expect("JSON maps serialize");
     parse_inbound(&channel, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    publish(&state, &channel, &bytes).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "published"})))
+    let (id, _) = state.inbox.notify(&user, &bytes).await.map_err(|e| {
+        warn!("POST /api/notify: {e}");
+        ApiError::unavailable("the notification could not be stored; try again")
+    })?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "published", "inboxId": id.to_string()})))
 }

@@ -4,7 +4,8 @@
 //! `/ws` sessions; only the wire encoding differs.
 //!
 //! Mapping (namespace `/` only):
-//! - CONNECT auth `{token}` (JWT) or `{userId, name?}` (dev mode); refused auth gets
+//! - CONNECT auth `{token}` (JWT) or `{userId, name?}` (dev mode), plus `since` (the last
+//!   `inboxId` seen: the notifications sent after it are replayed); refused auth gets
 //!   CONNECT_ERROR `{message, data: {code: "unauthorized"}}`. The namespace is accepted once
 //!   the user's channel is subscribed, like the native `connected`.
 //! - client events `join-room` (room string, or `{room, since?}`), `leave-room` (string or
@@ -162,9 +163,27 @@ impl SioApp for HubApp {
             let _ = io.refuse(nsp, "already connected", None);
             return;
         }
+        let since = match auth.get("since") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => protocol::parse_since(s).map(Some),
+            Some(_) => Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "`since` must be a string (the last inboxId seen)",
+            )),
+        };
+        let since = match since {
+            Ok(since) => since,
+            Err(e) => {
+                self.core.env().metrics.reject("bad_request");
+                let data = json!({"code": "bad_request"});
+                let _ = io.refuse(nsp, &e.message, Some(&data));
+                return;
+            }
+        };
         match self.identity(&auth) {
             Ok(identity) => {
                 self.core.set_identity(identity);
+                self.core.set_inbox_since(since);
                 self.with_core(io, |core, io| core.register(io));
             }
             Err(e) => {

@@ -12,6 +12,7 @@ pub mod redis_restart;
 pub mod room;
 pub mod slow;
 pub mod soak;
+pub mod storm;
 
 use std::{
     io::{self, Read, Write},

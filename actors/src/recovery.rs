@@ -1,0 +1,196 @@
+//! What the subscriber recovers after a pub/sub outage: messages published to a room or a
+//! user while the hub was not subscribed (Redis restarting, the connection being rebuilt).
+//! Chat is in the room's history and notifications sent through the inbox are in the user's
+//! inbox, so after resubscribing the subscriber reads each channel's gap from there and
+//! delivers it, then the live messages it held back meanwhile, minus exact copies.
+//!
+//! Where a gap starts: the id of the last message dispatched on the channel, or, before any,
+//! the moment the channel was subscribed (an id from the hub's clock; a clock far ahead of
+//! Redis's would skip what came just after the subscription).
+
+use std::collections::HashMap;
+
+use futures_util::future::LocalBoxFuture;
+
+use crate::{
+    error::HubError,
+    history::{History, Recent},
+    inbox::Inbox,
+    messages::ChannelKey,
+    metrics::Metrics,
+    protocol::{now_ms, parse_inbound_timed, Inbound, MessageId, ROOM_PREFIX, USER_PREFIX},
+};
+
+/// A message to dispatch on a channel: its client frame and its history or inbox id.
+pub struct Held {
+    /// `{"type":...,"data":...}`.
+    pub frame: Vec<u8>,
+    /// Its history or inbox id, if it has one.
+    pub id: Option<MessageId>,
+}
+
+/// Where a channel's gap starts.
+#[derive(Clone, Copy, Debug)]
+pub struct GapStart {
+    /// The gap is what came after this id.
+    pub last: MessageId,
+    /// `last` is a message's id (not just the moment of subscribing): the stream should
+    /// still hold it, or messages were lost.
+    pub dispatched: bool,
+}
+
+/// A gap read in flight: resolves with what the channel's stream holds after `last`.
+pub type GapRead = LocalBoxFuture<'static, Result<Recent, HubError>>;
+
+/// Gap state of every room and user channel of the instance.
+#[derive(Default)]
+pub struct Recovery {
+    history: Option<History>,
+    inbox: Option<Inbox>,
+    /// Where each channel's next gap fill starts, and whether that is a message's id (not
+    /// just the moment of subscribing).
+    last: HashMap<ChannelKey, (MessageId, bool)>,
+    /// Channels whose gap is being read, with the live messages held back meanwhile
+    /// (delivered after the gap, so that order holds).
+    filling: HashMap<ChannelKey, Vec<Held>>,
+}
+
+impl Recovery {
+    /// Recovers chat from `history` (when set) and notifications from `inbox` (when set).
+    pub fn new(history: Option<History>, inbox: Option<Inbox>) -> Self {
+        Recovery {
+            history,
+            inbox,
+            ..Recovery::default()
+        }
+    }
+
+    /// The inbox, if notifications are recovered.
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.as_ref()
+    }
+
+    fn recovers(&self, key: &ChannelKey) -> bool {
+        match key {
+            ChannelKey::Room(_) => self.history.is_some(),
+            ChannelKey::User(_) => self.inbox.is_some(),
+        }
+    }
+
+    /// Redis confirmed a subscription: a gap can start no earlier than now.
+    pub fn subscribed(&mut self, key: &ChannelKey) {
+        if self.recovers(key) {
+            let now = MessageId {
+                ms: now_ms(),
+                seq: 0,
+            };
+            self.last.entry(key.clone()).or_insert((now, false));
+        }
+    }
+
+    /// The channel is no longer subscribed.
+    pub fn forget(&mut self, key: &ChannelKey) {
+        self.last.remove(key);
+        self.filling.remove(key);
+    }
+
+    /// A message was dispatched on `key`: the next gap starts after it.
+    pub fn dispatched(&mut self, key: &ChannelKey, id: Option<MessageId>) {
+        if let (Some(id), Some(last)) = (id, self.last.get_mut(key)) {
+            *last = (id, true);
+        }
+    }
+
+    /// Holds a live message back while its channel's gap is read; gives it back otherwise.
+    pub fn hold(&mut self, key: &ChannelKey, held: Held) -> Option<Held> {
+        match self.filling.get_mut(key) {
+            Some(queue) => {
+                queue.push(held);
+                None
+            }
+            None => Some(held),
+        }
+    }
+
+    /// Starts reading the gap of every channel (after a reconnect); returns the reads to run,
+    /// each with its channel and where its gap starts.
+    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart, GapRead)> {
+        let mut reads = Vec::new();
+        for (key, &(last, dispatched)) in &self.last {
+            if self.filling.contains_key(key) {
+                continue;
+            }
+            let key = key.clone();
+            let read: GapRead = match (&key, &self.history, &self.inbox) {
+                (ChannelKey::Room(room), Some(history), _) => {
+                    let (history, room) = (history.clone(), room.clone());
+                    Box::pin(async move { history.after(&room, last).await })
+                }
+                (ChannelKey::User(user), _, Some(inbox)) => {
+                    let (inbox, user) = (inbox.clone(), user.clone());
+                    Box::pin(async move { inbox.after(&user, last).await })
+                }
+                _ => continue,
+            };
+            reads.push((key, GapStart { last, dispatched }, read));
+        }
+        for (key, _, _) in &reads {
+            self.filling.insert(key.clone(), Vec::new());
+        }
+        reads
+    }
+
+    /// A gap read finished: what to dispatch on `key`, in order (the missed messages, then the
+    /// held ones that are not copies of them). Counts what it fills and drops.
+    pub fn finish(
+        &mut self,
+        key: &ChannelKey,
+        start: GapStart,
+        read: Result<Recent, HubError>,
+        metrics: &Metrics,
+    ) -> Vec<Held> {
+        let Some(held) = self.filling.remove(key) else {
+            return Vec::new();
+        };
+        let channel = match key {
+            ChannelKey::Room(room) => format!("{ROOM_PREFIX}{room}"),
+            ChannelKey::User(user) => format!("{USER_PREFIX}{user}"),
+        };
+        let last = start.last;
+        let mut out = Vec::new();
+        match read {
+            Ok(recent) => {
+                if recent.recovered == Some(false) && start.dispatched {
+                    log::warn!(
+                        "{channel}: its stream no longer reaches back to {last}; messages \
+                         missed during the outage before the oldest kept one are lost"
+                    );
+                }
+                for raw in recent.messages {
+                    let (frame, id) = match parse_inbound_timed(&channel, raw.get().as_bytes()) {
+                        Ok((Inbound::Chat { frame, id, .. }, _)) => (frame, id),
+                        Ok((Inbound::Notification { frame, id, .. }, _)) => (frame, id),
+                        _ => continue,
+                    };
+                    if id.is_some_and(|id| id > last) {
+                        out.push(Held { frame, id });
+                    }
+                }
+            }
+            Err(e) => log::warn!("{channel}: gap after reconnect not read: {e}"),
+        }
+        let filled: Vec<MessageId> = out.iter().filter_map(|h| h.id).collect();
+        metrics.gap_filled(key, filled.len());
+        for message in held {
+            if message
+                .id
+                .is_some_and(|id| filled.binary_search(&id).is_ok())
+            {
+                metrics.gap_duplicate(key);
+            } else {
+                out.push(message);
+            }
+        }
+        out
+    }
+}
