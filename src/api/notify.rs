@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{publish, ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notify", web::post().to(notify));
+    cfg.service(super::resource("/notify", "POST").route(web::post().to(notify)));
 }
 
 /// Validates with the same rules the subscriber applies to Redis payloads, fills
@@ -28,7 +28,8 @@ async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult 
     };
     let channel = format!("{USER_PREFIX}{user}");
     let bytes = serde_json::to_vec(&payload).expect("JSON maps serialize");
-    parse_inbound(&channel, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    parse_inbound(&channel, &bytes)
+        .map_err(|e| ApiError::bad_request(super::plain_message(&e.to_string())))?;
     publish(&state, &channel, &bytes).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "published"})))
 }
