@@ -2,36 +2,31 @@
 # runs every test.
 REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
-REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
 
-.PHONY: run test bench soak chaos fmt lint redis build sio-compliance
+.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance
 
 build:
 	cargo build --release
 
 ## The hub in dev mode on :$(PORT) with the demo page at http://localhost:$(PORT)/, and one job
-## worker beside it (stopped with SIGTERM when the hub exits).
-run: redis build
-	@REDIS_URL=$(REDIS_URL) ./target/release/relay-hub worker & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
-	trap 'exit 130' INT TERM; \
-	HUB_AUTH=dev REDIS_URL=$(REDIS_URL) PORT=$(PORT) ./target/release/relay-hub
+## worker beside it, both run from wherever cargo builds (CARGO_TARGET_DIR is honoured). Starts
+## a redis-server bound to 127.0.0.1 unless one answers on REDIS_URL, and stops it on Ctrl-C;
+## a Redis that was already running is left alone.
+run:
+	@REDIS_URL=$(REDIS_URL) PORT=$(PORT) scripts/run.sh
 
-## Starts a local redis-server unless one answers on REDIS_URL.
-redis:
-	@if redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1; then \
-	  echo "redis answers on $(REDIS_URL)"; \
-	else \
-	  command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install -y redis-server)"; exit 1; }; \
-	  echo "starting redis-server on port $(REDIS_PORT)"; \
-	  redis-server --port $(REDIS_PORT) --daemonize yes --save '' --appendonly no >/dev/null; \
-	  for i in $$(seq 50); do redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
-	fi
+## Checks `make run` as a user runs it: with CARGO_TARGET_DIR set (target/check-run), free
+## ports, once starting its own Redis and once with one already running; waits for /health,
+## sends Ctrl-C (SIGINT to its process group), and fails if anything it started is left.
+check-run:
+	scripts/check-run.sh
 
 ## Unit and integration tests (each integration test starts its own redis-server and hub;
-## tests/browser.rs also needs /usr/bin/chromium: apt-get install -y chromium).
+## tests/browser.rs also needs /usr/bin/chromium: apt-get install -y chromium), then the
+## `make run` check (check-run).
 test: tests/browser/node_modules tests/socketio/node_modules
 	cargo test --workspace --all-targets
+	scripts/check-run.sh
 
 ## playwright-core for the browser test (it drives the system Chromium, no browser download).
 tests/browser/node_modules: tests/browser/package-lock.json

@@ -226,6 +226,7 @@ pub async fn run(
         members: members.clone(),
         analytics,
         canary: canary_state,
+        api_errors: api::register_error_counter(&metrics.registry),
     };
 
     let local_addr = listener.local_addr()?;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub analytics: Addr<Analytics>,
     /// Whether the pub/sub subscription still delivers (`/health`).
     pub canary: Arc<CanaryState>,
+    /// `hub_api_errors_total{status}`.
+    pub api_errors: prometheus::IntCounterVec,
 }
 
 /// Registers the routes.

@@ -149,13 +149,16 @@
       case 'chat-message': onChat(f.data); break;
       case 'presence': onPresence(f); break;
       case 'notification':
-        event(`🔔 ${f.data.title}: ${f.data.message}`);
+        event(`${f.data.title}: ${f.data.message}`, false, 'notification');
+        toast(f.data.title, f.data.message);
         break;
       case 'ai-result':
         if (f.data.status === 'success') {
-          event(`🤖 job ${f.data.jobId} done: ${summarize(f.data.result)}`);
+          event(`job ${f.data.jobId} done: ${summarize(f.data.result)}`, false, 'job');
+          toast('Job done', summarize(f.data.result));
         } else {
-          event(`🤖 job ${f.data.jobId} failed: ${f.data.error}`, true);
+          event(`job ${f.data.jobId} failed: ${f.data.error}`, true, 'job');
+          toast('Job failed', f.data.error, true);
         }
         break;
       case 'error': onError(f); break;
@@ -167,7 +170,7 @@
     if (room) {
       state.pendingJoins.delete(f.id);
       if (f.code === 'unavailable') {
-        event(`⚠ could not join ${room} yet (${f.message}); retrying`, true);
+        event(`could not join ${room} yet (${f.message}); retrying`, true);
         setTimeout(() => { if (state.rooms.has(room) && !state.rooms.get(room).joined) joinRoom(room); }, JOIN_RETRY_MS);
         return;
       }
@@ -175,7 +178,7 @@
       if (state.active === room) state.active = state.rooms.keys().next().value || null;
       render();
     }
-    event(`⚠ ${f.code}: ${f.message}`, true);
+    event(`${f.code}: ${f.message}`, true);
   }
 
   function summarize(result) {
@@ -332,10 +335,28 @@
     }
   }
 
-  function event(text, isError) {
-    const li = el('li', isError ? 'error' : '', text);
+  /** Adds a line to the Events panel, tagged in plain text (`notification`, `job`, `error`). */
+  function event(text, isError, kind) {
+    const li = el('li', isError ? 'error' : '');
+    li.append(el('span', 'tag', kind || (isError ? 'error' : 'info')), document.createTextNode(text));
     $('events').prepend(li);
     while ($('events').children.length > 50) $('events').lastChild.remove();
+  }
+
+  const TOAST_MS = 6000;
+  /** A toast at the top of the screen (the Events panel is below the fold on a phone). */
+  function toast(title, message, isError) {
+    const t = el('div', isError ? 'toast error' : 'toast');
+    t.setAttribute('role', 'status');
+    t.append(el('strong', '', title || ''), el('span', '', message || ''));
+    const close = el('button', 'toast-close', 'Dismiss');
+    close.type = 'button';
+    close.onclick = () => t.remove();
+    t.append(close);
+    const box = $('toasts');
+    box.prepend(t);
+    while (box.children.length > 3) box.lastChild.remove();
+    setTimeout(() => t.remove(), TOAST_MS);
   }
 
   let noticeTimer = null;
@@ -437,10 +458,10 @@
         body: JSON.stringify({ type: 'llama_inference', userId: state.userId, payload: { text } }),
       });
       const body = await res.json();
-      if (res.ok) event(`⏳ job ${body.id} queued`);
-      else event(`⚠ job refused: ${body.error ? body.error.message : res.status}`, true);
+      if (res.ok) event(`job ${body.id} queued`, false, 'job');
+      else event(`job refused: ${body.error ? body.error.message : res.status}`, true, 'job');
     } catch (err) {
-      event(`⚠ job not sent: ${err}`, true);
+      event(`job not sent: ${err}`, true, 'job');
     }
   };
 

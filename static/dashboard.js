@@ -185,12 +185,15 @@
     }));
   }
 
+  /** Fills the latency chart's model picker; until a model reports, it says so (disabled). */
   function updateModelSelect(models) {
     const sel = $('latency-model');
     const current = sel.value;
-    const have = Array.from(sel.options).map((o) => o.value);
-    if (have.join('\n') === models.join('\n')) return;
-    sel.replaceChildren(...models.map((m) => new Option(m, m)));
+    const have = sel.disabled ? [] : Array.from(sel.options).map((o) => o.value);
+    if (have.join('\n') === models.join('\n') && (models.length || sel.options.length)) return;
+    sel.disabled = !models.length;
+    sel.replaceChildren(...(models.length ? models.map((m) => new Option(m, m))
+      : [new Option('no models yet', '')]));
     if (models.includes(current)) sel.value = current;
   }
 
@@ -245,13 +248,21 @@
       ctx.fillStyle = '#6b7280';
       ctx.fillText(yFormat(y), pad.l - 6, Y(y));
     }
-    // x ticks
-    ctx.textAlign = 'center';
+    // x ticks: as many as fit without overlapping (at most 5), each label kept inside the chart
+    ctx.textAlign = 'left';
     ctx.textBaseline = 'top';
-    for (let i = 0; i <= 4; i++) {
-      const x = x0 + (x1 - x0) * i / 4;
-      ctx.fillText(xLabel(x), X(x), pad.t + ph + 5);
+    const widest = Math.max(...[x0, x1].map((x) => ctx.measureText(xLabel(x)).width));
+    const intervals = Math.max(1, Math.min(4, Math.floor(pw / (widest + 16))));
+    const boxes = [];
+    for (let i = 0; i <= intervals; i++) {
+      const x = x0 + (x1 - x0) * i / intervals;
+      const text = xLabel(x);
+      const tw = ctx.measureText(text).width;
+      const left = Math.min(Math.max(X(x) - tw / 2, 0), w - tw);
+      ctx.fillText(text, left, pad.t + ph + 5);
+      boxes.push([Math.round(left), Math.round(left + tw)]);
     }
+    canvas.dataset.xLabels = JSON.stringify(boxes); // for the browser test: no overlaps
     ctx.strokeStyle = '#9ca3af';
     ctx.beginPath(); ctx.moveTo(pad.l, pad.t); ctx.lineTo(pad.l, pad.t + ph);
     ctx.lineTo(w - pad.r, pad.t + ph); ctx.stroke();

@@ -60,10 +60,6 @@ async fn notify_refuses_bad_keys_and_bodies_without_publishing() {
         json!({"userId": 12}).to_string(),
         json!({"type": "info", "title": "T", "message": "M"}).to_string(),
         json!({"userId": "a b", "type": "info", "title": "T", "message": "M"}).to_string(),
-        format!(
-            r#"{{"userId":12,"type":"i","title":"T","message":"{}"}}"#,
-            "x".repeat(70_000)
-        ),
     ] {
         let (status, body) = hub.http("POST", "/api/notify", &headers, &bad).await;
         assert_eq!(status, 400, "{bad:.60}");
@@ -137,7 +133,6 @@ async fn cache_invalidate_refuses_bad_keys_and_bodies_without_publishing() {
         json!({"pattern": "user\\"}).to_string(),
         json!({"pattern": "[z-a]"}).to_string(),
         json!({"pattern": "user:*", "reason": 7}).to_string(),
-        oversized("pattern"),
     ] {
         let (status, err) = post(&hub, "/api/cache/invalidate", None, &bad).await;
         assert_eq!(status, 400, "{bad:.60}");
@@ -221,7 +216,6 @@ async fn analytics_refuses_bad_keys_and_bodies_without_publishing() {
         json!({"event": "q", "data": {"tokens": 1.5}}).to_string(),
         json!({"event": "q", "data": {"cost": "free"}}).to_string(),
         json!({"event": "x".repeat(129), "data": {}}).to_string(),
-        oversized("event"),
     ] {
         let (status, err) = post(&hub, "/api/analytics", None, &bad).await;
         assert_eq!(status, 400, "{bad:.60}");
@@ -231,4 +225,127 @@ async fn analytics_refuses_bad_keys_and_bodies_without_publishing() {
         .publish("analytics:events", r#"{"event":"marker","data":{}}"#)
         .await;
     assert_eq!(watch.next().await["event"], "marker");
+}
+
+/// Sends `method path` with the test key and an optional JSON body; returns status, the
+/// response head (lower-cased) and the JSON body.
+async fn call(hub: &common::Hub, method: &str, path: &str, body: &str) -> (u16, String, Value) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let auth = format!("Bearer {KEY}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let req = common::request_bytes(hub.port, method, path, &headers, body.as_bytes());
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(&req).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = serde_json::from_str(body).unwrap_or_else(|_| panic!("a JSON body: {text}"));
+    (status, head.to_ascii_lowercase(), json)
+}
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_big_bodies_get_json_errors() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_API_KEY", KEY)]).await;
+    for path in ["/api/nope", "/api/", "/api/jobs/a/b", "/api/dev/nope"] {
+        let (status, _, err) = call(&hub, "GET", path, "").await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (404, json!("not_found")),
+            "{path}"
+        );
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(path),
+            "{err}"
+        );
+    }
+    for (method, path, allow) in [
+        ("GET", "/api/notify", "POST"),
+        ("GET", "/api/jobs", "POST"),
+        ("DELETE", "/api/jobs/j1", "GET"),
+        ("PUT", "/api/analytics", "GET, POST"),
+        ("GET", "/api/cache/invalidate", "POST"),
+        ("GET", "/api/chat/room-1", "POST"),
+        ("POST", "/api/rooms/room-1", "GET"),
+    ] {
+        let (status, head, err) = call(&hub, method, path, "").await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (405, json!("method_not_allowed")),
+            "{method} {path}"
+        );
+        assert!(
+            head.contains(&format!("\r\nallow: {}", allow.to_ascii_lowercase())),
+            "{method} {path}: {head}"
+        );
+    }
+    for path in [
+        "/api/notify",
+        "/api/jobs",
+        "/api/analytics",
+        "/api/cache/invalidate",
+        "/api/chat/room-1",
+    ] {
+        let (status, _, err) = call(&hub, "POST", path, &oversized("message")).await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (413, json!("payload_too_large")),
+            "{path}"
+        );
+    }
+    let errors = |status: &str| {
+        let sample = format!("hub_api_errors_total{{status=\"{status}\"}}");
+        let hub = &hub;
+        async move { hub.metric(&sample).await }
+    };
+    assert_eq!(errors("404").await, 4.0);
+    assert_eq!(errors("405").await, 7.0);
+    assert_eq!(errors("413").await, 5.0);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_explained_in_the_callers_terms() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_API_KEY", KEY)]).await;
+    for (path, body, expected) in [
+        (
+            "/api/notify",
+            json!({"userId": 12, "type": "info", "message": "M"}).to_string(),
+            "missing field `title`",
+        ),
+        (
+            "/api/notify",
+            json!({"userId": 12, "type": "info", "title": 5, "message": "M"}).to_string(),
+            "invalid type: integer `5`, expected a string",
+        ),
+        (
+            "/api/notify",
+            "[1]".to_string(),
+            "the body must be a JSON object",
+        ),
+        (
+            "/api/notify",
+            "{\"userId\": 12,".to_string(),
+            "the body is not valid JSON (line 1, column 14)",
+        ),
+        (
+            "/api/chat/room-1",
+            json!({"userId": 1, "message": "hi"}).to_string(),
+            "missing field `username`",
+        ),
+    ] {
+        let (status, _, err) = call(&hub, "POST", path, &body).await;
+        assert_eq!(status, 400, "{path} {body}");
+        assert_eq!(err["error"]["message"], expected, "{path} {body}");
+    }
 }

@@ -1,9 +1,14 @@
-//! The demo page end to end in a real browser: headless Chromium (Debian's `chromium`)
-//! driven by `playwright-core` from `tests/browser/chat.mjs`, against a real hub and
-//! redis-server. Two users join a room, chat, see each other as members; one goes offline,
-//! the other sends three messages, the first comes back and shows them exactly once; a third
-//! user on a phone-width screen gets the history. Screenshots are saved under
-//! `target/test-output/browser/`.
+//! The demo pages end to end in a real browser: headless Chromium (Debian's `chromium`)
+//! driven by `playwright-core`, against a real hub and redis-server.
+//! - `tests/browser/chat.mjs`: two users join a room, chat, see each other as members; one
+//!   goes offline, the other sends three messages, the first comes back and shows them exactly
+//!   once; a third user on a phone-width screen gets the history, and a notification as a
+//!   toast on screen and in the Events panel.
+//! - `tests/browser/dashboard.mjs`: the dashboard at desktop and phone width: header styled
+//!   like the chat page, no horizontal overflow, the latency picker before data, a chart drawn
+//!   once analytics events arrive, time-axis labels apart, `/favicon.ico` served.
+//!
+//! Screenshots are saved under `target/test-output/browser/`.
 //!
 //! Needs `chromium` and the script's node modules; `.ci/run` installs both. Without them
 //! the test fails and says how to install them.
@@ -48,12 +53,14 @@ fn require_tools(script_dir: &Path) {
     );
 }
 
-#[tokio::test]
-async fn demo_page_chat_presence_and_recovery_in_chromium() {
+/// Runs `tests/browser/{script}` against a fresh hub and redis-server; returns its report
+/// after checking that it passed, checked at least `min_checks` things, and saved `screens`
+/// (under `target/test-output/browser/{out}/`).
+async fn run_scenario(script: &str, out: &str, min_checks: usize, screens: &[&str]) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script_dir = root.join("tests/browser");
     require_tools(&script_dir);
-    let out_dir = root.join("target/test-output/browser");
+    let out_dir = root.join("target/test-output/browser").join(out);
     let _ = std::fs::remove_dir_all(&out_dir);
 
     let redis = Redis::start().await;
@@ -61,7 +68,7 @@ async fn demo_page_chat_presence_and_recovery_in_chromium() {
     let url = format!("http://127.0.0.1:{}", hub.port);
 
     let child = tokio::process::Command::new("node")
-        .arg(script_dir.join("chat.mjs"))
+        .arg(script_dir.join(script))
         .arg(&url)
         .arg(&out_dir)
         .env("CHROMIUM_PATH", chromium_path())
@@ -86,7 +93,7 @@ async fn demo_page_chat_presence_and_recovery_in_chromium() {
     let pretty = serde_json::to_string_pretty(&report).unwrap();
     assert_eq!(
         report["ok"], true,
-        "browser scenario failed:\n{pretty}\nstderr: {stderr}"
+        "browser scenario {script} failed:\n{pretty}\nstderr: {stderr}"
     );
     assert!(
         output.status.success(),
@@ -95,11 +102,42 @@ async fn demo_page_chat_presence_and_recovery_in_chromium() {
     );
 
     let checks = report["checks"].as_array().expect("checks");
-    assert!(checks.len() >= 10, "every step was checked: {pretty}");
+    assert!(
+        checks.len() >= min_checks,
+        "every step was checked: {pretty}"
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{pretty}");
-    for name in ["chat-alice.png", "chat-bob.png", "chat-phone.png"] {
+    for name in screens {
         let shot = out_dir.join(name);
         let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "screenshot {} was saved", shot.display());
     }
+    report
+}
+
+#[tokio::test]
+async fn demo_page_chat_presence_recovery_and_toasts_in_chromium() {
+    run_scenario(
+        "chat.mjs",
+        "chat",
+        13,
+        &[
+            "chat-alice.png",
+            "chat-bob.png",
+            "chat-phone.png",
+            "chat-phone-toast.png",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dashboard_at_desktop_and_phone_width_in_chromium() {
+    run_scenario(
+        "dashboard.mjs",
+        "dashboard",
+        20,
+        &["dashboard-desktop.png", "dashboard-phone.png"],
+    )
+    .await;
 }

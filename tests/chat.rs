@@ -633,3 +633,36 @@ async fn chat_missed_during_a_pubsub_outage_is_delivered_from_history() {
     );
     assert_eq!(hub.metric("hub_chat_gap_filled_total").await, 3.0);
 }
+
+#[tokio::test]
+async fn room_id_names_the_room_in_client_frames_as_room_does() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut a = named(&hub, "1", "Ann").await;
+    let mut b = named(&hub, "2", "Bob").await;
+    b.join("r-alias").await;
+    a.send(json!({"type": "join-room", "roomId": "r-alias"}))
+        .await;
+    assert_eq!(a.recv_type("joined").await["room"], "r-alias");
+    a.send(json!({"type": "chat-message", "roomId": "r-alias", "message": "seed shape"}))
+        .await;
+    let data = b.recv_type("chat-message").await["data"].clone();
+    assert_eq!(
+        (data["roomId"].clone(), data["message"].clone()),
+        (json!("r-alias"), json!("seed shape"))
+    );
+    assert_eq!(
+        a.recv_type("chat-message").await["data"]["message"],
+        "seed shape",
+        "the sender gets its own message too"
+    );
+    a.send(
+        json!({"type": "chat-message", "room": "r-alias", "roomId": "elsewhere",
+                  "message": "which room?"}),
+    )
+    .await;
+    a.expect_error("bad_request").await;
+    a.send(json!({"type": "leave-room", "roomId": "r-alias"}))
+        .await;
+    assert_eq!(a.recv_type("left").await["room"], "r-alias");
+}

@@ -85,6 +85,12 @@ impl WorkerProc {
             .unwrap()
     }
 
+    /// Waits until the worker has advertised its job types and takes jobs.
+    async fn ready(self) -> Self {
+        self.await_log("taking jobs").await;
+        self
+    }
+
     /// Waits until the worker's log contains `text`.
     async fn await_log(&self, text: &str) {
         eventually(&format!("worker log line `{text}`"), || async {
@@ -114,12 +120,24 @@ async fn post_job(hub: &Hub, headers: &[(&str, &str)], job: Value) -> Value {
     reply
 }
 
-/// Enqueues a job with the given id through `POST /api/jobs`.
+/// Enqueues a job with the given id through `POST /api/jobs` (a worker for `kind` runs).
 async fn enqueue(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
     let reply = post_job(
         hub,
         &[],
         json!({"id": id, "type": kind, "userId": user, "payload": payload}),
+    )
+    .await;
+    assert_eq!(reply["id"], id);
+}
+
+/// Like [`enqueue`], before any worker for `kind` runs (`waitForWorker`).
+async fn enqueue_early(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
+    let reply = post_job(
+        hub,
+        &[],
+        json!({"id": id, "type": kind, "userId": user, "payload": payload,
+               "waitForWorker": true}),
     )
     .await;
     assert_eq!(reply["id"], id);
@@ -199,7 +217,7 @@ async fn a_worker_takes_the_highest_priority_first_under_backlog() {
                 &hub,
                 &[],
                 json!({"id": id, "type": "test_sleep", "userId": 1, "priority": p,
-                       "payload": {"record": "runs"}}),
+                       "payload": {"record": "runs"}, "waitForWorker": true}),
             )
             .await;
             ids.push(id);
@@ -237,6 +255,9 @@ async fn three_workers_run_300_jobs_exactly_once() {
         .iter()
         .map(|id| worker(&redis, id, &[("HUB_WORKER_CONCURRENCY", "4")]))
         .collect();
+    for w in &workers {
+        w.await_log("taking jobs").await;
+    }
     let mut ids = HashSet::new();
     for i in 0..300 {
         let id = format!("job-{i}");
@@ -286,7 +307,7 @@ async fn a_job_of_a_killed_worker_completes_on_another_after_the_visibility_time
     let hub = hub(&redis, &[]).await;
     let mut user = hub.user("7").await;
     let short = [("HUB_JOB_VISIBILITY_MS", "1000")];
-    let mut a = worker(&redis, "A", &short);
+    let mut a = worker(&redis, "A", &short).ready().await;
     enqueue(
         &hub,
         "crash-1",
@@ -325,7 +346,7 @@ async fn a_stalled_worker_that_wakes_up_after_a_takeover_publishes_nothing() {
     let hub = hub(&redis, &[]).await;
     let mut user = hub.user("6").await;
     let short = [("HUB_JOB_VISIBILITY_MS", "1000")];
-    let a = worker(&redis, "A", &short);
+    let a = worker(&redis, "A", &short).ready().await;
     enqueue(
         &hub,
         "stall-1",
@@ -373,7 +394,9 @@ async fn an_always_failing_job_is_dead_lettered_and_the_user_gets_an_error() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let mut user = hub.user("8").await;
-    let _w = worker(&redis, "w1", &[("HUB_JOB_RETRY_BACKOFF_MS", "20")]);
+    let _w = worker(&redis, "w1", &[("HUB_JOB_RETRY_BACKOFF_MS", "20")])
+        .ready()
+        .await;
     enqueue(
         &hub,
         "fail-1",
@@ -457,7 +480,7 @@ async fn jobs_enqueued_while_no_worker_runs_are_processed_when_one_starts() {
     let mut ids = HashSet::new();
     for i in 0..5 {
         let id = format!("early-{i}");
-        enqueue(
+        enqueue_early(
             &hub,
             &id,
             "llama_inference",
@@ -502,7 +525,7 @@ async fn a_result_reaches_the_users_websocket_end_to_end() {
     let hub = hub(&redis, &[("HUB_API_KEY", "k3y")]).await;
     let mut alice = hub.user("42").await;
     let mut bob = hub.user("43").await;
-    let _w = worker(&redis, "w1", &[]);
+    let _w = worker(&redis, "w1", &[]).ready().await;
 
     // No key: refused, nothing queued.
     let job = json!({"type": "llama_inference", "userId": 42,
@@ -580,7 +603,7 @@ async fn get_job_follows_a_job_through_each_state() {
         (400, json!("bad_request"))
     );
 
-    enqueue(
+    enqueue_early(
         &hub,
         "life-1",
         "test_gate",
@@ -630,7 +653,7 @@ async fn bad_jobs_are_refused_and_enqueue_is_idempotent() {
         json!({"type": "t", "userId": "a b", "payload": 1}).to_string(),
         json!({"type": "t", "userId": 1, "payload": 1, "priority": "urgent"}).to_string(),
         json!({"type": "t", "userId": 1, "payload": 1, "id": "has space"}).to_string(),
-        json!({"type": "t", "userId": 1, "payload": "x".repeat(70_000)}).to_string(),
+        json!({"type": "t", "userId": 1, "payload": 1, "waitForWorker": "yes"}).to_string(),
     ];
     for body in &bad {
         let (status, reply) = hub.http("POST", "/api/jobs", &[JSON], body).await;
@@ -646,7 +669,8 @@ async fn bad_jobs_are_refused_and_enqueue_is_idempotent() {
         assert_eq!(xlen(&redis, &format!("jobs:stream:{p}")).await, 0);
     }
 
-    let job = json!({"id": "once", "type": "t", "userId": 1, "payload": {}});
+    let job = json!({"id": "once", "type": "t", "userId": 1, "payload": {},
+                     "waitForWorker": true});
     assert!(post_job(&hub, &[], job.clone())
         .await
         .get("duplicate")
@@ -657,12 +681,85 @@ async fn bad_jobs_are_refused_and_enqueue_is_idempotent() {
 }
 
 #[tokio::test]
+async fn a_type_no_worker_handles_is_refused_unless_the_caller_waits_for_a_worker() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let post = |job: Value| {
+        let hub = &hub;
+        async move {
+            let (status, body) = hub
+                .http("POST", "/api/jobs", &[JSON], &job.to_string())
+                .await;
+            (status, serde_json::from_str::<Value>(&body).unwrap())
+        }
+    };
+    let job = json!({"id": "j1", "type": "test_sleep", "userId": 1, "payload": {}});
+
+    // No worker yet: refused in plain words, nothing queued, counted.
+    let (status, err) = post(job.clone()).await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("no_worker"))
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no worker handles job type `test_sleep` (no worker is running)")
+            && message.contains("\"waitForWorker\": true"),
+        "{message}"
+    );
+    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
+    assert_eq!(get_job(&hub, "j1").await.0, 404);
+    assert_eq!(hub.metric("hub_jobs_rejected_total").await, 1.0);
+
+    // The caller opts in: queued for a worker yet to come, without the option in the job.
+    let mut early = job.clone();
+    early["waitForWorker"] = json!(true);
+    early["payload"] = json!({"record": "runs"});
+    assert_eq!(post(early).await.0, 202);
+    let stored: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("jobs:stream:normal")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&stored[0].1["job"]).unwrap();
+    assert!(body.get("waitForWorker").is_none(), "{body}");
+
+    // A worker advertises its types: they are accepted, others still refused, and the early
+    // job runs.
+    let _w = worker(&redis, "w1", &[]).ready().await;
+    await_state(&hub, "j1", "done").await;
+    let (status, reply) = post(json!({"id": "j2", "type": "test_sleep", "userId": 1,
+                                      "payload": {}}))
+    .await;
+    assert_eq!((status, reply["status"].clone()), (202, json!("queued")));
+    let (status, err) = post(json!({"type": "translate", "userId": 1, "payload": {}})).await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("no_worker"))
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("types handled now: llama_inference, test_fail, test_gate, test_sleep"),
+        "{err}"
+    );
+    // A duplicate id stays idempotent, even with a type no worker handles.
+    let mut again = job;
+    again["type"] = json!("translate");
+    let (status, reply) = post(again).await;
+    assert_eq!((status, reply["duplicate"].clone()), (202, json!(true)));
+}
+
+#[tokio::test]
 async fn a_stopping_worker_finishes_or_releases_its_running_jobs() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
 
     // Within the drain timeout: the job finishes on the stopping worker.
-    let mut a = worker(&redis, "A", &[]);
+    let mut a = worker(&redis, "A", &[]).ready().await;
     enqueue(
         &hub,
         "drain-1",
@@ -684,7 +781,9 @@ async fn a_stopping_worker_finishes_or_releases_its_running_jobs() {
 
     // Past the drain timeout: the job is released (not counted as an attempt) and another
     // worker takes it.
-    let mut b = worker(&redis, "B", &[("HUB_WORKER_DRAIN_MS", "0")]);
+    let mut b = worker(&redis, "B", &[("HUB_WORKER_DRAIN_MS", "0")])
+        .ready()
+        .await;
     enqueue(
         &hub,
         "drain-2",

@@ -258,7 +258,7 @@ fn bad(id: &Option<Value>, message: impl Into<Cow<'static, str>>) -> ClientError
 }
 
 /// Keys of `chat-message` frames that the hub sets itself and therefore ignores.
-const HUB_SET_CHAT_KEYS: [&str; 4] = ["userId", "username", "timestamp", "roomId"];
+const HUB_SET_CHAT_KEYS: [&str; 3] = ["userId", "username", "timestamp"];
 
 /// Validates the fields of a request of type `kind` (the frame's keys besides `type` and
 /// `id`); shared by the native frame parser and the Socket.IO event mapping.
@@ -379,8 +379,28 @@ fn take_optional_string(
     }
 }
 
+/// The frame's room: `room`, or `roomId` as the ChatMessage shape names it (both may be given
+/// if they agree).
 fn take_room(map: &mut Map<String, Value>) -> Result<RoomId, ClientError> {
-    let room = take_string(map, "room")?;
+    let room = match (
+        take_optional_string(map, "room")?,
+        take_optional_string(map, "roomId")?,
+    ) {
+        (Some(room), None) | (None, Some(room)) => room,
+        (Some(room), Some(alias)) if room == alias => room,
+        (Some(_), Some(_)) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "`room` and `roomId` name different rooms (give one of them)",
+            ))
+        }
+        (None, None) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "missing field `room` (or `roomId`)",
+            ))
+        }
+    };
     validate_room(&room)?;
     Ok(room.into())
 }
@@ -1245,6 +1265,39 @@ mod tests {
                 message: "hi".into()
             }
         );
+    }
+
+    #[test]
+    fn room_id_names_the_room_as_well_as_room() {
+        let chat = |frame: &str| parse(frame).map(|f| f.request);
+        let expected = Request::ChatMessage {
+            room: "r1".into(),
+            message: "hi".into(),
+        };
+        for frame in [
+            r#"{"type":"chat-message","roomId":"r1","message":"hi"}"#,
+            r#"{"type":"chat-message","room":"r1","roomId":"r1","message":"hi"}"#,
+        ] {
+            assert_eq!(chat(frame), Ok(expected.clone()), "{frame}");
+        }
+        assert_eq!(
+            chat(r#"{"type":"join-room","roomId":"r1","since":"5-0"}"#),
+            Ok(Request::JoinRoom {
+                room: "r1".into(),
+                since: MessageId::parse("5-0"),
+            })
+        );
+        assert_eq!(
+            chat(r#"{"type":"leave-room","roomId":"r1"}"#),
+            Ok(Request::LeaveRoom { room: "r1".into() })
+        );
+        let e = parse(r#"{"type":"chat-message","room":"r1","roomId":"r2","message":"hi"}"#)
+            .unwrap_err();
+        assert!(e.message.contains("different rooms"), "{}", e.message);
+        let e = parse(r#"{"type":"leave-room","roomId":"bad room"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRoom);
+        let e = parse(r#"{"type":"leave-room","roomId":7}"#).unwrap_err();
+        assert_eq!(e.message, "`roomId` must be a string");
     }
 
     #[test]

@@ -12,8 +12,11 @@ use serde_json::{Map, Value};
 use super::{publish, ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/analytics", web::post().to(record))
-        .route("/analytics", web::get().to(snapshot));
+    cfg.service(
+        super::resource("/analytics", "GET, POST")
+            .route(web::post().to(record))
+            .route(web::get().to(snapshot)),
+    );
 }
 
 /// Validates with the rules the subscriber applies to `analytics:events` payloads (`event`

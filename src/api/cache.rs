@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{publish, ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cache/invalidate", web::post().to(invalidate));
+    cfg.service(super::resource("/cache/invalidate", "POST").route(web::post().to(invalidate)));
 }
 
 /// Validates with the rules the subscriber applies to `cache:invalidate` payloads (a glob

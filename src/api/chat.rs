@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use super::{ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/chat/{roomId}", web::post().to(post_message))
-        .route("/rooms/{roomId}", web::get().to(room_info));
+    cfg.service(super::resource("/chat/{roomId}", "POST").route(web::post().to(post_message)))
+        .service(super::resource("/rooms/{roomId}", "GET").route(web::get().to(room_info)));
 }
 
 fn room_from_path(room: &str) -> Result<RoomId, ApiError> {
@@ -65,7 +65,8 @@ async fn post_message(
     }
     let bytes = serde_json::to_vec(&payload).expect("JSON maps serialize");
     let channel = format!("{ROOM_PREFIX}{room}");
-    parse_inbound(&channel, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    parse_inbound(&channel, &bytes)
+        .map_err(|e| ApiError::bad_request(super::plain_message(&e.to_string())))?;
     let id = state
         .history
         .append(&room, &bytes)

@@ -6,10 +6,15 @@
 //!
 //! Enqueue is idempotent by id: posting a job whose id exists changes nothing and answers
 //! `202 {"status": "queued", "id", "duplicate": true}`.
+//!
+//! A job whose `type` no worker advertised within the last 30 s is refused with
+//! `400 no_worker` (the message lists the types served now), unless the body says
+//! `"waitForWorker": true`: then it is queued for a worker yet to come. `waitForWorker` is an
+//! enqueue option, not part of the stored job.
 
 use std::{sync::Arc, time::Duration};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::StatusCode, web, HttpResponse};
 use hub_actors::{
     jobs::{is_valid_name, stats::JobMetrics, Enqueued, JobQueue, NewJob, QueueSettings},
     metrics::Metrics,
@@ -49,32 +54,74 @@ impl JobsApi {
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/jobs", web::post().to(enqueue))
-        .route("/jobs/{id}", web::get().to(status));
+    cfg.service(super::resource("/jobs", "POST").route(web::post().to(enqueue)))
+        .service(super::resource("/jobs/{id}", "GET").route(web::get().to(status)));
 }
 
 pub(super) fn configure_dev(cfg: &mut web::ServiceConfig) {
+    // A plain route: outside dev mode nothing under `/api/dev` may be seen to exist (405).
     cfg.route("/jobs", web::post().to(enqueue_dev));
 }
 
 type Body = Result<web::Json<Value>, actix_web::Error>;
 
+/// The body's `waitForWorker` option (removed from the job): `true` queues a job even when no
+/// worker handles its type yet.
+fn take_wait_for_worker(value: &mut Value) -> Result<bool, ApiError> {
+    let Some(job) = value.as_object_mut() else {
+        return Ok(false);
+    };
+    match job.remove("waitForWorker") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(_) => Err(ApiError::bad_request(
+            "`waitForWorker` must be true or false",
+        )),
+    }
+}
+
+fn unserved(kind: &str, mut served: Vec<String>) -> ApiError {
+    served.sort();
+    let served = if served.is_empty() {
+        "no worker is running".to_string()
+    } else {
+        format!("types handled now: {}", served.join(", "))
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no_worker",
+        format!(
+            "no worker handles job type `{kind}` ({served}); start a worker for it, or send \
+             \"waitForWorker\": true to queue the job until one comes"
+        ),
+    )
+}
+
 async fn enqueue(state: State, body: Body) -> Result<HttpResponse, actix_web::Error> {
     let jobs = &state.jobs;
-    let value = match body {
+    let refused = |e: ApiError| {
+        jobs.metrics.rejected.inc();
+        e
+    };
+    let mut value = match body {
         Ok(v) => v.into_inner(),
         Err(e) => {
             jobs.metrics.rejected.inc();
             return Err(e);
         }
     };
-    let job = NewJob::from_value(value, now_ms()).map_err(|e| {
-        jobs.metrics.rejected.inc();
-        ApiError::bad_request(e.to_string())
-    })?;
-    let reply = match jobs.queue.enqueue(&job).await {
+    let wait_for_worker = take_wait_for_worker(&mut value).map_err(refused)?;
+    let job = NewJob::from_value(value, now_ms())
+        .map_err(|e| refused(ApiError::bad_request(e.to_string())))?;
+    let enqueued = if wait_for_worker {
+        jobs.queue.enqueue(&job).await
+    } else {
+        jobs.queue.enqueue_if_served(&job).await
+    };
+    let reply = match enqueued {
         Ok(Enqueued::Queued) => json!({"status": "queued", "id": job.id}),
         Ok(Enqueued::Duplicate(_)) => json!({"status": "queued", "id": job.id, "duplicate": true}),
+        Ok(Enqueued::Unserved(served)) => return Err(refused(unserved(&job.kind, served)).into()),
         Err(e) => {
             log::warn!("{e}");
             return Err(ApiError::unavailable(e.to_string()).into());

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::{ApiError, ApiResult, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notify", web::post().to(notify));
+    cfg.service(super::resource("/notify", "POST").route(web::post().to(notify)));
 }
 
 /// Validates with the same rules the subscriber applies to Redis payloads, fills
@@ -31,7 +31,8 @@ async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult 
     let channel = format!("{USER_PREFIX}{user}");
     payload.remove("inboxId"); // set by the inbox
     let bytes = serde_json::to_vec(&payload).expect("JSON maps serialize");
-    parse_inbound(&channel, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    parse_inbound(&channel, &bytes)
+        .map_err(|e| ApiError::bad_request(super::plain_message(&e.to_string())))?;
     let (id, _) = state.inbox.notify(&user, &bytes).await.map_err(|e| {
         warn!("POST /api/notify: {e}");
         ApiError::unavailable("the notification could not be stored; try again")

@@ -29,9 +29,9 @@ function check(name, ok, detail) {
   if (!ok) throw new Error(`check failed: ${name}${detail === undefined ? '' : ` (${JSON.stringify(detail)})`}`);
 }
 
-async function shot(page, name) {
+async function shot(page, name, { fullPage = true } = {}) {
   const path = join(outDir, name);
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage });
   screenshots.push(path);
 }
 
@@ -155,6 +155,29 @@ async function main() {
     const history = await shown(carol);
     check('a new member gets the history on join', history.length === 7, history);
     await shot(carol, 'chat-phone.png');
+
+    // A notification reaches Carol's phone as a toast on screen (the Events panel is far below
+    // the fold there) and in the Events panel, tagged in plain text (no emoji).
+    const notify = await fetch(`${hubUrl}/api/notify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ userId: 3, type: 'info', title: 'Report ready', message: 'Your weekly report is ready' }),
+    });
+    check('the hub took the notification', notify.status === 202, notify.status);
+    await carol.waitForSelector('#toasts .toast', { timeout: WAIT });
+    const toast = await carol.$eval('#toasts .toast', (t) => {
+      const r = t.getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, left: r.left, right: r.right, text: t.textContent };
+    });
+    check('the notification shows as a toast within the phone screen',
+      toast.top >= 0 && toast.bottom <= 844 && toast.left >= 0 && toast.right <= 390
+        && toast.text.includes('Report ready') && toast.text.includes('Your weekly report is ready'), toast);
+    const logged = await carol.textContent('#events li');
+    check('the notification is in the Events panel too, tagged in plain text',
+      logged === 'notificationReport ready: Your weekly report is ready', logged);
+    await carol.waitForFunction(() => document.getAnimations().every((a) => a.playState === 'finished'),
+      null, { timeout: WAIT });
+    await shot(carol, 'chat-phone-toast.png', { fullPage: false });
 
     check('no script errors in the pages', pageErrors.length === 0, pageErrors);
   } catch (err) {

@@ -68,7 +68,8 @@ async function snippet(transport) {
   socket.emit("ping");
   await collect(seen.pongs, 1);
   ready({ joined: joined.room });
-  socket.emit("chat-message", { room: "room-123", message: `hello from socket.io over ${transport}` });
+  // The seed's ChatMessage shape names the room `roomId` (the hub accepts `room` too).
+  socket.emit("chat-message", { roomId: "room-123", message: `hello from socket.io over ${transport}` });
   await collect(seen.toasts, 1);
   await collect(seen.aiResults, 1);
   await collect(seen.chat, 2); // the native client's message and our own

@@ -19,9 +19,15 @@
 //!   change.
 //! - `jobs:dead`: the dead-letter stream (capped at about [`DEAD_LETTER_MAX`] entries).
 //! - `jobs:stats`: cluster-wide counters and the latency histogram, written by the scripts.
+//! - `jobs:types`: the job types workers handle (sorted set, score = when a worker last
+//!   advertised the type, Redis clock in ms). Each worker advertises its types at start and
+//!   then six times per [`QueueSettings::served_window`] (30 s by default) while it runs.
 //!
 //! # Guarantees
 //! - Enqueue is idempotent by job id while the job's state exists (its TTL).
+//! - [`JobQueue::enqueue_if_served`] (what `POST /api/jobs` uses) adds a job only when a
+//!   worker advertised its type within the served window; [`JobQueue::enqueue`] adds it
+//!   regardless, and the job waits for a worker that handles its type.
 //! - Each stream entry is delivered by the consumer group to one worker; a worker takes the
 //!   highest priority job available (an expired one before a new one within a priority).
 //! - A running job is held by a lease: the worker renews it (heartbeat) every third of the
@@ -285,6 +291,9 @@ pub enum Enqueued {
     Queued,
     /// A job with this id already exists (idempotent enqueue): nothing was added.
     Duplicate(JobState),
+    /// No worker advertised the job's type lately ([`JobQueue::enqueue_if_served`]): nothing
+    /// was added. Holds the types that are served.
+    Unserved(Vec<String>),
 }
 
 /// A job as its handler receives it.

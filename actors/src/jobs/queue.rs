@@ -20,7 +20,7 @@ use crate::protocol::AI_RESULTS;
 #[derive(Clone, Debug)]
 pub struct QueueSettings {
     /// Key prefix (`jobs`): streams `{prefix}:stream:{priority}`, state `{prefix}:job:{id}`,
-    /// `{prefix}:dead`, `{prefix}:stats`.
+    /// `{prefix}:dead`, `{prefix}:stats`, advertised job types `{prefix}:types`.
     pub prefix: String,
     /// The consumer group every worker joins.
     pub group: String,
@@ -28,6 +28,9 @@ pub struct QueueSettings {
     pub state_ttl: Duration,
     /// The channel results are published to (`ai:results`).
     pub results_channel: String,
+    /// A job type counts as served while a worker advertised it within this window
+    /// ([`JobQueue::enqueue_if_served`]); workers advertise six times per window.
+    pub served_window: Duration,
 }
 
 impl Default for QueueSettings {
@@ -37,6 +40,7 @@ impl Default for QueueSettings {
             group: "workers".into(),
             state_ttl: Duration::from_secs(24 * 3600),
             results_channel: AI_RESULTS.into(),
+            served_window: Duration::from_secs(30),
         }
     }
 }
@@ -149,18 +153,37 @@ impl JobQueue {
         format!("{}:stats", self.settings.prefix)
     }
 
+    /// The sorted set of advertised job types (score: when a worker last advertised it, ms).
+    pub fn types_key(&self) -> String {
+        format!("{}:types", self.settings.prefix)
+    }
+
     fn ttl_ms(&self) -> u64 {
         ms(self.settings.state_ttl).max(1)
     }
 
-    /// Adds a job to its priority stream unless a job with its id exists.
+    /// Adds a job to its priority stream unless a job with its id exists. The job's type is
+    /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_served`]).
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
+        self.enqueue_checked(job, 0).await
+    }
+
+    /// Like [`JobQueue::enqueue`], but only when a worker advertised the job's type within
+    /// [`QueueSettings::served_window`]; otherwise nothing is written and the answer is
+    /// [`Enqueued::Unserved`]. A duplicate id answers [`Enqueued::Duplicate`] either way.
+    pub async fn enqueue_if_served(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
+        self.enqueue_checked(job, ms(self.settings.served_window).max(1))
+            .await
+    }
+
+    async fn enqueue_checked(&self, job: &NewJob, served_ms: u64) -> Result<Enqueued, JobsError> {
         let user = serde_json::to_string(&job.user_id).expect("JSON values serialize");
         let body = serde_json::to_string(&job.job).expect("JSON maps serialize");
         let reply: Vec<String> = scripts::ENQUEUE
             .key(self.state_key(&job.id))
             .key(self.stream(job.priority))
             .key(self.stats_key())
+            .key(self.types_key())
             .arg(&self.settings.group)
             .arg(&job.id)
             .arg(&job.kind)
@@ -168,11 +191,13 @@ impl JobQueue {
             .arg(job.priority.as_str())
             .arg(body)
             .arg(self.ttl_ms())
+            .arg(served_ms)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err(format_args!("enqueue job {}", job.id)))?;
         match reply.first().map(String::as_str) {
             Some("queued") => Ok(Enqueued::Queued),
+            Some("unserved") => Ok(Enqueued::Unserved(reply[1..].to_vec())),
             Some("duplicate") => {
                 let state = reply
                     .get(1)
@@ -411,6 +436,21 @@ impl JobQueue {
             .await
             .map_err(redis_err(format_args!("release job {}", c.job.id)))?;
         Ok(released == 1)
+    }
+
+    /// Marks `types` as served now (a worker's advertisement, repeated with its heartbeat);
+    /// types nobody advertised for a day are forgotten.
+    pub(crate) async fn advertise(&self, types: &[String]) -> Result<(), JobsError> {
+        let mut call = scripts::ADVERTISE.prepare_invoke();
+        call.key(self.types_key()).arg(24 * 3600 * 1000u64);
+        for t in types {
+            call.arg(t);
+        }
+        let _: i64 = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err("advertise job types"))?;
+        Ok(())
     }
 
     /// Removes `consumer` from the group of every stream where it holds nothing.

@@ -46,9 +46,11 @@ end
     };
 }
 
-/// Enqueue, idempotent by id.
-/// KEYS: state hash, priority stream, stats. ARGV: group, id, type, userId (JSON), priority,
-/// job (JSON), ttl ms. Reply: `{"queued", enqueuedAt}` or `{"duplicate", state}`.
+/// Enqueue, idempotent by id; optionally only when a worker advertised the job's type lately.
+/// KEYS: state hash, priority stream, stats, advertised types. ARGV: group, id, type, userId
+/// (JSON), priority, job (JSON), ttl ms, freshness ms (`0`: no type check).
+/// Reply: `{"queued", enqueuedAt}`, `{"duplicate", state}`, or `{"unserved", type...}` (the
+/// types advertised within the freshness window; nothing was written).
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -56,6 +58,15 @@ pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
 local state = redis.call('HGET', KEYS[1], 'state')
 if state then return {'duplicate', state} end
 local now = now_ms()
+local fresh = tonumber(ARGV[8])
+if fresh > 0 then
+  local seen = redis.call('ZSCORE', KEYS[4], ARGV[3])
+  if not seen or tonumber(seen) < now - fresh then
+    local reply = redis.call('ZRANGEBYSCORE', KEYS[4], now - fresh, '+inf')
+    table.insert(reply, 1, 'unserved')
+    return reply
+  end
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[1], '0', 'MKSTREAM')
 end
@@ -67,6 +78,22 @@ redis.call('HSET', KEYS[1], 'id', ARGV[2], 'type', ARGV[3], 'userId', ARGV[4],
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
 return {'queued', int(now)}
+"#
+    ))
+});
+
+/// A worker's advertisement: marks each of its job types as served now (Redis clock), and
+/// forgets types nobody advertised for `forget` ms.
+/// KEYS: advertised types (sorted set, score = last advertised ms). ARGV: forget ms, then the
+/// job types. Reply: the advertisement time (ms).
+pub(crate) static ADVERTISE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local now = now_ms()
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(now - tonumber(ARGV[1])))
+return now
 "#
     ))
 });

@@ -16,7 +16,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! It runs up to `concurrency` jobs at once, each on its own tokio task (handlers must be
+//! It advertises its job types in Redis (at start, then six times per served window), runs
+//! up to `concurrency` jobs at once, each on its own tokio task (handlers must be
 //! `Send`), renews each running job's lease every third of the visibility timeout, and
 //! records the outcome (which publishes the AIResult). On stop it claims nothing more, lets
 //! in-flight jobs finish for up to `drain_timeout`, then aborts the rest and releases them
@@ -221,6 +222,7 @@ impl Worker {
             config,
             handlers,
         } = self;
+        let advertising = advertise_types(queue.clone(), &config.consumer, &handlers).await;
         info!(
             "worker {} taking jobs ({} at once, types: {})",
             config.consumer,
@@ -338,6 +340,7 @@ impl Worker {
                 tasks.abort_all();
             }
         }
+        advertising.abort();
         if let Err(e) = shared.queue.retire_consumer(consumer).await {
             debug!("{e}");
         }
@@ -352,6 +355,38 @@ impl Worker {
         info!("worker {consumer} stopped: {summary:?}");
         summary
     }
+}
+
+/// Advertises the worker's job types in Redis now, then six times per served window until
+/// the returned task is aborted (so `POST /api/jobs` accepts them; see
+/// [`JobQueue::enqueue_if_served`]).
+async fn advertise_types(
+    queue: JobQueue,
+    consumer: &str,
+    handlers: &HashMap<String, Handler>,
+) -> tokio::task::JoinHandle<()> {
+    let types: Vec<String> = handlers.keys().cloned().collect();
+    let consumer = consumer.to_string();
+    let every = (queue.settings().served_window / 6).max(Duration::from_millis(10));
+    if let Err(e) = queue.advertise(&types).await {
+        warn!("worker {consumer}: {e}; retrying with the next heartbeat");
+    }
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // immediate: the types were just advertised
+        let mut failing = false;
+        loop {
+            beat.tick().await;
+            match queue.advertise(&types).await {
+                Ok(()) => failing = false,
+                Err(e) if !std::mem::replace(&mut failing, true) => {
+                    warn!("worker {consumer}: {e}")
+                }
+                Err(e) => debug!("worker {consumer}: {e}"),
+            }
+        }
+    })
 }
 
 fn report_task_end(done: Result<(), tokio::task::JoinError>) {

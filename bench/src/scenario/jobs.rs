@@ -214,6 +214,8 @@ async fn sender(phase: Rc<Phase>, mut conn: HttpConn) -> HttpConn {
                 "type": JOB_TYPE,
                 "userId": user,
                 "payload": {"text": "A no-op benchmark job. It counts these words."},
+                // The suite may post before its workers advertised their job types.
+                "waitForWorker": true,
             })
             .to_string(),
         );
