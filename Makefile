@@ -58,11 +58,13 @@ soak:
 	./target/release/hub-bench soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 ## Fault injection (about two minutes), each scenario with its own redis-server and hubs:
-## Redis SIGKILLed and restarted three times under load, one of three hubs SIGKILLed under
-## load, 100 clients that never read beside 1,000 that do. Fails when any check fails.
+## Redis SIGKILLed and restarted three times under load (half the notifications through the
+## inbox, which must lose none), one of three hubs SIGKILLed under load, 100 clients that
+## never read beside 1,000 that do, 5,000 members joining one room at once on a hub with 4
+## workers (none may be kicked). Fails when any check fails.
 chaos:
 	cargo build --release -p relay-hub -p hub-bench
-	@status=0; for s in redis-restart instance-kill slow-consumer; do \
+	@status=0; for s in redis-restart instance-kill slow-consumer join-storm; do \
 	  echo "== hub-bench $$s"; ./target/release/hub-bench $$s || status=1; \
 	done; exit $$status
 

@@ -64,6 +64,7 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
   instance-kill  [--clients 900] [--rooms 30] [--rate 1500] [--presence-ttl-ms 2000]
   slow-consumer  [--target ADDR --pid PID --redis ADDR] [--normal 1000] [--slow 100]
                  [--rate 2000] [--slow-rate 1000] [--seconds 10] [--max-p99-ratio 2]
+                 [--queue-bytes 1048576 (HUB_SESSION_QUEUE_BYTES of the hub it starts)]
   join-storm     [--members 5000] [--workers 4] [--rate 200] [--seconds 5]
 
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,

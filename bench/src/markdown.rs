@@ -545,6 +545,7 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
         ],
     );
     slow_consumers(w, runs);
+    join_storm(w, runs);
     if let Some(r) = find(runs, "hub x3 idle") {
         let _ = writeln!(w, "### three hub instances on one Redis\n\n| instance | connected | failed | RSS per connection (bytes) | connections it reports |\n|---|---|---|---|---|");
         if let Some(servers) = r.result["servers"].as_array() {
@@ -649,5 +650,41 @@ fn slow_consumers(w: &mut String, runs: &[Run]) {
         verdict(ratio.map(|r| r <= 2.0)),
         show(v["rss_growth_with_kib"].as_f64()),
         show(v["rss_bound_kib"].as_f64()),
+    );
+}
+
+/// The join storm: members kicked (goal 0) while a whole room joins at once.
+fn join_storm(w: &mut String, runs: &[Run]) {
+    let name = "hub join storm";
+    let Some(r) = find(runs, name) else {
+        return;
+    };
+    let _ = writeln!(w, "### join storm (hub, not pinned)\n");
+    if let Some(e) = r.result.get("error") {
+        let _ = writeln!(w, "error: {e}\n");
+        return;
+    }
+    let v = &r.result;
+    let kicks = v["kicks"].as_f64();
+    let _ = writeln!(
+        w,
+        "{} members join one room at once (all handshakes and joins in flight together) on a \
+         hub with {} worker threads, then {} chat messages are published to the room at {}/s.\n\n\
+         | | |\n|---|---|\n| members kicked as slow consumers (goal 0) | {} {} |\n\
+         | members joined | {} |\n| join phase (s) | {} |\n| connections ended | {} |\n\
+         | deliveries expected / lost | {} / {} |\n| last member's latency p50 / p99 | {} / {} |\n",
+        show(v["members"].as_f64()),
+        show(v["workers"].as_f64()),
+        show(v["messages"].as_f64()),
+        show(v["rate"].as_f64()),
+        show(kicks),
+        verdict(kicks.map(|k| k == 0.0)),
+        show(v["joined"].as_f64()),
+        show(v["join_secs"].as_f64()),
+        show(v["sessions_closed_during_run"].as_f64()),
+        show(v["expected"].as_f64()),
+        show(v["lost"].as_f64()),
+        ms(num(runs, name, "last_member_latency_us.p50")),
+        ms(num(runs, name, "last_member_latency_us.p99")),
     );
 }

@@ -36,6 +36,16 @@ pub struct Paced {
     pub stop: Arc<AtomicBool>,
     /// Builds each message.
     pub message: MessageFn,
+    /// Every `inbox_every`-th message (0: none) is a notification sent through the inbox
+    /// (`FCALL relay_notify 1 inbox:{<channel>} <payload>`) instead of `PUBLISH`.
+    pub inbox_every: u64,
+}
+
+impl Paced {
+    /// True when message `seq` goes through the inbox.
+    pub fn via_inbox(inbox_every: u64, seq: u64) -> bool {
+        inbox_every > 0 && seq.is_multiple_of(inbox_every)
+    }
 }
 
 /// What happened to each message, by sequence number.
@@ -104,13 +114,31 @@ pub fn run(mut p: Paced) -> Fates {
         let mut pipe = redis::pipe();
         for i in 0..batch {
             let (channel, payload) = (p.message)(seq + i, bt);
-            pipe.cmd("PUBLISH").arg(channel).arg(payload);
+            if Paced::via_inbox(p.inbox_every, seq + i) {
+                let key = format!("inbox:{{{channel}}}");
+                pipe.cmd("FCALL")
+                    .arg("relay_notify")
+                    .arg(1)
+                    .arg(key)
+                    .arg(payload);
+            } else {
+                pipe.cmd("PUBLISH").arg(channel).arg(payload);
+            }
         }
-        match pipe.query::<Vec<i64>>(c) {
+        match pipe.query::<Vec<redis::Value>>(c) {
             Ok(replies) => {
                 for i in 0..batch as usize {
-                    fates.fate.push(match replies.get(i) {
-                        Some(n) if *n > 0 => HEARD,
+                    // PUBLISH answers the receivers, FCALL relay_notify [inboxId, receivers].
+                    let receivers = match replies.get(i) {
+                        Some(redis::Value::Int(n)) => Some(*n),
+                        Some(redis::Value::Array(a)) => match a.get(1) {
+                            Some(redis::Value::Int(n)) => Some(*n),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    fates.fate.push(match receivers {
+                        Some(n) if n > 0 => HEARD,
                         Some(_) => NOBODY,
                         None => UNANSWERED,
                     });

@@ -542,6 +542,17 @@ pub fn run(mut args: Args) -> Result<(), String> {
         ],
     );
     hub.stop();
+    // Every member of a big room joins at once on a hub with more workers than cores.
+    runner.run(
+        "hub join storm",
+        &[
+            s("join-storm"),
+            s("--hub-bin"),
+            hub_bin.display().to_string(),
+            s("--members"),
+            s(sizes.members),
+        ],
+    );
     let spec = pinned::HubSpec {
         bin: &hub_bin,
         cpu: server_cpu,

@@ -163,6 +163,9 @@ fn stuck_clients_are_dropped_without_hurting_the_others() {
         "200",
         "--seconds",
         "6",
+        // A quarter of the default queue bound, so that a stuck client passes it in 6 s.
+        "--queue-bytes",
+        "262144",
         // latency ratios are for `make chaos`; here: losses, kicks and memory
         "--max-p99-ratio",
         "0",

@@ -175,6 +175,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
                     }
                 }
             }),
+            inbox_every: 0,
         })
     };
 

@@ -1,6 +1,7 @@
 //! `redis-restart` (part of `make chaos`): Redis is SIGKILLed and started again while clients
 //! receive a steady stream of notifications (a publisher on Redis that keeps trying through
-//! the outage) and chat messages (clients send `chat-message` frames to their rooms). The
+//! the outage; every other one through the inbox function `relay_notify`, the others plain
+//! `PUBLISH`es) and chat messages (clients send `chat-message` frames to their rooms). The
 //! scenario starts its own redis-server, with an append-only file so that the chat history
 //! survives the kill as it would in production, and its own hub.
 //!
@@ -43,6 +44,10 @@ use super::{drain, notification_for, open_many};
 
 /// Chat markers carry this bit; notification markers count from 0.
 const CHAT_MARK: u64 = 1 << 40;
+
+/// Every other notification goes through the inbox (`relay_notify`), the others are plain
+/// `PUBLISH`es: the report gives the losses of each path.
+const INBOX_EVERY: u64 = 2;
 
 /// A chat message id (`{ms}-{seq}`) as a comparable pair.
 pub fn parse_id(id: &str) -> Option<(u64, u64)> {
@@ -243,6 +248,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
                 notification_for(&mut payload, &user, bt, seq);
                 (format!("user:notifications:{user}"), payload.clone())
             }),
+            inbox_every: INBOX_EVERY,
         })
     };
     let chat_sent = Rc::new(RefCell::new((0u64, 0u64))); // written, not written
@@ -467,10 +473,17 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let secs = |us: u64, from: u64| ((us as f64 - from as f64) / 1e3).round() / 1e3;
     let mut figures: Vec<OutageFigures> = done.iter().map(|_| OutageFigures::default()).collect();
     let (mut delivered, mut unanswered_delivered, mut lost_outside) = (0u64, 0u64, 0u64);
+    // Per path (inbox, plain PUBLISH): taken by Redis, and of those never delivered.
+    let (mut taken, mut lost) = ([0u64; 2], [0u64; 2]);
     for (seq, fate) in fates.fate.iter().enumerate() {
         let at = fates.at_us[seq];
         let ok = got(seq);
         delivered += u64::from(ok);
+        let path = usize::from(!Paced::via_inbox(INBOX_EVERY, seq as u64));
+        if matches!(*fate, HEARD | NOBODY) {
+            taken[path] += 1;
+            lost[path] += u64::from(!ok);
+        }
         let k = done.iter().rposition(|o| o.kill_us <= at);
         if let Some(k) = k {
             let f = &mut figures[k];
@@ -646,6 +659,14 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         ),
     );
     v.check(
+        "no inbox notification lost across the restarts",
+        lost[0] == 0,
+        format!(
+            "{} of {} sent through relay_notify and taken by Redis never arrived (plain PUBLISH: {} of {} lost)",
+            lost[0], taken[0], lost[1], taken[1]
+        ),
+    );
+    v.check(
         "no notification lost outside the outages",
         lost_outside == 0,
         format!("{lost_outside} lost (outside: before 0.5 s ahead of a kill or after every channel was subscribed again)"),
@@ -704,6 +725,10 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
                 "unanswered": fates.count(UNANSWERED),
                 "unanswered_but_delivered": unanswered_delivered,
                 "lost_outside_outages": lost_outside,
+                "inbox_taken_by_redis": taken[0],
+                "inbox_lost": lost[0],
+                "plain_taken_by_redis": taken[1],
+                "plain_lost": lost[1],
                 "duplicates": r.duplicates,
                 "publisher_connects": fates.connects,
             },

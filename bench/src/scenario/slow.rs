@@ -310,7 +310,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let seconds: f64 = args.get("seconds", 10.0)?;
     let warmup: f64 = args.get("warmup", 1.0)?;
     let rcvbuf: u32 = args.get("rcvbuf", 4096)?;
-    let queue_bytes: u64 = args.get("queue-bytes", 256 * 1024)?;
+    let queue_bytes: u64 = args.get("queue-bytes", 1 << 20)?;
     let max_ratio: f64 = args.get("max-p99-ratio", 2.0)?;
     let hub_bin: PathBuf = args.get("hub-bin", PathBuf::from("target/release/relay-hub"))?;
     let redis_bin: String = args.get("redis-server", "redis-server".to_string())?;
@@ -335,7 +335,8 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         (None, None) => {
             let s = Scratch::new("slow-consumer")?;
             let r = RedisServer::start(&redis_bin, &s.dir, false)?;
-            let h = HubProcess::start(&hub_bin, &r.url(), &[], &s.dir, "hub")?;
+            let env = [("HUB_SESSION_QUEUE_BYTES", queue_bytes.to_string())];
+            let h = HubProcess::start(&hub_bin, &r.url(), &env, &s.dir, "hub")?;
             let t = h.target("hub");
             let addr = r.addr();
             scratch = Some(s);
