@@ -3,7 +3,7 @@
 REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 
-.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance
+.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance sio-suites
 
 build:
 	cargo build --release
@@ -41,6 +41,15 @@ tests/socketio/node_modules: tests/socketio/package-lock.json
 ## The Socket.IO protocol's reference test application on :3000 (127.0.0.1 and ::1).
 sio-compliance:
 	cargo run --release --bin sio-compliance
+
+## The official Engine.IO and Socket.IO test suites, unmodified, RUNS times each against the
+## compliance server (needs port 3000 and node/npm). SUITES is a directory outside the repo
+## holding engine.io-protocol/test-suite and socket.io-protocol/test-suite (see the script).
+RUNS ?= 10
+sio-suites:
+	@test -n "$(SUITES)" || { echo "usage: make sio-suites SUITES=/path/to/suites [RUNS=10]"; exit 2; }
+	bench/sio-suites.sh "$(SUITES)" $(RUNS)
+
 ## Benchmarks (a few minutes): release hub + hub-bench, the socket.io baseline (npm ci), a
 ## private redis-server; servers pinned to CPU 0, load generator and Redis to CPU 1. Writes
 ## BENCHMARKS.md. Needs redis-server, node/npm and taskset.

@@ -3,9 +3,9 @@
 //! our own Engine.IO and Socket.IO layers:
 //! - `/socket.io/`: `pingInterval` 300 ms, `pingTimeout` 200 ms, `maxPayload` 1,000,000,
 //!   `connectTimeout` 1,000 ms, CORS `*`; namespaces `/` and `/custom` each emit `auth` with
-//!   the handshake's auth payload on connect; on `/`, `message` is emitted back as
-//!   `message-back` and `message-with-ack` is acknowledged, both with the same arguments and
-//!   binary attachments; `emit-with-ack` is emitted back with an ack request, and the
+//!   the handshake's auth payload [`AUTH_DELAY`] after the connect; on `/`, `message` is
+//!   emitted back as `message-back` and `message-with-ack` is acknowledged, both with the same
+//!   arguments and binary attachments; `emit-with-ack` is emitted back with an ack request, and the
 //!   client's answer emitted as `emit-with-ack` again (an extension some suites use).
 //! - `/engine.io/`: a pure Engine.IO echo (text as text, binary as binary).
 //! - `/metrics`: the Engine.IO metrics.
@@ -49,6 +49,13 @@ pub fn sio_config() -> SioConfig {
     }
 }
 
+/// How long after accepting a namespace the app emits its `auth` event. The official suite
+/// reads the CONNECT reply and the `auth` event with two successive one-shot listeners; its
+/// WebSocket client delivers all the frames of one read in the same tick, so an `auth` that
+/// arrives with the reply (in one write, or two writes the client reads at once) is missed.
+/// Emitting it a little later, well inside the first `pingInterval`, keeps them apart.
+pub const AUTH_DELAY: Duration = Duration::from_millis(100);
+
 /// The reference application, per connection.
 #[derive(Default)]
 pub struct Reference {
@@ -63,7 +70,13 @@ impl SioApp for Reference {
 
     fn on_connect(&mut self, nsp: &str, auth: Value, io: &mut SioIo<'_, Self>) {
         if io.accept(nsp).is_ok() {
-            let _ = io.emit(nsp, "auth", &[auth], &[]);
+            let nsp = nsp.to_owned();
+            io.run_later(AUTH_DELAY, move |_, io| {
+                // Not connected any more (the client left meanwhile): nothing to send.
+                if io.is_connected(&nsp) {
+                    let _ = io.emit(&nsp, "auth", &[auth], &[]);
+                }
+            });
         }
     }
 

@@ -6,6 +6,8 @@
 mod common;
 mod sio_common;
 
+use std::time::Instant;
+
 use serde_json::Value;
 use sio_common::{Compliance, Frame, Polling, Ws};
 
@@ -56,6 +58,24 @@ async fn connects_to_namespaces_and_echoes_the_auth_payload() {
         let sid = sid_of(&reply, reply_prefix);
         assert!(sid.len() >= 16);
         assert_eq!(ws.text_skipping_pings().await, auth, "after {connect}");
+    }
+}
+
+#[tokio::test]
+async fn the_auth_event_does_not_leave_with_the_connect_reply() {
+    let server = Compliance::start().await;
+    for (connect, auth) in [
+        ("40", r#"42["auth",{}]"#),
+        ("40/custom,", r#"42/custom,["auth",{}]"#),
+    ] {
+        let mut ws = engine(&server).await;
+        let sent = Instant::now();
+        ws.send(connect).await;
+        assert!(ws.text_skipping_pings().await.starts_with(connect));
+        assert_eq!(ws.text_skipping_pings().await, auth);
+        // A lower bound (delays only add): the event came `AUTH_DELAY` after the connect,
+        // not in the reply's write, where the official suite's client would miss it.
+        assert!(sent.elapsed() >= relay_hub::compliance::AUTH_DELAY);
     }
 }
 

@@ -12,7 +12,13 @@
 //! through an [`EngineIo`] handle (`send_text`, `send_binary`, pre-encoded shared
 //! [`Outgoing`] packets, `close`, and futures/timers that come back into the actor).
 
-use std::{collections::VecDeque, future::Future, rc::Rc, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix::{fut, prelude::*};
 use bytes::Bytes;
@@ -201,6 +207,9 @@ struct Polling {
     /// A `POST` is in flight.
     posting: bool,
     reply_scheduled: bool,
+    /// The client closed while no `GET` was parked: the next one (within `close_linger`) gets
+    /// the noop it would have got had it arrived first.
+    noop_owed: bool,
 }
 
 struct Ws {
@@ -236,6 +245,14 @@ pub struct Core {
     /// The next ping, or the pong deadline while `awaiting_pong`.
     heartbeat: Option<SpawnHandle>,
     awaiting_pong: bool,
+    /// When the session times out unless a pong arrives first: `pingInterval + pingTimeout`
+    /// after the open packet was ready (before it was written) or after the last pong.
+    /// Requests check it too, so a late timer never keeps a timed-out session alive.
+    pong_deadline: Instant,
+    /// When the session was created, before its open packet was written: the heartbeat's
+    /// origin, so that the client (which starts counting when it receives the open packet)
+    /// never sees the first ping or the timeout later than the spec says.
+    created: Instant,
     closing: Option<CloseReason>,
     handler_told: bool,
     next_gen: u32,
@@ -277,10 +294,13 @@ impl<H: EngineHandler> EngineSocket<H> {
                     get: None,
                     posting: false,
                     reply_scheduled: false,
+                    noop_owed: false,
                 }),
                 probe: None,
                 heartbeat: None,
                 awaiting_pong: false,
+                pong_deadline: Instant::now(),
+                created: Instant::now(),
                 closing: None,
                 handler_told: false,
                 next_gen: 1,
@@ -530,7 +550,10 @@ impl Core {
         })
     }
 
-    /// A WebSocket with the session's id: becomes the probe of an upgrade, or is refused.
+    /// A WebSocket with the session's id: becomes the probe of an upgrade, is refused (the
+    /// session is closing), or, when the session already has a WebSocket or a probe, gets
+    /// its handshake and is closed at once (as the reference server does), leaving the
+    /// session untouched.
     fn attach_ws<H: EngineHandler>(
         &mut self,
         socket: std::net::TcpStream,
@@ -538,16 +561,15 @@ impl Core {
         accept: [u8; 28],
         ctx: &mut Ctx<H>,
     ) {
-        let refuse = if self.closing.is_some() {
-            Some(ErrorCode::UnknownSid)
-        } else if self.transport_kind() != TransportKind::Polling || self.probe.is_some() {
-            Some(ErrorCode::BadRequest)
-        } else {
-            None
-        };
-        if let Some(code) = refuse {
-            let reply = self.refuse(code);
+        if self.closing.is_some() {
+            let reply = self.refuse(ErrorCode::UnknownSid);
             refuse_socket(socket, reply);
+            return;
+        }
+        if self.transport_kind() != TransportKind::Polling || self.probe.is_some() {
+            debug!("engine.io {}: extra WebSocket closed", self.sid);
+            self.env.metrics.refused(ErrorCode::BadRequest);
+            close_extra_socket(socket, accept, self.env.config.close_linger);
             return;
         }
         match self.open_ws(socket, leftover, &accept, ctx) {
@@ -636,9 +658,14 @@ impl Core {
 
     // ---- heartbeat --------------------------------------------------------------------------
 
-    fn schedule_ping<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
-        let interval = self.env.config.ping_interval;
-        self.heartbeat = Some(ctx.run_later(interval, |act, ctx| act.core.ping(ctx)));
+    /// Schedules the next ping one `pingInterval` after `from`, and the pong deadline one
+    /// `pingTimeout` after that ping.
+    fn schedule_ping<H: EngineHandler>(&mut self, from: Instant, ctx: &mut Ctx<H>) {
+        let config = &self.env.config;
+        let ping_at = from + config.ping_interval;
+        self.pong_deadline = ping_at + config.ping_timeout;
+        let delay = ping_at.saturating_duration_since(Instant::now());
+        self.heartbeat = Some(ctx.run_later(delay, |act, ctx| act.core.ping(ctx)));
     }
 
     fn ping<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
@@ -646,12 +673,22 @@ impl Core {
             return;
         }
         self.awaiting_pong = true;
-        let timeout = self.env.config.ping_timeout;
+        let timeout = self.pong_deadline.saturating_duration_since(Instant::now());
         self.heartbeat = Some(ctx.run_later(timeout, |act, ctx| {
             act.core.awaiting_pong = false;
             act.core.close(CloseReason::PingTimeout, ctx);
         }));
         let _ = self.send(packet::ping(), ctx);
+    }
+
+    /// Closes the session if its pong deadline has passed (its timer may not have run yet):
+    /// a request that arrives after `pingInterval + pingTimeout` without a pong finds the
+    /// session closed, whatever the timers' latency.
+    fn check_pong_deadline<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
+        if self.closing.is_none() && Instant::now() >= self.pong_deadline {
+            self.awaiting_pong = false;
+            self.close(CloseReason::PingTimeout, ctx);
+        }
     }
 
     fn on_pong<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
@@ -662,13 +699,21 @@ impl Core {
         if let Some(handle) = self.heartbeat.take() {
             ctx.cancel_future(handle);
         }
-        self.schedule_ping(ctx);
+        self.schedule_ping(Instant::now(), ctx);
     }
 
     // ---- long-polling -----------------------------------------------------------------------
 
     fn on_poll<H: EngineHandler>(&mut self, reply: oneshot::Sender<HttpReply>, ctx: &mut Ctx<H>) {
+        self.check_pong_deadline(ctx);
         if self.closing.is_some() {
+            if let Transport::Polling(p) = &mut self.transport {
+                if std::mem::take(&mut p.noop_owed) {
+                    let _ = reply.send(HttpReply::text(Bytes::from_static(b"6")));
+                    ctx.stop();
+                    return;
+                }
+            }
             let _ = reply.send(self.refuse(ErrorCode::UnknownSid));
             return;
         }
@@ -694,6 +739,7 @@ impl Core {
     }
 
     fn on_post_begin<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) -> Result<(), HttpReply> {
+        self.check_pong_deadline(ctx);
         if self.closing.is_some() {
             return Err(self.refuse(ErrorCode::UnknownSid));
         }
@@ -713,7 +759,8 @@ impl Core {
     // ---- closing ----------------------------------------------------------------------------
 
     /// Closes the session: the parked poll gets the close packet (a noop when the client
-    /// closed), a WebSocket gets the close packet and a close frame, then the actor stops.
+    /// closed; with no poll parked, the next poll within `close_linger` gets that noop), a
+    /// WebSocket gets the close packet and a close frame, then the actor stops.
     fn close<H: EngineHandler>(&mut self, reason: CloseReason, ctx: &mut Ctx<H>) {
         if !self.start_closing(reason, ctx) {
             return;
@@ -729,6 +776,12 @@ impl Core {
                         packet::encode_payload(p.queue.iter().chain([&close]))
                     };
                     let _ = get.send(HttpReply::text(body));
+                } else if reason == CloseReason::ClientClose {
+                    // A poll sent with the close may arrive just after it: it still gets its
+                    // noop (not a random 400), and the session ends then or at the linger.
+                    p.noop_owed = true;
+                    ctx.run_later(self.env.config.close_linger, |_, ctx| ctx.stop());
+                    return;
                 }
                 ctx.stop();
             }
@@ -821,6 +874,42 @@ fn refuse_socket(socket: std::net::TcpStream, reply: HttpReply) {
     });
 }
 
+/// Completes the handshake of a WebSocket the session does not take (it already has one),
+/// then closes it: close frame, FIN, and up to `linger` for the client's side to end.
+fn close_extra_socket(socket: std::net::TcpStream, accept: [u8; 28], linger: Duration) {
+    let Ok(socket) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let mut out = transport::switching_protocols(&accept);
+    out.extend_from_slice(&transport::close_frame(
+        close::NORMAL,
+        "the session already has a WebSocket",
+    ));
+    actix_rt::spawn(async move {
+        if transport::write_all(&socket, &out).await.is_err() {
+            return;
+        }
+        let _ = socket2::SockRef::from(&socket).shutdown(std::net::Shutdown::Write);
+        // Read (and discard) until the client closes too, so that its close frame does not
+        // meet a closed socket and a reset.
+        let drain = async {
+            let mut buf = [0u8; 512];
+            loop {
+                if socket.readable().await.is_err() {
+                    return;
+                }
+                match socket.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = actix_rt::time::timeout(linger, drain).await;
+    });
+}
+
 impl<H: EngineHandler> Actor for EngineSocket<H> {
     type Context = Context<Self>;
 
@@ -858,7 +947,8 @@ impl<H: EngineHandler> Actor for EngineSocket<H> {
         } else {
             metrics.opened(TransportKind::Polling);
         }
-        self.core.schedule_ping(ctx);
+        let created = self.core.created;
+        self.core.schedule_ping(created, ctx);
         let (handler, mut io) = self.split(ctx);
         handler.on_open(&mut io);
     }
