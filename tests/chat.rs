@@ -595,22 +595,7 @@ async fn chat_missed_during_a_pubsub_outage_is_delivered_from_history() {
     );
 
     // Cut the subscription: no SUBSCRIBE allowed, the current pub/sub connection killed.
-    let mut admin = redis.conn().await;
-    let acl = |rule: &str| {
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("default")
-            .arg(rule)
-            .clone()
-    };
-    let _: () = acl("-subscribe").query_async(&mut admin).await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.cut_pubsub().await;
     eventually("the hub to notice", || async {
         (hub.health().await.0 == 503).then_some(())
     })
@@ -619,7 +604,7 @@ async fn chat_missed_during_a_pubsub_outage_is_delivered_from_history() {
         let (status, reply) = post_chat(&hub, "r", &say(&format!("gap-{i}"))).await;
         assert_eq!(status, 202, "{reply}");
     }
-    let _: () = acl("+subscribe").query_async(&mut admin).await.unwrap();
+    redis.allow_subscribe().await;
 
     for i in 1..=3 {
         let msg = ann.recv_type("chat-message").await;

@@ -151,22 +151,7 @@ async fn inbox_notifications_missed_during_a_pubsub_outage_are_delivered_afterwa
     // No notification before the outage: the gap starts when the user was subscribed.
     let mut ann = hub.user("ann").await;
 
-    let mut admin = redis.conn().await;
-    let acl = |rule: &str| {
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("default")
-            .arg(rule)
-            .clone()
-    };
-    let _: () = acl("-subscribe").query_async(&mut admin).await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.cut_pubsub().await;
     eventually("the hub to notice", || async {
         (hub.health().await.0 == 503).then_some(())
     })
@@ -179,7 +164,7 @@ async fn inbox_notifications_missed_during_a_pubsub_outage_are_delivered_afterwa
             .await
             .unwrap();
     }
-    let _: () = acl("+subscribe").query_async(&mut admin).await.unwrap();
+    redis.allow_subscribe().await;
 
     for i in 1..=3 {
         assert_eq!(next_note(&mut ann).await.0, format!("gap-{i}"));

@@ -17,7 +17,7 @@ use log::info;
 use crate::{
     error::HubError,
     history::{read_after, Recent, StreamRead},
-    protocol::{MessageId, USER_PREFIX},
+    protocol::{self, MessageId, USER_PREFIX},
     publisher::{retry_on_dead_connection, Publisher},
 };
 
@@ -54,13 +54,7 @@ pub fn key(user: &str) -> String {
 /// Puts `"inboxId":"<id>"` first into a notification's JSON object, exactly as
 /// `relay_notify` does before publishing.
 pub fn with_inbox_id(object: &[u8], id: &str) -> Vec<u8> {
-    let rest = object.trim_ascii().get(1..).unwrap_or_default();
-    let mut out = Vec::with_capacity(object.len() + id.len() + 14);
-    out.extend_from_slice(b"{\"inboxId\":\"");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"\",");
-    out.extend_from_slice(rest);
-    out
+    protocol::with_field_first(object, "inboxId", id)
 }
 
 /// The function library, with this instance's limits (the last instance to start sets them

@@ -517,11 +517,19 @@ fn stream_id(s: &str) -> Option<MessageId> {
 /// in Redis before publishing (`{"a":1}` -> `{"id":"5-0","a":1}`). `object` must be a
 /// non-empty JSON object.
 pub fn with_message_id(object: &[u8], id: &str) -> Vec<u8> {
+    with_field_first(object, "id", id)
+}
+
+/// Puts `"<key>":"<value>"` first into a non-empty JSON object's text (`key` and `value`
+/// need no escaping: ids written by the hub's scripts).
+pub fn with_field_first(object: &[u8], key: &str, value: &str) -> Vec<u8> {
     let object = trim_ascii(object);
     let rest = object.get(1..).unwrap_or_default();
-    let mut out = Vec::with_capacity(object.len() + id.len() + 8);
-    out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(id.as_bytes());
+    let mut out = Vec::with_capacity(object.len() + key.len() + value.len() + 8);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\",");
     out.extend_from_slice(rest);
     out

@@ -123,6 +123,32 @@ impl Redis {
         }
     }
 
+    /// Cuts every subscriber off and refuses new subscriptions (`ACL` `-subscribe`, then
+    /// `CLIENT KILL TYPE pubsub`): a hub keeps reconnecting and cannot subscribe until
+    /// [`Redis::allow_subscribe`].
+    pub async fn cut_pubsub(&self) {
+        let mut admin = self.conn().await;
+        let _: () = acl_default("-subscribe")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// Allows subscriptions again after [`Redis::cut_pubsub`].
+    pub async fn allow_subscribe(&self) {
+        let _: () = acl_default("+subscribe")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+    }
+
     /// Lifts the pub/sub output-buffer limit, so Redis never drops a subscriber that falls
     /// behind (what a test then measures is the hub's own buffering).
     pub async fn never_drop_subscribers(&self) {
@@ -172,6 +198,15 @@ impl Redis {
         })
         .await
     }
+}
+
+/// `ACL SETUSER default <rule>`.
+fn acl_default(rule: &str) -> redis::Cmd {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(rule)
+        .clone()
 }
 
 impl Drop for Redis {
