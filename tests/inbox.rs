@@ -212,3 +212,32 @@ async fn socketio_clients_reconnect_with_since_in_their_auth() {
     let refused: Value = serde_json::from_str(&bad.text().await[2..]).unwrap();
     assert_eq!(refused["data"]["code"], "bad_request", "{refused}");
 }
+
+/// A client that authenticates with its first frame passes `since` in that `auth` frame.
+#[tokio::test]
+async fn the_auth_frame_carries_since() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let secret = "an-inbox-test-secret-of-32-bytes-or-more";
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_JWT_SECRET", secret)]).await;
+    let (seen, _) = fcall(&redis, "7", &note("7", "seen")).await.unwrap();
+    fcall(&redis, "7", &note("7", "missed")).await.unwrap();
+
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = encode(
+        &Header::default(),
+        &json!({"sub": "7", "exp": exp}),
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut client = Client::connect(&hub.ws_url("")).await;
+    client
+        .send(json!({"type": "auth", "token": token, "since": seen}))
+        .await;
+    assert_eq!(client.recv_type("connected").await["recovered"], true);
+    assert_eq!(next_note(&mut client).await.0, "missed");
+}
