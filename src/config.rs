@@ -1,4 +1,4 @@
-//! Configuration from environment variables (PROTOCOL section 0). Every problem is reported
+//! Configuration from environment variables (`docs/configuration.md`). Every problem is reported
 //! as one line naming the variable.
 
 use std::{

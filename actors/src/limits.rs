@@ -1,9 +1,9 @@
-//! Per-session limits (PROTOCOL section 4, "Limits") and the token bucket that enforces rates.
+//! Per-session limits (`docs/protocol.md#limits`) and the token bucket that enforces rates.
 
 use std::time::{Duration, Instant};
 
-/// Limits applied to every session. All are configurable; `Default` holds the contract's
-/// defaults.
+/// Limits applied to every session. All are configurable; `Default` holds the documented
+/// defaults (`docs/protocol.md#limits`).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest client message (after reassembling fragments); larger closes with 1009.

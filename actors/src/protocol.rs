@@ -1,4 +1,4 @@
-//! Wire types of the hub contract (`PROTOCOL.md`): client frames, server frames and the
+//! Wire types of the hub's protocol (`docs/protocol.md`): client frames, server frames and the
 //! Redis channel payloads, with their validation.
 //!
 //! Everything here is pure: parse a frame or payload, or build the JSON of a reply. The
@@ -38,8 +38,8 @@ pub const FIXED_CHANNELS: [&str; 4] = [
     PRESENCE_EVENTS,
 ];
 
-/// Error codes of error frames (PROTOCOL section 4), plus `unavailable` for a request the hub
-/// could not carry out because Redis is unreachable (the contract is silent on that case).
+/// Error codes of error frames (`docs/protocol.md#error-codes`); `unavailable` is for a request
+/// the hub could not carry out because Redis is unreachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// Not JSON, unknown or missing fields.
@@ -1101,7 +1101,7 @@ impl<'de> serde::de::Visitor<'de> for StrictJson {
 }
 
 fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadError> {
-    // serde accepts a JSON array for a struct; the contract says "one JSON object".
+    // serde accepts a JSON array for a struct; `docs/protocol.md` says "one JSON object".
     if trim_ascii(payload).first() != Some(&b'{') {
         return Err(PayloadError("payload is not a JSON object".into()));
     }

@@ -1,7 +1,8 @@
 //! The WebSocket transport: RFC 6455 framing over a TCP socket that the session owns.
 //!
 //! This is the one module that touches socket bytes, so the transport can be swapped here.
-//! It exists instead of `actix-web-actors` for two measured reasons (`NOTES.md`):
+//! It exists instead of `actix-web-actors` for two measured reasons
+//! (`docs/architecture.md#why-not-actix-web-actors`):
 //! - memory: the stock HTTP dispatcher keeps two 8 KiB buffers per connection for its whole
 //!   life; here an idle connection holds no buffer at all (reads go through a stack buffer,
 //!   the write queue is empty once flushed);

@@ -1,5 +1,5 @@
 // The baseline for `make bench`: the original Node design the hub replaces — socket.io 4 +
-// ioredis, one process, the same Redis channels and event names as the hub (PROTOCOL.md), and
+// ioredis, one process, the same Redis channels and event names as the hub (docs/protocol.md), and
 // no more than that design had. hub-bench drives it through the Socket.IO protocol over
 // WebSocket (/socket.io/?EIO=4&transport=websocket), with dev-mode identities (?userId=).
 //

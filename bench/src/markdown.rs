@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::suite::{Context, Run};
 
-/// socketioxide 0.18 figures measured on this kind of machine (`NOTES.md`); not re-measured
+/// socketioxide 0.18 figures measured on this kind of machine
+/// (`docs/benchmarks.md#reference-figures`); not re-measured
 /// by the suite, quoted for the targets that are defined against them.
 const SOCKETIOXIDE_SATURATION: f64 = 94_000.0;
 const SOCKETIOXIDE_ROOM: f64 = 250_000.0;
@@ -175,8 +176,9 @@ fn method(w: &mut String, ctx: &Context, runs: &[Run]) {
            time per write is the least one delivery can cost.\n\
          - Idle memory: `VmRSS` of the server before the clients connect and after all of them got \
            `connected`, divided by the connections.\n\
-         - socketioxide 0.18 figures are quoted from `NOTES.md` (measured earlier on this kind of \
-           machine, the same way), not re-measured here.\n\
+         - socketioxide 0.18 figures are quoted from \
+           [docs/benchmarks.md](docs/benchmarks.md#reference-figures) (measured earlier on this \
+           kind of machine, the same way), not re-measured here.\n\
          - Where the hub's time and memory go (profiles), and what each scenario does: \
            [`bench/README.md`](bench/README.md).\n",
         s = ctx.server_cpu,

@@ -26,7 +26,7 @@ use crate::{
     store::LocalCache,
 };
 
-/// The Redis channel carrying invalidations (PROTOCOL section 1).
+/// The Redis channel carrying invalidations (`docs/protocol.md#cache-invalidation`).
 pub const CHANNEL: &str = "cache:invalidate";
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);

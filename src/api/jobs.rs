@@ -1,4 +1,4 @@
-//! The job queue over HTTP (PROTOCOL sections 2 and 3):
+//! The job queue over HTTP (`docs/jobs.md`, `docs/http-api.md`):
 //! - `POST /api/jobs`: enqueue an AIJob -> `202 {"status": "queued", "id"}`.
 //! - `GET /api/jobs/{id}`: the job's state, attempts, result or error and timestamps.
 //! - `POST /api/dev/jobs`: the same enqueue without the API key, only with `HUB_AUTH=dev`

@@ -1,4 +1,4 @@
-//! The HTTP API under `/api` (PROTOCOL section 3): a bearer-key guard, one JSON error shape,
+//! The HTTP API under `/api` (`docs/http-api.md`): a bearer-key guard, one JSON error shape,
 //! a body size limit, and one submodule per feature.
 //!
 //! Every route validates its whole input before publishing anything: bad input gets
@@ -246,7 +246,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .limit(MAX_BODY_BYTES)
             .error_handler(json_error),
     )
-    // `/api/dev/*` is registered first so it never reaches the key guard (PROTOCOL section 3);
+    // `/api/dev/*` is registered first so it never reaches the key guard (`docs/http-api.md`);
     // each of its routes answers 404 unless HUB_AUTH=dev.
     .service(
         web::scope("/api/dev")

@@ -1,4 +1,4 @@
-//! The reliable AI job queue (PROTOCOL section 2) and the worker library that runs its jobs.
+//! The reliable AI job queue (`docs/jobs.md`) and the worker library that runs its jobs.
 //!
 //! # Layout
 //! - this file: the job types (what a service enqueues, what a handler receives, what

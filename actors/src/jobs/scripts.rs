@@ -25,7 +25,7 @@ local function fields(flat)
   for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
   return f
 end
--- An AIResult (PROTOCOL section 1); `user` is raw JSON, `body` the status-specific members.
+-- An AIResult (docs/protocol.md#airesult); `user` is raw JSON, `body` the status-specific members.
 local function ai_result(id, user, kind, status, body)
   return '{"jobId":' .. cjson.encode(id) .. ',"userId":' .. user .. ',"type":' ..
     cjson.encode(kind) .. ',"status":"' .. status .. '",' .. body .. '}'
