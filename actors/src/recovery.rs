@@ -7,6 +7,10 @@
 //! Where a gap starts: the id of the last message dispatched on the channel, or, before any,
 //! the moment the channel was subscribed (an id from the hub's clock; a clock far ahead of
 //! Redis's would skip what came just after the subscription).
+//!
+//! From the moment a new connection is made after a loss ([`Recovery::suspend`]) until a
+//! channel's gap has been read, its live messages are held: none is dispatched before the
+//! gap, and none moves the gap's start.
 
 use std::collections::HashMap;
 
@@ -50,9 +54,18 @@ pub struct Recovery {
     /// Where each channel's next gap fill starts, and whether that is a message's id (not
     /// just the moment of subscribing).
     last: HashMap<ChannelKey, (MessageId, bool)>,
-    /// Channels whose gap is being read, with the live messages held back meanwhile
-    /// (delivered after the gap, so that order holds).
-    filling: HashMap<ChannelKey, Vec<Held>>,
+    /// Channels whose gap is to be read or being read, with the live messages held back
+    /// meanwhile (delivered after the gap, so that order holds).
+    filling: HashMap<ChannelKey, Filling>,
+}
+
+/// A channel waiting for its gap.
+#[derive(Default)]
+struct Filling {
+    /// Live messages held back, in order.
+    held: Vec<Held>,
+    /// Its read is in flight.
+    reading: bool,
 }
 
 impl Recovery {
@@ -94,30 +107,42 @@ impl Recovery {
         self.filling.remove(key);
     }
 
-    /// A message was dispatched on `key`: the next gap starts after it.
+    /// A message was dispatched on `key`: the next gap starts after it. (Recorded even
+    /// before the subscription's confirmation was handled: a message can arrive first.)
     pub fn dispatched(&mut self, key: &ChannelKey, id: Option<MessageId>) {
-        if let (Some(id), Some(last)) = (id, self.last.get_mut(key)) {
-            *last = (id, true);
+        if let (Some(id), true) = (id, self.recovers(key)) {
+            self.last.insert(key.clone(), (id, true));
         }
     }
 
-    /// Holds a live message back while its channel's gap is read; gives it back otherwise.
+    /// Holds a live message back while its channel's gap is pending; gives it back otherwise.
     pub fn hold(&mut self, key: &ChannelKey, held: Held) -> Option<Held> {
         match self.filling.get_mut(key) {
-            Some(queue) => {
-                queue.push(held);
+            Some(filling) => {
+                filling.held.push(held);
                 None
             }
             None => Some(held),
         }
     }
 
-    /// Starts reading the gap of every channel (after a reconnect); returns the reads to run,
-    /// each with its channel and where its gap starts.
+    /// A new connection was made after a loss: every channel's live messages are held until
+    /// its gap has been read.
+    pub fn suspend(&mut self) {
+        for key in self.last.keys() {
+            self.filling.entry(key.clone()).or_default();
+        }
+    }
+
+    /// Starts reading the gap of every suspended channel (once resubscribed); returns the
+    /// reads to run, each with its channel and where its gap starts.
     pub fn start(&mut self) -> Vec<(ChannelKey, GapStart, GapRead)> {
         let mut reads = Vec::new();
-        for (key, &(last, dispatched)) in &self.last {
-            if self.filling.contains_key(key) {
+        for (key, filling) in self.filling.iter_mut() {
+            let Some(&(last, dispatched)) = self.last.get(key) else {
+                continue;
+            };
+            if filling.reading {
                 continue;
             }
             let key = key.clone();
@@ -132,10 +157,8 @@ impl Recovery {
                 }
                 _ => continue,
             };
+            filling.reading = true;
             reads.push((key, GapStart { last, dispatched }, read));
-        }
-        for (key, _, _) in &reads {
-            self.filling.insert(key.clone(), Vec::new());
         }
         reads
     }
@@ -149,7 +172,7 @@ impl Recovery {
         read: Result<Recent, HubError>,
         metrics: &Metrics,
     ) -> Vec<Held> {
-        let Some(held) = self.filling.remove(key) else {
+        let Some(Filling { held, .. }) = self.filling.remove(key) else {
             return Vec::new();
         };
         let channel = match key {

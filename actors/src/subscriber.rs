@@ -326,6 +326,9 @@ impl Subscriber {
                             .chain(stream::once(async move { Event::Ended(generation) }));
                         let stream = ctx.add_stream(events);
                         act.conn = Some(Connection { sink, stream });
+                        if act.ever_connected {
+                            act.recovery.suspend();
+                        }
                         act.dirty = act.channels.keys().cloned().collect();
                         for ch in act.channels.values_mut() {
                             ch.queued = true;
@@ -360,7 +363,13 @@ impl Subscriber {
         self.ping_in_flight = false;
         self.fixed_subscribed = false;
         self.metrics.redis_connected.set(0);
-        self.channels.retain(|_, ch| ch.wanted());
+        let recovery = &mut self.recovery;
+        self.channels.retain(|key, ch| {
+            if !ch.wanted() {
+                recovery.forget(key);
+            }
+            ch.wanted()
+        });
         for ch in self.channels.values_mut() {
             ch.subscribed = false;
             ch.queued = false;
@@ -563,7 +572,9 @@ impl Subscriber {
     /// next gap fill starts. Nothing is dropped by id here: an `id` from a service's own
     /// payload must never hide other messages.
     fn dispatch_ordered(&mut self, key: ChannelKey, held: Held) -> u64 {
-        self.recovery.dispatched(&key, held.id);
+        if self.channels.contains_key(&key) {
+            self.recovery.dispatched(&key, held.id);
+        }
         let kind = match key {
             ChannelKey::Room(_) => OutKind::Chat,
             ChannelKey::User(_) => OutKind::Notification,
