@@ -204,7 +204,17 @@ impl SioApp for HubApp {
         self.with_core(io, |core, io| core.on_frame(parsed, bytes, io));
     }
 
-    fn on_disconnect(&mut self, _nsp: &str, _reason: crate::socketio::DisconnectReason) {
+    fn on_disconnect(&mut self, _nsp: &str, reason: crate::socketio::DisconnectReason) {
+        use crate::{engineio::CloseReason, socketio::DisconnectReason};
+        if reason == DisconnectReason::Closed(CloseReason::SlowConsumer) {
+            // The engine counted it (`reason="socketio_queue"`); the user is known here.
+            log::info!(
+                "session {:x} of user {} dropped as a slow consumer: its Socket.IO queue passed \
+                 the session queue bound",
+                self.core.id(),
+                self.core.user()
+            );
+        }
         self.core.unregister();
     }
 }
