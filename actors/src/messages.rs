@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use actix::dev::ToEnvelope;
+
 use crate::{
     auth::Identity,
     backlog::Credit,
@@ -12,8 +14,6 @@ use crate::{
     protocol::{Member, MessageId, RoomId, Topic, UserId},
     queued::{KickReason, QueuedBytes},
     registry::Registry,
-    session::Session,
-    socketio::hub::SioSession,
 };
 
 /// Identifies a session within an instance.
@@ -25,39 +25,52 @@ pub type ShardId = usize;
 /// The most shards an instance runs (shard sets are `u64` bit masks).
 pub const MAX_SHARDS: usize = 64;
 
-/// A session of either wire protocol, as the registry holds it.
-#[derive(Clone)]
-pub enum SessionAddr {
-    /// A native `/ws` session.
-    Native(Addr<Session>),
-    /// A Socket.IO session.
-    SocketIo(Addr<SioSession>),
+/// What the core can do to a session, whatever its transport. A transport provides an actor
+/// that handles [`Deliver`], [`Kick`] and [`Close`]; its address is the handle, so a new
+/// transport never touches the core.
+pub trait SessionHandle: Send + Sync {
+    /// Delivers events if the session's mailbox has room (fan-out never blocks).
+    fn try_deliver(&self, msg: Deliver) -> Result<(), SendError<Deliver>>;
+    /// Drops the session as a slow consumer (sent once, past the mailbox bound).
+    fn kick(&self, reason: KickReason);
+    /// Closes the session with a WebSocket close code (or its transport's equivalent).
+    fn close(&self, code: u16, reason: &'static str);
 }
 
+impl<A> SessionHandle for Addr<A>
+where
+    A: Actor + Handler<Deliver> + Handler<Kick> + Handler<Close>,
+    A::Context: ToEnvelope<A, Deliver> + ToEnvelope<A, Kick> + ToEnvelope<A, Close>,
+{
+    fn try_deliver(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
+        self.try_send(msg)
+    }
+
+    fn kick(&self, reason: KickReason) {
+        self.do_send(Kick(reason));
+    }
+
+    fn close(&self, code: u16, reason: &'static str) {
+        self.do_send(Close { code, reason });
+    }
+}
+
+/// A session as the registry holds it: its transport-neutral handle.
+#[derive(Clone)]
+pub struct SessionAddr(Arc<dyn SessionHandle>);
+
 impl SessionAddr {
-    /// Delivers a frame if the session's mailbox has room (fan-out never blocks or grows).
-    pub fn try_deliver(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
-        match self {
-            SessionAddr::Native(a) => a.try_send(msg),
-            SessionAddr::SocketIo(a) => a.try_send(msg),
-        }
+    /// The handle of a session actor.
+    pub fn new(handle: impl SessionHandle + 'static) -> Self {
+        SessionAddr(Arc::new(handle))
     }
+}
 
-    /// Drops the session as a slow consumer (ignores the mailbox bound: sent once).
-    pub fn kick(&self, reason: KickReason) {
-        match self {
-            SessionAddr::Native(a) => a.do_send(Kick(reason)),
-            SessionAddr::SocketIo(a) => a.do_send(Kick(reason)),
-        }
-    }
+impl std::ops::Deref for SessionAddr {
+    type Target = dyn SessionHandle;
 
-    /// Closes the session with a WebSocket close code.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        let msg = Close { code, reason };
-        match self {
-            SessionAddr::Native(a) => a.do_send(msg),
-            SessionAddr::SocketIo(a) => a.do_send(msg),
-        }
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }
 

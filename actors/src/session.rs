@@ -339,7 +339,7 @@ impl ClientIo for NativeIo<'_> {
     }
 
     fn address(&mut self) -> SessionAddr {
-        SessionAddr::Native(self.ctx.address())
+        SessionAddr::new(self.ctx.address())
     }
 }
 
@@ -357,7 +357,7 @@ impl Actor for Session {
         if self.core.is_authenticated() {
             self.with_core(ctx, |core, io| core.register(io));
         } else {
-            self.core.track_pending(SessionAddr::Native(ctx.address()));
+            self.core.track_pending(SessionAddr::new(ctx.address()));
             ctx.run_later(env.limits.auth_timeout, |act, ctx| {
                 if !act.core.is_authenticated() {
                     act.close(ctx, close::UNAUTHORIZED, "authentication timeout");

@@ -1117,21 +1117,14 @@ impl<H: EngineHandler> Handler<CloseSession> for EngineSocket<H> {
     }
 }
 
-/// The hub's registry found the session's mailbox full (it counted the kick): dropped as a
-/// slow consumer, like a native session.
-impl<H: EngineHandler> Handler<crate::messages::Kick> for EngineSocket<H> {
-    type Result = ();
-
-    fn handle(&mut self, _: crate::messages::Kick, ctx: &mut Ctx<H>) {
+impl<H: EngineHandler> EngineSocket<H> {
+    /// Drops the session as a slow consumer (its application found it could not keep up).
+    pub fn drop_slow_consumer(&mut self, ctx: &mut Ctx<H>) {
         self.core.abort(CloseReason::SlowConsumer, ctx);
     }
-}
 
-/// The hub closes every session (shutdown): an Engine.IO close, whatever the code.
-impl<H: EngineHandler> Handler<crate::messages::Close> for EngineSocket<H> {
-    type Result = ();
-
-    fn handle(&mut self, _: crate::messages::Close, ctx: &mut Ctx<H>) {
+    /// Closes the session from the server's side (an Engine.IO close).
+    pub fn close_by_server(&mut self, ctx: &mut Ctx<H>) {
         self.core.close(CloseReason::ServerClose, ctx);
     }
 }

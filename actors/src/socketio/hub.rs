@@ -28,7 +28,7 @@ use crate::{
     auth::{AuthError, Identity},
     client::{ClientCore, ClientIo, Reply, Resumed, Step},
     engineio::{EngineSocket, Outgoing},
-    messages::{Deliver, SessionAddr},
+    messages::{Close, Deliver, Kick, SessionAddr},
     metrics::OutKind,
     outbound::Outbound,
     protocol::{self, ClientError, ClientFrame, ErrorCode},
@@ -290,7 +290,7 @@ impl ClientIo for HubIo<'_, '_> {
     }
 
     fn address(&mut self) -> SessionAddr {
-        SessionAddr::SocketIo(self.io.engine().address())
+        SessionAddr::new(self.io.engine().address())
     }
 }
 
@@ -301,5 +301,23 @@ impl Handler<Deliver> for SioSession {
         let (sio, mut engine) = self.split(ctx);
         let (app, mut io) = sio.split(&mut engine);
         app.with_core(&mut io, |core, io| core.on_deliver(msg, io));
+    }
+}
+
+impl Handler<Kick> for SioSession {
+    type Result = ();
+
+    /// The registry found the client's queue full (it counted and logged the kick).
+    fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
+        self.drop_slow_consumer(ctx);
+    }
+}
+
+impl Handler<Close> for SioSession {
+    type Result = ();
+
+    /// An Engine.IO close, whatever the code (shutdown).
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        self.close_by_server(ctx);
     }
 }
