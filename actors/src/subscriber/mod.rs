@@ -1,0 +1,307 @@
+//! The Redis subscriber actor: the instance's pub/sub connection.
+//!
+//! It keeps the set of channels the instance needs (the fixed channels, `hub:presence` among
+//! them, plus a `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a
+//! local session, refcounted per registry shard) and reconciles Redis with it
+//! ([`connection`]); it parses and validates each message once, encodes it once as a
+//! WebSocket frame, and hands it to the shards that hold its recipients ([`routing`]). What
+//! rooms and users missed while the connection was down is filled in from their histories
+//! and inboxes ([`crate::recovery`]).
+
+mod connection;
+mod routing;
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+    time::{Duration, Instant},
+};
+
+use actix::{fut, prelude::*};
+use futures_util::{stream, Stream, StreamExt};
+use log::{info, warn};
+use prometheus::IntCounter;
+use tokio::sync::oneshot;
+
+use crate::{
+    backlog::Backlog,
+    history::History,
+    inbox::Inbox,
+    messages::{
+        AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
+        MAX_SHARDS,
+    },
+    metrics::{Metrics, OutKind},
+    outbound::Outbound,
+    protocol::{
+        parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
+        USER_PREFIX,
+    },
+    pubsub::{self, Commands, Message},
+    recovery::{Held, Recovery},
+    registry::Registry,
+};
+use routing::WarnLimiter;
+
+/// Backoff before the first reconnect attempt; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest wait between reconnect attempts: messages published after Redis returns and before
+/// the hub resubscribes are lost for every channel but chat and inbox notifications (filled
+/// from histories and inboxes), so keep it short; a refused connect costs next to nothing.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// Default limit for connecting, and for a (un)subscribe or ping round trip during which
+/// nothing at all arrives from Redis (see [`connection::confirmed`]).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the connection is checked with a PING.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Most Redis messages routed before their frames are handed to the shards in one message.
+const DISPATCH_BATCH: usize = 256;
+/// Default for the most bytes of frames handed to the shards and not yet fanned out; above it
+/// the subscriber stops reading Redis (see [`crate::backlog`]). With the connection's
+/// read-ahead ([`pubsub::HIGH_WATER`]) this bounds what a flood can make the hub hold.
+pub const BACKLOG_CAP: usize = 4 << 20;
+/// Bookkeeping counted per frame in the backlog besides its bytes (the dispatch entry, the
+/// shared event and its recipient key).
+const FRAME_OVERHEAD: usize = 128;
+/// At most this many "dropped payload" warnings per window; the rest are counted.
+const WARNINGS_PER_WINDOW: u32 = 10;
+const WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Channel {
+    /// Shards (bits) with a local session needing this channel.
+    shards: u64,
+    /// Redis confirmed the subscription on the current connection.
+    subscribed: bool,
+    /// Already listed in `dirty`.
+    queued: bool,
+    /// Interest requests waiting for the subscription.
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Channel {
+    fn wanted(&self) -> bool {
+        self.shards != 0
+    }
+}
+
+fn channel_name(key: &ChannelKey) -> String {
+    match key {
+        ChannelKey::User(id) => format!("{USER_PREFIX}{id}"),
+        ChannelKey::Room(id) => format!("{ROOM_PREFIX}{id}"),
+    }
+}
+
+enum Event {
+    /// Messages that were ready together (at most [`DISPATCH_BATCH`]).
+    Messages(Vec<Message>),
+    Ended(u64),
+}
+
+struct Connection {
+    sink: Commands,
+    stream: SpawnHandle,
+}
+
+/// Hooks for events that are not fanned out to sessions as they are.
+pub trait InboundSink: Send + Sync {
+    /// Called for every valid `cache:invalidate` payload.
+    fn cache_invalidate(&self, _pattern: &str) {}
+    /// Called for every valid `analytics:events` payload.
+    fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
+    /// Called for every message on the instance's canary channel (see [`Subscriber::with_canary`]).
+    fn canary(&self, _payload: &[u8]) {}
+}
+
+/// The pub/sub actor.
+pub struct Subscriber {
+    client: redis::Client,
+    metrics: Arc<Metrics>,
+    sinks: Vec<Arc<dyn InboundSink>>,
+    shards: Vec<Option<Addr<Registry>>>,
+    /// Frames routed in the current batch, per shard, not yet sent.
+    batches: Vec<Vec<Dispatch>>,
+    /// Fan-out work handed to the shards and not yet done.
+    backlog: Arc<Backlog>,
+    channels: HashMap<ChannelKey, Channel>,
+    dirty: Vec<ChannelKey>,
+    conn: Option<Connection>,
+    /// Bumped on every connect attempt and loss; stale callbacks compare it.
+    generation: u64,
+    fixed_subscribed: bool,
+    syncing: bool,
+    ping_in_flight: bool,
+    backoff: Duration,
+    ever_connected: bool,
+    stopping: bool,
+    warnings: WarnLimiter,
+    /// This instance's own canary channel, subscribed like the fixed channels.
+    canary: Option<String>,
+    /// See [`COMMAND_TIMEOUT`].
+    command_timeout: Duration,
+    /// What rooms and users missed while the connection was down.
+    recovery: Recovery,
+}
+
+impl Subscriber {
+    /// A subscriber for `client`; connects when started.
+    pub fn new(client: redis::Client, metrics: Arc<Metrics>) -> Self {
+        let backlog = Backlog::new(BACKLOG_CAP, metrics.dispatch_backlog_bytes.clone());
+        Subscriber {
+            client,
+            metrics,
+            sinks: Vec::new(),
+            shards: vec![None; MAX_SHARDS],
+            batches: vec![Vec::new(); MAX_SHARDS],
+            backlog,
+            channels: HashMap::new(),
+            dirty: Vec::new(),
+            conn: None,
+            generation: 0,
+            fixed_subscribed: false,
+            syncing: false,
+            ping_in_flight: false,
+            backoff: MIN_BACKOFF,
+            ever_connected: false,
+            stopping: false,
+            warnings: WarnLimiter::new(),
+            canary: None,
+            command_timeout: COMMAND_TIMEOUT,
+            recovery: Recovery::default(),
+        }
+    }
+
+    /// After a reconnect, delivers from `history` the chat messages each local room missed
+    /// while the pub/sub connection was down, and from `inbox` (when set) the notifications
+    /// each local user missed; also reloads the inbox function Redis may have lost.
+    pub fn with_recovery(mut self, history: History, inbox: Option<Inbox>) -> Self {
+        self.recovery = Recovery::new(Some(history), inbox);
+        self
+    }
+
+    /// Also subscribes to `channel` for the whole life of the connection and hands its
+    /// messages to the sinks' [`InboundSink::canary`] (the health check's round trip).
+    pub fn with_canary(mut self, channel: String) -> Self {
+        self.canary = Some(channel);
+        self
+    }
+
+    /// Stops reading Redis while more than `bytes` of frames wait for the shards (default
+    /// [`BACKLOG_CAP`]).
+    pub fn with_backlog_cap(mut self, bytes: usize) -> Self {
+        self.backlog = Backlog::new(bytes, self.metrics.dispatch_backlog_bytes.clone());
+        self
+    }
+
+    /// How long a command may wait with nothing arriving from Redis before the connection is
+    /// taken for dead (default [`COMMAND_TIMEOUT`]).
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Adds a hook for cache invalidations and analytics events.
+    pub fn with_sink(mut self, sink: Arc<dyn InboundSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+}
+
+impl Actor for Subscriber {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.metrics.redis_connected.set(0);
+        self.connect(ctx);
+        ctx.run_interval(PING_INTERVAL, |act, ctx| act.ping(ctx));
+    }
+}
+
+impl StreamHandler<Event> for Subscriber {
+    fn handle(&mut self, event: Event, ctx: &mut Context<Self>) {
+        match event {
+            Event::Messages(batch) => {
+                for msg in batch {
+                    self.route(msg);
+                }
+                self.flush_batches();
+            }
+            Event::Ended(generation) if generation == self.generation => {
+                self.lost(ctx, "connection closed")
+            }
+            Event::Ended(_) => {}
+        }
+    }
+
+    /// A pub/sub stream ending is a lost connection, handled above; the actor lives on.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<AttachShard> for Subscriber {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachShard, _: &mut Context<Self>) {
+        if msg.id < MAX_SHARDS {
+            self.shards[msg.id] = Some(msg.addr);
+        }
+    }
+}
+
+impl Handler<Interest> for Subscriber {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Interest, ctx: &mut Context<Self>) -> Self::Result {
+        let bit = 1u64 << (msg.shard % MAX_SHARDS);
+        let connected = self.conn.is_some();
+        let ch = self.channels.entry(msg.key.clone()).or_default();
+        let was_wanted = ch.wanted();
+        if msg.on {
+            ch.shards |= bit;
+        } else {
+            ch.shards &= !bit;
+        }
+        let changed = was_wanted != ch.wanted();
+        let wait = (msg.on && !ch.subscribed && connected).then(|| {
+            let (tx, rx) = oneshot::channel();
+            ch.waiters.push(tx);
+            rx
+        });
+        if changed {
+            if !ch.queued {
+                ch.queued = true;
+                self.dirty.push(msg.key.clone());
+            }
+            let delta = if was_wanted { -1 } else { 1 };
+            match msg.key {
+                ChannelKey::User(_) => self.metrics.users.add(delta),
+                ChannelKey::Room(_) => self.metrics.rooms.add(delta),
+            }
+            self.reconcile(ctx);
+        }
+        Box::pin(async move {
+            if let Some(rx) = wait {
+                let _ = rx.await;
+            }
+        })
+    }
+}
+
+impl Handler<StopSubscriber> for Subscriber {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: StopSubscriber, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let sink = self.conn.as_ref().map(|c| c.sink.clone());
+        let unsubscribe = async move {
+            if let Some(sink) = sink {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(&[])).await;
+            }
+        };
+        Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {
+            act.lost(ctx, "shutting down");
+            info!("redis pub/sub unsubscribed and closed");
+        }))
+    }
+}

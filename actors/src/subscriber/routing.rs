@@ -1,0 +1,236 @@
+//! Routing what Redis sends: each message parsed and validated once, encoded once, and queued
+//! for the shards holding its recipients; one hand-over per shard per batch.
+
+use super::*;
+
+/// Limits warn lines for bad payloads so that a flood of them cannot flood the log.
+pub(super) struct WarnLimiter {
+    window_start: Instant,
+    emitted: u32,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    pub(super) fn new() -> Self {
+        WarnLimiter {
+            window_start: Instant::now(),
+            emitted: 0,
+            suppressed: 0,
+        }
+    }
+
+    pub(super) fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() > WARNING_WINDOW {
+            if self.suppressed > 0 {
+                warn!(
+                    "{} more invalid payloads dropped in the last {:?} (see hub_invalid_payloads_total)",
+                    self.suppressed, WARNING_WINDOW
+                );
+            }
+            self.window_start = Instant::now();
+            self.emitted = 0;
+            self.suppressed = 0;
+        }
+        self.emitted += 1;
+        if self.emitted > WARNINGS_PER_WINDOW {
+            self.suppressed += 1;
+        }
+        self.emitted <= WARNINGS_PER_WINDOW
+    }
+}
+
+impl Subscriber {
+    /// Queues the frame for the shards needing `key`; returns them (a bit set, 0 for none).
+    pub(super) fn dispatch(
+        &mut self,
+        key: ChannelKey,
+        frame: &[u8],
+        kind: OutKind,
+        order: Option<MessageId>,
+    ) -> u64 {
+        let Some(shards) = self.channels.get(&key).map(|ch| ch.shards) else {
+            return 0;
+        };
+        let target = match key {
+            ChannelKey::User(user) => Target::User(user),
+            ChannelKey::Room(room) => Target::Room(room),
+        };
+        self.send_to(shards, target, frame, kind, order);
+        shards
+    }
+
+    /// Feeds `hub_deliver_latency_ms` once per event that was handed to at least one shard.
+    pub(super) fn observe_latency(&self, shards: u64, timestamp_ms: Option<f64>) {
+        if let (true, Some(ts)) = (shards != 0, timestamp_ms) {
+            self.metrics.observe_deliver_latency(ts);
+        }
+    }
+
+    /// Handles a message on the canary channel; false for any other channel.
+    pub(super) fn route_canary(&self, msg: &Message) -> bool {
+        if self.canary.as_deref() != Some(msg.channel()) {
+            return false;
+        }
+        for sink in &self.sinks {
+            sink.canary(msg.payload());
+        }
+        true
+    }
+
+    /// Dispatches a chat message or notification and remembers its id as where the channel's
+    /// next gap fill starts. Nothing is dropped by id here: an `id` from a service's own
+    /// payload must never hide other messages.
+    pub(super) fn dispatch_ordered(&mut self, key: ChannelKey, held: Held) -> u64 {
+        if self.channels.contains_key(&key) {
+            self.recovery.dispatched(&key, held.id);
+        }
+        let kind = match key {
+            ChannelKey::Room(_) => OutKind::Chat,
+            ChannelKey::User(_) => OutKind::Notification,
+        };
+        self.dispatch(key, &held.frame, kind, held.id)
+    }
+
+    /// Dispatches a live message, unless its channel's gap is being read (then it waits).
+    pub(super) fn dispatch_live(&mut self, key: ChannelKey, held: Held) -> u64 {
+        match self.recovery.hold(&key, held) {
+            Some(held) => self.dispatch_ordered(key, held),
+            None => 0,
+        }
+    }
+
+    /// Reads, for every local room and user, what was appended to its history or inbox since
+    /// the last message it got; live messages wait until that is delivered.
+    pub(super) fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
+        for (key, start, read) in self.recovery.start() {
+            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, _| {
+                for held in act.recovery.finish(&key, start, res, &act.metrics) {
+                    act.dispatch_ordered(key.clone(), held);
+                }
+                act.flush_batches();
+            }));
+        }
+    }
+
+    /// Loads the inbox function on every connection (a restarted Redis without persistence
+    /// lost it).
+    pub(super) fn reload_inbox(&mut self, ctx: &mut Context<Self>) {
+        if let Some(inbox) = self.recovery.inbox().cloned() {
+            ctx.spawn(fut::wrap_future(async move {
+                if let Err(e) = inbox.load().await {
+                    warn!("after reconnecting: {e}");
+                }
+            }));
+        }
+    }
+
+    /// Queues a frame for the shards in `shards`; [`Self::flush_batches`] sends the queue.
+    pub(super) fn send_to(
+        &mut self,
+        shards: u64,
+        target: Target,
+        frame: &[u8],
+        kind: OutKind,
+        order: Option<MessageId>,
+    ) {
+        // Inbound frames are envelopes `{"type","data"}`, except presence frames, which are
+        // their own payload.
+        let event = match kind {
+            OutKind::Presence => Outbound::whole(kind, frame),
+            _ => Outbound::from_envelope(kind, frame),
+        };
+        let msg = Dispatch {
+            target,
+            event: Arc::new(event),
+            order,
+        };
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shards & (1 << i) != 0 && shard.is_some() {
+                self.batches[i].push(msg.clone());
+            }
+        }
+    }
+
+    /// Sends each shard the frames queued for it, in one message: one cross-thread hand-over
+    /// (allocation, queue push, wake-up) per batch of Redis messages instead of per message.
+    pub(super) fn flush_batches(&mut self) {
+        for (i, queued) in self.batches.iter_mut().enumerate() {
+            if queued.is_empty() {
+                continue;
+            }
+            if let Some(addr) = &self.shards[i] {
+                let bytes = queued
+                    .iter()
+                    .map(|d| d.event.native().len() + FRAME_OVERHEAD)
+                    .sum();
+                addr.do_send(DispatchBatch {
+                    frames: std::mem::take(queued),
+                    credit: self.backlog.take(bytes),
+                });
+            } else {
+                queued.clear();
+            }
+        }
+    }
+
+    pub(super) fn route(&mut self, msg: Message) {
+        if self.route_canary(&msg) {
+            return;
+        }
+        let channel = msg.channel();
+        let kind = ChannelKind::of(channel);
+        self.metrics.redis_message(&kind);
+        let (inbound, timestamp) = match parse_inbound_timed(channel, msg.payload()) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.metrics.invalid_payload(&kind);
+                if self.warnings.allow() {
+                    warn!("dropped payload on {channel}: {e}");
+                }
+                return;
+            }
+        };
+        let shards = match inbound {
+            Inbound::Notification { user, frame, id } => {
+                self.dispatch_live(ChannelKey::User(user), Held { frame, id })
+            }
+            Inbound::AiResult { user, frame } => {
+                self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
+            }
+            Inbound::Chat {
+                room,
+                frame,
+                id,
+                foreign_id,
+            } => {
+                if foreign_id {
+                    self.metrics.chat_foreign_ids.inc();
+                }
+                self.dispatch_live(ChannelKey::Room(room), Held { frame, id })
+            }
+            // Every instance hears every presence event; only those with local members of the
+            // room (a subscribed room channel) deliver it.
+            Inbound::Presence { room, frame } => {
+                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Presence, None)
+            }
+            Inbound::CacheInvalidate { pattern, frame } => {
+                for sink in &self.sinks {
+                    sink.cache_invalidate(&pattern);
+                }
+                let target = Target::Topic(Topic::Cache);
+                self.send_to(u64::MAX, target, &frame, OutKind::Cache, None);
+                u64::MAX
+            }
+            Inbound::Analytics(event) => {
+                if let Some((last, rest)) = self.sinks.split_last() {
+                    for sink in rest {
+                        sink.analytics(event.clone());
+                    }
+                    last.analytics(event);
+                }
+                0
+            }
+        };
+        self.observe_latency(shards, timestamp);
+    }
+}
