@@ -1,0 +1,287 @@
+//! Client frames: what a client sends over `/ws` (and, mapped from events, over Socket.IO),
+//! parsed and validated.
+
+use super::*;
+
+use crate::limits::Limits;
+
+/// What a client asked for in one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// `{"type":"auth","token":...,"since"?:...}`: first-frame authentication.
+    Auth {
+        /// The JWT.
+        token: String,
+        /// The last `inboxId` the client saw: it gets the notifications sent since.
+        since: Option<MessageId>,
+    },
+    /// `{"type":"ping"}`.
+    Ping,
+    /// `{"type":"join-room","room":...,"since"?:...}`.
+    JoinRoom {
+        /// The validated room id.
+        room: RoomId,
+        /// The last history id the client saw, for recovery.
+        since: Option<MessageId>,
+    },
+    /// `{"type":"leave-room","room":...}`.
+    LeaveRoom {
+        /// The validated room id.
+        room: RoomId,
+    },
+    /// `{"type":"chat-message","room":...,"message":...}`.
+    ChatMessage {
+        /// The validated room id.
+        room: RoomId,
+        /// The message text (length checked).
+        message: String,
+    },
+    /// `{"type":"subscribe","topic":...}`.
+    Subscribe(Topic),
+    /// `{"type":"unsubscribe","topic":...}`.
+    Unsubscribe(Topic),
+}
+
+impl Request {
+    /// The frame type, as a metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Request::Auth { .. } => "auth",
+            Request::Ping => "ping",
+            Request::JoinRoom { .. } => "join-room",
+            Request::LeaveRoom { .. } => "leave-room",
+            Request::ChatMessage { .. } => "chat-message",
+            Request::Subscribe(_) => "subscribe",
+            Request::Unsubscribe(_) => "unsubscribe",
+        }
+    }
+}
+
+/// A parsed client frame: the request and the `id` to echo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientFrame {
+    /// The frame's `id` (number or string), echoed in the reply.
+    pub id: Option<Value>,
+    /// The request.
+    pub request: Request,
+}
+
+/// A frame the hub refuses, answered with an error frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: Cow<'static, str>,
+    /// The offending frame's `id`, when it had a valid one.
+    pub id: Option<Value>,
+}
+
+impl ClientError {
+    /// An error without an `id`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        ClientError {
+            code,
+            message: message.into(),
+            id: None,
+        }
+    }
+
+    fn with_id(mut self, id: &Option<Value>) -> Self {
+        self.id = id.clone();
+        self
+    }
+}
+
+/// Parses and validates one client text frame.
+pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, ClientError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            "a frame must be a JSON object",
+        ));
+    };
+    let id = match map.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::Number(_) | Value::String(_))) => Some(v),
+        Some(_) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "`id` must be a number or a string",
+            ))
+        }
+    };
+    let kind = match map.remove("type") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(bad(&id, "`type` must be a string")),
+        None => return Err(bad(&id, "missing field `type`")),
+    };
+    let request = parse_request(&kind, &mut map, limits).map_err(|e| e.with_id(&id))?;
+    Ok(ClientFrame { id, request })
+}
+
+fn bad(id: &Option<Value>, message: impl Into<Cow<'static, str>>) -> ClientError {
+    ClientError::new(ErrorCode::BadRequest, message).with_id(id)
+}
+
+/// Keys of `chat-message` frames that the hub sets itself and therefore ignores.
+const HUB_SET_CHAT_KEYS: [&str; 3] = ["userId", "username", "timestamp"];
+
+/// Validates the fields of a request of type `kind` (the frame's keys besides `type` and
+/// `id`); shared by the native frame parser and the Socket.IO event mapping.
+pub fn parse_request(
+    kind: &str,
+    map: &mut Map<String, Value>,
+    limits: &Limits,
+) -> Result<Request, ClientError> {
+    let request = match kind {
+        "ping" => Request::Ping,
+        "auth" => Request::Auth {
+            token: take_string(map, "token")?,
+            since: take_since(map)?,
+        },
+        "join-room" => {
+            let room = take_room(map)?;
+            let since = take_since(map)?;
+            Request::JoinRoom { room, since }
+        }
+        "leave-room" => Request::LeaveRoom {
+            room: take_room(map)?,
+        },
+        "chat-message" => {
+            for key in HUB_SET_CHAT_KEYS {
+                map.remove(key);
+            }
+            let room = take_room(map)?;
+            let message = take_string(map, "message")?;
+            check_message(&message, limits)?;
+            Request::ChatMessage { room, message }
+        }
+        "subscribe" | "unsubscribe" => {
+            let name = take_string(map, "topic")?;
+            let topic = Topic::parse(&name).ok_or_else(|| {
+                ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "unknown topic `{}` (expected `cache` or `analytics`)",
+                        clip(&name)
+                    ),
+                )
+            })?;
+            if kind == "subscribe" {
+                Request::Subscribe(topic)
+            } else {
+                Request::Unsubscribe(topic)
+            }
+        }
+        other => {
+            return Err(ClientError::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type `{}`", clip(other)),
+            ))
+        }
+    };
+    if let Some(key) = map.keys().next() {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("unknown field `{}` for `{kind}`", clip(key)),
+        ));
+    }
+    Ok(request)
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &'static str) -> Result<String, ClientError> {
+    match map.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a string"),
+        )),
+        None => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("missing field `{key}`"),
+        )),
+    }
+}
+
+/// An optional `since` (a history or inbox id).
+fn take_since(map: &mut Map<String, Value>) -> Result<Option<MessageId>, ClientError> {
+    take_optional_string(map, "since")?
+        .map(|s| parse_since(&s))
+        .transpose()
+}
+
+/// Parses a `since` a client sent (`?since=` or a frame's field).
+pub fn parse_since(s: &str) -> Result<MessageId, ClientError> {
+    MessageId::parse(s).ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "`since` must be a message id like \"1764520000123-0\", not `{}`",
+                clip(s)
+            ),
+        )
+    })
+}
+
+fn take_optional_string(
+    map: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, ClientError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a string"),
+        )),
+    }
+}
+
+/// The frame's room: `room`, or `roomId` as the ChatMessage shape names it (both may be given
+/// if they agree).
+fn take_room(map: &mut Map<String, Value>) -> Result<RoomId, ClientError> {
+    let room = match (
+        take_optional_string(map, "room")?,
+        take_optional_string(map, "roomId")?,
+    ) {
+        (Some(room), None) | (None, Some(room)) => room,
+        (Some(room), Some(alias)) if room == alias => room,
+        (Some(_), Some(_)) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "`room` and `roomId` name different rooms (give one of them)",
+            ))
+        }
+        (None, None) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "missing field `room` (or `roomId`)",
+            ))
+        }
+    };
+    validate_room(&room)?;
+    Ok(room.into())
+}
+
+/// Checks a chat message: not empty, at most `max_message_chars` characters.
+pub fn check_message(message: &str, limits: &Limits) -> Result<(), ClientError> {
+    if message.is_empty() {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            "`message` must not be empty",
+        ));
+    }
+    if message.chars().nth(limits.max_message_chars).is_some() {
+        return Err(ClientError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "chat messages are limited to {} characters",
+                limits.max_message_chars
+            ),
+        ));
+    }
+    Ok(())
+}
