@@ -60,7 +60,7 @@ pub mod messages;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;
-pub mod protocol;
+pub use hub_wire::protocol;
 pub mod publisher;
 pub mod pubsub;
 pub mod queued;

@@ -1,62 +1,10 @@
-//! Per-session limits (`docs/protocol.md#limits`) and the token bucket that enforces rates.
+//! What enforces the per-session limits (`docs/protocol.md#limits`; the values are
+//! [`Limits`], defined with the protocol): the token bucket for rates and the connection
+//! limiter.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Limits applied to every session. All are configurable; `Default` holds the documented
-/// defaults (`docs/protocol.md#limits`).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest client message (after reassembling fragments); larger closes with 1009.
-    pub max_frame_bytes: usize,
-    /// Longest chat message in characters; longer gets `too_large`.
-    pub max_message_chars: usize,
-    /// Rooms one session may be in at once.
-    pub max_rooms_per_session: usize,
-    /// Client frames refilled per second.
-    pub rate_per_sec: f64,
-    /// Client frames allowed in a burst.
-    pub rate_burst: f64,
-    /// Bad or rate-limited frames tolerated in a burst before closing with 1008; the budget
-    /// refills at one per second.
-    pub error_burst: f64,
-    /// Interval of server WebSocket pings.
-    pub heartbeat: Duration,
-    /// A session that sent nothing for this long is closed.
-    pub client_timeout: Duration,
-    /// Time a connection without credentials has to send its `auth` frame.
-    pub auth_timeout: Duration,
-    /// Messages a session's mailbox takes: a backstop only, set so that the byte bound
-    /// (`queue_bytes`) is always reached first.
-    pub mailbox_frames: usize,
-    /// Bytes the hub may hold for one client, undelivered in its mailbox or unsent in its
-    /// write queue; more makes it a slow consumer (kicked).
-    pub queue_bytes: usize,
-    /// A client whose socket takes nothing for this long while frames wait for it is a slow
-    /// consumer (kicked).
-    pub write_timeout: Duration,
-    /// `SO_SNDBUF` of each WebSocket connection: bounds the kernel memory a stuck client pins.
-    pub socket_sndbuf: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_frame_bytes: 64 * 1024,
-            max_message_chars: 4000,
-            max_rooms_per_session: 100,
-            rate_per_sec: 20.0,
-            rate_burst: 40.0,
-            error_burst: 10.0,
-            heartbeat: Duration::from_secs(30),
-            client_timeout: Duration::from_secs(60),
-            auth_timeout: Duration::from_secs(10),
-            mailbox_frames: (1 << 20) / crate::queued::DELIVERY_OVERHEAD + 1,
-            queue_bytes: 1 << 20,
-            write_timeout: Duration::from_secs(10),
-            socket_sndbuf: 64 * 1024,
-        }
-    }
-}
+pub use hub_wire::limits::Limits;
 
 /// A token bucket: `capacity` tokens, refilled at `rate` per second.
 #[derive(Clone, Debug)]
@@ -90,6 +38,8 @@ impl TokenBucket {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -13,9 +13,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-/// Bookkeeping counted per queued delivery on top of its frame's bytes (the mailbox entry and
-/// the shared event's reference), so that many tiny frames also reach the bound.
-pub const DELIVERY_OVERHEAD: usize = 64;
+pub use hub_wire::limits::DELIVERY_OVERHEAD;
 
 /// Bytes held for one client, with the bound past which it is a slow consumer.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 //! subscribed to topic `cache` get a `cache-invalidate` frame.
 //!
 //! # Layout
-//! - [`glob`]: the pattern syntax (`*`, `?`, `[abc]`, `[a-z]`, `[!x]`, `\` escapes) and matcher.
+//! - [`glob`] (from `hub-wire`, shared with the hub): the pattern syntax (`*`, `?`, `[abc]`, `[a-z]`, `[!x]`, `\` escapes) and matcher.
 //! - [`store`]: the cache itself.
 //! - [`sync`]: the `cache:invalidate` listener and publisher.
 //!
@@ -27,7 +27,7 @@
 
 #![warn(missing_docs)]
 
-pub mod glob;
+pub use hub_wire::glob;
 pub mod store;
 pub mod sync;
 

@@ -19,9 +19,8 @@
 //! GET  /?...&transport=websocket (upgrade) -> open_websocket (no sid) or upgrade (sid: probe)
 //! ```
 
-pub mod base64;
+pub use hub_wire::engineio::{base64, packet};
 pub mod metrics;
-pub mod packet;
 pub mod request;
 pub mod server;
 pub mod socket;

@@ -16,7 +16,7 @@
 //! ```
 
 pub mod hub;
-pub mod packet;
+pub use hub_wire::socketio::packet;
 pub mod socket;
 
 pub use socket::{

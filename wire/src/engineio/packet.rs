@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::base64;
-use crate::transport;
+use crate::websocket as transport;
 
 /// The record separator between packets of a long-polling payload.
 pub const SEPARATOR: u8 = 0x1e;

@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use hub_actors::{
+use hub_wire::{
     limits::Limits,
     protocol::{
         is_valid_room, is_valid_user_id, parse_client_frame, parse_inbound, ErrorCode, Inbound,

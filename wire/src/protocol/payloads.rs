@@ -490,7 +490,7 @@ pub fn parse_inbound_timed(
         }
         ChannelKind::CacheInvalidate => {
             let check: CacheCheck = check_object(payload)?;
-            relay_cache::Pattern::new(&check.pattern)
+            crate::glob::Pattern::new(&check.pattern)
                 .map_err(|e| PayloadError(format!("invalid `pattern`: {e}")))?;
             let inbound = Inbound::CacheInvalidate {
                 pattern: check.pattern.into_owned(),

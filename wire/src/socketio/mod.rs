@@ -1,0 +1,3 @@
+//! Socket.IO v5 packets.
+
+pub mod packet;
