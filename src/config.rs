@@ -9,9 +9,9 @@ use std::{
 };
 
 use hub_actors::{
-    history::HistoryConfig, inbox::InboxConfig, jobs::WorkerConfig, limits::Limits,
-    messages::MAX_SHARDS,
+    history::HistoryConfig, inbox::InboxConfig, limits::Limits, messages::MAX_SHARDS,
 };
+use hub_jobs::WorkerConfig;
 
 /// Everything the hub needs to start.
 #[derive(Clone, Debug)]

@@ -1,4 +1,4 @@
-//! `relay-hub worker`: a job worker process built on the `hub_actors::jobs` library, with the
+//! `relay-hub worker`: a job worker process built on the `hub_jobs` library, with the
 //! built-in `llama_inference` demo handler.
 //!
 //! With `HUB_WORKER_TEST_HANDLERS=1` it also serves job types meant only for the test suite
@@ -11,7 +11,7 @@
 
 use std::{future::Future, time::Duration};
 
-use hub_actors::jobs::{
+use hub_jobs::{
     demo::{llama_inference, LLAMA_INFERENCE},
     Job, JobError, QueueSettings, Worker,
 };

@@ -17,7 +17,7 @@ use std::{
 };
 
 use common::{eventually, hub, notification, Hub, Redis};
-use hub_actors::jobs::{JobError, JobQueue, JobState, NewJob, QueueSettings, Worker, WorkerConfig};
+use hub_jobs::{JobError, JobQueue, JobState, NewJob, QueueSettings, Worker, WorkerConfig};
 use serde_json::{json, Value};
 
 const JSON: (&str, &str) = ("content-type", "application/json");

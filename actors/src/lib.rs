@@ -12,7 +12,6 @@
 //! - [`pubsub`]: the subscriber's Redis connection (RESP2, read only as fast as consumed).
 //! - [`publisher`]: publishing to Redis on its own connection.
 //! - [`presence`]: who is in which room on this instance, shared by the shards.
-//! - [`jobs`]: the reliable AI job queue in Redis and the embeddable worker runtime.
 //! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
 //!   presence events); an actor fed by [`presence`].
 //! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
@@ -54,7 +53,6 @@ pub mod engineio;
 pub mod error;
 pub mod history;
 pub mod inbox;
-pub mod jobs;
 pub mod limits;
 pub mod messages;
 pub mod metrics;

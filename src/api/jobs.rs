@@ -15,11 +15,8 @@
 use std::{sync::Arc, time::Duration};
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{
-    jobs::{is_valid_name, stats::JobMetrics, Enqueued, JobQueue, NewJob, QueueSettings},
-    metrics::Metrics,
-    protocol::now_ms,
-};
+use hub_actors::{metrics::Metrics, protocol::now_ms};
+use hub_jobs::{is_valid_name, stats::JobMetrics, Enqueued, JobQueue, NewJob, QueueSettings};
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 

@@ -2,8 +2,8 @@
 //! then runs the worker until its stop future resolves:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), hub_actors::jobs::JobsError> {
-//! use hub_actors::jobs::{JobError, QueueSettings, Worker, WorkerConfig};
+//! # async fn demo() -> Result<(), hub_jobs::JobsError> {
+//! use hub_jobs::{JobError, QueueSettings, Worker, WorkerConfig};
 //! let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
 //! let mut worker = Worker::new(client, QueueSettings::default(), WorkerConfig::default())?;
 //! worker.handle("echo", |job| async move {

@@ -52,7 +52,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::protocol::is_valid_user_id;
+use hub_wire::protocol::is_valid_user_id;
 
 pub use queue::{JobQueue, QueueSettings};
 pub use worker::{Handler, JobError, Worker, WorkerConfig};

@@ -14,7 +14,7 @@ use super::{
     scripts, stats::QueueStats, Enqueued, Job, JobState, JobStatus, JobsError, NewJob, Priority,
     DEAD_LETTER_MAX,
 };
-use crate::protocol::AI_RESULTS;
+use hub_wire::protocol::AI_RESULTS;
 
 /// Where the queue lives in Redis and how long job state is kept.
 #[derive(Clone, Debug)]
