@@ -7,7 +7,8 @@
 //!   recovery, chat, topics), hosted by both kinds of session.
 //! - [`session`]: the native session actor, one per `/ws` WebSocket connection.
 //! - [`registry`]: the registry actor, one shard per HTTP worker thread.
-//! - [`subscriber`]: the Redis pub/sub actor, one per instance.
+//! - [`subscriber`]: the Redis pub/sub actor, one per instance; [`recovery`]: what it
+//!   delivers from histories and inboxes after a pub/sub outage.
 //! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
 //! - [`pubsub`]: the subscriber's Redis connection (RESP2, read only as fast as consumed).
 //! - [`publisher`]: publishing to Redis on its own connection.
@@ -15,10 +16,13 @@
 //! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
 //!   presence events); an actor fed by [`presence`].
 //! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
+//! - [`inbox`]: per-user notification inboxes in Redis streams (the `relay_notify` function,
+//!   replay to clients that reconnect with `since`).
 //! - [`analytics`]: the analytics aggregator actor (fed by `analytics:events`, pushes
 //!   snapshots to topic `analytics`).
 //! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
-//! - [`auth`], [`limits`], [`metrics`], [`error`]: what the actors share.
+//! - [`queued`]: the bytes held for one client and why a slow consumer is kicked.
+//! - [`auth`], [`limits`], [`metrics`], [`error`], [`backlog`]: what the actors share.
 //! - [`engineio`], [`socketio`]: the Engine.IO v4 session actor and the Socket.IO v5 layer on
 //!   top of it; [`socketio::hub`] makes a Socket.IO connection a hub session (a second way in,
 //!   for `socket.io-client`).
@@ -39,8 +43,10 @@
 //! LocalPresence (first join / last leave) --PresenceChange--> Roster --script--> Redis
 //!     --PUBLISH hub:presence--> Subscriber of every instance --Dispatch--> room members
 //! ```
-//! Local delivery only happens through Redis, so nothing arrives twice. A session whose
-//! mailbox is full when a frame is fanned out is a slow consumer: the registry kicks it.
+//! Local delivery only happens through Redis, so nothing arrives twice. A session is a slow
+//! consumer when more than its queue bound waits for its client (mailbox and write queue
+//! together, counted in [`queued::QueuedBytes`]) or its socket takes nothing for the write
+//! timeout; it is kicked (`docs/delivery.md`).
 
 #![warn(missing_docs)]
 
