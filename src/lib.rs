@@ -17,8 +17,10 @@
 pub mod api;
 pub mod compliance;
 pub mod config;
+pub mod handshake;
 pub mod routes;
 pub mod socketio_routes;
+pub mod state;
 pub mod upgrade;
 pub mod worker;
 
@@ -42,6 +44,7 @@ use hub_actors::{
     analytics::Analytics,
     auth::Authenticator,
     canary::{self, Canary, CanaryState},
+    client::{SessionEnv, JOIN_READS_IN_FLIGHT},
     engineio::{Endpoint, EngineConfig, EngineMetrics},
     history::History,
     inbox::Inbox,
@@ -51,7 +54,6 @@ use hub_actors::{
     publisher::Publisher,
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
-    session::{SessionEnv, JOIN_READS_IN_FLIGHT},
     socketio::{hub::HubApp, SioConfig, SocketIo},
     subscriber::Subscriber,
     transport::close,
@@ -60,8 +62,8 @@ use log::{info, warn};
 
 use crate::{
     config::Config,
-    routes::AppState,
     socketio_routes::{EngineMount, EngineMounts, Gate},
+    state::AppState,
     upgrade::{UpgradeShared, Upgrader},
 };
 
@@ -133,9 +135,13 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let instance_id: Arc<str> = config.instance_id.as_str().into();
     let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
+    let analytics_shards: hub_actors::analytics::ShardList = Arc::default();
     let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
-    let (analytics, analytics_sink) =
-        Analytics::start(instance_id.clone(), metrics.clone(), shards.clone());
+    let (analytics, analytics_sink) = Analytics::start(
+        instance_id.clone(),
+        metrics.clone(),
+        analytics_shards.clone(),
+    );
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
     let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
@@ -191,7 +197,7 @@ pub async fn run(
             config.max_connections_per_ip,
         )),
     });
-    let jobs = Arc::new(api::jobs::JobsApi::new(
+    let jobs = Arc::new(state::JobsApi::new(
         publisher.connection(),
         config.job_state_ttl,
         &metrics,
@@ -236,8 +242,9 @@ pub async fn run(
         .disable_signals()
         .shutdown_timeout(1)
         .listen("relay-hub", listener, {
-            let (shards, upgrade_shared, subscriber, socketio) = (
+            let (shards, analytics_shards, upgrade_shared, subscriber, socketio) = (
                 shards.clone(),
+                analytics_shards.clone(),
                 upgrade_shared.clone(),
                 subscriber.clone(),
                 socketio.clone(),
@@ -246,13 +253,21 @@ pub async fn run(
                 // Runs on each worker thread: the worker's registry shard lives there, next to
                 // the sessions it accepts.
                 let shard = next_shard.fetch_add(1, Ordering::Relaxed);
-                let registry =
-                    Registry::new(shard, subscriber.clone(), metrics.clone(), presence.clone())
-                        .start();
+                let registry = Registry::new(
+                    shard,
+                    subscriber.clone().recipient(),
+                    metrics.clone(),
+                    presence.clone(),
+                )
+                .start();
                 subscriber.do_send(AttachShard {
                     id: shard,
-                    addr: registry.clone(),
+                    addr: registry.clone().recipient(),
                 });
+                analytics_shards
+                    .lock()
+                    .expect("shard list lock poisoned")
+                    .push(registry.clone().recipient());
                 shards
                     .lock()
                     .expect("shard list lock poisoned")

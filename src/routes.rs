@@ -1,49 +1,9 @@
 //! HTTP routes besides the WebSocket upgrade: `/health`, `/metrics` and the static demo pages.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
-
-use actix::Addr;
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{
-    analytics::Analytics, canary::CanaryState, history::History, inbox::Inbox, metrics::Metrics,
-    presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
-};
 
-use crate::config::Config;
+use crate::state::AppState;
 use serde_json::json;
-
-/// What the HTTP handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// Instance metrics.
-    pub metrics: Arc<Metrics>,
-    /// This instance's id.
-    pub instance_id: Arc<str>,
-    /// When the instance started.
-    pub started: Instant,
-    /// Directory of the demo pages.
-    pub static_dir: Arc<PathBuf>,
-    /// Instance configuration.
-    pub config: Arc<Config>,
-    /// Publishes to Redis on the instance's command connection.
-    pub publisher: Publisher,
-    /// The job queue API and its metrics.
-    pub jobs: Arc<crate::api::jobs::JobsApi>,
-    /// Chat history of the rooms.
-    pub history: History,
-    /// Notification inboxes.
-    pub inbox: Inbox,
-    /// Room membership of this instance (not yet in Redis for a moment after a join).
-    pub presence: Arc<LocalPresence>,
-    /// Room members across instances.
-    pub members: RoomMembers,
-    /// The analytics aggregator (`GET /api/analytics`).
-    pub analytics: Addr<Analytics>,
-    /// Whether the pub/sub subscription still delivers (`/health`).
-    pub canary: Arc<CanaryState>,
-    /// `hub_api_errors_total{status}`.
-    pub api_errors: prometheus::IntCounterVec,
-}
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

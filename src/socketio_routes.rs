@@ -27,7 +27,7 @@ use log::debug;
 
 use crate::{
     config::Config,
-    upgrade::{same_origin, UpgradeError},
+    handshake::{same_origin, UpgradeError},
 };
 
 /// Who may open a session: applied to handshakes (and origins to upgrades too).

@@ -7,7 +7,6 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     rc::Rc,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -21,15 +20,20 @@ use actix_rt::net::TcpStream;
 use actix_web::{web::Query, HttpMessage};
 use hub_actors::{
     auth::{AuthError, Identity},
+    client::SessionEnv,
     limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
     protocol::{self, MessageId},
-    session::{Session, SessionEnv},
+    session::Session,
     transport,
 };
 use log::debug;
 use serde_json::json;
 
-use crate::{config::Config, socketio_routes::EngineMounts};
+use crate::{
+    config::Config,
+    handshake::{same_origin, UpgradeError},
+    socketio_routes::EngineMounts,
+};
 
 /// Shared by the upgrade handlers of all workers.
 pub struct UpgradeShared {
@@ -49,22 +53,6 @@ pub struct Upgrader {
     pub shared: Arc<UpgradeShared>,
     /// Engine.IO endpoints (`/socket.io/`) of this worker.
     pub engines: Rc<EngineMounts>,
-}
-
-/// An upgrade that could not be answered (the connection is dropped).
-#[derive(Debug)]
-pub struct UpgradeError(pub std::io::Error);
-
-impl fmt::Display for UpgradeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "websocket upgrade: {}", self.0)
-    }
-}
-
-impl From<UpgradeError> for actix_http::Response<actix_http::body::BoxBody> {
-    fn from(_: UpgradeError) -> Self {
-        actix_http::Response::internal_server_error().map_into_boxed_body()
-    }
 }
 
 struct Refusal {
@@ -253,27 +241,4 @@ fn inbox_since(query: &str) -> Result<Option<MessageId>, String> {
         .get("since")
         .map(|s| protocol::parse_since(s).map_err(|e| e.message.to_string()))
         .transpose()
-}
-
-/// True when a browser origin is the hub's own (the demo page served by the hub).
-pub(crate) fn same_origin(origin: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_origin;
-
-    #[test]
-    fn same_origin_compares_host_and_port() {
-        assert!(same_origin("http://localhost:8080", Some("localhost:8080")));
-        assert!(!same_origin(
-            "http://localhost:8081",
-            Some("localhost:8080")
-        ));
-        assert!(!same_origin("http://evil.com", None));
-    }
 }

@@ -29,12 +29,10 @@ use prometheus::{
 use serde_json::{json, Map, Value};
 
 use crate::{
-    messages::{Dispatch, GetSnapshot, RecordEvent, Target},
+    messages::{Dispatch, GetSnapshot, InboundSink, RecordEvent, Target},
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{analytics_fields, now_ms, AnalyticsEvent, Topic},
-    registry::Registry,
-    subscriber::InboundSink,
 };
 
 /// Length of the "last minute" window, in one-second buckets.
@@ -496,7 +494,7 @@ fn capped_key<V>(map: &HashMap<String, V>, name: &str, cap: usize) -> String {
 }
 
 /// The registry shards, as the server collects them while its workers start.
-pub type ShardList = Arc<Mutex<Vec<Addr<Registry>>>>;
+pub type ShardList = Arc<Mutex<Vec<Recipient<Dispatch>>>>;
 
 /// The aggregator actor.
 pub struct Analytics {

@@ -23,7 +23,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{metrics::Metrics, protocol::now_ms, publisher::Publisher, subscriber::InboundSink};
+use crate::{messages::InboundSink, metrics::Metrics, protocol::now_ms, publisher::Publisher};
 
 /// Prefix of the per-instance canary channels.
 pub const CANARY_PREFIX: &str = "hub:canary:";

@@ -16,34 +16,76 @@
 
 use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
 
+use actix::Addr;
 use futures_util::future::LocalBoxFuture;
+use hub_wire::websocket::close;
 use log::debug;
 use serde_json::Value;
 
 use crate::{
-    auth::Identity,
+    auth::{Authenticator, Identity},
     error::HubError,
-    history::Recent,
-    limits::TokenBucket,
+    history::{History, Recent},
+    inbox::Inbox,
+    limits::{Limits, TokenBucket},
     messages::{
         Deliver, Delivery, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
         Unregister,
     },
-    metrics::OutKind,
+    metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{
         self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId, Topic,
         UserId,
     },
+    publisher::Publisher,
     queued::{KickReason, QueuedBytes},
-    roster::MemberList,
-    session::SessionEnv,
-    transport::close,
+    registry::Registry,
+    roster::{MemberList, RoomMembers},
 };
 
 /// Most requests that may wait while a registration or join is in flight; more are refused
 /// as rate limited (the rate limit lets a burst of 40 through by default).
 const DEFERRED_MAX: usize = 64;
+
+/// Joins of an instance whose Redis reads may be in flight at once (see
+/// [`SessionEnv::join_reads`]).
+pub const JOIN_READS_IN_FLIGHT: usize = 32;
+
+/// What every session of a shard shares.
+pub struct SessionEnv {
+    /// The registry shard of this worker thread.
+    pub registry: Addr<Registry>,
+    /// The command connection.
+    pub publisher: Publisher,
+    /// Room members across instances, for `joined`.
+    pub members: RoomMembers,
+    /// Chat history: appends (with the publish) and reads for `joined`.
+    pub history: History,
+    /// Notification inboxes: replays for sessions that reconnect with `since`.
+    pub inbox: Inbox,
+    /// Turns for the Redis reads of a join (history and members), shared by the instance's
+    /// sessions: a join storm queues in the hub instead of timing out at Redis.
+    pub join_reads: Arc<tokio::sync::Semaphore>,
+    /// For first-frame `auth`.
+    pub auth: Arc<Authenticator>,
+    /// Limits to enforce.
+    pub limits: Arc<Limits>,
+    /// Metrics to count into.
+    pub metrics: Arc<Metrics>,
+    /// This instance's id, the prefix of session ids.
+    pub instance_id: Arc<str>,
+    /// Session ids, unique within the instance (shared by every shard and both protocols).
+    pub session_ids: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SessionEnv {
+    /// A new session id.
+    pub fn next_session_id(&self) -> SessionId {
+        self.session_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// A successful answer to a client request.
 #[derive(Debug)]

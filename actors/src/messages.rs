@@ -13,7 +13,6 @@ use crate::{
     outbound::Outbound,
     protocol::{Member, MessageId, RoomId, Topic, UserId},
     queued::{KickReason, QueuedBytes},
-    registry::Registry,
 };
 
 /// Identifies a session within an instance.
@@ -115,12 +114,22 @@ pub struct Unregister {
 /// A session joins a room. Resolves, once this instance is subscribed to the room channel,
 /// with the room's members on this instance.
 #[derive(Message)]
-#[rtype(result = "crate::presence::LocalMembers")]
+#[rtype(result = "LocalMembers")]
 pub struct Join {
     /// The session.
     pub id: SessionId,
     /// The room.
     pub room: RoomId,
+}
+
+/// A room's members on this instance (the answer to [`Join`]): at most the listing limit,
+/// and how many there are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalMembers {
+    /// Members (at most the limit).
+    pub members: Vec<Member>,
+    /// How many users of the room this instance holds.
+    pub count: usize,
 }
 
 /// A session leaves a room.
@@ -207,8 +216,8 @@ pub struct CloseAll {
 pub struct AttachShard {
     /// Its id, below [`MAX_SHARDS`].
     pub id: ShardId,
-    /// Its address.
-    pub addr: Addr<Registry>,
+    /// Where its batches go.
+    pub addr: Recipient<DispatchBatch>,
 }
 
 /// The per-user or per-room channel a shard needs.
@@ -327,6 +336,20 @@ pub struct Close {
     pub code: u16,
     /// Close reason.
     pub reason: &'static str,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber -> sinks (hooks, called on the subscriber's thread)
+// ---------------------------------------------------------------------------------------------
+
+/// Hooks for events that are not fanned out to sessions as they are.
+pub trait InboundSink: Send + Sync {
+    /// Called for every valid `cache:invalidate` payload.
+    fn cache_invalidate(&self, _pattern: &str) {}
+    /// Called for every valid `analytics:events` payload.
+    fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
+    /// Called for every message on the instance's canary channel.
+    fn canary(&self, _payload: &[u8]) {}
 }
 
 // ---------------------------------------------------------------------------------------------

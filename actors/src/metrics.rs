@@ -7,7 +7,6 @@ use prometheus::{
 };
 
 use crate::{
-    messages::ChannelKey,
     protocol::{ChannelKind, ErrorCode, Topic},
     queued::KickReason,
 };
@@ -471,22 +470,6 @@ impl Metrics {
         let latency = crate::protocol::now_ms() as f64 - timestamp_ms;
         if (-1000.0..=3_600_000.0).contains(&latency) {
             self.deliver_latency_ms.observe(latency.max(0.0));
-        }
-    }
-
-    /// Counts messages delivered from a history or inbox after a pub/sub reconnect.
-    pub fn gap_filled(&self, key: &ChannelKey, n: usize) {
-        match key {
-            ChannelKey::Room(_) => self.chat_gap_filled.inc_by(n as u64),
-            ChannelKey::User(_) => self.notifications_gap_filled.inc_by(n as u64),
-        }
-    }
-
-    /// Counts a live message dropped as a copy of one a gap fill delivered.
-    pub fn gap_duplicate(&self, key: &ChannelKey) {
-        match key {
-            ChannelKey::Room(_) => self.chat_duplicates.inc(),
-            ChannelKey::User(_) => self.notification_duplicates.inc(),
         }
     }
 

@@ -6,13 +6,14 @@ use std::{ops::Range, sync::OnceLock};
 
 use bytes::Bytes;
 
-use crate::{
-    engineio::Outgoing,
-    metrics::OutKind,
+use hub_wire::{
+    engineio::packet::Outgoing,
     protocol::{envelope, envelope_data},
     socketio::packet::event_raw,
-    transport,
+    websocket as transport,
 };
+
+use crate::metrics::OutKind;
 
 /// One event for many sessions.
 #[derive(Debug)]

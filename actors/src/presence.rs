@@ -10,22 +10,13 @@ use actix::Recipient;
 use dashmap::DashMap;
 
 use crate::{
-    messages::PresenceChange,
+    messages::{LocalMembers, PresenceChange},
     protocol::{Member, RoomId, UserId},
 };
 
 struct Presence {
     username: std::sync::Arc<str>,
     sessions: u32,
-}
-
-/// A room's members on this instance: at most the listing limit, and how many there are.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalMembers {
-    /// Members (at most the limit).
-    pub members: Vec<Member>,
-    /// How many users of the room this instance holds.
-    pub count: usize,
 }
 
 /// Room membership of this instance.

@@ -57,6 +57,10 @@ pub struct Recovery {
     /// Channels whose gap is to be read or being read, with the live messages held back
     /// meanwhile (delivered after the gap, so that order holds).
     filling: HashMap<ChannelKey, Filling>,
+    /// Per channel, the ids a gap fill just delivered (ascending): their live copies can still
+    /// be on the pub/sub connection (the gap read, on another connection, may overtake
+    /// them) and are dropped; forgotten once a newer message arrives live.
+    filled: HashMap<ChannelKey, Vec<MessageId>>,
 }
 
 /// A channel waiting for its gap.
@@ -105,6 +109,7 @@ impl Recovery {
     pub fn forget(&mut self, key: &ChannelKey) {
         self.last.remove(key);
         self.filling.remove(key);
+        self.filled.remove(key);
     }
 
     /// A message was dispatched on `key`: the next gap starts after it. (Recorded even
@@ -115,15 +120,23 @@ impl Recovery {
         }
     }
 
-    /// Holds a live message back while its channel's gap is pending; gives it back otherwise.
-    pub fn hold(&mut self, key: &ChannelKey, held: Held) -> Option<Held> {
-        match self.filling.get_mut(key) {
-            Some(filling) => {
-                filling.held.push(held);
-                None
-            }
-            None => Some(held),
+    /// Takes a live message: held back while its channel's gap is pending, dropped when a
+    /// gap fill already delivered it (counted), otherwise given back to dispatch.
+    pub fn admit(&mut self, key: &ChannelKey, held: Held, metrics: &Metrics) -> Option<Held> {
+        if let Some(filling) = self.filling.get_mut(key) {
+            filling.held.push(held);
+            return None;
         }
+        if let (Some(filled), Some(id)) = (self.filled.get(key), held.id) {
+            if filled.binary_search(&id).is_ok() {
+                duplicates(key, metrics).inc();
+                return None;
+            }
+            if filled.last().is_some_and(|last| id > *last) {
+                self.filled.remove(key);
+            }
+        }
+        Some(held)
     }
 
     /// A new connection was made after a loss: every channel's live messages are held until
@@ -203,17 +216,32 @@ impl Recovery {
             Err(e) => log::warn!("{channel}: gap after reconnect not read: {e}"),
         }
         let filled: Vec<MessageId> = out.iter().filter_map(|h| h.id).collect();
-        metrics.gap_filled(key, filled.len());
+        match key {
+            ChannelKey::Room(_) => &metrics.chat_gap_filled,
+            ChannelKey::User(_) => &metrics.notifications_gap_filled,
+        }
+        .inc_by(filled.len() as u64);
         for message in held {
             if message
                 .id
                 .is_some_and(|id| filled.binary_search(&id).is_ok())
             {
-                metrics.gap_duplicate(key);
+                duplicates(key, metrics).inc();
             } else {
                 out.push(message);
             }
         }
+        if !filled.is_empty() {
+            self.filled.insert(key.clone(), filled);
+        }
         out
+    }
+}
+
+/// The counter of live copies dropped on `key`'s kind of channel.
+fn duplicates<'a>(key: &ChannelKey, metrics: &'a Metrics) -> &'a prometheus::IntCounter {
+    match key {
+        ChannelKey::Room(_) => &metrics.chat_duplicates,
+        ChannelKey::User(_) => &metrics.notification_duplicates,
     }
 }

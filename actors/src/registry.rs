@@ -16,13 +16,13 @@ use crate::{
     auth::Identity,
     messages::{
         ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Interest, Join, Leave,
-        Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target, Unregister,
+        LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target,
+        Unregister,
     },
     metrics::Metrics,
-    presence::{LocalMembers, LocalPresence},
+    presence::LocalPresence,
     protocol::{Member, RoomId, Topic, UserId},
     queued::{KickReason, QueuedBytes},
-    subscriber::Subscriber,
 };
 
 /// A registered session.
@@ -43,7 +43,7 @@ pub fn report_kick(metrics: &Metrics, session: SessionId, user: &str, reason: Ki
 /// One registry shard.
 pub struct Registry {
     shard: ShardId,
-    subscriber: Addr<Subscriber>,
+    subscriber: Recipient<Interest>,
     metrics: Arc<Metrics>,
     presence: Arc<LocalPresence>,
     sessions: HashMap<SessionId, Registered>,
@@ -60,7 +60,7 @@ impl Registry {
     /// An empty shard; start it on the worker thread whose sessions it will hold.
     pub fn new(
         shard: ShardId,
-        subscriber: Addr<Subscriber>,
+        subscriber: Recipient<Interest>,
         metrics: Arc<Metrics>,
         presence: Arc<LocalPresence>,
     ) -> Self {
@@ -78,7 +78,7 @@ impl Registry {
         }
     }
 
-    fn interest(&self, key: ChannelKey, on: bool) -> Request<Subscriber, Interest> {
+    fn interest(&self, key: ChannelKey, on: bool) -> RecipientRequest<Interest> {
         self.subscriber.send(Interest {
             shard: self.shard,
             key,

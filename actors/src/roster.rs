@@ -34,9 +34,10 @@ use redis::aio::ConnectionManager;
 
 use crate::{
     error::HubError,
+    messages::LocalMembers,
     messages::{PresenceChange, StopRoster},
     metrics::Metrics,
-    presence::{LocalMembers, LocalPresence},
+    presence::LocalPresence,
     protocol::{presence_prefix, Member, RoomId, PRESENCE_EVENTS},
     publisher::retry_on_dead_connection,
 };

@@ -16,63 +16,20 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use crate::{
-    auth::{Authenticator, Identity},
-    client::{ClientCore, ClientIo, Reply, Resumed, Step},
-    history::History,
-    inbox::Inbox,
-    limits::{ConnectionPermit, Limits},
+    auth::Identity,
+    client::{ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
+    limits::ConnectionPermit,
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{self, ClientError, ErrorCode},
-    publisher::Publisher,
     queued::KickReason,
-    registry::{report_kick, Registry},
-    roster::RoomMembers,
+    registry::report_kick,
     transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
 
-/// Joins of an instance whose Redis reads may be in flight at once (see
-/// [`SessionEnv::join_reads`]).
-pub const JOIN_READS_IN_FLIGHT: usize = 32;
-
 /// How long a closing session waits for the peer to close its side before dropping it.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// What every session of a shard shares.
-pub struct SessionEnv {
-    /// The registry shard of this worker thread.
-    pub registry: Addr<Registry>,
-    /// The command connection.
-    pub publisher: Publisher,
-    /// Room members across instances, for `joined`.
-    pub members: RoomMembers,
-    /// Chat history: appends (with the publish) and reads for `joined`.
-    pub history: History,
-    /// Notification inboxes: replays for sessions that reconnect with `since`.
-    pub inbox: Inbox,
-    /// Turns for the Redis reads of a join (history and members), shared by the instance's
-    /// sessions: a join storm queues in the hub instead of timing out at Redis.
-    pub join_reads: Arc<tokio::sync::Semaphore>,
-    /// For first-frame `auth`.
-    pub auth: Arc<Authenticator>,
-    /// Limits to enforce.
-    pub limits: Arc<Limits>,
-    /// Metrics to count into.
-    pub metrics: Arc<Metrics>,
-    /// This instance's id, the prefix of session ids.
-    pub instance_id: Arc<str>,
-    /// Session ids, unique within the instance (shared by every shard and both protocols).
-    pub session_ids: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl SessionEnv {
-    /// A new session id.
-    pub fn next_session_id(&self) -> SessionId {
-        self.session_ids
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-}
 
 /// One native WebSocket connection.
 pub struct Session {

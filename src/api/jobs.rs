@@ -12,43 +12,12 @@
 //! `"waitForWorker": true`: then it is queued for a worker yet to come. `waitForWorker` is an
 //! enqueue option, not part of the stored job.
 
-use std::{sync::Arc, time::Duration};
-
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::{metrics::Metrics, protocol::now_ms};
-use hub_jobs::{is_valid_name, stats::JobMetrics, Enqueued, JobQueue, NewJob, QueueSettings};
-use redis::aio::ConnectionManager;
+use hub_actors::protocol::now_ms;
+use hub_jobs::{is_valid_name, Enqueued, NewJob};
 use serde_json::{json, Value};
 
 use super::{ApiError, State};
-
-/// What the job routes share: the queue and its metrics.
-pub struct JobsApi {
-    /// The queue (on the instance's command connection).
-    pub queue: JobQueue,
-    /// Queue figures for `/metrics`, plus this instance's refused requests.
-    pub metrics: Arc<JobMetrics>,
-}
-
-impl JobsApi {
-    /// The job API on `conn`, keeping job state for `state_ttl`; registers its metrics into the
-    /// instance's registry.
-    pub fn new(conn: ConnectionManager, state_ttl: Duration, metrics: &Metrics) -> Self {
-        let settings = QueueSettings {
-            state_ttl,
-            ..QueueSettings::default()
-        };
-        JobsApi {
-            queue: JobQueue::new(conn, settings),
-            metrics: JobMetrics::register(&metrics.registry),
-        }
-    }
-
-    /// Reads the queue's figures from Redis for a scrape (bounded wait).
-    pub async fn refresh_metrics(&self) {
-        self.metrics.refresh(&self.queue).await;
-    }
-}
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/jobs", "POST").route(web::post().to(enqueue)))

@@ -24,7 +24,7 @@ use actix_web::{
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::json;
 
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     auth::{AuthError, Identity},
-    client::{ClientCore, ClientIo, Reply, Resumed, Step},
+    client::{ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     engineio::{EngineSocket, Outgoing},
     messages::{Close, Deliver, Kick, SessionAddr},
     metrics::OutKind,
@@ -34,7 +34,6 @@ use crate::{
     protocol::{self, ClientError, ClientFrame, ErrorCode},
     queued::KickReason,
     registry::report_kick,
-    session::SessionEnv,
     socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
 

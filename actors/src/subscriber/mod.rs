@@ -30,8 +30,8 @@ use crate::{
     history::History,
     inbox::Inbox,
     messages::{
-        AttachShard, ChannelKey, Dispatch, DispatchBatch, Interest, StopSubscriber, Target,
-        MAX_SHARDS,
+        AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, StopSubscriber,
+        Target, MAX_SHARDS,
     },
     metrics::{Metrics, OutKind},
     outbound::Outbound,
@@ -41,7 +41,6 @@ use crate::{
     },
     pubsub::{self, Commands, Message},
     recovery::{Held, Recovery},
-    registry::Registry,
 };
 use routing::WarnLimiter;
 
@@ -105,22 +104,12 @@ struct Connection {
     stream: SpawnHandle,
 }
 
-/// Hooks for events that are not fanned out to sessions as they are.
-pub trait InboundSink: Send + Sync {
-    /// Called for every valid `cache:invalidate` payload.
-    fn cache_invalidate(&self, _pattern: &str) {}
-    /// Called for every valid `analytics:events` payload.
-    fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
-    /// Called for every message on the instance's canary channel (see [`Subscriber::with_canary`]).
-    fn canary(&self, _payload: &[u8]) {}
-}
-
 /// The pub/sub actor.
 pub struct Subscriber {
     client: redis::Client,
     metrics: Arc<Metrics>,
     sinks: Vec<Arc<dyn InboundSink>>,
-    shards: Vec<Option<Addr<Registry>>>,
+    shards: Vec<Option<Recipient<DispatchBatch>>>,
     /// Frames routed in the current batch, per shard, not yet sent.
     batches: Vec<Vec<Dispatch>>,
     /// Fan-out work handed to the shards and not yet done.

@@ -93,7 +93,7 @@ impl Subscriber {
 
     /// Dispatches a live message, unless its channel's gap is being read (then it waits).
     pub(super) fn dispatch_live(&mut self, key: ChannelKey, held: Held) -> u64 {
-        match self.recovery.hold(&key, held) {
+        match self.recovery.admit(&key, held, &self.metrics) {
             Some(held) => self.dispatch_ordered(key, held),
             None => 0,
         }

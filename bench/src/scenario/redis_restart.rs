@@ -205,6 +205,12 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
                         r.arrival_us[i] = now;
                     } else {
                         r.duplicates += 1;
+                        eprintln!(
+                            "redis-restart: notification {bs} arrived twice ({} and {} us): {}",
+                            r.arrival_us[i],
+                            now,
+                            String::from_utf8_lossy(payload)
+                        );
                     }
                 }
                 Incoming::Bench { .. } => {

@@ -1,0 +1,74 @@
+//! What the HTTP handlers share (the routes of `routes.rs` and the API of `api/`).
+
+use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
+
+use actix::Addr;
+use hub_actors::{
+    analytics::Analytics, canary::CanaryState, history::History, inbox::Inbox, metrics::Metrics,
+    presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
+};
+use hub_jobs::{stats::JobMetrics, JobQueue, QueueSettings};
+use redis::aio::ConnectionManager;
+
+use crate::config::Config;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Instance metrics.
+    pub metrics: Arc<Metrics>,
+    /// This instance's id.
+    pub instance_id: Arc<str>,
+    /// When the instance started.
+    pub started: Instant,
+    /// Directory of the demo pages.
+    pub static_dir: Arc<PathBuf>,
+    /// Instance configuration.
+    pub config: Arc<Config>,
+    /// Publishes to Redis on the instance's command connection.
+    pub publisher: Publisher,
+    /// The job queue API and its metrics.
+    pub jobs: Arc<JobsApi>,
+    /// Chat history of the rooms.
+    pub history: History,
+    /// Notification inboxes.
+    pub inbox: Inbox,
+    /// Room membership of this instance (not yet in Redis for a moment after a join).
+    pub presence: Arc<LocalPresence>,
+    /// Room members across instances.
+    pub members: RoomMembers,
+    /// The analytics aggregator (`GET /api/analytics`).
+    pub analytics: Addr<Analytics>,
+    /// Whether the pub/sub subscription still delivers (`/health`).
+    pub canary: Arc<CanaryState>,
+    /// `hub_api_errors_total{status}`.
+    pub api_errors: prometheus::IntCounterVec,
+}
+
+/// What the job routes share: the queue and its metrics.
+pub struct JobsApi {
+    /// The queue (on the instance's command connection).
+    pub queue: JobQueue,
+    /// Queue figures for `/metrics`, plus this instance's refused requests.
+    pub metrics: Arc<JobMetrics>,
+}
+
+impl JobsApi {
+    /// The job API on `conn`, keeping job state for `state_ttl`; registers its metrics into the
+    /// instance's registry.
+    pub fn new(conn: ConnectionManager, state_ttl: Duration, metrics: &Metrics) -> Self {
+        let settings = QueueSettings {
+            state_ttl,
+            ..QueueSettings::default()
+        };
+        JobsApi {
+            queue: JobQueue::new(conn, settings),
+            metrics: JobMetrics::register(&metrics.registry),
+        }
+    }
+
+    /// Reads the queue's figures from Redis for a scrape (bounded wait).
+    pub async fn refresh_metrics(&self) {
+        self.metrics.refresh(&self.queue).await;
+    }
+}
