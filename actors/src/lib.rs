@@ -1,32 +1,25 @@
 //! The relay-hub actor system.
 //!
-//! # Layout
-//! - [`protocol`]: client frames, server frames, Redis payloads, validation (pure functions).
-//! - [`messages`]: every message between actors; read it to learn the system.
-//! - [`client`]: the protocol-independent session core (auth, limits, rooms, history
-//!   recovery, chat, topics), hosted by both kinds of session.
-//! - [`session`]: the native session actor, one per `/ws` WebSocket connection.
-//! - [`registry`]: the registry actor, one shard per HTTP worker thread.
-//! - [`subscriber`]: the Redis pub/sub actor, one per instance; [`recovery`]: what it
-//!   delivers from histories and inboxes after a pub/sub outage.
-//! - [`transport`]: WebSocket framing over the socket a session owns (the swappable part).
-//! - [`pubsub`]: the subscriber's Redis connection (RESP2, read only as fast as consumed).
-//! - [`publisher`]: publishing to Redis on its own connection.
-//! - [`presence`]: who is in which room on this instance, shared by the shards.
-//! - [`roster`]: room presence across instances in Redis (heartbeats, dead-instance reaping,
-//!   presence events); an actor fed by [`presence`].
-//! - [`history`]: per-room chat history in Redis streams (append-and-publish, recovery).
-//! - [`inbox`]: per-user notification inboxes in Redis streams (the `relay_notify` function,
-//!   replay to clients that reconnect with `since`).
-//! - [`analytics`]: the analytics aggregator actor (fed by `analytics:events`, pushes
-//!   snapshots to topic `analytics`).
-//! - [`canary`]: the health canary (a round trip through Redis on the instance's own channel).
-//! - [`queued`]: the bytes held for one client and why a slow consumer is kicked.
-//! - [`auth`], [`limits`], [`metrics`], [`error`], [`backlog`]: what the actors share.
-//! - [`engineio`], [`socketio`]: the Engine.IO v4 session actor and the Socket.IO v5 layer on
-//!   top of it; [`socketio::hub`] makes a Socket.IO connection a hub session (a second way in,
-//!   for `socket.io-client`).
-//! - [`outbound`]: an event for many sessions, encoded at most once per wire protocol.
+//! # Layout (layers, each depending only on those above it in this list)
+//! - `hub-wire` (its own crate): every wire format, pure ([`protocol`] is re-exported here).
+//! - [`common`]: what every layer shares: [`auth`], [`limits`], [`metrics`], [`error`],
+//!   [`queued`] (the bytes held for one client and why a slow consumer is kicked),
+//!   [`backlog`], [`outbound`] (an event encoded at most once per wire protocol).
+//! - [`messages`]: every message between actors and the transport-neutral session handle;
+//!   read it to learn the system.
+//! - [`connections`]: the Redis [`pubsub`] connection (RESP2, read only as fast as consumed)
+//!   and the command connection ([`publisher`]).
+//! - [`features`]: [`history`] (per-room chat streams), [`inbox`] (per-user notification
+//!   streams, the `relay_notify` function), [`recovery`] (what a pub/sub outage hid, from
+//!   both), [`presence`] and [`roster`] (room presence here and across instances),
+//!   [`analytics`], [`canary`].
+//! - [`hub`]: the actors at the core: [`registry`] shards, the [`subscriber`], and the
+//!   protocol-independent session core [`client`].
+//! - [`transports`]: the ways in: the native [`session`] over [`transport`], and
+//!   [`engineio`] with [`socketio`] on top ([`socketio::hub`] makes a Socket.IO connection a
+//!   hub session).
+//!
+//! The job queue lives in its own crate, `hub-jobs`.
 //!
 //! # Message flow
 //! ```text
@@ -50,28 +43,16 @@
 
 #![warn(missing_docs)]
 
-pub mod analytics;
-pub mod auth;
-pub mod backlog;
-pub mod canary;
-pub mod client;
-pub mod engineio;
-pub mod error;
-pub mod history;
-pub mod inbox;
-pub mod limits;
+pub mod common;
+pub mod connections;
+pub mod features;
+pub mod hub;
 pub mod messages;
-pub mod metrics;
-pub mod outbound;
-pub mod presence;
+pub mod transports;
+
+pub use common::{auth, backlog, error, limits, metrics, outbound, queued};
+pub use connections::{publisher, pubsub};
+pub use features::{analytics, canary, history, inbox, presence, recovery, roster};
+pub use hub::{client, registry, subscriber};
 pub use hub_wire::protocol;
-pub mod publisher;
-pub mod pubsub;
-pub mod queued;
-pub mod recovery;
-pub mod registry;
-pub mod roster;
-pub mod session;
-pub mod socketio;
-pub mod subscriber;
-pub mod transport;
+pub use transports::{engineio, session, socketio, transport};

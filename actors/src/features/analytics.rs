@@ -14,6 +14,9 @@
 //!
 //! Names become map keys and metric labels, so their number is capped ([`MAX_EVENT_NAMES`],
 //! [`MAX_MODELS`]); events beyond the cap are counted under [`OVERFLOW`].
+//!
+//! One cohesive thing (the aggregator's figures, its actor and its sink), a little past the
+//! usual file size.
 
 use std::{
     collections::HashMap,

@@ -11,6 +11,10 @@
 //! The layer above is an [`EngineHandler`]: it receives the session's messages and sends
 //! through an [`EngineIo`] handle (`send_text`, `send_binary`, pre-encoded shared
 //! [`Outgoing`] packets, `close`, and futures/timers that come back into the actor).
+//!
+//! One cohesive thing, and so one file past the usual size: the session's state machine
+//! (open, polling, upgrading, upgraded, closing) is shared by every transition, and splitting
+//! it would scatter the rules each transition must keep.
 
 use std::{
     collections::VecDeque,

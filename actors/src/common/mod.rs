@@ -1,0 +1,12 @@
+//! What every layer shares: identities and tokens ([`auth`]), limits and the connection
+//! limiter ([`limits`]), metrics, errors, the bytes held per client ([`queued`]), the fan-out
+//! backlog ([`backlog`]) and events encoded once per wire protocol ([`outbound`]). Depends on
+//! `hub-wire` only.
+
+pub mod auth;
+pub mod backlog;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod outbound;
+pub mod queued;

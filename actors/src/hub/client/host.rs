@@ -1,0 +1,174 @@
+//! What a transport that hosts a [`ClientCore`] deals with: what its sessions share
+//! ([`SessionEnv`]), what it must provide ([`ClientIo`]), the replies it encodes ([`Reply`])
+//! and the asynchronous steps it runs for the core ([`Step`], fed back as [`Resumed`]).
+
+use super::*;
+
+/// Joins of an instance whose Redis reads may be in flight at once (see
+/// [`SessionEnv::join_reads`]).
+pub const JOIN_READS_IN_FLIGHT: usize = 32;
+
+/// What every session of a shard shares.
+pub struct SessionEnv {
+    /// The registry shard of this worker thread.
+    pub registry: Addr<Registry>,
+    /// The command connection.
+    pub publisher: Publisher,
+    /// Room members across instances, for `joined`.
+    pub members: RoomMembers,
+    /// Chat history: appends (with the publish) and reads for `joined`.
+    pub history: History,
+    /// Notification inboxes: replays for sessions that reconnect with `since`.
+    pub inbox: Inbox,
+    /// Turns for the Redis reads of a join (history and members), shared by the instance's
+    /// sessions: a join storm queues in the hub instead of timing out at Redis.
+    pub join_reads: Arc<tokio::sync::Semaphore>,
+    /// For first-frame `auth`.
+    pub auth: Arc<Authenticator>,
+    /// Limits to enforce.
+    pub limits: Arc<Limits>,
+    /// Metrics to count into.
+    pub metrics: Arc<Metrics>,
+    /// This instance's id, the prefix of session ids.
+    pub instance_id: Arc<str>,
+    /// Session ids, unique within the instance (shared by every shard and both protocols).
+    pub session_ids: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SessionEnv {
+    /// A new session id.
+    pub fn next_session_id(&self) -> SessionId {
+        self.session_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A successful answer to a client request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Authenticated and registered.
+    Connected {
+        /// `{instanceId}-{session}`.
+        session_id: String,
+        /// The user.
+        user_id: UserId,
+        /// With `since`: whether every notification sent since follows (`false`: some were
+        /// trimmed from the inbox, or it could not be read).
+        recovered: Option<bool>,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// Answer to `join-room`.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// History and members.
+        info: JoinInfo,
+    },
+    /// Answer to `leave-room`.
+    Left {
+        /// The room.
+        room: RoomId,
+    },
+    /// Answer to `subscribe` (`on`) or `unsubscribe`.
+    Topic {
+        /// The topic.
+        topic: Topic,
+        /// Subscribed or unsubscribed.
+        on: bool,
+    },
+    /// A chat message was appended and published (the native protocol sends no frame for it;
+    /// Socket.IO acknowledges it when asked).
+    Published {
+        /// The room.
+        room: RoomId,
+        /// Its history id.
+        id: MessageId,
+    },
+}
+
+impl Reply {
+    /// The reply's native frame JSON, with `id` echoed when given; `None` for replies the
+    /// native protocol does not send.
+    pub fn to_json(&self, id: &Option<Value>) -> Option<Vec<u8>> {
+        Some(match self {
+            Reply::Connected {
+                session_id,
+                user_id,
+                recovered,
+            } => protocol::connected_frame(session_id, user_id, *recovered),
+            Reply::Pong => protocol::pong_frame(id),
+            Reply::Joined { room, info } => protocol::joined_frame(room, info, id),
+            Reply::Left { room } => protocol::left_frame(room, id),
+            Reply::Topic { topic, on } => protocol::topic_frame(*on, *topic, id),
+            Reply::Published { .. } => return None,
+        })
+    }
+
+    /// The native frame `type`, also the Socket.IO event name for the reply.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reply::Connected { .. } => "connected",
+            Reply::Pong => "pong",
+            Reply::Joined { .. } => "joined",
+            Reply::Left { .. } => "left",
+            Reply::Topic { on: true, .. } => "subscribed",
+            Reply::Topic { on: false, .. } => "unsubscribed",
+            Reply::Published { .. } => "published",
+        }
+    }
+}
+
+/// What the core needs from the connection that hosts it.
+pub trait ClientIo {
+    /// Sends a reply to the request whose `id` (native) or ack id (Socket.IO) is `to`.
+    fn reply(&mut self, reply: Reply, to: Option<Value>);
+    /// Sends an error (its `id` says which request it answers).
+    fn error(&mut self, err: ClientError);
+    /// Ends the connection with a WebSocket close code.
+    fn close(&mut self, code: u16, reason: &'static str);
+    /// Writes a fanned-out event (already counted in metrics by the registry).
+    fn deliver(&mut self, event: &Arc<Outbound>);
+    /// Drops the session as a slow consumer.
+    fn kick(&mut self, reason: KickReason);
+    /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
+    fn spawn(&mut self, step: Step);
+    /// The connection's address, for the registry.
+    fn address(&mut self) -> SessionAddr;
+}
+
+/// An asynchronous step for the host to run; its output goes to [`ClientCore::resume`].
+pub struct Step(LocalBoxFuture<'static, Resumed>);
+
+impl Step {
+    pub(super) fn new(fut: impl std::future::Future<Output = Resumed> + 'static) -> Step {
+        Step(Box::pin(fut))
+    }
+
+    /// The future to run.
+    pub fn into_future(self) -> LocalBoxFuture<'static, Resumed> {
+        self.0
+    }
+}
+
+/// The outcome of a [`Step`].
+pub struct Resumed(pub(super) Outcome);
+
+pub(super) enum Outcome {
+    Registered {
+        ok: bool,
+        /// With `since`: the inbox after it.
+        missed: Option<Result<Recent, HubError>>,
+    },
+    Joined {
+        room: RoomId,
+        id: Option<Value>,
+        already: bool,
+        result: Result<(Recent, MemberList), Option<HubError>>,
+    },
+    Published {
+        room: RoomId,
+        id: Option<Value>,
+        result: Result<MessageId, HubError>,
+    },
+}
