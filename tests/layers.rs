@@ -1,0 +1,146 @@
+//! The actor system's layers (docs/architecture.md#layers-of-the-actor-system): every module
+//! of `actors/src` uses only modules of its own layer or of the layers below it. Reads the
+//! sources; fails naming the file and the import that points up.
+
+use std::{fs, path::Path};
+
+/// The layers, bottom first, with the modules of each (as `crate::` paths name them: the
+/// folder, or a module the crate root re-exports).
+const LAYERS: [(&str, &[&str]); 6] = [
+    (
+        "common",
+        &[
+            "common", "auth", "backlog", "error", "limits", "metrics", "outbound", "queued",
+        ],
+    ),
+    ("messages", &["messages"]),
+    ("connections", &["connections", "publisher", "pubsub"]),
+    (
+        "features",
+        &[
+            "features",
+            "analytics",
+            "canary",
+            "history",
+            "inbox",
+            "presence",
+            "recovery",
+            "roster",
+        ],
+    ),
+    ("hub", &["hub", "client", "registry", "subscriber"]),
+    (
+        "transports",
+        &["transports", "engineio", "session", "socketio", "transport"],
+    ),
+];
+
+fn layer_of_module(name: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, mods)| mods.contains(&name))
+}
+
+/// The layer of a source file, from its path under `actors/src`.
+fn layer_of_file(rel: &str) -> Option<usize> {
+    let first = rel.split('/').next()?.trim_end_matches(".rs");
+    LAYERS.iter().position(|(name, _)| *name == first)
+}
+
+/// The first path segment of every `crate::` path in `text` (inside `use crate::{...}` groups
+/// too), comments left out.
+fn crate_imports(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            rest = &group[i..];
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => item_start = true,
+                    c if item_start && depth == 1 && (c.is_alphabetic() || c == '_') => {
+                        let name: String = group[i..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        found.push(name);
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.push(name);
+        }
+    }
+    found
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn actor_system_imports_point_down() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    assert!(files.len() > 20, "found the sources in {}", root.display());
+    let mut upward = Vec::new();
+    for file in &files {
+        let rel = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let Some(own) = layer_of_file(&rel) else {
+            assert_eq!(rel, "lib.rs", "{rel} is in no layer");
+            continue;
+        };
+        for name in crate_imports(&fs::read_to_string(file).unwrap()) {
+            if let Some(used) = layer_of_module(&name) {
+                if used > own {
+                    upward.push(format!(
+                        "{rel} ({}) uses crate::{name} ({})",
+                        LAYERS[own].0, LAYERS[used].0
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports pointing up:\n{}",
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn the_import_scanner_sees_grouped_and_plain_paths() {
+    let text = "use crate::{\n    hub::client::{A, B},\n    messages::X, // crate::session\n};\nfn f() { crate::transport::close::NORMAL; }";
+    assert_eq!(crate_imports(text), ["hub", "messages", "transport"]);
+}
