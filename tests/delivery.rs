@@ -224,3 +224,23 @@ async fn ids_from_services_never_hide_chat_messages() {
     }
     assert_eq!(hub.metric("hub_chat_foreign_ids_total").await, 1.0);
 }
+
+/// A join no longer holds the session, so requests sent right behind it wait their turn in
+/// the core: a chat message sent before `joined` arrived is handled after the join, not
+/// refused with `not_in_room`.
+#[tokio::test]
+async fn requests_sent_behind_a_join_run_after_it() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut ann = hub.user("ann").await;
+    ann.send(json!({"type": "join-room", "room": "r", "id": 1}))
+        .await;
+    ann.send(json!({"type": "chat-message", "room": "r", "message": "right away"}))
+        .await;
+    ann.send(json!({"type": "ping", "id": 2})).await;
+    assert_eq!(ann.recv_type("joined").await["id"], 1);
+    let mut rest = vec![ann.recv().await, ann.recv().await];
+    rest.sort_by_key(|f| f["type"].as_str().unwrap_or("").to_string());
+    assert_eq!(rest[0]["data"]["message"], "right away", "{rest:?}");
+    assert_eq!(rest[1]["type"], "pong");
+}

@@ -53,6 +53,18 @@ pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT}
 /// as rate limited (the rate limit lets a burst of 40 through by default).
 const DEFERRED_MAX: usize = 64;
 
+/// What the core keeps while a registration or join is in flight.
+#[derive(Default)]
+struct InFlight {
+    /// The room of the join in flight: its events wait in `held` until `joined`.
+    joining: Option<RoomId>,
+    /// Requests that arrived meanwhile, in order.
+    deferred: VecDeque<(Result<ClientFrame, ClientError>, usize)>,
+    /// Events the client must not see yet (before `connected`, or its joining room's before
+    /// `joined`), in order; counted in `queued`.
+    held: Vec<Delivery>,
+}
+
 /// A room the session is in.
 struct JoinedRoom {
     room: RoomId,
@@ -77,15 +89,9 @@ pub struct ClientCore {
     tracked: bool,
     /// `connected` was sent: events flow.
     registered: bool,
-    /// A registration or join is in flight: requests wait in `deferred`.
-    busy: bool,
-    /// The room of the join in flight: its events wait in `held` until `joined`.
-    joining: Option<RoomId>,
-    /// Requests that arrived while busy, in order.
-    deferred: VecDeque<(Result<ClientFrame, ClientError>, usize)>,
-    /// Events the client must not see yet (before `connected`, or its joining room's before
-    /// `joined`), in order; counted in `queued`.
-    held: Vec<Delivery>,
+    /// What a registration or join in flight keeps (`None` while idle: a session pays for
+    /// it only while one is in flight).
+    busy: Option<Box<InFlight>>,
     /// Bytes held for the client (shared with the registry and the host's writer).
     queued: Arc<QueuedBytes>,
     /// The last `inboxId` the client saw (`?since=`, `auth`): replayed from after it.
@@ -142,10 +148,7 @@ impl ClientCore {
             topics: 0,
             tracked: false,
             registered: false,
-            busy: false,
-            joining: None,
-            deferred: VecDeque::new(),
-            held: Vec::new(),
+            busy: None,
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             inbox_since: None,
             inbox_replayed: Vec::new(),
@@ -248,13 +251,13 @@ impl ClientCore {
             let id = parsed.ok().and_then(|f| f.id);
             return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
         }
-        if self.busy {
-            if self.deferred.len() >= DEFERRED_MAX {
+        if let Some(flight) = self.busy.as_mut() {
+            if flight.deferred.len() >= DEFERRED_MAX {
                 let id = parsed.ok().and_then(|f| f.id);
                 let message = "too many requests waiting for an earlier one to finish";
                 return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
             }
-            self.deferred.push_back((parsed, bytes));
+            flight.deferred.push_back((parsed, bytes));
             return;
         }
         self.handle(parsed, io);
@@ -267,16 +270,6 @@ impl ClientCore {
         }
     }
 
-    /// Handles the requests that waited for a registration or join, until one starts another.
-    fn run_deferred(&mut self, io: &mut impl ClientIo) {
-        while !self.busy {
-            let Some((parsed, _)) = self.deferred.pop_front() else {
-                return;
-            };
-            self.handle(parsed, io);
-        }
-    }
-
     /// Handles events the registry delivered: writes the wanted ones, holds those the client
     /// must not see yet, drops the rest (counted).
     pub fn on_deliver(&mut self, msg: Deliver, io: &mut impl ClientIo) {
@@ -286,7 +279,7 @@ impl ClientCore {
                 if !self.queued.try_add(delivery.cost()) {
                     return io.kick(KickReason::QueueFull);
                 }
-                self.held.push(delivery);
+                self.busy.get_or_insert_default().held.push(delivery);
             } else if self.wants(&delivery.scope, delivery.order) {
                 io.deliver(&delivery.event);
             }
@@ -294,34 +287,33 @@ impl ClientCore {
     }
 
     fn must_hold(&self, scope: &Scope) -> bool {
-        !self.registered || matches!((scope, &self.joining), (Scope::Room(r), Some(j)) if r == j)
+        let joining = self.busy.as_ref().and_then(|f| f.joining.as_ref());
+        !self.registered || matches!((scope, joining), (Scope::Room(r), Some(j)) if r == j)
     }
 
-    /// Writes the held events that may now be seen, in order (the others stay held).
-    fn release_held(&mut self, io: &mut impl ClientIo) {
-        if self.held.is_empty() {
+    /// A registration or join finished: the events held meanwhile go out (minus copies of
+    /// what the reply carried), then the requests that waited run, until one starts another
+    /// registration or join (the rest wait for that one).
+    fn unbusy(&mut self, io: &mut impl ClientIo) {
+        let Some(flight) = self.busy.take() else {
             return;
-        }
-        let held = std::mem::take(&mut self.held);
+        };
+        let InFlight {
+            held, mut deferred, ..
+        } = *flight;
         for delivery in held {
-            if self.must_hold(&delivery.scope) {
-                self.held.push(delivery);
-                continue;
-            }
             self.queued.sub(delivery.cost());
             if self.wants(&delivery.scope, delivery.order) {
                 io.deliver(&delivery.event);
             }
         }
-    }
-
-    /// A registration or join finished: held events that may be seen go out, then the
-    /// requests that waited run.
-    fn unbusy(&mut self, io: &mut impl ClientIo) {
-        self.busy = false;
-        self.joining = None;
-        self.release_held(io);
-        self.run_deferred(io);
+        while let Some((parsed, _)) = deferred.pop_front() {
+            self.handle(parsed, io);
+            if let Some(flight) = self.busy.as_mut() {
+                flight.deferred = deferred;
+                return;
+            }
+        }
     }
 
     fn on_request(&mut self, frame: ClientFrame, io: &mut impl ClientIo) {
@@ -400,7 +392,7 @@ impl ClientCore {
             addr: io.address(),
             queued: self.queued.clone(),
         });
-        self.busy = true;
+        self.busy.get_or_insert_default();
         let (inbox, since) = (self.env.inbox.clone(), self.inbox_since);
         io.spawn(Step::new(async move {
             let ok = request.await.is_ok();
@@ -512,8 +504,7 @@ impl ClientCore {
         let history = self.env.history.clone();
         let members = self.env.members.clone();
         let reads = self.env.join_reads.clone();
-        self.busy = true;
-        self.joining = Some(room.clone());
+        self.busy.get_or_insert_default().joining = Some(room.clone());
         io.spawn(Step::new(async move {
             let result = async {
                 let local = request.await.map_err(|_| None)?;
