@@ -15,6 +15,7 @@
 //! The actor system itself lives in the `hub-actors` crate (`actors/`).
 
 pub mod api;
+pub mod cli;
 pub mod compliance;
 pub mod config;
 pub mod handshake;
@@ -105,6 +106,35 @@ async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration
         if paced && !pause.is_zero() {
             actix_rt::time::sleep(pause).await;
         }
+    }
+}
+
+/// Says at startup where to go and which doors are open: the auth mode, and a warning for
+/// each setting that lets anyone in.
+fn announce(config: &Config, addr: std::net::SocketAddr) {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        ip => ip.to_string(),
+    };
+    let base = format!("http://{host}:{}", addr.port());
+    info!("demo page: {base}/  dashboard: {base}/dashboard.html  health: {base}/health");
+    if config.dev_auth {
+        warn!(
+            "auth: DEV MODE: anyone can be any user with ?userId= (admin rights included) and \
+             /api/dev/* is open; for local use only"
+        );
+    } else {
+        info!("auth: HS256 tokens (HUB_JWT_SECRET)");
+    }
+    match &config.api_key {
+        Some(_) => info!("HTTP API: /api/* needs the bearer key (HUB_API_KEY)"),
+        None => warn!(
+            "HTTP API: OPEN: /api/* takes requests without a key (set HUB_API_KEY); anyone who \
+             reaches this port can notify users, post chat and queue jobs"
+        ),
+    }
+    if config.allowed_origins.is_empty() {
+        warn!("origins: any browser origin may open a WebSocket (set WEBAPP_URL or HUB_ALLOWED_ORIGINS)");
     }
 }
 
@@ -327,6 +357,7 @@ pub async fn run(
         "relay-hub {} listening on {local_addr} ({} workers)",
         config.instance_id, config.workers
     );
+    announce(&config, local_addr);
 
     shutdown.await;
     info!("shutting down: closing sessions");
