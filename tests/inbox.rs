@@ -80,6 +80,11 @@ async fn services_notify_through_the_inbox_and_get_its_id() {
         .unwrap_err()
         .to_string()
         .contains("title (string) is required"));
+    let own_id = r#"{"inboxId":"1-1","userId":"ann","type":"t","title":"t","message":"m"}"#;
+    let own_id = fcall(&redis, "ann", own_id).await.unwrap_err();
+    assert!(own_id.to_string().contains("inboxId is set by the inbox"));
+    let bad_user = fcall(&redis, "a b", &note("a b", "x")).await.unwrap_err();
+    assert!(bad_user.to_string().contains("userId"), "{bad_user}");
     let stored: i64 = redis::cmd("XLEN")
         .arg("inbox:{user:notifications:ann}")
         .query_async(&mut redis.conn().await)

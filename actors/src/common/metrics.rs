@@ -153,6 +153,8 @@ pub struct Metrics {
     pub notification_duplicates: IntCounter,
     /// Notifications replayed from the inbox to sessions that reconnected with `since`.
     pub notifications_replayed: IntCounter,
+    /// Reconnecting sessions whose inbox could not be read (they got `recovered: false`).
+    pub inbox_read_errors: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -402,6 +404,11 @@ impl Metrics {
                 &r,
                 "hub_notifications_replayed_total",
                 "Notifications replayed from the inbox to sessions that reconnected with since",
+            ),
+            inbox_read_errors: counter(
+                &r,
+                "hub_inbox_read_errors_total",
+                "Reconnecting sessions whose inbox could not be read (recovered: false)",
             ),
             chat_foreign_ids: counter(
                 &r,

@@ -80,8 +80,11 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if type(user) == 'number' and user == math.floor(user) then
     user = string.format('%d', user)
   end
-  if type(user) ~= 'string' or user == '' then
-    return fail('userId (string or number) is required')
+  if type(user) ~= 'string' or not string.match(user, '^[%w:_.@-]+$') or #user > 128 then
+    return fail('userId (a string or an integer: 1-128 of A-Z a-z 0-9 : _ . - @) is required')
+  end
+  if n.inboxId ~= nil then
+    return fail('inboxId is set by the inbox; leave it out')
   end
   for _, field in ipairs({{'type', 'title', 'message'}}) do
     if type(n[field]) ~= 'string' then return fail(field .. ' (string) is required') end

@@ -19,7 +19,7 @@ use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
 use actix::Addr;
 use futures_util::future::LocalBoxFuture;
 use hub_wire::websocket::close;
-use log::debug;
+use log::{debug, warn};
 use serde_json::Value;
 
 use crate::{
@@ -446,8 +446,14 @@ impl ClientCore {
             return;
         };
         let missed = missed.and_then(|read| {
-            read.map_err(|e| debug!("session {}: inbox not read: {e}", self.id))
-                .ok()
+            read.map_err(|e| {
+                self.env.metrics.inbox_read_errors.inc();
+                warn!(
+                    "session {:x}: the inbox could not be replayed: {e}",
+                    self.id
+                )
+            })
+            .ok()
         });
         let reply = Reply::Connected {
             session_id: format!("{}-{:x}", self.env.instance_id, self.id),

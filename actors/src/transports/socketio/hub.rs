@@ -173,7 +173,7 @@ impl SioApp for HubApp {
         let since = match since {
             Ok(since) => since,
             Err(e) => {
-                self.core.env().metrics.reject("bad_request");
+                self.core.env().metrics.reject("bad_since");
                 let data = json!({"code": "bad_request"});
                 let _ = io.refuse(nsp, &e.message, Some(&data));
                 return;
