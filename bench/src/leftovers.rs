@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::{scenario::health, stack};
 
 /// The channels a hub instance subscribes to for its whole life (`FIXED_CHANNELS` in
-/// `actors/src/protocol.rs`), plus its own canary channel `hub:canary:{instanceId}`.
+/// `wire/src/protocol/`), plus its own canary channel `hub:canary:{instanceId}`.
 const FIXED: [&str; 4] = [
     "ai:results",
     "cache:invalidate",
