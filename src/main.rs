@@ -58,6 +58,15 @@ fn hub() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log::info!(
+        target: "relay_hub::startup",
+        "auth: {}; {}",
+        if config.dev_auth { "DEV (?userId= trusted)" } else { "HS256 tokens (HUB_JWT_SECRET)" },
+        config.api_mode()
+    );
+    for door in config.open_doors() {
+        log::warn!(target: "relay_hub::startup", "!!! {door}");
+    }
     let listener = match TcpListener::bind((config.host.as_str(), config.port)) {
         Ok(l) => l,
         Err(e) => {

@@ -160,8 +160,7 @@ impl Upgrader {
             )
         })?;
         if let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok()) {
-            let host = req.headers().get("host").and_then(|h| h.to_str().ok());
-            if !self.shared.config.origin_allowed(origin) && !same_origin(origin, host) {
+            if !self.shared.config.origin_allowed(origin) {
                 return Err(refusal(
                     403,
                     "Forbidden",
@@ -228,28 +227,5 @@ impl Upgrader {
         } else {
             Err(AuthError::Missing)
         }
-    }
-}
-
-/// True when a browser origin is the hub's own (the demo page served by the hub).
-pub(crate) fn same_origin(origin: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_origin;
-
-    #[test]
-    fn same_origin_compares_host_and_port() {
-        assert!(same_origin("http://localhost:8080", Some("localhost:8080")));
-        assert!(!same_origin(
-            "http://localhost:8081",
-            Some("localhost:8080")
-        ));
-        assert!(!same_origin("http://evil.com", None));
     }
 }

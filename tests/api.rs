@@ -232,3 +232,22 @@ async fn analytics_refuses_bad_keys_and_bodies_without_publishing() {
         .await;
     assert_eq!(watch.next().await["event"], "marker");
 }
+
+#[tokio::test]
+async fn without_a_key_the_api_is_closed_unless_opened() {
+    let redis = Redis::start().await;
+    let secret = ("HUB_JWT_SECRET", "a-secret-of-thirty-two-bytes-or-more");
+    let closed = hub(&redis, &[secret, ("HUB_API_OPEN", "0")]).await;
+    let body = json!({"userId": 12, "type": "info", "title": "T", "message": "M"});
+    let json_ct = ("content-type", "application/json");
+    let (status, answer) = closed
+        .http("POST", "/api/notify", &[json_ct], &body.to_string())
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("HUB_API_KEY"), "{answer}");
+    let open = hub(&redis, &[secret, ("HUB_API_OPEN", "1")]).await;
+    let (status, answer) = open
+        .http("POST", "/api/notify", &[json_ct], &body.to_string())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+}

@@ -6,7 +6,7 @@ use common::{hub, Client, Ending, Redis};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 fn token(alg: Algorithm, claims: Value, secret: &str) -> String {
     encode(
