@@ -54,6 +54,9 @@ pub struct Config {
     /// Most open WebSocket connections per client IP, 0 = unlimited
     /// (`HUB_MAX_CONNECTIONS_PER_IP`, default [`DEFAULT_MAX_CONNECTIONS_PER_IP`]).
     pub max_connections_per_ip: usize,
+    /// Failed authentications allowed per client address and minute, 0 = unlimited
+    /// (`HUB_AUTH_FAILURES_PER_MINUTE`).
+    pub auth_failures_per_minute: u32,
     /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
     pub job_state_ttl: Duration,
     /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
@@ -418,6 +421,12 @@ impl Config {
                 "HUB_MAX_CONNECTIONS_PER_IP",
                 DEFAULT_MAX_CONNECTIONS_PER_IP,
                 "a number of connections",
+            )?,
+            auth_failures_per_minute: parse(
+                vars,
+                "HUB_AUTH_FAILURES_PER_MINUTE",
+                hub_actors::auth::DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                "a number of failures",
             )?,
             job_state_ttl: job_state_ttl(vars)?,
             history,

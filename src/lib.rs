@@ -159,7 +159,8 @@ pub async fn run(
             config.jwt_audience.as_deref(),
             config.dev_auth,
         )
-        .map_err(other)?,
+        .map_err(other)?
+        .with_failure_budget(config.auth_failures_per_minute),
     );
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.
@@ -263,8 +264,9 @@ pub async fn run(
                 let engines = EngineMounts::new(
                     vec![EngineMount {
                         path: "/socket.io/",
-                        service: Rc::new(socketio.worker(move |_| {
-                            SocketIo::new(HubApp::new(sio_env.clone()), sio_config.clone())
+                        service: Rc::new(socketio.worker(move |handshake| {
+                            let peer = handshake.peer.map(|a| a.ip());
+                            SocketIo::new(HubApp::new(sio_env.clone(), peer), sio_config.clone())
                         })),
                     }],
                     gate.clone(),

@@ -170,9 +170,23 @@ impl Upgrader {
                 ));
             }
         }
+        let peer = req.peer_addr().map(|a| a.ip());
+        let failures = self.env.auth.failures();
+        if peer.is_some_and(|ip| failures.exhausted(ip)) {
+            return Err(refusal(
+                429,
+                "Too Many Requests",
+                "rate_limited",
+                "auth_failures",
+                "too many failed authentications from your address; try again later",
+            ));
+        }
         let identity = self
             .identity(req.uri().query().unwrap_or(""))
             .map_err(|e| {
+                if let Some(ip) = peer {
+                    failures.record(ip);
+                }
                 refusal(
                     401,
                     "Unauthorized",

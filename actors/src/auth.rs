@@ -1,12 +1,15 @@
 //! Client authentication: HS256 JWTs (`alg` pinned, `exp` required) and the trusted dev mode.
 
-use std::{collections::HashSet, fmt, sync::Arc};
+use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::protocol::{is_valid_user_id, UserId};
+use crate::{
+    auth_budget::AuthFailureBudget,
+    protocol::{is_valid_user_id, UserId},
+};
 
 /// Who a session is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,7 @@ impl fmt::Display for AuthError {
 pub struct Authenticator {
     jwt: Option<(DecodingKey, Validation)>,
     dev: bool,
+    failures: Arc<AuthFailureBudget>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -68,6 +72,9 @@ struct Claims {
     #[serde(default)]
     role: Option<Value>,
 }
+
+/// Failed authentications allowed per client address and minute by default.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 /// Longest display name kept (longer names are cut).
 const MAX_NAME_CHARS: usize = 64;
@@ -119,7 +126,25 @@ impl Authenticator {
                 Some((key, validation))
             }
         };
-        Ok(Authenticator { jwt, dev })
+        Ok(Authenticator {
+            jwt,
+            dev,
+            failures: Arc::new(AuthFailureBudget::new(
+                DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+        })
+    }
+
+    /// Allows `per_minute` failed authentications per client address (0 = unlimited).
+    pub fn with_failure_budget(mut self, per_minute: u32) -> Self {
+        self.failures = Arc::new(AuthFailureBudget::new(per_minute, Duration::from_secs(60)));
+        self
+    }
+
+    /// The per-address budget of failed authentications.
+    pub fn failures(&self) -> &AuthFailureBudget {
+        &self.failures
     }
 
     /// True when JWTs are accepted.

@@ -47,6 +47,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod auth_budget;
 pub mod backlog;
 pub mod canary;
 pub mod client;

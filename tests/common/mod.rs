@@ -217,6 +217,9 @@ pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hu
         // Token-mode tests that use the API without a key open it explicitly.
         cmd.env("HUB_API_OPEN", "1");
     }
+    if !given("HUB_AUTH_FAILURES_PER_MINUTE") {
+        cmd.env("HUB_AUTH_FAILURES_PER_MINUTE", "0");
+    }
     if !given("HUB_MAX_CONNECTIONS_PER_IP") {
         // Every test client comes from 127.0.0.1.
         cmd.env("HUB_MAX_CONNECTIONS_PER_IP", "0");
