@@ -376,6 +376,8 @@ impl Config {
             },
             // Half the session's send queue: a `joined` frame never gets it kicked.
             max_bytes: (limits.queue_bytes / 2).max(1),
+            recovery_limit: positive(vars, "HUB_HISTORY_RECOVERY_LIMIT", hd.recovery_limit as u64)?
+                as usize,
         };
         if history.join_limit > history.max_len {
             return Err(format!(
