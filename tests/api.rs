@@ -136,6 +136,7 @@ async fn cache_invalidate_refuses_bad_keys_and_bodies_without_publishing() {
         json!({"pattern": "user:[abc"}).to_string(),
         json!({"pattern": "user\\"}).to_string(),
         json!({"pattern": "[z-a]"}).to_string(),
+        json!({"pattern": "*a".repeat(200)}).to_string(),
         json!({"pattern": "user:*", "reason": 7}).to_string(),
         oversized("pattern"),
     ] {
