@@ -14,7 +14,9 @@
 //!
 //! The actor system itself lives in the `hub-actors` crate (`actors/`).
 
+pub mod announce;
 pub mod api;
+pub mod cli;
 pub mod compliance;
 pub mod config;
 pub mod routes;
