@@ -66,6 +66,7 @@ const SERVE: &[(&str, &str)] = &[
         "HS256 secret for client tokens, at least 32 bytes (prefer the variable: flags show in ps)",
     ),
     ("HUB_JWT_AUDIENCE", "Required `aud` claim"),
+    ("HUB_JWT_ISSUER", "Required `iss` claim"),
     (
         "HUB_API_KEY",
         "Bearer key for /api/* (prefer the variable: flags show in ps)",

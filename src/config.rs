@@ -25,6 +25,8 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Required `aud` claim, if set (`HUB_JWT_AUDIENCE`).
     pub jwt_audience: Option<String>,
+    /// Required `iss` claim, if set (`HUB_JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
     /// Trust `?userId=` (`HUB_AUTH=dev`).
     pub dev_auth: bool,
     /// Dev mode may listen on a non-loopback address (`HUB_AUTH_DEV_ALLOW_REMOTE=1`).
@@ -406,6 +408,7 @@ impl Config {
             redis_url,
             jwt_secret,
             jwt_audience: vars.get("HUB_JWT_AUDIENCE"),
+            jwt_issuer: vars.get("HUB_JWT_ISSUER"),
             dev_auth,
             dev_allow_remote,
             api_key,

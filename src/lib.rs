@@ -162,6 +162,7 @@ pub async fn run(
             config.dev_auth,
         )
         .map_err(other)?
+        .with_issuer(config.jwt_issuer.as_deref())
         .with_failure_budget(config.auth_failures_per_minute),
     );
     let limits = Arc::new(config.limits.clone());

@@ -142,6 +142,15 @@ impl Authenticator {
         self
     }
 
+    /// Requires `iss` to equal `issuer` in every token (`HUB_JWT_ISSUER`).
+    pub fn with_issuer(mut self, issuer: Option<&str>) -> Self {
+        if let (Some((_, validation)), Some(issuer)) = (&mut self.jwt, issuer) {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_string());
+        }
+        self
+    }
+
     /// The per-address budget of failed authentications.
     pub fn failures(&self) -> &AuthFailureBudget {
         &self.failures
@@ -221,6 +230,23 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_issuer_is_required() {
+        let auth = Authenticator::new(Some("k"), None, false)
+            .unwrap()
+            .with_issuer(Some("https://id.example.com/"));
+        let with = |iss: Option<&str>| {
+            let mut claims = json!({"sub": "1", "exp": exp(60)});
+            if let Some(iss) = iss {
+                claims["iss"] = json!(iss);
+            }
+            auth.verify_token(&token(Algorithm::HS256, claims, "k"))
+        };
+        assert!(with(Some("https://id.example.com/")).is_ok());
+        assert!(with(Some("https://evil.example.com/")).is_err());
+        assert!(with(None).is_err(), "iss must be present");
+    }
+
+    #[test]
     fn jwt_rules() {
         let auth = Authenticator::new(Some("s3cret"), None, false).unwrap();
         let ok = token(
@@ -282,6 +308,7 @@ mod tests {
     #[test]
     fn dev_mode_validates_ids() {
         let auth = Authenticator::new(None, None, true).unwrap();
+        assert!(auth.dev_enabled());
         assert!(auth.dev_identity("123", Some("Alice")).is_ok());
         assert!(auth.dev_identity("a b", None).is_err());
         assert_eq!(&*auth.dev_identity("7", Some("\u{7}  ")).unwrap().name, "7");
