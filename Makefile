@@ -4,7 +4,7 @@ REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 REDIS_PORT = $(shell echo "$(REDIS_URL)" | sed -E 's#^redis://([^@/]*@)?[^:/]*:?([0-9]*).*#\2#; s#^$$#6379#')
 
-.PHONY: run test bench soak chaos fmt lint redis build sio-compliance
+.PHONY: run test bench soak chaos fmt lint redis build sio-compliance fuzz
 
 build:
 	cargo build --release
@@ -70,6 +70,14 @@ chaos:
 	@status=0; for s in redis-restart instance-kill slow-consumer; do \
 	  echo "== hub-bench $$s"; ./target/release/hub-bench $$s || status=1; \
 	done; exit $$status
+
+## Property-based fuzzing of the WebSocket, RESP, Engine.IO/Socket.IO and JSON frame parsers:
+## 11 properties x FUZZ_CASES generated cases each (1.1 million by default); any panic fails.
+FUZZ_CASES ?= 100000
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p hub-actors --lib fuzz::
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p hub-actors --test parser_properties
+	@echo "fuzz: 11 properties x $(FUZZ_CASES) cases = $$((11 * $(FUZZ_CASES))) generated cases, 0 panics"
 
 fmt:
 	cargo fmt --all
