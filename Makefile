@@ -3,7 +3,7 @@
 REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 
-.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance sio-suites
+.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance sio-suites fuzz
 
 build:
 	cargo build --release
@@ -76,6 +76,14 @@ chaos:
 	@status=0; for s in redis-restart instance-kill slow-consumer join-storm; do \
 	  echo "== hub-bench $$s"; ./target/release/hub-bench $$s || status=1; \
 	done; exit $$status
+
+## Property-based fuzzing of the WebSocket, RESP, Engine.IO/Socket.IO and JSON frame parsers:
+## 11 properties x FUZZ_CASES generated cases each (1.1 million by default); any panic fails.
+FUZZ_CASES ?= 100000
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p hub-wire --lib fuzz::
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --release -p hub-wire --test parser_properties
+	@echo "fuzz: 11 properties x $(FUZZ_CASES) cases = $$((11 * $(FUZZ_CASES))) generated cases, 0 panics"
 
 fmt:
 	cargo fmt --all

@@ -26,12 +26,19 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Required `aud` claim, if set (`HUB_JWT_AUDIENCE`).
     pub jwt_audience: Option<String>,
+    /// Required `iss` claim, if set (`HUB_JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
     /// Trust `?userId=` (`HUB_AUTH=dev`).
     pub dev_auth: bool,
+    /// Dev mode may listen on a non-loopback address (`HUB_AUTH_DEV_ALLOW_REMOTE=1`).
+    pub dev_allow_remote: bool,
     /// Bearer key for `/api/*` (`HUB_API_KEY`).
     pub api_key: Option<String>,
-    /// Browser origins allowed to open WebSockets (`WEBAPP_URL` + `HUB_ALLOWED_ORIGINS`);
-    /// empty means any.
+    /// `/api/*` is open to anyone: no key, and dev mode or `HUB_API_OPEN=1`. Without a key
+    /// and without this, every `/api/*` request is refused (fail closed).
+    pub api_open: bool,
+    /// Browser origins allowed to open WebSockets and get CORS grants (`WEBAPP_URL` +
+    /// `HUB_ALLOWED_ORIGINS`); the hub's own port on a loopback address is always allowed.
     pub allowed_origins: Vec<String>,
     /// HTTP worker threads, each with its own registry shard (`HUB_WORKERS`).
     pub workers: usize,
@@ -48,8 +55,11 @@ pub struct Config {
     /// Most open WebSocket connections, 0 = unlimited (`HUB_MAX_CONNECTIONS`).
     pub max_connections: usize,
     /// Most open WebSocket connections per client IP, 0 = unlimited
-    /// (`HUB_MAX_CONNECTIONS_PER_IP`).
+    /// (`HUB_MAX_CONNECTIONS_PER_IP`, default [`DEFAULT_MAX_CONNECTIONS_PER_IP`]).
     pub max_connections_per_ip: usize,
+    /// Failed authentications allowed per client address and minute, 0 = unlimited
+    /// (`HUB_AUTH_FAILURES_PER_MINUTE`).
+    pub auth_failures_per_minute: u32,
     /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
     pub job_state_ttl: Duration,
     /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
@@ -134,6 +144,31 @@ fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, String> {
         return Err(format!("{name}: must be greater than 0"));
     }
     Ok(v)
+}
+
+/// Default per-IP connection cap: generous for a NAT'd office, small enough that one host
+/// cannot take all of an instance's file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// Shortest accepted `HUB_JWT_SECRET` (HS256 keys shorter than the hash are guessable).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// True for `1`, `true` or `yes` (an explicit opt-in switch).
+fn switch(vars: &dyn Vars, name: &str) -> Result<bool, String> {
+    match vars.get(name).as_deref().map(str::trim) {
+        None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some(other) => Err(format!("{name}: `{other}` is not 1/true/yes or 0/false/no")),
+    }
+}
+
+/// True when `host` (a bind address or a URL host) is a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn normalize_origin(origin: &str) -> String {
@@ -245,9 +280,16 @@ impl Config {
     /// Reads configuration from `vars`.
     pub fn from_vars(vars: &dyn Vars) -> Result<Config, String> {
         let port = parse(vars, "PORT", 8080u16, "a port number (0-65535)")?;
-        let host = vars.get("HUB_HOST").unwrap_or_else(|| "0.0.0.0".into());
         let redis_url = redis_url(vars)?;
         let jwt_secret = vars.get("HUB_JWT_SECRET");
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(format!(
+                    "HUB_JWT_SECRET: {} bytes is too short for HS256, use at least {MIN_JWT_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)",
+                    secret.len()
+                ));
+            }
+        }
         let dev_auth = match vars.get("HUB_AUTH").as_deref() {
             None => false,
             Some("dev") => true,
@@ -263,6 +305,24 @@ impl Config {
                     .into(),
             );
         }
+        if dev_auth && jwt_secret.is_some() {
+            return Err(
+                "HUB_AUTH=dev together with HUB_JWT_SECRET: dev mode trusts ?userId= and would bypass the tokens; unset one of them"
+                    .into(),
+            );
+        }
+        // Dev mode listens on loopback unless told otherwise; production keeps 0.0.0.0.
+        let host = vars
+            .get("HUB_HOST")
+            .unwrap_or_else(|| if dev_auth { "127.0.0.1" } else { "0.0.0.0" }.into());
+        let dev_allow_remote = switch(vars, "HUB_AUTH_DEV_ALLOW_REMOTE")?;
+        if dev_auth && !is_loopback(&host) && !dev_allow_remote {
+            return Err(format!(
+                "HUB_AUTH=dev on HUB_HOST={host}: dev mode lets anyone be anyone, so it only listens on loopback (127.0.0.1) unless HUB_AUTH_DEV_ALLOW_REMOTE=1"
+            ));
+        }
+        let api_key = vars.get("HUB_API_KEY").filter(|k| !k.is_empty());
+        let api_open = api_key.is_none() && (dev_auth || switch(vars, "HUB_API_OPEN")?);
         let mut allowed_origins: Vec<String> = vars
             .get("WEBAPP_URL")
             .into_iter()
@@ -330,6 +390,8 @@ impl Config {
             },
             // At most half the session's queue: a `joined` frame never gets it kicked.
             max_bytes: (limits.queue_bytes / 2).clamp(1, hd.max_bytes),
+            recovery_limit: positive(vars, "HUB_HISTORY_RECOVERY_LIMIT", hd.recovery_limit as u64)?
+                as usize,
         };
         let id = InboxConfig::default();
         let inbox = InboxConfig {
@@ -364,8 +426,11 @@ impl Config {
             redis_url,
             jwt_secret,
             jwt_audience: vars.get("HUB_JWT_AUDIENCE"),
+            jwt_issuer: vars.get("HUB_JWT_ISSUER"),
             dev_auth,
-            api_key: vars.get("HUB_API_KEY"),
+            dev_allow_remote,
+            api_key,
+            api_open,
             allowed_origins,
             workers,
             limits,
@@ -377,8 +442,14 @@ impl Config {
             max_connections_per_ip: parse(
                 vars,
                 "HUB_MAX_CONNECTIONS_PER_IP",
-                0,
+                DEFAULT_MAX_CONNECTIONS_PER_IP,
                 "a number of connections",
+            )?,
+            auth_failures_per_minute: parse(
+                vars,
+                "HUB_AUTH_FAILURES_PER_MINUTE",
+                hub_actors::auth::DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                "a number of failures",
             )?,
             job_state_ttl: job_state_ttl(vars)?,
             history,
@@ -399,9 +470,53 @@ impl Config {
         })
     }
 
-    /// True when `origin` may open a WebSocket (always true with no configured origins).
+    /// True when a browser at `origin` may open a session or get a CORS grant: a configured
+    /// origin, or the hub's own port on a loopback host (its demo page under `make run`). The `Host`
+    /// header is never trusted (DNS rebinding makes it the attacker's name).
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins.is_empty() || self.allowed_origins.contains(&normalize_origin(origin))
+        let origin = normalize_origin(origin);
+        if self.allowed_origins.contains(&origin) {
+            return true;
+        }
+        let Some(("http" | "https", authority)) = origin.split_once("://") else {
+            return false;
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().ok()),
+            _ => (authority, None),
+        };
+        is_loopback(host) && port == Some(self.port)
+    }
+
+    /// The lines the hub logs at startup about open doors, each one a warning.
+    pub fn open_doors(&self) -> Vec<String> {
+        let mut doors = Vec::new();
+        if self.dev_auth {
+            doors.push(format!(
+                "DEV MODE (HUB_AUTH=dev): anyone can connect as any user with ?userId=, /api/dev/jobs is open; never use this in production{}",
+                if is_loopback(&self.host) { String::new() } else { format!(", and it listens on {} (HUB_AUTH_DEV_ALLOW_REMOTE=1)", self.host) }
+            ));
+        }
+        if self.api_open {
+            doors.push(
+                "HTTP API OPEN: /api/* needs no key (no HUB_API_KEY; dev mode or HUB_API_OPEN=1): anyone who reaches the port can post chat, notify and queue jobs".into(),
+            );
+        }
+        if self.max_connections_per_ip == 0 {
+            doors.push("no per-IP connection limit (HUB_MAX_CONNECTIONS_PER_IP=0)".into());
+        }
+        doors
+    }
+
+    /// How `/api/*` is protected, in one line for the startup log.
+    pub fn api_mode(&self) -> &'static str {
+        match (&self.api_key, self.api_open) {
+            (Some(_), _) => "HTTP API: key required (HUB_API_KEY)",
+            (None, true) => "HTTP API: OPEN, no key",
+            (None, false) => {
+                "HTTP API: closed, every /api/* request is refused until HUB_API_KEY is set (or HUB_API_OPEN=1)"
+            }
+        }
     }
 }
 
@@ -418,12 +533,69 @@ mod tests {
         Config::from_vars(&move |name: &str| map.get(name).cloned())
     }
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn short_hs256_secrets_are_refused() {
+        let err = config(&[("HUB_JWT_SECRET", "s")]).unwrap_err();
+        assert!(
+            err.starts_with("HUB_JWT_SECRET") && err.contains("32"),
+            "{err}"
+        );
+        assert!(config(&[("HUB_JWT_SECRET", &SECRET[..31])]).is_err());
+    }
+
+    #[test]
+    fn dev_mode_is_never_an_accident() {
+        let dev = ("HUB_AUTH", "dev");
+        let both = config(&[dev, ("HUB_JWT_SECRET", SECRET)]).unwrap_err();
+        assert!(both.contains("HUB_JWT_SECRET"), "{both}");
+        let c = config(&[dev]).unwrap();
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(c.open_doors()[0].contains("DEV MODE"));
+        let remote = config(&[dev, ("HUB_HOST", "0.0.0.0")]).unwrap_err();
+        assert!(remote.contains("HUB_AUTH_DEV_ALLOW_REMOTE"), "{remote}");
+        assert!(config(&[dev, ("HUB_HOST", "::1")]).is_ok());
+        let forced = config(&[
+            dev,
+            ("HUB_HOST", "0.0.0.0"),
+            ("HUB_AUTH_DEV_ALLOW_REMOTE", "1"),
+        ])
+        .unwrap();
+        assert!(forced.open_doors()[0].contains("0.0.0.0"));
+        assert_eq!(
+            config(&[("HUB_JWT_SECRET", SECRET)]).unwrap().host,
+            "0.0.0.0"
+        );
+    }
+
+    #[test]
+    fn the_api_fails_closed_without_a_key() {
+        let jwt = ("HUB_JWT_SECRET", SECRET);
+        let closed = config(&[jwt]).unwrap();
+        assert!(!closed.api_open && closed.api_mode().contains("closed"));
+        assert!(closed.open_doors().is_empty());
+        let open = config(&[jwt, ("HUB_API_OPEN", "1")]).unwrap();
+        assert!(open.api_open && open.open_doors()[0].contains("API OPEN"));
+        let keyed = config(&[jwt, ("HUB_API_KEY", "k"), ("HUB_API_OPEN", "1")]).unwrap();
+        assert!(!keyed.api_open);
+        assert!(config(&[("HUB_AUTH", "dev")]).unwrap().api_open);
+        assert!(config(&[jwt, ("HUB_API_OPEN", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn a_per_ip_connection_limit_by_default() {
+        let c = config(&[("HUB_JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(c.max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
+        assert!(c.max_connections_per_ip > 0);
+    }
+
     #[test]
     fn needs_an_auth_mode() {
         let err = config(&[]).unwrap_err();
         assert!(err.contains("HUB_JWT_SECRET"), "{err}");
         assert!(config(&[("HUB_AUTH", "dev")]).is_ok());
-        assert!(config(&[("HUB_JWT_SECRET", "s")]).is_ok());
+        assert!(config(&[("HUB_JWT_SECRET", SECRET)]).is_ok());
         assert!(config(&[("HUB_AUTH", "yes")])
             .unwrap_err()
             .starts_with("HUB_AUTH"));
@@ -493,8 +665,13 @@ mod tests {
         assert!(c.origin_allowed("https://app.example.com"));
         assert!(c.origin_allowed("https://B.example.com"));
         assert!(!c.origin_allowed("https://evil.example.com"));
-        assert!(config(&[("HUB_AUTH", "dev")])
-            .unwrap()
-            .origin_allowed("https://any.example.com"));
+        let none = config(&[("HUB_AUTH", "dev"), ("PORT", "8080")]).unwrap();
+        assert!(!none.origin_allowed("https://any.example.com"));
+        assert!(!none.origin_allowed("http://rebound.example.com:8080"));
+        assert!(!none.origin_allowed("http://localhost:3000"));
+        assert!(!none.origin_allowed("null"));
+        assert!(none.origin_allowed("http://localhost:8080"));
+        assert!(none.origin_allowed("http://127.0.0.1:8080/"));
+        assert!(none.origin_allowed("http://[::1]:8080"));
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! The actor system itself lives in the `hub-actors` crate (`actors/`).
 
+pub mod announce;
 pub mod api;
 pub mod cli;
 pub mod compliance;
@@ -109,35 +110,6 @@ async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration
     }
 }
 
-/// Says at startup where to go and which doors are open: the auth mode, and a warning for
-/// each setting that lets anyone in.
-fn announce(config: &Config, addr: std::net::SocketAddr) {
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() => "localhost".to_string(),
-        ip => ip.to_string(),
-    };
-    let base = format!("http://{host}:{}", addr.port());
-    info!("demo page: {base}/  dashboard: {base}/dashboard.html  health: {base}/health");
-    if config.dev_auth {
-        warn!(
-            "auth: DEV MODE: anyone can be any user with ?userId= (admin rights included) and \
-             /api/dev/* is open; for local use only"
-        );
-    } else {
-        info!("auth: HS256 tokens (HUB_JWT_SECRET)");
-    }
-    match &config.api_key {
-        Some(_) => info!("HTTP API: /api/* needs the bearer key (HUB_API_KEY)"),
-        None => warn!(
-            "HTTP API: OPEN: /api/* takes requests without a key (set HUB_API_KEY); anyone who \
-             reaches this port can notify users, post chat and queue jobs"
-        ),
-    }
-    if config.allowed_origins.is_empty() {
-        warn!("origins: any browser origin may open a WebSocket (set WEBAPP_URL or HUB_ALLOWED_ORIGINS)");
-    }
-}
-
 /// Engine.IO parameters of the hub's `/socket.io/`: the reference server's heartbeat, and the
 /// native protocol's limits (message size, queue, mailbox, send buffer).
 fn engine_config(limits: &hub_actors::limits::Limits) -> EngineConfig {
@@ -202,7 +174,9 @@ pub async fn run(
             config.jwt_audience.as_deref(),
             config.dev_auth,
         )
-        .map_err(other)?,
+        .map_err(other)?
+        .with_issuer(config.jwt_issuer.as_deref())
+        .with_failure_budget(config.auth_failures_per_minute),
     );
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.
@@ -320,8 +294,9 @@ pub async fn run(
                 let engines = EngineMounts::new(
                     vec![EngineMount {
                         path: "/socket.io/",
-                        service: Rc::new(socketio.worker(move |_| {
-                            SocketIo::new(HubApp::new(sio_env.clone()), sio_config.clone())
+                        service: Rc::new(socketio.worker(move |handshake| {
+                            let peer = handshake.peer.map(|a| a.ip());
+                            SocketIo::new(HubApp::new(sio_env.clone(), peer), sio_config.clone())
                         })),
                     }],
                     gate.clone(),
@@ -357,7 +332,6 @@ pub async fn run(
         "relay-hub {} listening on {local_addr} ({} workers)",
         config.instance_id, config.workers
     );
-    announce(&config, local_addr);
 
     shutdown.await;
     info!("shutting down: closing sessions");

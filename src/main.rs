@@ -1,56 +1,58 @@
-//! The relay-hub binary: reads the command line and the configuration, starts logging, runs
-//! the hub (`serve`, the default) or a job worker (`worker`) until SIGTERM or SIGINT.
+//! The relay-hub binary: parses the command line (see `relay-hub --help`; every option is
+//! also an environment variable), starts logging, and runs the hub (`serve`, the default)
+//! until SIGTERM or SIGINT, a job worker (`worker`), or a configuration check (`check`).
 
 use std::{net::TcpListener, process::ExitCode};
 
-use clap::Parser;
 use relay_hub::{
-    cli::{Cli, Command, ServeArgs, WorkerArgs},
+    announce::startup_lines,
+    cli::{self, Cli, Mode},
     config::{Config, WorkerEnv},
 };
 
-/// Resolves on SIGTERM or SIGINT, logged under `target` (the hub's and the worker's logs
-/// tell them apart).
+/// Waits for SIGTERM or SIGINT and logs it under `target` (the hub's and the worker's differ).
 async fn shutdown_signal(target: &'static str) {
     use actix_rt::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            log::error!(target: target, "cannot listen for SIGTERM and SIGINT: {e}");
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!(target: target, "cannot listen for SIGTERM: {e}");
             return std::future::pending().await;
         }
     };
-    log::debug!(target: target, "stops on SIGTERM or SIGINT");
     tokio::select! {
         _ = term.recv() => log::info!(target: target, "SIGTERM received"),
-        _ = int.recv() => log::info!(target: target, "SIGINT received"),
+        _ = actix_rt::signal::ctrl_c() => log::info!(target: target, "SIGINT received"),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match cli.command {
-        None => hub(cli.serve),
-        Some(Command::Serve(args)) => hub(args),
-        Some(Command::Worker(args)) => worker(args),
+    match cli.mode {
+        Mode::Serve => hub(&cli, false),
+        Mode::Check => hub(&cli, true),
+        Mode::Worker => worker(&cli),
     }
 }
 
 /// `relay-hub worker`: takes jobs until SIGTERM or SIGINT, then finishes or releases them.
-fn worker(args: WorkerArgs) -> ExitCode {
-    let env = match WorkerEnv::from_vars(&args.settings()) {
+fn worker(cli: &Cli) -> ExitCode {
+    let env = match WorkerEnv::from_vars(cli) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("relay-hub worker: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    let stop = shutdown_signal("relay_hub::worker");
-    match actix_rt::System::new().block_on(relay_hub::worker::run(env, stop)) {
+    let signal = shutdown_signal("relay_hub::worker");
+    match actix_rt::System::new().block_on(relay_hub::worker::run(env, signal)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-hub worker: {e}");
@@ -59,8 +61,9 @@ fn worker(args: WorkerArgs) -> ExitCode {
     }
 }
 
-fn hub(args: ServeArgs) -> ExitCode {
-    let config = match Config::from_vars(&args.settings()) {
+/// `relay-hub serve` (or `check`, which stops after the announcement).
+fn hub(cli: &Cli, check_only: bool) -> ExitCode {
+    let config = match Config::from_vars(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("relay-hub: configuration error: {e}");
@@ -77,8 +80,20 @@ fn hub(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stop = shutdown_signal("relay_hub::serve");
-    let result = actix_rt::System::new().block_on(relay_hub::run(listener, config, stop));
+    if let Ok(local) = listener.local_addr() {
+        for (warning, line) in startup_lines(&config, local) {
+            if warning {
+                log::warn!(target: "relay_hub::startup", "{line}");
+            } else {
+                log::info!(target: "relay_hub::startup", "{line}");
+            }
+        }
+    }
+    if check_only {
+        return ExitCode::SUCCESS;
+    }
+    let signal = shutdown_signal("relay_hub::hub");
+    let result = actix_rt::System::new().block_on(relay_hub::run(listener, config, signal));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,10 +25,7 @@ use hub_actors::{
 };
 use log::debug;
 
-use crate::{
-    config::Config,
-    handshake::{same_origin, UpgradeError},
-};
+use crate::{config::Config, handshake::UpgradeError};
 
 /// Who may open a session: applied to handshakes (and origins to upgrades too).
 #[derive(Clone, Default)]
@@ -44,7 +41,6 @@ pub struct Gate {
 /// Headers of a request the gate looks at.
 struct Caller<'a> {
     origin: Option<&'a str>,
-    host: Option<&'a str>,
     peer: Option<std::net::SocketAddr>,
 }
 
@@ -58,9 +54,7 @@ impl Gate {
     /// True when a browser at `origin` may use the endpoint.
     fn origin_ok(&self, caller: &Caller<'_>) -> bool {
         match (&self.origins, caller.origin) {
-            (Some(config), Some(origin)) => {
-                config.origin_allowed(origin) || same_origin(origin, caller.host)
-            }
+            (Some(config), Some(origin)) => config.origin_allowed(origin),
             _ => true,
         }
     }
@@ -200,7 +194,6 @@ async fn polling(
     let headers = req.headers();
     let caller = Caller {
         origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        host: headers.get(header::HOST).and_then(|v| v.to_str().ok()),
         peer: req.peer_addr(),
     };
     let cors = mounts.gate.cors_origin(&caller);
@@ -309,7 +302,6 @@ async fn upgrade_io(
     let headers = req.headers();
     let caller = Caller {
         origin: headers.get("origin").and_then(|v| v.to_str().ok()),
-        host: headers.get("host").and_then(|v| v.to_str().ok()),
         peer: req.peer_addr(),
     };
     let method = if req.method() == HttpMethod::GET {

@@ -29,11 +29,7 @@ use hub_actors::{
 use log::debug;
 use serde_json::json;
 
-use crate::{
-    config::Config,
-    handshake::{same_origin, UpgradeError},
-    socketio_routes::EngineMounts,
-};
+use crate::{config::Config, handshake::UpgradeError, socketio_routes::EngineMounts};
 
 /// Shared by the upgrade handlers of all workers.
 pub struct UpgradeShared {
@@ -150,8 +146,7 @@ impl Upgrader {
             )
         })?;
         if let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok()) {
-            let host = req.headers().get("host").and_then(|h| h.to_str().ok());
-            if !self.shared.config.origin_allowed(origin) && !same_origin(origin, host) {
+            if !self.shared.config.origin_allowed(origin) {
                 return Err(refusal(
                     403,
                     "Forbidden",
@@ -161,9 +156,23 @@ impl Upgrader {
                 ));
             }
         }
+        let peer = req.peer_addr().map(|a| a.ip());
+        let failures = self.env.auth.failures();
+        if peer.is_some_and(|ip| failures.exhausted(ip)) {
+            return Err(refusal(
+                429,
+                "Too Many Requests",
+                "rate_limited",
+                "auth_failures",
+                "too many failed authentications from your address; try again later",
+            ));
+        }
         let identity = self
             .identity(req.uri().query().unwrap_or(""))
             .map_err(|e| {
+                if let Some(ip) = peer {
+                    failures.record(ip);
+                }
                 refusal(
                     401,
                     "Unauthorized",

@@ -194,7 +194,7 @@ async fn subscribers_get_snapshots_only_while_subscribed() {
 
 #[tokio::test]
 async fn in_jwt_mode_only_admins_get_the_analytics_topic() {
-    const SECRET: &str = "s3cret";
+    const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret";
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("HUB_JWT_SECRET", SECRET)]).await;
     let exp = std::time::SystemTime::now()

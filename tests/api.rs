@@ -132,6 +132,7 @@ async fn cache_invalidate_refuses_bad_keys_and_bodies_without_publishing() {
         json!({"pattern": "user:[abc"}).to_string(),
         json!({"pattern": "user\\"}).to_string(),
         json!({"pattern": "[z-a]"}).to_string(),
+        json!({"pattern": "*a".repeat(200)}).to_string(),
         json!({"pattern": "user:*", "reason": 7}).to_string(),
     ] {
         let (status, err) = post(&hub, "/api/cache/invalidate", None, &bad).await;
@@ -348,4 +349,23 @@ async fn bad_bodies_are_explained_in_the_callers_terms() {
         assert_eq!(status, 400, "{path} {body}");
         assert_eq!(err["error"]["message"], expected, "{path} {body}");
     }
+}
+
+#[tokio::test]
+async fn without_a_key_the_api_is_closed_unless_opened() {
+    let redis = Redis::start().await;
+    let secret = ("HUB_JWT_SECRET", "a-secret-of-thirty-two-bytes-or-more");
+    let closed = hub(&redis, &[secret, ("HUB_API_OPEN", "0")]).await;
+    let body = json!({"userId": 12, "type": "info", "title": "T", "message": "M"});
+    let json_ct = ("content-type", "application/json");
+    let (status, answer) = closed
+        .http("POST", "/api/notify", &[json_ct], &body.to_string())
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("HUB_API_KEY"), "{answer}");
+    let open = hub(&redis, &[secret, ("HUB_API_OPEN", "1")]).await;
+    let (status, answer) = open
+        .http("POST", "/api/notify", &[json_ct], &body.to_string())
+        .await;
+    assert_eq!(status, 202, "{answer}");
 }

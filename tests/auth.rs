@@ -6,7 +6,7 @@ use common::{hub, Client, Ending, Redis};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 fn token(alg: Algorithm, claims: Value, secret: &str) -> String {
     encode(
@@ -203,4 +203,30 @@ async fn a_configured_audience_is_required() {
     let mut ok =
         Client::connect(&hub.ws_url(&format!("token={}", claims(Some("relay-hub"))))).await;
     ok.recv_type("connected").await;
+}
+
+#[tokio::test]
+async fn a_configured_issuer_is_required_and_a_userid_beside_a_token_is_ignored() {
+    let redis = Redis::start().await;
+    let issuer = "https://id.example.com/realms/app";
+    let hub = hub(
+        &redis,
+        &[("HUB_JWT_SECRET", SECRET), ("HUB_JWT_ISSUER", issuer)],
+    )
+    .await;
+    let claims = |iss: Option<&str>| {
+        let mut c = json!({"sub": "1", "exp": now() + 600});
+        if let Some(iss) = iss {
+            c["iss"] = json!(iss);
+        }
+        token(Algorithm::HS256, c, SECRET)
+    };
+    for bad in [claims(None), claims(Some("https://evil.example.com"))] {
+        let refused = Client::try_connect(&hub.ws_url(&format!("token={bad}")), &[]).await;
+        assert_eq!(refused.err(), Some(401));
+    }
+    let good = claims(Some(issuer));
+    let mut ok = Client::connect(&hub.ws_url(&format!("token={good}&userId=999"))).await;
+    let connected = ok.recv_type("connected").await;
+    assert_eq!(connected["userId"], 1, "the token's sub wins over ?userId=");
 }

@@ -227,6 +227,34 @@ async fn since_returns_only_newer_messages_and_flags_gaps() {
 }
 
 #[tokio::test]
+async fn a_gap_longer_than_the_recovery_limit_is_a_reload() {
+    let redis = Redis::start().await;
+    let env = [
+        ("HUB_HISTORY_MAXLEN", "20"),
+        ("HUB_HISTORY_LIMIT", "2"),
+        ("HUB_HISTORY_RECOVERY_LIMIT", "3"),
+    ];
+    let hub = hub(&redis, &env).await;
+    let mut ann = hub.user("1").await;
+    ann.join("r").await;
+    let mut ids = Vec::new();
+    for i in 1..=8 {
+        say(&mut ann, "r", &format!("m{i}")).await;
+        ids.push(next_chat(&mut ann).await.0);
+    }
+    let mut bob = hub.user("2").await;
+    let joined = join_since(&mut bob, "r", &ids[4]).await;
+    assert_eq!(texts(&joined["history"]), ["m6", "m7", "m8"]);
+    assert_eq!(
+        joined["recovered"], true,
+        "3 newer messages: within the limit"
+    );
+    let joined = join_since(&mut bob, "r", &ids[3]).await;
+    assert_eq!(joined["recovered"], false, "4 newer messages: a reload");
+    assert_eq!(texts(&joined["history"]), ["m7", "m8"], "the latest");
+}
+
+#[tokio::test]
 async fn recovery_across_instances_is_exactly_once_and_in_order() {
     let redis = Redis::start().await;
     let hub_a = hub(&redis, &[("HUB_API_KEY", KEY)]).await;

@@ -580,7 +580,11 @@ async fn a_result_reaches_the_users_websocket_end_to_end() {
     );
 
     // Without dev mode the dev route does not exist.
-    let jwt_hub = common::hub(&redis, &[("HUB_JWT_SECRET", "s3cret")]).await;
+    let jwt_hub = common::hub(
+        &redis,
+        &[("HUB_JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")],
+    )
+    .await;
     let (status, _) = jwt_hub
         .http(
             "POST",

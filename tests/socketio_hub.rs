@@ -66,6 +66,53 @@ async fn the_hub_serves_engineio_next_to_ws() {
 }
 
 #[tokio::test]
+async fn failed_connects_use_up_the_addresss_budget_and_close_the_connection() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_AUTH_FAILURES_PER_MINUTE", "2")]).await;
+    let code = |text: String| -> Value {
+        let packet: Value = serde_json::from_str(&text[2..]).unwrap();
+        packet["data"]["code"].clone()
+    };
+    let (mut ws, _) = Ws::open(hub.port, "/socket.io/").await;
+    ws.send("40").await;
+    assert_eq!(code(ws.text().await), json!("unauthorized"));
+    ws.send(r#"40{"userId":"bad id"}"#).await;
+    assert_eq!(code(ws.text().await), json!("unauthorized"));
+    // The budget is used up: the refusal is followed by the Engine.IO close.
+    assert_eq!(ws.next().await, Frame::Text("1".into()));
+    // A new connection from the same address gets no try, even with good credentials.
+    let (mut again, _) = Ws::open(hub.port, "/socket.io/").await;
+    again.send(r#"40{"userId":"7"}"#).await;
+    assert_eq!(code(again.text().await), json!("too_many_auth_failures"));
+    assert_eq!(again.next().await, Frame::Text("1".into()));
+    // Native /ws shares the budget.
+    let native = common::Client::try_connect(&hub.ws_url("userId=7"), &[]).await;
+    assert_eq!(native.err(), Some(429));
+}
+
+#[tokio::test]
+async fn without_configured_origins_other_sites_get_no_cors_grant() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let handshake = "/socket.io/?EIO=4&transport=polling";
+    let r = http(
+        hub.port,
+        "GET",
+        handshake,
+        &[("origin", "http://evil.example")],
+        b"",
+    )
+    .await;
+    r.assert_error(403, 4);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+    let own = format!("http://127.0.0.1:{}", hub.port);
+    let r = http(hub.port, "GET", handshake, &[("origin", own.as_str())], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(own.as_str()));
+}
+
+#[tokio::test]
 async fn origins_are_checked_and_cors_answers_allowed_ones() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("WEBAPP_URL", "http://app.example")]).await;
@@ -315,7 +362,11 @@ async fn replies_and_errors_go_to_acks_when_asked() {
 #[tokio::test]
 async fn a_refused_token_gives_connect_error() {
     let redis = Redis::start().await;
-    let hub = hub(&redis, &[("HUB_JWT_SECRET", "s3cret")]).await;
+    let hub = hub(
+        &redis,
+        &[("HUB_JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")],
+    )
+    .await;
     let out = Scenario::start(hub.port, "refused", "not-a-jwt")
         .await
         .result()

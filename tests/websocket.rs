@@ -219,6 +219,28 @@ async fn origins_outside_the_allowed_list_get_403() {
 }
 
 #[tokio::test]
+async fn without_configured_origins_only_the_hubs_own_loopback_page_may_connect() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let url = hub.ws_url("userId=1");
+    // Another site, and a DNS-rebound name pointing at the hub (same port, Host matches).
+    let rebound = format!("http://rebound.example:{}", hub.port);
+    for origin in ["https://evil.example.com", rebound.as_str()] {
+        let refused = Client::try_connect(&url, &[("origin", origin)]).await;
+        assert_eq!(refused.err(), Some(403), "{origin}");
+    }
+    for own in [
+        format!("http://127.0.0.1:{}", hub.port),
+        format!("http://localhost:{}", hub.port),
+    ] {
+        let mut ok = Client::try_connect(&url, &[("origin", own.as_str())])
+            .await
+            .unwrap();
+        ok.recv_type("connected").await;
+    }
+}
+
+#[tokio::test]
 async fn idle_clients_are_pinged_then_dropped() {
     let redis = Redis::start().await;
     let hub = hub(

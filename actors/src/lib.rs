@@ -50,7 +50,7 @@ pub mod hub;
 pub mod messages;
 pub mod transports;
 
-pub use common::{auth, backlog, error, limits, metrics, outbound, queued};
+pub use common::{auth, auth_budget, backlog, error, limits, metrics, outbound, queued};
 pub use connections::{publisher, pubsub};
 pub use features::{analytics, canary, history, inbox, presence, recovery, roster};
 pub use hub::{client, registry, subscriber};

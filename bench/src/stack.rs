@@ -216,6 +216,7 @@ impl HubProcess {
         let mut vars: Vec<(&str, String)> = vec![
             ("HUB_AUTH", "dev".into()),
             ("HUB_HOST", "127.0.0.1".into()),
+            ("HUB_MAX_CONNECTIONS_PER_IP", "0".into()),
             ("PORT", port.to_string()),
             ("REDIS_URL", redis_url.to_string()),
             ("RUST_LOG", "warn".into()),

@@ -400,6 +400,7 @@ pub fn run(mut args: Args) -> Result<(), String> {
             ("HUB_AUTH", s("dev")),
             ("HUB_WORKERS", s(1)),
             ("HUB_HOST", s("127.0.0.1")),
+            ("HUB_MAX_CONNECTIONS_PER_IP", s(0)),
             ("PORT", s(port)),
             ("REDIS_URL", redis_url.clone()),
             ("RUST_LOG", s("warn")),

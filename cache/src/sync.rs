@@ -224,7 +224,7 @@ async fn session(
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return Ok(()) };
-                if apply(caches, msg.get_payload_bytes()) {
+                if apply(caches, msg.get_payload_bytes()).await {
                     applied.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -238,12 +238,25 @@ async fn session(
     }
 }
 
-/// Applies one payload; false if it was not a valid invalidation.
-fn apply(caches: &[Arc<dyn Invalidate>], payload: &[u8]) -> bool {
+/// Applies one payload; false if it was not a valid invalidation. A wildcard pattern is
+/// matched against every key, so that runs on tokio's blocking pool, not on the runtime.
+async fn apply(caches: &[Arc<dyn Invalidate>], payload: &[u8]) -> bool {
     match parse_invalidation(payload) {
-        Ok(inv) => {
+        Ok(inv) if inv.pattern.as_literal().is_some() => {
             for cache in caches {
                 cache.invalidate(&inv.pattern);
+            }
+            true
+        }
+        Ok(inv) => {
+            let caches = caches.to_vec();
+            let scan = tokio::task::spawn_blocking(move || {
+                for cache in &caches {
+                    cache.invalidate(&inv.pattern);
+                }
+            });
+            if let Err(e) = scan.await {
+                warn!("{CHANNEL}: invalidation failed: {e}");
             }
             true
         }
@@ -251,5 +264,39 @@ fn apply(caches: &[Arc<dyn Invalidate>], payload: &[u8]) -> bool {
             warn!("{CHANNEL}: ignored: {e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{sync::Mutex, thread::ThreadId};
+
+    /// Records the thread each call ran on.
+    #[derive(Default)]
+    struct Threads(Mutex<Vec<ThreadId>>);
+
+    impl Invalidate for Threads {
+        fn invalidate(&self, _: &Pattern) -> usize {
+            self.0.lock().unwrap().push(std::thread::current().id());
+            0
+        }
+        fn clear(&self) -> usize {
+            0
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn wildcard_scans_run_off_the_runtime_thread() {
+        let threads = Arc::new(Threads::default());
+        let caches: Vec<Arc<dyn Invalidate>> = vec![threads.clone()];
+        assert!(apply(&caches, br#"{"pattern":"user:*"}"#).await);
+        assert!(apply(&caches, br#"{"pattern":"user:1"}"#).await);
+        assert!(!apply(&caches, br#"{"pattern":""}"#).await);
+        let seen = threads.0.lock().unwrap().clone();
+        let here = std::thread::current().id();
+        assert_eq!(seen.len(), 2);
+        assert_ne!(seen[0], here, "the wildcard scan ran on the runtime thread");
+        assert_eq!(seen[1], here, "a literal key is a single remove");
     }
 }

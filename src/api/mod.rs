@@ -106,14 +106,25 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Requires `Authorization: Bearer <HUB_API_KEY>` when a key is configured.
+/// Requires `Authorization: Bearer <HUB_API_KEY>`; without a key every request is refused
+/// unless the API was opened explicitly (dev mode or `HUB_API_OPEN=1`).
 async fn require_key(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let expected = req
+    let (expected, open) = req
         .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.config.api_key.clone());
+        .map_or((None, false), |s| {
+            (s.config.api_key.clone(), s.config.api_open)
+        });
+    if expected.is_none() && !open {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the HTTP API is closed: the hub has no HUB_API_KEY (set one, or HUB_API_OPEN=1 to open it)",
+        )
+        .into());
+    }
     if let Some(expected) = expected {
         let given = req
             .headers()

@@ -245,8 +245,19 @@ pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hu
             "RUST_LOG",
             std::env::var("HUB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
-    if !env.iter().any(|(k, _)| *k == "HUB_JWT_SECRET") {
+    let given = |name: &str| env.iter().any(|(k, _)| *k == name);
+    if !given("HUB_JWT_SECRET") {
         cmd.env("HUB_AUTH", "dev");
+    } else if !given("HUB_API_KEY") && !given("HUB_API_OPEN") {
+        // Token-mode tests that use the API without a key open it explicitly.
+        cmd.env("HUB_API_OPEN", "1");
+    }
+    if !given("HUB_AUTH_FAILURES_PER_MINUTE") {
+        cmd.env("HUB_AUTH_FAILURES_PER_MINUTE", "0");
+    }
+    if !given("HUB_MAX_CONNECTIONS_PER_IP") {
+        // Every test client comes from 127.0.0.1.
+        cmd.env("HUB_MAX_CONNECTIONS_PER_IP", "0");
     }
     for (k, v) in env {
         cmd.env(k, v);

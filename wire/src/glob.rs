@@ -27,7 +27,12 @@ pub enum GlobError {
     TrailingBackslash,
     /// A range whose start comes after its end, like `[z-a]`.
     ReversedRange(char, char),
+    /// More than [`MAX_PATTERN_CHARS`] characters.
+    TooLong(usize),
 }
+
+/// Longest pattern accepted, in characters: bounds the matching cost per key.
+pub const MAX_PATTERN_CHARS: usize = 256;
 
 impl fmt::Display for GlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,6 +41,10 @@ impl fmt::Display for GlobError {
             GlobError::UnclosedClass => f.write_str("`[` without a closing `]`"),
             GlobError::TrailingBackslash => f.write_str("`\\` at the end escapes nothing"),
             GlobError::ReversedRange(a, b) => write!(f, "range `{a}-{b}` is reversed"),
+            GlobError::TooLong(n) => write!(
+                f,
+                "the pattern has {n} characters, more than the {MAX_PATTERN_CHARS} allowed"
+            ),
         }
     }
 }
@@ -91,6 +100,10 @@ impl Pattern {
     pub fn new(pattern: &str) -> Result<Pattern, GlobError> {
         if pattern.is_empty() {
             return Err(GlobError::Empty);
+        }
+        let chars = pattern.chars().count();
+        if chars > MAX_PATTERN_CHARS {
+            return Err(GlobError::TooLong(chars));
         }
         let mut tokens = Vec::new();
         let mut chars = pattern.chars().peekable();
@@ -230,6 +243,17 @@ pub fn matches(pattern: &str, key: &str) -> Result<bool, GlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_patterns_are_refused() {
+        let at_limit = "a*".repeat(MAX_PATTERN_CHARS / 2);
+        assert!(Pattern::new(&at_limit).is_ok());
+        let over = format!("{at_limit}b");
+        assert_eq!(
+            Pattern::new(&over).unwrap_err(),
+            GlobError::TooLong(MAX_PATTERN_CHARS + 1)
+        );
+    }
 
     /// (pattern, key, expected)
     const TABLE: &[(&str, &str, bool)] = &[

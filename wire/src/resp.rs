@@ -143,3 +143,51 @@ mod tests {
         assert_eq!(out, b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n");
     }
 }
+
+/// Fuzzing of the RESP2 parser (`make fuzz` raises the case count).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4000)
+    }
+
+    /// RESP-looking input: type bytes, numbers (also negative and huge), CRLFs, junk.
+    fn resp_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"*".to_vec()),
+            Just(b"$".to_vec()),
+            Just(b"+".to_vec()),
+            Just(b"-".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"\r\n".to_vec()),
+            "-?[0-9]{1,20}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(piece, 1..24).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes: a value within the buffer, incomplete, or an error; never a panic.
+        #[test]
+        fn resp_from_arbitrary_bytes(buf in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(Some((_, consumed))) = parse(&buf) {
+                prop_assert!(consumed <= buf.len());
+            }
+        }
+
+        #[test]
+        fn resp_from_its_vocabulary(buf in resp_like()) {
+            if let Ok(Some((_, consumed))) = parse(&buf) {
+                prop_assert!(consumed <= buf.len());
+            }
+        }
+    }
+}

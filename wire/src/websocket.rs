@@ -453,3 +453,36 @@ mod tests {
         );
     }
 }
+
+/// Fuzzing of the WebSocket frame parser (`make fuzz` raises the case count).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes: a frame within the buffer and the limit, incomplete, or a violation.
+        #[test]
+        fn websocket_frames_from_arbitrary_bytes(
+            mut buf in prop::collection::vec(any::<u8>(), 0..300),
+            mask in any::<bool>(),
+            max in 0usize..200,
+        ) {
+            if mask && buf.len() > 1 {
+                buf[1] |= 0x80; // most real client frames are masked: get past that check
+            }
+            if let Parse::Frame(_, consumed) = parse_frame(&buf, max) {
+                prop_assert!(consumed <= buf.len());
+            }
+        }
+    }
+}

@@ -241,8 +241,56 @@ fn redis_payload_corpus() {
     }
 }
 
+/// Cases per property: `FUZZ_CASES` (set by `make fuzz`), 4000 in `make test`.
+fn cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000)
+}
+
+/// Engine.IO text packets, payloads (polling bodies) and Socket.IO packets: each decodes or
+/// gives an error, never panics; what decodes from a Socket.IO packet respects the limit.
+fn check_engineio(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let _ = hub_wire::engineio::packet::decode_text(&text);
+    let _ = hub_wire::engineio::packet::decode_payload(bytes);
+    let _ = hub_wire::socketio::packet::decode(&text, 4);
+}
+
+/// Engine.IO / Socket.IO packets built from their vocabulary (types, namespaces, ids, JSON).
+fn engineio_like() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just("4".to_string()),
+        Just("40".to_string()),
+        Just("42".to_string()),
+        Just("43".to_string()),
+        Just("45-".to_string()),
+        Just("46-".to_string()),
+        Just("/chat,".to_string()),
+        Just("\u{1e}".to_string()),
+        Just("b".to_string()),
+        "[0-9]{1,20}",
+        json_value().prop_map(|v| v.to_string()),
+        any::<String>(),
+    ];
+    prop::collection::vec(piece, 1..6).prop_map(|parts| parts.concat().into_bytes())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engineio_and_socketio_packets_from_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        check_engineio(&bytes);
+    }
+
+    #[test]
+    fn engineio_and_socketio_packets_from_their_vocabulary(bytes in engineio_like()) {
+        check_engineio(&bytes);
+    }
 
     #[test]
     fn client_frames_from_arbitrary_text(text in any::<String>()) {

@@ -1,12 +1,15 @@
 //! Client authentication: HS256 JWTs (`alg` pinned, `exp` required) and the trusted dev mode.
 
-use std::{collections::HashSet, fmt, sync::Arc};
+use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::protocol::{is_valid_user_id, UserId};
+use crate::{
+    auth_budget::AuthFailureBudget,
+    protocol::{is_valid_user_id, UserId},
+};
 
 /// Who a session is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,7 @@ impl fmt::Display for AuthError {
 pub struct Authenticator {
     jwt: Option<(DecodingKey, Validation)>,
     dev: bool,
+    failures: Arc<AuthFailureBudget>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -68,6 +72,9 @@ struct Claims {
     #[serde(default)]
     role: Option<Value>,
 }
+
+/// Failed authentications allowed per client address and minute by default.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 /// Longest display name kept (longer names are cut).
 const MAX_NAME_CHARS: usize = 64;
@@ -119,7 +126,34 @@ impl Authenticator {
                 Some((key, validation))
             }
         };
-        Ok(Authenticator { jwt, dev })
+        Ok(Authenticator {
+            jwt,
+            dev,
+            failures: Arc::new(AuthFailureBudget::new(
+                DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+        })
+    }
+
+    /// Allows `per_minute` failed authentications per client address (0 = unlimited).
+    pub fn with_failure_budget(mut self, per_minute: u32) -> Self {
+        self.failures = Arc::new(AuthFailureBudget::new(per_minute, Duration::from_secs(60)));
+        self
+    }
+
+    /// Requires `iss` to equal `issuer` in every token (`HUB_JWT_ISSUER`).
+    pub fn with_issuer(mut self, issuer: Option<&str>) -> Self {
+        if let (Some((_, validation)), Some(issuer)) = (&mut self.jwt, issuer) {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_string());
+        }
+        self
+    }
+
+    /// The per-address budget of failed authentications.
+    pub fn failures(&self) -> &AuthFailureBudget {
+        &self.failures
     }
 
     /// True when JWTs are accepted.
@@ -196,6 +230,23 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_issuer_is_required() {
+        let auth = Authenticator::new(Some("k"), None, false)
+            .unwrap()
+            .with_issuer(Some("https://id.example.com/"));
+        let with = |iss: Option<&str>| {
+            let mut claims = json!({"sub": "1", "exp": exp(60)});
+            if let Some(iss) = iss {
+                claims["iss"] = json!(iss);
+            }
+            auth.verify_token(&token(Algorithm::HS256, claims, "k"))
+        };
+        assert!(with(Some("https://id.example.com/")).is_ok());
+        assert!(with(Some("https://evil.example.com/")).is_err());
+        assert!(with(None).is_err(), "iss must be present");
+    }
+
+    #[test]
     fn jwt_rules() {
         let auth = Authenticator::new(Some("s3cret"), None, false).unwrap();
         let ok = token(
@@ -257,6 +308,7 @@ mod tests {
     #[test]
     fn dev_mode_validates_ids() {
         let auth = Authenticator::new(None, None, true).unwrap();
+        assert!(auth.dev_enabled());
         assert!(auth.dev_identity("123", Some("Alice")).is_ok());
         assert!(auth.dev_identity("a b", None).is_err());
         assert_eq!(&*auth.dev_identity("7", Some("\u{7}  ")).unwrap().name, "7");

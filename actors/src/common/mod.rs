@@ -4,6 +4,7 @@
 //! `hub-wire` only.
 
 pub mod auth;
+pub mod auth_budget;
 pub mod backlog;
 pub mod error;
 pub mod limits;

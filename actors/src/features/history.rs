@@ -53,6 +53,10 @@ pub struct HistoryConfig {
     pub ttl: Option<Duration>,
     /// Most bytes of history in one `joined` frame; older messages beyond it are left out.
     pub max_bytes: usize,
+    /// Most messages a recovery (`since`) reads from Redis; a longer gap is answered as a
+    /// reload (`recovered: false`) with the latest messages (`HUB_HISTORY_RECOVERY_LIMIT`).
+    /// Bounds what one join can make Redis do.
+    pub recovery_limit: usize,
 }
 
 impl Default for HistoryConfig {
@@ -62,6 +66,7 @@ impl Default for HistoryConfig {
             max_len: 1000,
             ttl: Some(Duration::from_secs(7 * 24 * 3600)),
             max_bytes: 128 * 1024,
+            recovery_limit: 100,
         }
     }
 }
@@ -150,28 +155,33 @@ impl History {
 
     /// The history a join gets: the latest [`HistoryConfig::join_limit`] messages, or with
     /// `since` everything after it. `recovered` is false when `since` is no longer in the
-    /// history (trimmed, expired, or never there): then the latest messages are returned
-    /// instead, for the client to reload.
+    /// history (trimmed, expired, or never there) or more than
+    /// [`HistoryConfig::recovery_limit`] messages came after it: then the latest messages
+    /// are returned instead, for the client to reload. Redis reads at most
+    /// `recovery_limit + 2` plus `join_limit` entries for one join.
     pub async fn recent(&self, room: &str, since: Option<MessageId>) -> Result<Recent, HubError> {
         let Some(since) = since else {
             let messages = self.latest(room).await?;
             return Ok(select(&self.config, room, messages, None));
         };
-        let mut cmd = redis::cmd("XRANGE");
+        // Newest first, down to `since` itself: one more than the limit tells a longer gap.
+        let limit = self.config.recovery_limit;
+        let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(key(room))
-            .arg(since.to_string())
             .arg("+")
+            .arg(since.to_string())
             .arg("COUNT")
-            .arg(self.config.max_len + 1);
-        let entries: Vec<Entry> = self
+            .arg(limit + 2);
+        let mut entries: Vec<Entry> = self
             .query(&cmd)
             .await
-            .map_err(|e| redis_error("XRANGE", room, e))?;
+            .map_err(|e| redis_error("XREVRANGE", room, e))?;
+        entries.reverse();
         let still_there = entries
             .first()
             .and_then(|(id, _)| MessageId::parse(id))
             .is_some_and(|first| first == since);
-        if !still_there {
+        if !still_there || entries.len() > limit + 1 {
             let messages = self.latest(room).await?;
             let mut recent = select(&self.config, room, messages, Some(since));
             recent.recovered = Some(false);

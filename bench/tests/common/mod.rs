@@ -81,6 +81,7 @@ pub fn hub(redis: &Redis) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let env = vars(vec![
         ("HUB_AUTH", "dev".into()),
         ("HUB_WORKERS", "1".into()),
+        ("HUB_MAX_CONNECTIONS_PER_IP", "0".into()),
         ("REDIS_URL", format!("redis://{}", redis.addr)),
     ]);
     let config = relay_hub::config::Config::from_vars(&env).expect("valid test configuration");

@@ -6,7 +6,9 @@
 //! Mapping (namespace `/` only):
 //! - CONNECT auth `{token}` (JWT) or `{userId, name?}` (dev mode), plus `since` (the last
 //!   `inboxId` seen: the notifications sent after it are replayed); refused auth gets
-//!   CONNECT_ERROR `{message, data: {code: "unauthorized"}}`. The namespace is accepted once
+//!   CONNECT_ERROR `{message, data: {code: "unauthorized"}}`; the refusal that uses up the
+//!   address's failure budget, and every CONNECT while it is used up, also closes the
+//!   connection (`{code: "too_many_auth_failures"}` for the latter). The namespace is accepted once
 //!   the user's channel is subscribed, like the native `connected`.
 //! - client events `join-room` (room string, or `{room, since?}`), `leave-room` (string or
 //!   `{room}`), `chat-message` (`{room, message}`), `subscribe` / `unsubscribe` (topic string or
@@ -46,15 +48,18 @@ pub type SioSession = EngineSocket<SocketIo<HubApp>>;
 /// The hub as a Socket.IO application (one per connection).
 pub struct HubApp {
     core: ClientCore,
+    /// The client's address: failed CONNECTs count against its budget.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl HubApp {
     /// The application for a new connection of the worker whose sessions share `env`.
-    pub fn new(env: Arc<SessionEnv>) -> Self {
+    pub fn new(env: Arc<SessionEnv>, peer: Option<std::net::IpAddr>) -> Self {
         env.metrics.connections.inc();
         let id = env.next_session_id();
         HubApp {
             core: ClientCore::new(id, env, None),
+            peer,
         }
     }
 
@@ -162,6 +167,17 @@ impl SioApp for HubApp {
             let _ = io.refuse(nsp, "already connected", None);
             return;
         }
+        let budget = self.core.env().auth.failures();
+        if self.peer.is_some_and(|ip| budget.exhausted(ip)) {
+            self.core.env().metrics.reject("auth_failures");
+            let _ = io.refuse(
+                nsp,
+                "too many failed authentications from this address; try again later",
+                Some(&json!({"code": "too_many_auth_failures"})),
+            );
+            io.close();
+            return;
+        }
         let since = match auth.get("since") {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => protocol::parse_since(s).map(Some),
@@ -187,7 +203,11 @@ impl SioApp for HubApp {
             }
             Err(e) => {
                 self.core.env().metrics.reject("unauthorized");
+                let exhausted = self.peer.is_some_and(|ip| budget.record(ip));
                 let _ = io.refuse(nsp, &e.to_string(), Some(&json!({"code": "unauthorized"})));
+                if exhausted {
+                    io.close();
+                }
             }
         }
     }

@@ -1,0 +1,108 @@
+//! What the hub says when it starts: where to go (demo page, dashboard, `/health`), the auth
+//! and API modes, and one warning per open door.
+
+use std::net::SocketAddr;
+
+use crate::config::Config;
+
+/// The lines to log at startup: `(is_warning, text)`.
+pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> {
+    let host = if local.ip().is_unspecified() {
+        "localhost".to_string()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
+    let base = format!("http://{host}:{}", local.port());
+    let mut lines = vec![
+        (
+            false,
+            format!(
+                "relay-hub {} listening on {local} (instance {})",
+                env!("CARGO_PKG_VERSION"),
+                config.instance_id
+            ),
+        ),
+        (false, format!("  demo page:  {base}/")),
+        (false, format!("  dashboard:  {base}/dashboard.html")),
+        (
+            false,
+            format!("  health:     {base}/health   metrics: {base}/metrics"),
+        ),
+        (
+            false,
+            format!(
+                "  WebSocket:  ws://{host}:{}/ws   Socket.IO: {base}/socket.io/",
+                local.port()
+            ),
+        ),
+        (
+            false,
+            format!(
+                "  auth:       {}",
+                if config.dev_auth {
+                    "DEV (?userId= trusted, no tokens)".to_string()
+                } else {
+                    format!(
+                        "HS256 tokens (HUB_JWT_SECRET){}",
+                        config
+                            .jwt_audience
+                            .as_deref()
+                            .map(|a| format!(", aud = {a}"))
+                            .unwrap_or_default()
+                    )
+                }
+            ),
+        ),
+        (false, format!("  {}", config.api_mode())),
+        (
+            false,
+            format!(
+                "  browsers:   {}",
+                if config.allowed_origins.is_empty() {
+                    "only this hub's own page on a loopback address (set WEBAPP_URL / HUB_ALLOWED_ORIGINS)".to_string()
+                } else {
+                    config.allowed_origins.join(", ")
+                }
+            ),
+        ),
+    ];
+    lines.extend(
+        config
+            .open_doors()
+            .into_iter()
+            .map(|d| (true, format!("!!! {d}"))),
+    );
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_where_to_go_and_warns_per_open_door() {
+        let vars = |n: &str| (n == "HUB_AUTH").then(|| "dev".to_string());
+        let config = Config::from_vars(&vars).unwrap();
+        let lines = startup_lines(&config, "127.0.0.1:8080".parse().unwrap());
+        let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        let all = text.join("\n");
+        for want in [
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/dashboard.html",
+            "http://127.0.0.1:8080/health",
+            "auth:       DEV",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+        let warnings: Vec<&str> = lines
+            .iter()
+            .filter(|(w, _)| *w)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        assert_eq!(warnings.len(), 2, "dev mode and the open API: {warnings:?}");
+        let anywhere = startup_lines(&config, "0.0.0.0:9000".parse().unwrap());
+        assert!(anywhere[1].1.contains("http://localhost:9000/"));
+    }
+}
