@@ -10,7 +10,15 @@ const LAYERS: [(&str, &[&str]); 6] = [
     (
         "common",
         &[
-            "common", "auth", "backlog", "error", "limits", "metrics", "outbound", "queued",
+            "common",
+            "auth",
+            "auth_budget",
+            "backlog",
+            "error",
+            "limits",
+            "metrics",
+            "outbound",
+            "queued",
         ],
     ),
     ("messages", &["messages"]),
