@@ -20,6 +20,18 @@ fn echo(server: &Compliance) -> Polling {
     }
 }
 
+/// Opens a polling session on the echo app and starts its upgrade: a WebSocket for the same
+/// `sid` that answered the probe. Returns the session, its sid, the WebSocket URL and socket.
+async fn probing(server: &Compliance) -> (Polling, String, String, Ws) {
+    let eio = echo(server);
+    let sid = eio.sid().await;
+    let url = format!("{ECHO}?EIO=4&transport=websocket&sid={sid}");
+    let mut ws = Ws::connect(server.port, &url).await;
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    (eio, sid, url, ws)
+}
+
 #[tokio::test]
 async fn polling_handshake_announces_the_parameters() {
     let server = Compliance::start().await;
@@ -261,12 +273,7 @@ async fn a_poll_right_after_the_client_closed_gets_the_noop() {
 #[tokio::test]
 async fn a_second_websocket_of_an_upgrading_or_upgraded_session_is_closed_after_its_handshake() {
     let server = Compliance::start().await;
-    let eio = echo(&server);
-    let sid = eio.sid().await;
-    let url = format!("{ECHO}?EIO=4&transport=websocket&sid={sid}");
-    let mut ws = Ws::connect(server.port, &url).await;
-    ws.send("2probe").await;
-    assert_eq!(ws.text().await, "3probe");
+    let (_, _, url, mut ws) = probing(&server).await;
     // While the first one probes: the handshake completes (101), then a close frame.
     let mut extra = Ws::connect(server.port, &url).await;
     assert_eq!(extra.closed().await, Some(1000));
@@ -344,12 +351,7 @@ async fn websocket_invalid_packet_or_close_packet_closes() {
 #[tokio::test]
 async fn upgrade_moves_the_session_to_websocket_and_refuses_polling_after() {
     let server = Compliance::start().await;
-    let eio = echo(&server);
-    let sid = eio.sid().await;
-    let url = format!("{ECHO}?EIO=4&transport=websocket&sid={sid}");
-    let mut ws = Ws::connect(server.port, &url).await;
-    ws.send("2probe").await;
-    assert_eq!(ws.text().await, "3probe");
+    let (eio, sid, url, mut ws) = probing(&server).await;
     // While upgrading, polls end at once with a noop; what is sent meanwhile waits.
     assert_eq!(eio.get_packets(&sid).await, ["6"]);
     eio.post_ok(&sid, b"4sent-while-upgrading").await;

@@ -18,3 +18,12 @@ pub mod protocol;
 pub mod resp;
 pub mod socketio;
 pub mod websocket;
+
+/// Cases per fuzzing property: `FUZZ_CASES` (set by `make fuzz`), 4,000 in `make test`.
+#[cfg(test)]
+fn fuzz_cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000)
+}

@@ -150,12 +150,7 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    fn cases() -> u32 {
-        std::env::var("FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4000)
-    }
+    use crate::fuzz_cases as cases;
 
     /// RESP-looking input: type bytes, numbers (also negative and huge), CRLFs, junk.
     fn resp_like() -> impl Strategy<Value = Vec<u8>> {
