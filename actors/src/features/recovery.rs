@@ -115,7 +115,11 @@ impl Recovery {
     /// A message was dispatched on `key`: the next gap starts after it. (Recorded even
     /// before the subscription's confirmation was handled: a message can arrive first.)
     pub fn dispatched(&mut self, key: &ChannelKey, id: Option<MessageId>) {
-        if let (Some(id), true) = (id, self.recovers(key)) {
+        let Some(id) = id else { return };
+        if let Some(last) = self.last.get_mut(key) {
+            *last = (id, true);
+        } else if self.recovers(key) {
+            // The key is cloned only the first time (this runs for every message).
             self.last.insert(key.clone(), (id, true));
         }
     }
