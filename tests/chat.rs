@@ -227,6 +227,38 @@ async fn since_returns_only_newer_messages_and_flags_gaps() {
 }
 
 #[tokio::test]
+async fn a_clients_messages_keep_the_order_it_sent_them_in() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_RATE_BURST", "100")]).await;
+    let mut ann = hub.user("1").await;
+    ann.join("r").await;
+    // Read by the hub in one go: each becomes a Redis call of its own. 60 fit in what a
+    // session lets wait behind a request in flight.
+    let sent: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    let frames: Vec<Value> = sent
+        .iter()
+        .map(|text| json!({"type": "chat-message", "room": "r", "message": text}))
+        .collect();
+    ann.send_together(&frames).await;
+    let mut live = Vec::new();
+    for _ in &sent {
+        live.push(next_chat(&mut ann).await.1);
+    }
+    let first_out_of_order = live.iter().zip(&sent).position(|(got, want)| got != want);
+    assert_eq!(
+        first_out_of_order, None,
+        "delivered in the order sent: {live:?}"
+    );
+    let mut bob = hub.user("2").await;
+    let joined = bob.join("r").await;
+    assert_eq!(
+        texts(&joined["history"]),
+        sent[10..],
+        "stored in the order sent"
+    );
+}
+
+#[tokio::test]
 async fn a_gap_longer_than_the_recovery_limit_is_a_reload() {
     let redis = Redis::start().await;
     let env = [

@@ -513,6 +513,17 @@ impl Client {
         self.send_text(&frame.to_string()).await;
     }
 
+    /// Sends frames in one write, so the hub reads them together.
+    pub async fn send_together(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.ws
+                .feed(Message::text(frame.to_string()))
+                .await
+                .expect("queue a frame");
+        }
+        self.ws.flush().await.expect("send the frames");
+    }
+
     /// Sends a raw text frame.
     pub async fn send_text(&mut self, text: &str) {
         self.ws

@@ -29,8 +29,16 @@ use crate::{
 struct Registered {
     addr: SessionAddr,
     identity: Arc<Identity>,
-    rooms: Vec<RoomId>,
+    rooms: Vec<SessionRoom>,
     queued: Arc<QueuedBytes>,
+}
+
+/// A room a session joined.
+struct SessionRoom {
+    room: RoomId,
+    /// Counted in the local presence: only once the room's channel is subscribed, so the
+    /// presence event this may publish finds the room known to the subscriber.
+    listed: bool,
 }
 
 /// Counts and logs a session dropped as a slow consumer (one line per kick: kicks are rare
@@ -108,9 +116,11 @@ impl Registry {
                 self.release(ChannelKey::User(user.clone()));
             }
         }
-        for room in entry.rooms {
-            self.leave(id, &room);
-            self.presence.leave(&room, user);
+        for joined in entry.rooms {
+            self.leave(id, &joined.room);
+            if joined.listed {
+                self.presence.leave(&joined.room, user);
+            }
         }
         for (topic, set) in self.topics.iter_mut() {
             if set.remove(&id) {
@@ -260,13 +270,11 @@ impl Handler<Join> for Registry {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
             return Box::pin(fut::ready(LocalMembers::default()));
         };
-        if !entry.rooms.contains(&msg.room) {
-            entry.rooms.push(msg.room.clone());
-            let member = Member {
-                user_id: entry.identity.user_id.clone(),
-                username: entry.identity.name.clone(),
-            };
-            self.presence.join(&msg.room, &member);
+        if !entry.rooms.iter().any(|r| r.room == msg.room) {
+            entry.rooms.push(SessionRoom {
+                room: msg.room.clone(),
+                listed: false,
+            });
         }
         self.rooms
             .entry(msg.room.clone())
@@ -274,13 +282,36 @@ impl Handler<Join> for Registry {
             .insert(msg.id);
         // Asked for every join: an earlier local member's subscription may be unconfirmed.
         let subscribed = self.interest(ChannelKey::Room(msg.room.clone()), true);
-        let room = msg.room;
+        let (id, room) = (msg.id, msg.room);
         Box::pin(
             fut::wrap_future::<_, Self>(async move {
                 let _ = subscribed.await;
             })
-            .map(move |_, act, _| act.presence.members(&room)),
+            .map(move |_, act, _| {
+                act.list_member(id, &room);
+                act.presence.members(&room)
+            }),
         )
+    }
+}
+
+impl Registry {
+    /// Counts a session that is still in `room` in the local presence, once.
+    fn list_member(&mut self, id: SessionId, room: &RoomId) {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(joined) = entry.rooms.iter_mut().find(|r| r.room == *room) else {
+            return;
+        };
+        if !joined.listed {
+            joined.listed = true;
+            let member = Member {
+                user_id: entry.identity.user_id.clone(),
+                username: entry.identity.name.clone(),
+            };
+            self.presence.join(room, &member);
+        }
     }
 }
 
@@ -291,12 +322,13 @@ impl Handler<Leave> for Registry {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
             return;
         };
-        if !entry.rooms.contains(&msg.room) {
+        let Some(at) = entry.rooms.iter().position(|r| r.room == msg.room) else {
             return;
+        };
+        if entry.rooms.swap_remove(at).listed {
+            let user = entry.identity.user_id.clone();
+            self.presence.leave(&msg.room, &user);
         }
-        entry.rooms.retain(|r| *r != msg.room);
-        let user = entry.identity.user_id.clone();
-        self.presence.leave(&msg.room, &user);
         self.leave(msg.id, &msg.room);
     }
 }
@@ -357,5 +389,141 @@ impl Handler<CloseAll> for Registry {
             self.remove(*id);
         }
         pending.len() + chosen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::messages::{PresenceChange, SessionHandle};
+
+    /// A subscriber that confirms a subscription only when told to.
+    #[derive(Default)]
+    struct Subscriber {
+        unconfirmed: Vec<oneshot::Sender<()>>,
+    }
+
+    impl Actor for Subscriber {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Interest> for Subscriber {
+        type Result = ResponseFuture<()>;
+
+        fn handle(&mut self, _: Interest, _: &mut Context<Self>) -> Self::Result {
+            let (tx, rx) = oneshot::channel();
+            self.unconfirmed.push(tx);
+            Box::pin(async move {
+                let _ = rx.await;
+            })
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct ConfirmAll;
+
+    impl Handler<ConfirmAll> for Subscriber {
+        type Result = ();
+
+        fn handle(&mut self, _: ConfirmAll, _: &mut Context<Self>) {
+            for tx in self.unconfirmed.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Records the presence changes the roster would publish.
+    struct Roster(Arc<Mutex<Vec<PresenceChange>>>);
+
+    impl Actor for Roster {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<PresenceChange> for Roster {
+        type Result = ();
+
+        fn handle(&mut self, change: PresenceChange, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(change);
+        }
+    }
+
+    struct Session;
+
+    impl SessionHandle for Session {
+        fn try_deliver(&self, _: Deliver) -> Result<(), actix::dev::SendError<Deliver>> {
+            Ok(())
+        }
+        fn kick(&self, _: KickReason) {}
+        fn close(&self, _: u16, _: &'static str) {}
+    }
+
+    /// The presence event of a first join may reach the subscriber before it hears of the
+    /// room (it comes back from Redis on the fixed presence channel): the member is listed
+    /// only once the room's channel is confirmed, so the event always finds the room known.
+    #[test]
+    fn a_member_is_listed_only_once_its_room_is_subscribed() {
+        actix::System::new().block_on(async {
+            let changes = Arc::new(Mutex::new(Vec::new()));
+            let roster = Roster(changes.clone()).start();
+            let subscriber = Subscriber::default().start();
+            let presence = Arc::new(LocalPresence::new(roster.clone().recipient(), 100));
+            let registry = Registry::new(
+                0,
+                subscriber.clone().recipient(),
+                Arc::new(Metrics::new()),
+                presence,
+            )
+            .start();
+            let identity = Arc::new(Identity {
+                user_id: "1".into(),
+                name: "Ann".into(),
+                admin: false,
+            });
+            registry.do_send(Register {
+                id: 7,
+                identity,
+                addr: SessionAddr::new(Session),
+                queued: Arc::new(QueuedBytes::new(1 << 20)),
+            });
+            let join = registry.send(Join {
+                id: 7,
+                room: "r".into(),
+            });
+            // A join of an unknown session answers at once: the registry has handled the one
+            // before it. Then the roster has handled what the registry sent it.
+            let nobody = Join {
+                id: 8,
+                room: "r".into(),
+            };
+            registry.send(nobody).await.unwrap();
+            let rooms_changed = || async {
+                let marker = PresenceChange {
+                    room: "marker".into(),
+                    member: Member {
+                        user_id: "0".into(),
+                        username: "".into(),
+                    },
+                    joined: true,
+                };
+                roster.send(marker).await.unwrap();
+                let mut changes = changes.lock().unwrap();
+                let rooms: Vec<String> = changes.iter().map(|c| c.room.to_string()).collect();
+                changes.clear();
+                rooms
+            };
+            assert_eq!(
+                rooms_changed().await,
+                ["marker"],
+                "not listed while unconfirmed"
+            );
+            subscriber.send(ConfirmAll).await.unwrap();
+            assert_eq!(join.await.unwrap().count, 1, "listed once confirmed");
+            assert_eq!(rooms_changed().await, ["r", "marker"]);
+        });
     }
 }

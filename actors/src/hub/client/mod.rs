@@ -421,20 +421,23 @@ impl ClientCore {
                 self.joined(room, id, already, result, io);
                 self.unbusy(io);
             }
-            Outcome::Published { room, id, result } => match result {
-                Ok(message_id) => io.reply(
-                    Reply::Published {
-                        room,
-                        id: message_id,
-                    },
-                    id,
-                ),
-                Err(e) => {
-                    debug!("session {}: {e}", self.id);
-                    let message = "the message could not be published; try again";
-                    self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
+            Outcome::Published { room, id, result } => {
+                match result {
+                    Ok(message_id) => io.reply(
+                        Reply::Published {
+                            room,
+                            id: message_id,
+                        },
+                        id,
+                    ),
+                    Err(e) => {
+                        debug!("session {}: {e}", self.id);
+                        let message = "the message could not be published; try again";
+                        self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
+                    }
                 }
-            },
+                self.unbusy(io);
+            }
         }
     }
 
@@ -594,6 +597,8 @@ impl ClientCore {
     }
 
     /// Appends a chat message to the room's history and publishes it (one Redis script).
+    /// One at a time: the client's next requests wait for it, so its messages reach Redis,
+    /// and every member, in the order it sent them.
     fn publish(
         &mut self,
         room: RoomId,
@@ -602,6 +607,7 @@ impl ClientCore {
         io: &mut impl ClientIo,
     ) {
         let history = self.env.history.clone();
+        self.busy.get_or_insert_default();
         io.spawn(Step::new(async move {
             let result = history.append(&room, &payload).await;
             Resumed(Outcome::Published { room, id, result })
