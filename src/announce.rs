@@ -45,11 +45,17 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                     "DEV (?userId= trusted, no tokens)".to_string()
                 } else {
                     format!(
-                        "HS256 tokens (HUB_JWT_SECRET){}",
+                        "tokens from {}{}{}",
+                        token_sources(config),
                         config
                             .jwt_audience
                             .as_deref()
                             .map(|a| format!(", aud = {a}"))
+                            .unwrap_or_default(),
+                        config
+                            .jwt_issuer
+                            .as_deref()
+                            .map(|i| format!(", iss = {i}"))
                             .unwrap_or_default()
                     )
                 }
@@ -75,6 +81,21 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
             .map(|d| (true, format!("!!! {d}"))),
     );
     lines
+}
+
+/// Where token keys come from, for the startup banner.
+fn token_sources(config: &Config) -> String {
+    let mut sources = Vec::new();
+    if config.jwt_secret.is_some() {
+        sources.push("HS256 secret".to_string());
+    }
+    if let Some(path) = &config.jwt_public_key_file {
+        sources.push(format!("PEM key {path}"));
+    }
+    if let Some(jwks) = &config.jwks {
+        sources.push(format!("JWKS {}", jwks.url));
+    }
+    sources.join(" + ")
 }
 
 #[cfg(test)]

@@ -65,6 +65,18 @@ const SERVE: &[(&str, &str)] = &[
         "HUB_JWT_SECRET",
         "HS256 secret for client tokens, at least 32 bytes (prefer the variable: flags show in ps)",
     ),
+    (
+        "HUB_JWT_PUBLIC_KEY_FILE",
+        "PEM public key for RS256, ES256 or EdDSA tokens (the key type sets the algorithm)",
+    ),
+    (
+        "HUB_JWKS_URL",
+        "Your identity provider's JWKS (https://, or http:// to loopback); keys pin their alg",
+    ),
+    (
+        "HUB_JWKS_REFRESH_SECS",
+        "Fetch the JWKS again after this many seconds (default 300; an unknown kid fetches sooner)",
+    ),
     ("HUB_JWT_AUDIENCE", "Required `aud` claim"),
     ("HUB_JWT_ISSUER", "Required `iss` claim"),
     (

@@ -9,7 +9,11 @@ use std::{
 };
 
 use hub_actors::{
-    history::HistoryConfig, inbox::InboxConfig, limits::Limits, messages::MAX_SHARDS,
+    history::HistoryConfig,
+    inbox::InboxConfig,
+    jwks::{check_url, JwksSource},
+    limits::Limits,
+    messages::MAX_SHARDS,
 };
 use hub_jobs::WorkerConfig;
 
@@ -24,6 +28,11 @@ pub struct Config {
     pub redis_url: String,
     /// HS256 secret for client tokens (`HUB_JWT_SECRET`).
     pub jwt_secret: Option<String>,
+    /// A PEM public key for RS256/ES256/EdDSA tokens (`HUB_JWT_PUBLIC_KEY_FILE`).
+    pub jwt_public_key_file: Option<String>,
+    /// The identity provider's JWKS and how often it is fetched again (`HUB_JWKS_URL`,
+    /// `HUB_JWKS_REFRESH_SECS`).
+    pub jwks: Option<JwksSource>,
     /// Required `aud` claim, if set (`HUB_JWT_AUDIENCE`).
     pub jwt_audience: Option<String>,
     /// Required `iss` claim, if set (`HUB_JWT_ISSUER`).
@@ -299,15 +308,28 @@ impl Config {
                 ))
             }
         };
-        if jwt_secret.is_none() && !dev_auth {
+        let jwt_public_key_file = vars.get("HUB_JWT_PUBLIC_KEY_FILE");
+        let jwks = match vars.get("HUB_JWKS_URL") {
+            None => None,
+            Some(url) => {
+                check_url(&url).map_err(|e| format!("HUB_JWKS_URL: {e}"))?;
+                let refresh = positive(vars, "HUB_JWKS_REFRESH_SECS", 300)?;
+                Some(JwksSource {
+                    url,
+                    refresh: Duration::from_secs(refresh),
+                })
+            }
+        };
+        let keyed = jwt_secret.is_some() || jwt_public_key_file.is_some() || jwks.is_some();
+        if !keyed && !dev_auth {
             return Err(
-                "no auth mode: set HUB_JWT_SECRET (HS256 tokens) or HUB_AUTH=dev (trusts ?userId=, local use only)"
+                "no auth mode: set HUB_JWT_SECRET (HS256), HUB_JWT_PUBLIC_KEY_FILE (a PEM key) or HUB_JWKS_URL (your identity provider's keys), or HUB_AUTH=dev (trusts ?userId=, local use only)"
                     .into(),
             );
         }
-        if dev_auth && jwt_secret.is_some() {
+        if dev_auth && keyed {
             return Err(
-                "HUB_AUTH=dev together with HUB_JWT_SECRET: dev mode trusts ?userId= and would bypass the tokens; unset one of them"
+                "HUB_AUTH=dev together with a token key (HUB_JWT_SECRET, HUB_JWT_PUBLIC_KEY_FILE or HUB_JWKS_URL): dev mode trusts ?userId= and would bypass the tokens; unset one of them"
                     .into(),
             );
         }
@@ -425,6 +447,8 @@ impl Config {
             port,
             redis_url,
             jwt_secret,
+            jwt_public_key_file,
+            jwks,
             jwt_audience: vars.get("HUB_JWT_AUDIENCE"),
             jwt_issuer: vars.get("HUB_JWT_ISSUER"),
             dev_auth,
@@ -543,6 +567,23 @@ mod tests {
             "{err}"
         );
         assert!(config(&[("HUB_JWT_SECRET", &SECRET[..31])]).is_err());
+    }
+
+    #[test]
+    fn identity_provider_keys_are_an_auth_mode() {
+        let jwks = ("HUB_JWKS_URL", "https://id.example.com/jwks.json");
+        let c = config(&[jwks]).unwrap();
+        let source = c.jwks.unwrap();
+        assert_eq!(source.refresh, Duration::from_secs(300));
+        assert!(config(&[("HUB_JWT_PUBLIC_KEY_FILE", "/etc/hub/key.pem")]).is_ok());
+        let plain = config(&[("HUB_JWKS_URL", "http://id.example.com/jwks.json")]).unwrap_err();
+        assert!(
+            plain.starts_with("HUB_JWKS_URL") && plain.contains("https"),
+            "{plain}"
+        );
+        assert!(config(&[("HUB_JWKS_URL", "http://127.0.0.1:9/jwks")]).is_ok());
+        let dev = config(&[("HUB_AUTH", "dev"), jwks]).unwrap_err();
+        assert!(dev.contains("HUB_JWKS_URL"), "{dev}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod handshake;
 pub mod routes;
 pub mod socketio_routes;
 pub mod state;
+pub mod token_keys;
 pub mod upgrade;
 pub mod worker;
 
@@ -168,15 +169,13 @@ pub async fn run(
     )
     .start();
     let members = RoomMembers::new(publisher.connection(), config.room_presence_limit);
+    let keys = token_keys::token_keys(&config, &metrics)
+        .await
+        .map_err(other)?;
     let auth = Arc::new(
-        Authenticator::new(
-            config.jwt_secret.as_deref(),
-            config.jwt_audience.as_deref(),
-            config.dev_auth,
-        )
-        .map_err(other)?
-        .with_issuer(config.jwt_issuer.as_deref())
-        .with_failure_budget(config.auth_failures_per_minute),
+        Authenticator::new(keys, config.jwt_audience.as_deref(), config.dev_auth)
+            .with_issuer(config.jwt_issuer.as_deref())
+            .with_failure_budget(config.auth_failures_per_minute),
     );
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{hub, Client, Ending, Redis};
+use common::{base64_url, hub, Client, Ending, Redis};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -40,18 +40,6 @@ fn unsigned(sub: &str) -> String {
         .to_string()
         .as_bytes());
     format!("{header}.{claims}.")
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| acc << 8 | *b as u32) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -384,6 +384,37 @@ async fn a_refused_token_gives_connect_error() {
 }
 
 #[tokio::test]
+async fn a_token_refreshes_over_socketio_and_its_expiry_disconnects() {
+    const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret";
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_JWT_SECRET", SECRET)]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = |sub: &str, exp: i64| {
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+        let claims = json!({"sub": sub, "exp": exp});
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    // Past `exp` but inside the 5 s leeway: the session lives about a second.
+    let arg = json!({"expiring": token("1", now - 4), "other": token("2", now + 600)});
+    let out = Scenario::start(hub.port, "expiry", &arg.to_string())
+        .await
+        .result()
+        .await;
+    assert_eq!(out["refreshed"]["type"], "token-refreshed", "{out}");
+    assert_eq!(out["refusedOther"]["error"]["code"], "forbidden", "{out}");
+    assert_eq!(out["expired"]["code"], "unauthorized", "{out}");
+    assert!(out["expired"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("token expired"));
+    assert_eq!(out["reason"], "io server disconnect");
+    assert_eq!(hub.metric("hub_token_expiries_total").await, 1.0);
+}
+
+#[tokio::test]
 async fn the_client_reconnects_after_the_hub_restarts() {
     let redis = Redis::start().await;
     let mut first = hub(&redis, &[]).await;

@@ -2,13 +2,13 @@
 //!
 //! # Layout (layers, each depending only on those above it in this list)
 //! - `hub-wire` (its own crate): every wire format, pure ([`protocol`] is re-exported here).
-//! - [`common`]: what every layer shares: [`auth`], [`limits`], [`metrics`], [`error`],
+//! - [`common`]: what every layer shares: [`auth`] (with its [`keys`]), [`limits`], [`metrics`], [`error`],
 //!   [`queued`] (the bytes held for one client and why a slow consumer is kicked),
 //!   [`backlog`], [`outbound`] (an event encoded at most once per wire protocol).
 //! - [`messages`]: every message between actors and the transport-neutral session handle;
 //!   read it to learn the system.
 //! - [`connections`]: the Redis [`pubsub`] connection (RESP2, read only as fast as consumed)
-//!   and the command connection ([`publisher`]).
+//!   and the command connection ([`publisher`]); the identity provider's key set ([`jwks`]).
 //! - [`features`]: [`history`] (per-room chat streams), [`inbox`] (per-user notification
 //!   streams, the `relay_notify` function), [`recovery`] (what a pub/sub outage hid, from
 //!   both), [`presence`] and [`roster`] (room presence here and across instances),
@@ -50,8 +50,8 @@ pub mod hub;
 pub mod messages;
 pub mod transports;
 
-pub use common::{auth, auth_budget, backlog, error, limits, metrics, outbound, queued};
-pub use connections::{publisher, pubsub};
+pub use common::{auth, auth_budget, backlog, error, keys, limits, metrics, outbound, queued};
+pub use connections::{jwks, publisher, pubsub};
 pub use features::{analytics, canary, history, inbox, presence, recovery, roster};
 pub use hub::{client, registry, subscriber};
 pub use hub_wire::protocol;

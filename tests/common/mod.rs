@@ -246,7 +246,10 @@ pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hu
             std::env::var("HUB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
     let given = |name: &str| env.iter().any(|(k, _)| *k == name);
-    if !given("HUB_JWT_SECRET") {
+    let keyed = ["HUB_JWT_SECRET", "HUB_JWKS_URL", "HUB_JWT_PUBLIC_KEY_FILE"]
+        .iter()
+        .any(|k| given(k));
+    if !keyed {
         cmd.env("HUB_AUTH", "dev");
     } else if !given("HUB_API_KEY") && !given("HUB_API_OPEN") {
         // Token-mode tests that use the API without a key open it explicitly.
@@ -856,4 +859,17 @@ impl Scrape {
             .next()
             .unwrap_or(0.0)
     }
+}
+
+/// base64url without padding, as JWTs use it.
+pub fn base64_url(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| acc << 8 | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }

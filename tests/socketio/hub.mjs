@@ -104,6 +104,21 @@ async function refused(token) {
   done({ message: err.message, data: err.data });
 }
 
+// arg: {"expiring": <token about to expire>, "fresh": <token for another user>}.
+async function expiry(arg) {
+  const { expiring, other } = JSON.parse(arg);
+  const socket = io(base, { auth: { token: expiring }, reconnection: false });
+  await once(socket, "connect");
+  const error = once(socket, "error");
+  const disconnect = once(socket, "disconnect");
+  // A refresh with the same token is accepted; one for another user is refused.
+  const [refreshed] = await withAck(socket, "auth", { token: expiring });
+  const [refusedOther] = await withAck(socket, "auth", { token: other });
+  const [expired] = await error;
+  const [reason] = await disconnect;
+  done({ refreshed, refusedOther, expired, reason });
+}
+
 async function reconnect() {
   const socket = io(base, {
     auth: { userId: "phoenix" },
@@ -121,7 +136,7 @@ async function reconnect() {
   done({ first, second: socket.id, reasons, joinedAfter: joined.room });
 }
 
-const scenarios = { snippet, acks, refused, reconnect };
+const scenarios = { snippet, acks, refused, reconnect, expiry };
 scenarios[scenario](arg).catch((e) => {
   console.error(e);
   process.exit(1);

@@ -26,6 +26,8 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Authentication failed or timed out.
     pub const UNAUTHORIZED: u16 = 4001;
+    /// The session's token expired and no fresh one came (`auth` frame) before.
+    pub const TOKEN_EXPIRED: u16 = 4002;
 }
 
 /// Something the peer sent, decoded.

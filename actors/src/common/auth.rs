@@ -1,13 +1,15 @@
-//! Client authentication: HS256 JWTs (`alg` pinned, `exp` required) and the trusted dev mode.
+//! Client authentication: JWTs (HS256 secret, PEM public key or JWKS; `alg` pinned per key,
+//! `exp` required) and the trusted dev mode.
 
 use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
-use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
     auth_budget::AuthFailureBudget,
+    keys::KeyStore,
     protocol::{is_valid_user_id, UserId},
 };
 
@@ -20,6 +22,9 @@ pub struct Identity {
     pub name: Arc<str>,
     /// True for tokens with `"role": "admin"` and for every dev-mode user.
     pub admin: bool,
+    /// When the token expires (Unix seconds, leeway included); `None` in dev mode. The
+    /// session is closed then unless the client sent a fresh token.
+    pub expires_at: Option<u64>,
 }
 
 /// Why authentication failed.
@@ -43,7 +48,9 @@ impl fmt::Display for AuthError {
 /// The auth modes an instance accepts.
 #[derive(Clone)]
 pub struct Authenticator {
-    jwt: Option<(DecodingKey, Validation)>,
+    keys: Arc<KeyStore>,
+    /// The claim checks; the algorithm is the selected key's.
+    validation: Validation,
     dev: bool,
     failures: Arc<AuthFailureBudget>,
 }
@@ -51,7 +58,7 @@ pub struct Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
-            .field("jwt", &self.jwt.is_some())
+            .field("jwt", &self.keys.enabled())
             .field("dev", &self.dev)
             .finish()
     }
@@ -67,6 +74,9 @@ enum Subject {
 #[derive(Deserialize)]
 struct Claims {
     sub: Subject,
+    /// Required by the validation; optional here so that its absence gets its own reason.
+    #[serde(default)]
+    exp: Option<u64>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -95,45 +105,35 @@ pub fn clean_name(name: Option<&str>, fallback: &str) -> Arc<str> {
     }
 }
 
+/// Seconds a token's `exp` and `nbf` may be off (clock skew between the issuer and the hub).
+pub const LEEWAY_SECS: u64 = 5;
+
 impl Authenticator {
-    /// An authenticator for an HS256 secret (if any), an optional required audience, and dev
-    /// mode. Fails for an empty secret.
-    pub fn new(
-        jwt_secret: Option<&str>,
-        audience: Option<&str>,
-        dev: bool,
-    ) -> Result<Self, String> {
-        let jwt = match jwt_secret {
-            None => None,
-            Some(secret) => {
-                let mut validation = Validation::new(Algorithm::HS256);
-                validation.algorithms = vec![Algorithm::HS256];
-                validation.required_spec_claims =
-                    HashSet::from(["exp".to_string(), "sub".to_string()]);
-                validation.validate_exp = true;
-                validation.validate_nbf = true;
-                validation.leeway = 5;
-                match audience {
-                    Some(aud) => {
-                        validation.set_audience(&[aud]);
-                        // jsonwebtoken checks `aud` only when present unless it is required.
-                        validation.required_spec_claims.insert("aud".to_string());
-                    }
-                    None => validation.validate_aud = false,
-                }
-                let key = DecodingKey::from_secret(secret.as_bytes())
-                    .map_err(|e| format!("HUB_JWT_SECRET: {e}"))?;
-                Some((key, validation))
+    /// An authenticator for tokens verified by `keys` (none: tokens are refused), an
+    /// optional required audience, and dev mode.
+    pub fn new(keys: Arc<KeyStore>, audience: Option<&str>, dev: bool) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims = HashSet::from(["exp".to_string(), "sub".to_string()]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        match audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                // jsonwebtoken checks `aud` only when present unless it is required.
+                validation.required_spec_claims.insert("aud".to_string());
             }
-        };
-        Ok(Authenticator {
-            jwt,
+            None => validation.validate_aud = false,
+        }
+        Authenticator {
+            keys,
+            validation,
             dev,
             failures: Arc::new(AuthFailureBudget::new(
                 DEFAULT_AUTH_FAILURES_PER_MINUTE,
                 Duration::from_secs(60),
             )),
-        })
+        }
     }
 
     /// Allows `per_minute` failed authentications per client address (0 = unlimited).
@@ -144,9 +144,11 @@ impl Authenticator {
 
     /// Requires `iss` to equal `issuer` in every token (`HUB_JWT_ISSUER`).
     pub fn with_issuer(mut self, issuer: Option<&str>) -> Self {
-        if let (Some((_, validation)), Some(issuer)) = (&mut self.jwt, issuer) {
-            validation.set_issuer(&[issuer]);
-            validation.required_spec_claims.insert("iss".to_string());
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            self.validation
+                .required_spec_claims
+                .insert("iss".to_string());
         }
         self
     }
@@ -158,7 +160,7 @@ impl Authenticator {
 
     /// True when JWTs are accepted.
     pub fn jwt_enabled(&self) -> bool {
-        self.jwt.is_some()
+        self.keys.enabled()
     }
 
     /// True when dev mode (`?userId=`) is on.
@@ -166,13 +168,24 @@ impl Authenticator {
         self.dev
     }
 
-    /// Verifies a JWT.
+    /// Verifies a JWT with the key its header names, and only that key's algorithm.
     pub fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
-        let Some((key, validation)) = &self.jwt else {
+        if !self.keys.enabled() {
             return Err(AuthError::Invalid("tokens are not enabled".into()));
-        };
-        let data = decode::<Claims>(token, key, validation)
+        }
+        let header = decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::Json(_) if names_an_unknown_alg(token) => {
+                AuthError::Invalid("algorithm not allowed".into())
+            }
+            kind => refused(kind),
+        })?;
+        let key = self
+            .keys
+            .select(&header)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.alg];
+        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| refused(e.kind()))?;
         let user_id = match data.claims.sub {
             Subject::Str(s) => s,
             Subject::Num(n) => n.to_string(),
@@ -189,6 +202,7 @@ impl Authenticator {
             name: clean_name(data.claims.name.as_deref(), &user_id),
             user_id: user_id.into(),
             admin,
+            expires_at: data.claims.exp.map(|exp| exp.saturating_add(LEEWAY_SECS)),
         })
     }
 
@@ -206,15 +220,64 @@ impl Authenticator {
             user_id: user_id.into(),
             name: clean_name(name, user_id),
             admin: true,
+            expires_at: None,
         })
     }
+}
+
+/// True when the token's header parses but names an algorithm no key takes (`none`).
+fn names_an_unknown_alg(token: &str) -> bool {
+    // base64url without padding, as the standard alphabet with padding.
+    let mut header: Vec<u8> = token
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .bytes()
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    header.resize(header.len().div_ceil(4) * 4, b'=');
+    hub_wire::engineio::base64::decode(&header)
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .is_some_and(|h| {
+            h["alg"]
+                .as_str()
+                .is_some_and(|a| a.parse::<Algorithm>().is_err())
+        })
+}
+
+/// The documented reason for a refused token (docs/security.md lists them).
+fn refused(kind: &ErrorKind) -> AuthError {
+    let why = match kind {
+        ErrorKind::ExpiredSignature => "token expired".to_string(),
+        ErrorKind::ImmatureSignature => "token not valid yet (nbf)".to_string(),
+        ErrorKind::InvalidSignature => "bad signature".to_string(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "algorithm not allowed".to_string()
+        }
+        ErrorKind::InvalidAudience => "wrong audience (aud)".to_string(),
+        ErrorKind::InvalidIssuer => "wrong issuer (iss)".to_string(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim `{claim}`"),
+        ErrorKind::InvalidSubject => "bad subject (sub)".to_string(),
+        _ => "malformed token".to_string(),
+    };
+    AuthError::Invalid(why)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::hs256_key;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
+
+    fn hs(secret: &str, audience: Option<&str>) -> Authenticator {
+        let keys = KeyStore::new(vec![hs256_key(secret).unwrap()], false);
+        Authenticator::new(Arc::new(keys), audience, false)
+    }
 
     fn token(alg: Algorithm, claims: Value, secret: &str) -> String {
         encode(
@@ -231,9 +294,7 @@ mod tests {
 
     #[test]
     fn a_configured_issuer_is_required() {
-        let auth = Authenticator::new(Some("k"), None, false)
-            .unwrap()
-            .with_issuer(Some("https://id.example.com/"));
+        let auth = hs("k", None).with_issuer(Some("https://id.example.com/"));
         let with = |iss: Option<&str>| {
             let mut claims = json!({"sub": "1", "exp": exp(60)});
             if let Some(iss) = iss {
@@ -248,7 +309,7 @@ mod tests {
 
     #[test]
     fn jwt_rules() {
-        let auth = Authenticator::new(Some("s3cret"), None, false).unwrap();
+        let auth = hs("s3cret", None);
         let ok = token(
             Algorithm::HS256,
             json!({"sub":"42","exp":exp(60),"name":"Ann","role":"admin"}),
@@ -285,7 +346,7 @@ mod tests {
 
     #[test]
     fn audience_when_configured() {
-        let auth = Authenticator::new(Some("k"), Some("hub"), false).unwrap();
+        let auth = hs("k", Some("hub"));
         let good = token(
             Algorithm::HS256,
             json!({"sub":"1","exp":exp(60),"aud":"hub"}),
@@ -307,13 +368,13 @@ mod tests {
 
     #[test]
     fn dev_mode_validates_ids() {
-        let auth = Authenticator::new(None, None, true).unwrap();
+        let no_keys = || Arc::new(KeyStore::new(Vec::new(), false));
+        let auth = Authenticator::new(no_keys(), None, true);
         assert!(auth.dev_enabled());
         assert!(auth.dev_identity("123", Some("Alice")).is_ok());
         assert!(auth.dev_identity("a b", None).is_err());
         assert_eq!(&*auth.dev_identity("7", Some("\u{7}  ")).unwrap().name, "7");
-        assert!(Authenticator::new(None, None, false)
-            .unwrap()
+        assert!(Authenticator::new(no_keys(), None, false)
             .dev_identity("1", None)
             .is_err());
     }

@@ -159,6 +159,14 @@ pub struct Metrics {
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
     pub presence_sync_errors: IntCounter,
+    /// JWKS fetches by result (`ok`, `error`).
+    pub jwks_fetches: IntCounterVec,
+    /// Keys from the JWKS in force.
+    pub jwks_keys: IntGauge,
+    /// Sessions closed because their token expired.
+    pub token_expiries: IntCounter,
+    /// Fresh tokens accepted on live sessions.
+    pub token_refreshes: IntCounter,
     by_type: BytesByType,
     topic_subscribers: Vec<IntGauge>,
 }
@@ -429,6 +437,24 @@ impl Metrics {
                 &r,
                 "hub_presence_sync_errors_total",
                 "Presence updates to Redis that failed (a full resync follows)",
+            ),
+            jwks_fetches: counter_vec(
+                &r,
+                "hub_jwks_fetches_total",
+                "Fetches of the identity provider's JWKS (HUB_JWKS_URL), by result",
+                "result",
+                &["ok", "error"],
+            ),
+            jwks_keys: gauge(&r, "hub_jwks_keys", "Keys from the JWKS in force"),
+            token_expiries: counter(
+                &r,
+                "hub_token_expiries_total",
+                "Sessions closed because their token expired without a fresh one",
+            ),
+            token_refreshes: counter(
+                &r,
+                "hub_token_refreshes_total",
+                "Fresh tokens accepted on live sessions",
             ),
             by_type: BytesByType::new(&r),
             topic_subscribers: topic_gauges(&r),

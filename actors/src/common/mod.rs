@@ -7,6 +7,7 @@ pub mod auth;
 pub mod auth_budget;
 pub mod backlog;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

@@ -483,6 +483,7 @@ mod tests {
                 user_id: "1".into(),
                 name: "Ann".into(),
                 admin: false,
+                expires_at: None,
             });
             registry.do_send(Register {
                 id: 7,

@@ -88,6 +88,14 @@ pub fn left_frame(room: &str, id: &Option<Value>) -> Vec<u8> {
     with_id(json!({"type": "left", "room": room}), id)
 }
 
+/// `{"type":"token-refreshed","expiresAt":...}`: a fresh token was accepted.
+pub fn token_refreshed_frame(expires_at: u64, id: &Option<Value>) -> Vec<u8> {
+    with_id(
+        json!({"type": "token-refreshed", "expiresAt": expires_at}),
+        id,
+    )
+}
+
 /// `{"type":"subscribed"|"unsubscribed","topic":...}`.
 pub fn topic_frame(subscribed: bool, topic: Topic, id: &Option<Value>) -> Vec<u8> {
     let kind = if subscribed {

@@ -77,6 +77,11 @@ pub enum Reply {
         /// Subscribed or unsubscribed.
         on: bool,
     },
+    /// Answer to an `auth` with a fresh token on a live session.
+    TokenRefreshed {
+        /// When the fresh token expires (Unix seconds, leeway included).
+        expires_at: u64,
+    },
     /// A chat message was appended and published (the native protocol sends no frame for it;
     /// Socket.IO acknowledges it when asked).
     Published {
@@ -101,6 +106,9 @@ impl Reply {
             Reply::Joined { room, info } => protocol::joined_frame(room, info, id),
             Reply::Left { room } => protocol::left_frame(room, id),
             Reply::Topic { topic, on } => protocol::topic_frame(*on, *topic, id),
+            Reply::TokenRefreshed { expires_at } => {
+                protocol::token_refreshed_frame(*expires_at, id)
+            }
             Reply::Published { .. } => return None,
         })
     }
@@ -114,6 +122,7 @@ impl Reply {
             Reply::Left { .. } => "left",
             Reply::Topic { on: true, .. } => "subscribed",
             Reply::Topic { on: false, .. } => "unsubscribed",
+            Reply::TokenRefreshed { .. } => "token-refreshed",
             Reply::Published { .. } => "published",
         }
     }
@@ -166,6 +175,8 @@ pub(super) enum Outcome {
         already: bool,
         result: Result<(Recent, MemberList), Option<HubError>>,
     },
+    /// The token of expiry watch `generation` expired.
+    Expired { generation: u32 },
     Published {
         room: RoomId,
         id: Option<Value>,

@@ -99,6 +99,8 @@ pub struct ClientCore {
     /// The inbox ids replayed at `connected`, ascending: live copies are dropped (see
     /// [`JoinedRoom::delivered`]).
     inbox_replayed: Vec<MessageId>,
+    /// Counts expiry watches: only the latest one (the current token's) closes the session.
+    expiry_generation: u32,
 }
 
 /// True when a live message with id `order` is a copy of one of the `delivered` ids
@@ -152,6 +154,7 @@ impl ClientCore {
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             inbox_since: None,
             inbox_replayed: Vec::new(),
+            expiry_generation: 0,
             env,
         }
     }
@@ -322,10 +325,7 @@ impl ClientCore {
             return self.authenticate(request, id, io);
         };
         match request {
-            Request::Auth { .. } => self.reject(
-                error_with_id(ErrorCode::BadRequest, "already authenticated", id),
-                io,
-            ),
+            Request::Auth { token, .. } => self.refresh_token(&identity, &token, id, io),
             Request::Ping => io.reply(Reply::Pong, id),
             Request::JoinRoom { room, since } => self.join(room, since, id, io),
             Request::LeaveRoom { room } => {
@@ -421,6 +421,15 @@ impl ClientCore {
                 self.joined(room, id, already, result, io);
                 self.unbusy(io);
             }
+            Outcome::Expired { generation } => {
+                if generation == self.expiry_generation {
+                    self.env.metrics.token_expiries.inc();
+                    let message = "token expired: reconnect with a fresh one, or send `auth` \
+                                   with a fresh token before it expires";
+                    io.error(ClientError::new(ErrorCode::Unauthorized, message));
+                    io.close(close::TOKEN_EXPIRED, "token expired");
+                }
+            }
             Outcome::Published { room, id, result } => {
                 match result {
                     Ok(message_id) => io.reply(
@@ -479,7 +488,50 @@ impl ClientCore {
             self.inbox_replayed = missed.ids;
         }
         self.registered = true;
+        self.watch_expiry(io);
         self.unbusy(io);
+    }
+
+    /// Closes the session when its token expires, unless a fresh token comes first.
+    fn watch_expiry(&mut self, io: &mut impl ClientIo) {
+        let Some(expires_at) = self.identity.as_ref().and_then(|i| i.expires_at) else {
+            return;
+        };
+        self.expiry_generation = self.expiry_generation.wrapping_add(1);
+        let generation = self.expiry_generation;
+        let left = expires_at.saturating_sub(protocol::now_ms() / 1000);
+        io.spawn(Step::new(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+            Resumed(Outcome::Expired { generation })
+        }));
+    }
+
+    /// `auth` on a live session: a fresh token for the same user pushes its expiry back.
+    fn refresh_token(
+        &mut self,
+        current: &Identity,
+        token: &str,
+        id: Option<Value>,
+        io: &mut impl ClientIo,
+    ) {
+        let fresh = match self.env.auth.verify_token(token) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                return self.reject(
+                    error_with_id(ErrorCode::Unauthorized, e.to_string(), id),
+                    io,
+                )
+            }
+        };
+        if fresh.user_id != current.user_id {
+            let message = "a fresh token must be for the same user; reconnect to change users";
+            return self.reject(error_with_id(ErrorCode::Forbidden, message, id), io);
+        }
+        let expires_at = fresh.expires_at.unwrap_or_default();
+        self.identity = Some(Arc::new(fresh));
+        self.env.metrics.token_refreshes.inc();
+        self.watch_expiry(io);
+        io.reply(Reply::TokenRefreshed { expires_at }, id);
     }
 
     fn in_room(&self, room: &RoomId) -> bool {

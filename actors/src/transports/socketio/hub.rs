@@ -102,7 +102,10 @@ impl HubApp {
             self.core.unregister();
             io.close();
         } else if hub_io.close {
+            // A server disconnect: socket.io-client does not reconnect by itself after it
+            // (an expired token, a policy close would only be refused or closed again).
             self.core.unregister();
+            let _ = io.disconnect(NSP);
             io.close();
         }
     }
