@@ -112,6 +112,10 @@ const SERVE: &[(&str, &str)] = &[
         "Most open connections per client IP, 0 = unlimited [default: 256]",
     ),
     ("HUB_WORKERS", "HTTP worker threads [default: CPU count]"),
+    (
+        "HUB_INGEST_CONNECTIONS",
+        "Redis pub/sub connections, each on its own thread [default: half the workers, rounded up]",
+    ),
     ("HUB_MAX_FRAME_BYTES", "Largest client frame"),
     ("HUB_MAX_MESSAGE_CHARS", "Longest chat message"),
     (

@@ -51,6 +51,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// HTTP worker threads, each with its own registry shard (`HUB_WORKERS`).
     pub workers: usize,
+    /// Redis pub/sub connections, each read on a thread of its own, the user and room
+    /// channels spread across them (`HUB_INGEST_CONNECTIONS`).
+    pub ingest_connections: usize,
     /// Session limits (`HUB_MAX_FRAME_BYTES`, `HUB_RATE_PER_SEC`, ...).
     pub limits: Limits,
     /// Where the demo pages live (`HUB_STATIC_DIR`).
@@ -158,6 +161,9 @@ fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, String> {
 /// Default per-IP connection cap: generous for a NAT'd office, small enough that one host
 /// cannot take all of an instance's file descriptors.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// Most Redis pub/sub connections per instance.
+pub const MAX_INGEST_CONNECTIONS: usize = 16;
 
 /// Shortest accepted `HUB_JWT_SECRET` (HS256 keys shorter than the hash are guessable).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -362,6 +368,13 @@ impl Config {
         if workers > MAX_SHARDS {
             return Err(format!("HUB_WORKERS: at most {MAX_SHARDS}"));
         }
+        let ingest_connections =
+            positive(vars, "HUB_INGEST_CONNECTIONS", workers.div_ceil(2) as u64)? as usize;
+        if ingest_connections > MAX_INGEST_CONNECTIONS {
+            return Err(format!(
+                "HUB_INGEST_CONNECTIONS: at most {MAX_INGEST_CONNECTIONS}"
+            ));
+        }
         let d = Limits::default();
         let positive_millis = |name: &str, default: Duration| -> Result<Duration, String> {
             Ok(Duration::from_millis(positive(
@@ -457,6 +470,7 @@ impl Config {
             api_open,
             allowed_origins,
             workers,
+            ingest_connections,
             limits,
             static_dir,
             instance_id: vars.get("HUB_INSTANCE_ID").unwrap_or_else(random_id),

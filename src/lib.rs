@@ -39,7 +39,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, Arbiter};
 use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
@@ -52,13 +52,13 @@ use hub_actors::{
     history::History,
     inbox::Inbox,
     limits::ConnectionLimiter,
-    messages::{AttachShard, CloseAll, StopRoster, StopSubscriber},
+    messages::{AttachShard, CloseAll, Ingest, StopRoster, StopSubscriber},
     metrics::Metrics,
     publisher::Publisher,
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
     socketio::{hub::HubApp, SioConfig, SocketIo},
-    subscriber::Subscriber,
+    subscriber::{IngestSlot, Subscriber},
     transport::close,
 };
 use log::{info, warn};
@@ -153,14 +153,45 @@ pub async fn run(
         // Redis may be down at start: the subscriber loads it once Redis answers.
         warn!("{e}; loading it once Redis answers");
     }
-    let subscriber = Subscriber::new(client.clone(), metrics.clone())
-        .with_sink(analytics_sink)
-        .with_sink(canary_state.clone())
-        .with_canary(canary::channel(&instance_id))
-        .with_recovery(history.clone(), Some(inbox.clone()))
-        .with_backlog_cap(config.dispatch_backlog_bytes)
-        .with_command_timeout(config.pubsub_timeout)
-        .start();
+    let ingest = config.ingest_connections;
+    let connected = Arc::new(AtomicUsize::new(0));
+    let subscribers: Vec<Addr<Subscriber>> = (0..ingest)
+        .map(|index| {
+            let slot = IngestSlot {
+                index,
+                total: ingest,
+                connected: connected.clone(),
+            };
+            let (client, metrics, history, inbox) = (
+                client.clone(),
+                metrics.clone(),
+                history.clone(),
+                inbox.clone(),
+            );
+            let (config, instance_id) = (config.clone(), instance_id.clone());
+            let (analytics_sink, canary_state) = (analytics_sink.clone(), canary_state.clone());
+            // Each on a thread of its own: parsing and routing scale with the connections.
+            Subscriber::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                let subscriber = Subscriber::new(client, metrics)
+                    .with_ingest_slot(slot)
+                    .with_recovery(history, Some(inbox))
+                    .with_backlog_cap(config.dispatch_backlog_bytes.div_ceil(ingest))
+                    .with_command_timeout(config.pubsub_timeout);
+                if index != 0 {
+                    return subscriber;
+                }
+                subscriber
+                    .with_sink(analytics_sink)
+                    .with_sink(canary_state)
+                    .with_canary(canary::channel(&instance_id))
+            })
+        })
+        .collect();
+    let interest: Ingest = subscribers
+        .iter()
+        .map(|s| s.clone().recipient())
+        .collect::<Vec<_>>()
+        .into();
     Canary::new(
         canary_state.clone(),
         publisher.clone(),
@@ -245,28 +276,27 @@ pub async fn run(
         .disable_signals()
         .shutdown_timeout(1)
         .listen("relay-hub", listener, {
-            let (shards, analytics_shards, upgrade_shared, subscriber, socketio) = (
+            let (shards, analytics_shards, upgrade_shared, subscribers, interest, socketio) = (
                 shards.clone(),
                 analytics_shards.clone(),
                 upgrade_shared.clone(),
-                subscriber.clone(),
+                subscribers.clone(),
+                interest.clone(),
                 socketio.clone(),
             );
             move || {
                 // Runs on each worker thread: the worker's registry shard lives there, next to
                 // the sessions it accepts.
                 let shard = next_shard.fetch_add(1, Ordering::Relaxed);
-                let registry = Registry::new(
-                    shard,
-                    subscriber.clone().recipient(),
-                    metrics.clone(),
-                    presence.clone(),
-                )
-                .start();
-                subscriber.do_send(AttachShard {
-                    id: shard,
-                    addr: registry.clone().recipient(),
-                });
+                let registry =
+                    Registry::new(shard, interest.clone(), metrics.clone(), presence.clone())
+                        .start();
+                for subscriber in &subscribers {
+                    subscriber.do_send(AttachShard {
+                        id: shard,
+                        addr: registry.clone().recipient(),
+                    });
+                }
                 analytics_shards
                     .lock()
                     .expect("shard list lock poisoned")
@@ -351,7 +381,9 @@ pub async fn run(
     {
         warn!("removing this instance's room presence timed out");
     }
-    if actix_rt::time::timeout(Duration::from_millis(1500), subscriber.send(StopSubscriber))
+    let stops = subscribers.iter().map(|s| s.send(StopSubscriber));
+    let stopped = futures_util::future::join_all(stops);
+    if actix_rt::time::timeout(Duration::from_millis(1500), stopped)
         .await
         .is_err()
     {

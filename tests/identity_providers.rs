@@ -257,10 +257,10 @@ async fn the_auth_table() {
 }
 
 /// A token about to expire: `exp` in the past but inside the hub's 5 s leeway, so the
-/// session lives about a second.
+/// session lives 2 to 3 seconds (time enough to refresh it).
 fn expiring(sub: &str) -> String {
     let mut c = claims(sub);
-    c["exp"] = json!(now() - 4);
+    c["exp"] = json!(now() - 2);
     signed("rsa-a", Some("rsa-a"), &c)
 }
 
@@ -286,7 +286,7 @@ async fn a_fresh_token_keeps_the_session_open() {
     let jwks = Jwks::serve(&["rsa-a"]).await;
     let hub = idp_hub(&redis, &jwks).await;
     let mut c = Client::connect(&hub.ws_url(&format!("token={}", expiring("1")))).await;
-    let old_expiry = now() + 1;
+    let old_expiry = now() + 3;
     c.recv_type("connected").await;
     let fresh = signed("rsa-a", Some("rsa-a"), &claims("1"));
     c.send(json!({"type": "auth", "token": fresh, "id": 7}))

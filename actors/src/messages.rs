@@ -229,6 +229,25 @@ pub enum ChannelKey {
     Room(RoomId),
 }
 
+impl ChannelKey {
+    /// Which of `connections` ingest connections carries this channel: always the same one,
+    /// so a channel's messages keep their order.
+    pub fn ingest_index(&self, connections: usize) -> usize {
+        use std::hash::{Hash, Hasher};
+        if connections <= 1 {
+            return 0;
+        }
+        // SipHash with fixed keys: the same spread on every run and instance.
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash(&mut hasher);
+        (hasher.finish() % connections as u64) as usize
+    }
+}
+
+/// The subscribers of an instance's ingest connections, indexed as
+/// [`ChannelKey::ingest_index`] spreads the channels.
+pub type Ingest = Arc<[Recipient<Interest>]>;
+
 /// A shard's first local session for a key appeared (`on`), or its last one left.
 /// With `on`, resolves once Redis confirmed the subscription (or at once while Redis is down).
 #[derive(Message)]

@@ -67,6 +67,11 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
                  [--queue-bytes 1048576 (HUB_SESSION_QUEUE_BYTES of the hub it starts)]
   join-storm     [--members 5000] [--workers 4] [--rate 200] [--seconds 5]
 
+ingest: notification saturation with 1, 2, 4 ... Redis pub/sub connections per hub (medians,
+ratio against one), as a Markdown section on stdout (make bench appends it to BENCHMARKS.md):
+  ingest [--connections 1,2,4] [--server-cpus 0-N] [--client-cpus LIST] [--workers W]
+         [--users 1000] [--seconds 5] [--repeats 3] [--hub-bin target/release/relay-hub]
+
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
   suite [--out BENCHMARKS.md] [--hub-bin target/release/relay-hub] [--baseline-dir bench/baseline]
@@ -112,6 +117,15 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hub-bench idle-worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "ingest" => {
+            return match suite::ingest::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hub-bench ingest: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -9,7 +9,10 @@
 //! reconnects.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
 };
 
@@ -19,7 +22,9 @@ use prometheus::IntGauge;
 /// Bytes of fan-out work handed to the shards and not yet done.
 #[derive(Debug)]
 pub struct Backlog {
-    /// The outstanding bytes, kept in the gauge `/metrics` shows.
+    /// The outstanding bytes of this backlog (one per ingest connection).
+    own: AtomicI64,
+    /// The outstanding bytes of every ingest connection, as `/metrics` shows them.
     bytes: IntGauge,
     cap: i64,
     waker: AtomicWaker,
@@ -30,6 +35,7 @@ impl Backlog {
     /// counted in `gauge`.
     pub fn new(cap: usize, gauge: IntGauge) -> Arc<Backlog> {
         Arc::new(Backlog {
+            own: AtomicI64::new(0),
             bytes: gauge,
             cap: i64::try_from(cap).unwrap_or(i64::MAX),
             waker: AtomicWaker::new(),
@@ -38,6 +44,7 @@ impl Backlog {
 
     /// Records `bytes` of work; they count until the returned credit is dropped.
     pub fn take(self: &Arc<Self>, bytes: usize) -> Credit {
+        self.own.fetch_add(bytes as i64, Ordering::SeqCst);
         self.bytes.add(bytes as i64);
         Credit {
             backlog: self.clone(),
@@ -47,12 +54,12 @@ impl Backlog {
 
     /// Bytes outstanding.
     pub fn bytes(&self) -> usize {
-        self.bytes.get().max(0) as usize
+        self.own.load(Ordering::SeqCst).max(0) as usize
     }
 
     /// Whether more than the cap is outstanding (the subscriber is not reading).
     pub fn is_full(&self) -> bool {
-        self.bytes.get() > self.cap
+        self.own.load(Ordering::SeqCst) > self.cap
     }
 
     /// Ready while the backlog is within its cap; otherwise wakes `cx` once it is again.
@@ -80,6 +87,9 @@ pub struct Credit {
 
 impl Drop for Credit {
     fn drop(&mut self) {
+        self.backlog
+            .own
+            .fetch_sub(self.bytes as i64, Ordering::SeqCst);
         self.backlog.bytes.sub(self.bytes as i64);
         // Wakes the subscriber if it waits (a no-op otherwise).
         if !self.backlog.is_full() {

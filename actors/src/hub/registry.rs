@@ -15,9 +15,9 @@ use log::info;
 use crate::{
     auth::Identity,
     messages::{
-        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Interest, Join, Leave,
-        LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId, Target,
-        Unregister,
+        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Join,
+        Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId,
+        Target, Unregister,
     },
     metrics::Metrics,
     presence::LocalPresence,
@@ -51,7 +51,7 @@ pub fn report_kick(metrics: &Metrics, session: SessionId, user: &str, reason: Ki
 /// One registry shard.
 pub struct Registry {
     shard: ShardId,
-    subscriber: Recipient<Interest>,
+    subscribers: Ingest,
     metrics: Arc<Metrics>,
     presence: Arc<LocalPresence>,
     sessions: HashMap<SessionId, Registered>,
@@ -68,13 +68,13 @@ impl Registry {
     /// An empty shard; start it on the worker thread whose sessions it will hold.
     pub fn new(
         shard: ShardId,
-        subscriber: Recipient<Interest>,
+        subscribers: Ingest,
         metrics: Arc<Metrics>,
         presence: Arc<LocalPresence>,
     ) -> Self {
         Registry {
             shard,
-            subscriber,
+            subscribers,
             metrics,
             presence,
             sessions: HashMap::new(),
@@ -86,8 +86,12 @@ impl Registry {
         }
     }
 
+    fn subscriber(&self, key: &ChannelKey) -> &Recipient<Interest> {
+        &self.subscribers[key.ingest_index(self.subscribers.len())]
+    }
+
     fn interest(&self, key: ChannelKey, on: bool) -> RecipientRequest<Interest> {
-        self.subscriber.send(Interest {
+        self.subscriber(&key).send(Interest {
             shard: self.shard,
             key,
             on,
@@ -95,7 +99,7 @@ impl Registry {
     }
 
     fn release(&self, key: ChannelKey) {
-        self.subscriber.do_send(Interest {
+        self.subscriber(&key).do_send(Interest {
             shard: self.shard,
             key,
             on: false,
@@ -474,7 +478,7 @@ mod tests {
             let presence = Arc::new(LocalPresence::new(roster.clone().recipient(), 100));
             let registry = Registry::new(
                 0,
-                subscriber.clone().recipient(),
+                Arc::new([subscriber.clone().recipient()]),
                 Arc::new(Metrics::new()),
                 presence,
             )

@@ -499,9 +499,11 @@ impl ClientCore {
         };
         self.expiry_generation = self.expiry_generation.wrapping_add(1);
         let generation = self.expiry_generation;
-        let left = expires_at.saturating_sub(protocol::now_ms() / 1000);
+        let left_ms = expires_at
+            .saturating_mul(1000)
+            .saturating_sub(protocol::now_ms());
         io.spawn(Step::new(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(left_ms)).await;
             Resumed(Outcome::Expired { generation })
         }));
     }

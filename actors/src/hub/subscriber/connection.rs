@@ -130,7 +130,7 @@ impl Subscriber {
         self.syncing = false;
         self.ping_in_flight = false;
         self.fixed_subscribed = false;
-        self.metrics.redis_connected.set(0);
+        self.count_lost();
         let recovery = &mut self.recovery;
         self.channels.retain(|key, ch| {
             if !ch.wanted() {
@@ -181,8 +181,7 @@ impl Subscriber {
         let mut unsub_keys = Vec::new();
         let with_fixed = !self.fixed_subscribed;
         if with_fixed {
-            subscribe.extend(FIXED_CHANNELS.iter().map(|c| c.to_string()));
-            subscribe.extend(self.canary.clone());
+            subscribe.extend(self.fixed_channels());
         }
         for key in std::mem::take(&mut self.dirty) {
             let Some(ch) = self.channels.get_mut(&key) else {
@@ -233,9 +232,11 @@ impl Subscriber {
             }
             if with_fixed {
                 act.fixed_subscribed = true;
-                act.metrics.redis_connected.set(1);
+                act.count_connected();
                 act.backoff = MIN_BACKOFF;
-                act.reload_inbox(ctx);
+                if act.slot.index == 0 {
+                    act.reload_inbox(ctx);
+                }
                 if act.ever_connected {
                     act.fill_gaps(ctx);
                     act.metrics.redis_reconnects.inc();

@@ -1,4 +1,11 @@
-//! The Redis subscriber actor: the instance's pub/sub connection.
+//! The Redis subscriber actor: one of the instance's pub/sub ("ingest") connections.
+//!
+//! An instance runs `HUB_INGEST_CONNECTIONS` of them, each on a thread of its own; each
+//! user and room channel belongs to one ([`ChannelKey::ingest_index`], so a channel's
+//! messages keep their order), and the first also carries the fixed channels. Presence
+//! events and AI results arrive on fixed channels but are addressed to a room or user whose
+//! channel may belong to another connection: with more than one connection they go to every
+//! shard, and each shard delivers them to its local members only.
 //!
 //! It keeps the set of channels the instance needs (the fixed channels, `hub:presence` among
 //! them, plus a `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a
@@ -14,7 +21,10 @@ mod routing;
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     task::{Context as TaskContext, Poll},
     time::{Duration, Instant},
 };
@@ -104,6 +114,32 @@ struct Connection {
     stream: SpawnHandle,
 }
 
+/// Subscribed instead of the fixed channels by every ingest connection but the first, so
+/// that each has a first confirmation that marks it connected. Nothing is published on it.
+pub const INGEST_HELLO: &str = "hub:ingest";
+
+/// Which ingest connection a subscriber is, of how many, and how many of them are connected
+/// (shared: `hub_redis_connected` is 1 only while all are).
+#[derive(Clone, Debug)]
+pub struct IngestSlot {
+    /// This connection's index (0 carries the fixed channels).
+    pub index: usize,
+    /// Ingest connections of the instance.
+    pub total: usize,
+    /// How many are connected now.
+    pub connected: Arc<AtomicUsize>,
+}
+
+impl Default for IngestSlot {
+    fn default() -> Self {
+        IngestSlot {
+            index: 0,
+            total: 1,
+            connected: Arc::default(),
+        }
+    }
+}
+
 /// The pub/sub actor.
 pub struct Subscriber {
     client: redis::Client,
@@ -132,6 +168,9 @@ pub struct Subscriber {
     command_timeout: Duration,
     /// What rooms and users missed while the connection was down.
     recovery: Recovery,
+    slot: IngestSlot,
+    /// Counted in `slot.connected`.
+    counted: bool,
 }
 
 impl Subscriber {
@@ -159,7 +198,44 @@ impl Subscriber {
             canary: None,
             command_timeout: COMMAND_TIMEOUT,
             recovery: Recovery::default(),
+            slot: IngestSlot::default(),
+            counted: false,
         }
+    }
+
+    /// Makes this subscriber ingest connection `slot.index` of `slot.total`.
+    pub fn with_ingest_slot(mut self, slot: IngestSlot) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// The channels subscribed for the connection's whole life.
+    fn fixed_channels(&self) -> Vec<String> {
+        if self.slot.index != 0 {
+            return vec![INGEST_HELLO.to_string()];
+        }
+        let fixed = FIXED_CHANNELS.iter().map(|c| c.to_string());
+        fixed.chain(self.canary.clone()).collect()
+    }
+
+    /// This connection is up: `hub_redis_connected` turns 1 once every one is.
+    fn count_connected(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            let up = self.slot.connected.fetch_add(1, Ordering::SeqCst) + 1;
+            if up >= self.slot.total {
+                self.metrics.redis_connected.set(1);
+            }
+        }
+    }
+
+    /// This connection is down.
+    fn count_lost(&mut self) {
+        if self.counted {
+            self.counted = false;
+            self.slot.connected.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.metrics.redis_connected.set(0);
     }
 
     /// After a reconnect, delivers from `history` the chat messages each local room missed

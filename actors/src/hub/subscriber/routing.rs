@@ -59,6 +59,21 @@ impl Subscriber {
         shards
     }
 
+    /// Routes an event that came on a fixed channel to `key`'s local sessions. With one ingest
+    /// connection this one knows which shards hold them; with several, `key` may belong to
+    /// another connection, so every shard gets it and delivers to its own members only.
+    fn dispatch_fixed(&mut self, key: ChannelKey, frame: &[u8], kind: OutKind) -> u64 {
+        if self.slot.total <= 1 {
+            return self.dispatch(key, frame, kind, None);
+        }
+        let target = match key {
+            ChannelKey::User(user) => Target::User(user),
+            ChannelKey::Room(room) => Target::Room(room),
+        };
+        self.send_to(u64::MAX, target, frame, kind, None);
+        u64::MAX
+    }
+
     /// Feeds `hub_deliver_latency_ms` once per event that was handed to at least one shard.
     pub(super) fn observe_latency(&self, shards: u64, timestamp_ms: Option<f64>) {
         if let (true, Some(ts)) = (shards != 0, timestamp_ms) {
@@ -195,7 +210,7 @@ impl Subscriber {
                 self.dispatch_live(ChannelKey::User(user), Held { frame, id })
             }
             Inbound::AiResult { user, frame } => {
-                self.dispatch(ChannelKey::User(user), &frame, OutKind::AiResult, None)
+                self.dispatch_fixed(ChannelKey::User(user), &frame, OutKind::AiResult)
             }
             Inbound::Chat {
                 room,
@@ -211,7 +226,7 @@ impl Subscriber {
             // Every instance hears every presence event; only those with local members of the
             // room (a subscribed room channel) deliver it.
             Inbound::Presence { room, frame } => {
-                self.dispatch(ChannelKey::Room(room), &frame, OutKind::Presence, None)
+                self.dispatch_fixed(ChannelKey::Room(room), &frame, OutKind::Presence)
             }
             Inbound::CacheInvalidate { pattern, frame } => {
                 for sink in &self.sinks {
