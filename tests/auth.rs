@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{base64_url, hub, Client, Ending, Redis};
+use common::{base64_url, hub, unix_now as now, Client, Ending, Redis};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -15,13 +15,6 @@ fn token(alg: Algorithm, claims: Value, secret: &str) -> String {
         &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .unwrap()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn valid(sub: &str) -> String {

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::{base64_url, eventually, hub, Client, Ending, Hub, Redis};
+use common::{base64_url, eventually, hub, unix_now as now, Client, Ending, Hub, Redis};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::{
@@ -27,13 +27,6 @@ fn key_file(name: &str) -> String {
 fn jwk(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(key_file(&format!("{name}.jwk.json"))).unwrap())
         .unwrap()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// Claims the hub accepts (with the issuer and audience these tests configure).

@@ -82,13 +82,7 @@ async fn every_connection_resubscribes_after_redis_drops_them() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("HUB_INGEST_CONNECTIONS", CONNECTIONS)]).await;
     let mut clients = users(&hub).await;
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    let killed = redis.kill_pubsub_clients().await;
     assert_eq!(killed, 3, "one pub/sub connection per ingest connection");
     eventually("every connection to be back", || async {
         let (status, body) = hub.health().await;

@@ -17,13 +17,7 @@ async fn a_dropped_subscriber_is_noticed_counted_reported_and_resubscribed() {
     assert_eq!(hub.health().await.1["redis"]["reconnects"], 0);
 
     // What Redis does to a subscriber over its output-buffer limit: close the connection.
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    let killed = redis.kill_pubsub_clients().await;
     assert_eq!(killed, 1);
 
     let health = eventually("the reconnect to be reported", || async {

@@ -388,10 +388,7 @@ async fn a_token_refreshes_over_socketio_and_its_expiry_disconnects() {
     const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret";
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("HUB_JWT_SECRET", SECRET)]).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::unix_now();
     let token = |sub: &str, exp: i64| {
         let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
         let claims = json!({"sub": sub, "exp": exp});

@@ -133,6 +133,30 @@ impl Drop for Proc {
     }
 }
 
+/// A private redis-server without persistence, pinned to `cpus` (a taskset list).
+fn start_redis(cpus: &str, port: u16, log: &std::path::Path) -> Result<Proc, String> {
+    Proc::start(
+        "redis-server",
+        "taskset",
+        &[
+            s("-c"),
+            s(cpus),
+            s("redis-server"),
+            s("--port"),
+            s(port),
+            s("--bind"),
+            s("127.0.0.1"),
+            s("--save"),
+            s(""),
+            s("--appendonly"),
+            s("no"),
+            s("--logfile"),
+            log.display().to_string(),
+        ],
+        &[],
+    )
+}
+
 fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -345,26 +369,7 @@ pub fn run(mut args: Args) -> Result<(), String> {
     // Redis, on the load generator's CPU.
     let redis_port = free_port()?;
     let redis_log = tmp.join("redis.log");
-    let redis = Proc::start(
-        "redis-server",
-        "taskset",
-        &[
-            s("-c"),
-            s(client_cpu),
-            s("redis-server"),
-            s("--port"),
-            s(redis_port),
-            s("--bind"),
-            s("127.0.0.1"),
-            s("--save"),
-            s(""),
-            s("--appendonly"),
-            s("no"),
-            s("--logfile"),
-            redis_log.display().to_string(),
-        ],
-        &[],
-    )?;
+    let redis = start_redis(&s(client_cpu), redis_port, &redis_log)?;
     servers.push(("redis".to_string(), redis.command.clone()));
     runner.redis_pid = Some(redis.pid());
     let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();

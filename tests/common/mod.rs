@@ -161,6 +161,18 @@ impl Redis {
             .unwrap();
     }
 
+    /// Closes every pub/sub connection (what Redis does to a subscriber over its output-buffer
+    /// limit); returns how many there were.
+    pub async fn kill_pubsub_clients(&self) -> i64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+
     /// A connection for test commands.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
@@ -872,4 +884,12 @@ pub fn base64_url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Seconds since the Unix epoch (for token claims).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

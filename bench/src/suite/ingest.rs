@@ -16,17 +16,16 @@ use std::{
 
 use serde_json::Value;
 
-use super::{free_port, healthy, s, wait_until, Proc};
+use super::{free_port, healthy, s, start_redis, wait_until, Proc};
 use crate::args::Args;
 
 /// Runs the comparison and prints its Markdown section.
 pub fn run(mut args: Args) -> Result<(), String> {
     let hub_bin: PathBuf = args.get("hub-bin", PathBuf::from("target/release/relay-hub"))?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let default_server = if cpus > 1 {
-        format!("0-{}", cpus - 2)
-    } else {
-        "0".to_string()
+    let default_server = match cpus {
+        1 | 2 => "0".to_string(),
+        _ => format!("0-{}", cpus - 2),
     };
     let server_cpus: String = args.get("server-cpus", default_server)?;
     let client_cpus: String = args.get("client-cpus", (cpus - 1).to_string())?;
@@ -47,24 +46,9 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
 
     let redis_port = free_port()?;
-    let redis = Proc::start(
-        "redis-server",
-        "taskset",
-        &[
-            s("-c"),
-            client_cpus.clone(),
-            s("redis-server"),
-            s("--port"),
-            s(redis_port),
-            s("--bind"),
-            s("127.0.0.1"),
-            s("--save"),
-            s(""),
-            s("--appendonly"),
-            s("no"),
-        ],
-        &[],
-    )?;
+    let redis_log =
+        std::env::temp_dir().join(format!("hub-bench-ingest-{}.log", std::process::id()));
+    let redis = start_redis(&client_cpus, redis_port, &redis_log)?;
     let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
     wait_until("redis-server", Duration::from_secs(10), || {
         std::net::TcpStream::connect(redis_addr).is_ok()
