@@ -192,7 +192,7 @@ impl History {
     }
 
     /// Every message of the room after `since` (the gap a pub/sub outage left), oldest
-    /// first; see [`read_after`].
+    /// first; see `read_after`.
     pub async fn after(&self, room: &str, since: MessageId) -> Result<Recent, HubError> {
         let read = StreamRead {
             key: &key(room),

@@ -12,7 +12,7 @@
 //! # Events
 //! Each change runs one Lua script that updates the counts and, when a user's first instance
 //! joined or last instance left the room, publishes a `presence` frame on the fixed channel
-//! [`PRESENCE_EVENTS`](crate::protocol::PRESENCE_EVENTS) in the same atomic step; every
+//! [`PRESENCE_EVENTS`] in the same atomic step; every
 //! instance subscribes to it and delivers the frame to its local members of the room. The
 //! per-instance set makes every script idempotent (a join of a pair already counted, or a
 //! leave of one already gone, changes nothing), so a change may be retried or replayed by a

@@ -1,6 +1,6 @@
 //! Wire types of the hub's protocol (`docs/protocol.md`), one contract per file:
-//! [`client_frames`] (what a client sends, parsed and validated), [`server_frames`] (the JSON of
-//! the hub's replies and events) and [`payloads`] (what services publish to Redis, validated).
+//! `client_frames` (what a client sends, parsed and validated), `server_frames` (the JSON of
+//! the hub's replies and events) and `payloads` (what services publish to Redis, validated).
 //! This file holds what they share: ids, channel names, error codes, topics.
 //!
 //! Everything here is pure: parse a frame or payload, or build the JSON of a reply. The

@@ -10,8 +10,8 @@
 //! It keeps the set of channels the instance needs (the fixed channels, `hub:presence` among
 //! them, plus a `user:notifications:{id}` or `chat:room:{id}` channel per user or room with a
 //! local session, refcounted per registry shard) and reconciles Redis with it
-//! ([`connection`]); it parses and validates each message once, encodes it once as a
-//! WebSocket frame, and hands it to the shards that hold its recipients ([`routing`]). What
+//! (`connection.rs`); it parses and validates each message once, encodes it once as a
+//! WebSocket frame, and hands it to the shards that hold its recipients (`routing.rs`). What
 //! rooms and users missed while the connection was down is filled in from their histories
 //! and inboxes ([`crate::recovery`]).
 
@@ -61,7 +61,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// from histories and inboxes), so keep it short; a refused connect costs next to nothing.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Default limit for connecting, and for a (un)subscribe or ping round trip during which
-/// nothing at all arrives from Redis (see [`connection::confirmed`]).
+/// nothing at all arrives from Redis (see `connection::confirmed`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the connection is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);

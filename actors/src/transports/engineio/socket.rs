@@ -1029,7 +1029,7 @@ pub enum PostFailure {
     TooLarge,
 }
 
-/// The body of the `POST` that [`PostBegin`] announced.
+/// The body of the `POST` that `PostBegin` announced.
 #[derive(Message)]
 #[rtype(result = "HttpReply")]
 pub struct PostBody(pub(crate) Result<Bytes, PostFailure>);
