@@ -651,10 +651,20 @@ pub fn run(mut args: Args) -> Result<(), String> {
         secs: started.elapsed().as_secs_f64(),
         quick,
     };
-    let text = markdown::render(&ctx, &runner.runs);
+    let text = portable(&markdown::render(&ctx, &runner.runs), &tmp);
     std::fs::write(&out, text).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("\nwrote {} ({:.0} s)", out.display(), ctx.secs);
     Ok(())
+}
+
+/// The report with paths of this checkout made relative and the run's temporary directory
+/// named `$TMPDIR/hub-bench`, so that it reads the same on every machine.
+fn portable(text: &str, tmp: &std::path::Path) -> String {
+    let mut text = text.replace(&tmp.display().to_string(), "$TMPDIR/hub-bench");
+    if let Ok(cwd) = std::env::current_dir() {
+        text = text.replace(&format!("{}/", cwd.display()), "");
+    }
+    text
 }
 
 fn loadavg() -> String {
