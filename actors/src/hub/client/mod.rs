@@ -12,7 +12,8 @@
 //! client's next requests wait in order in the core, and the events it must not see yet
 //! (anything before `connected`, the room's messages before `joined`) are held in the core,
 //! counted against the session's queue bound. So a slow Redis delays a reply, never the
-//! session's other events, and never costs the session its connection.
+//! session's other events, and never costs the session its connection. A chat append is in
+//! flight the same way (without holding events), so a client's messages keep its order.
 
 use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
 
@@ -53,7 +54,7 @@ pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT}
 /// as rate limited (the rate limit lets a burst of 40 through by default).
 const DEFERRED_MAX: usize = 64;
 
-/// What the core keeps while a registration or join is in flight.
+/// What the core keeps while a registration, join or chat append is in flight.
 #[derive(Default)]
 struct InFlight {
     /// The room of the join in flight: its events wait in `held` until `joined`.
