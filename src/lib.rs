@@ -112,13 +112,14 @@ async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration
 }
 
 /// Engine.IO parameters of the hub's `/socket.io/`: the reference server's heartbeat, and the
-/// native protocol's limits (message size, queue, mailbox, send buffer).
+/// native protocol's limits (message size, queue, mailbox, send buffer, write timeout).
 fn engine_config(limits: &hub_actors::limits::Limits) -> EngineConfig {
     EngineConfig {
         max_payload: limits.max_frame_bytes,
         queue_bytes: limits.queue_bytes,
         mailbox: limits.mailbox_frames,
         socket_sndbuf: limits.socket_sndbuf,
+        write_timeout: limits.write_timeout,
         ..EngineConfig::default()
     }
 }

@@ -83,6 +83,54 @@ async fn sigterm_closes_sessions_with_1001_and_exits_0() {
     assert_eq!(redis.numsub("ai:results").await, 0);
 }
 
+/// A client whose socket stops taking data, with far less waiting for it than its queue
+/// bound: it is dropped for the write timeout, on `/ws` and on Socket.IO alike.
+#[tokio::test]
+async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let redis = Redis::start().await;
+    let env = [
+        ("HUB_WRITE_TIMEOUT_MS", "300"),
+        ("HUB_SESSION_QUEUE_BYTES", "16777216"),
+    ];
+    let hub = hub(&redis, &env).await;
+    let _native = RawClient::connect_with_rcvbuf(hub.port, "userId=native", 4096).await;
+    let sio_path = "/socket.io/?EIO=4&transport=websocket";
+    let mut sio = RawClient::connect_to_with_rcvbuf(hub.port, sio_path, 4096).await;
+    assert!(
+        sio.read_frames_until_text().await.starts_with("0{"),
+        "engine.io open"
+    );
+    sio.send_text(r#"40{"userId":"sio"}"#).await;
+    assert!(
+        sio.read_frames_until_text().await.starts_with("40{"),
+        "socket.io connect"
+    );
+    redis.await_numsub("user:notifications:native", 1).await;
+    redis.await_numsub("user:notifications:sio", 1).await;
+    // About 1 MB each: more than the kernel buffers hold, far less than the queue bound.
+    let body = "x".repeat(1000);
+    let mut conn = redis.conn().await;
+    let mut pipe = redis::pipe();
+    for user in ["native", "sio"] {
+        let payload = json!({"userId": user, "type": "t", "title": "t", "message": body});
+        for _ in 0..1000 {
+            pipe.cmd("PUBLISH")
+                .arg(format!("user:notifications:{user}"))
+                .arg(payload.to_string())
+                .ignore();
+        }
+    }
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+    let write_timeouts = "hub_slow_consumer_kicks_total{reason=\"write_timeout\"}";
+    eventually("both stuck clients to be dropped", || async {
+        (hub.metric(write_timeouts).await == 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(hub.kicks().await, 2.0, "for the write timeout only");
+    redis.await_numsub("user:notifications:native", 0).await;
+    redis.await_numsub("user:notifications:sio", 0).await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_kicked_with_memory_bounded() {
     let redis = Redis::start().await;

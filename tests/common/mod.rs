@@ -665,20 +665,25 @@ impl RawClient {
     /// Connects and completes the handshake.
     pub async fn connect(port: u16, query: &str) -> RawClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        RawClient::handshake(stream, port, query).await
+        RawClient::handshake(stream, port, &format!("/ws?{query}")).await
     }
 
     /// Connects with a small receive buffer (for clients that stop reading).
     pub async fn connect_with_rcvbuf(port: u16, query: &str, rcvbuf: u32) -> RawClient {
+        RawClient::connect_to_with_rcvbuf(port, &format!("/ws?{query}"), rcvbuf).await
+    }
+
+    /// [`RawClient::connect_with_rcvbuf`] on any WebSocket path (e.g. `/socket.io/...`).
+    pub async fn connect_to_with_rcvbuf(port: u16, path: &str, rcvbuf: u32) -> RawClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(rcvbuf).unwrap();
         let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        RawClient::handshake(stream, port, query).await
+        RawClient::handshake(stream, port, path).await
     }
 
-    async fn handshake(mut stream: TcpStream, port: u16, query: &str) -> RawClient {
+    async fn handshake(mut stream: TcpStream, port: u16, path: &str) -> RawClient {
         let req = format!(
-            "GET /ws?{query} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();

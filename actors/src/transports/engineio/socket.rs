@@ -62,6 +62,9 @@ pub struct EngineConfig {
     pub socket_sndbuf: usize,
     /// How long a closing WebSocket waits for the peer's close before being dropped.
     pub close_linger: Duration,
+    /// A WebSocket that takes nothing for this long while packets wait is dropped (a client
+    /// that stopped reading).
+    pub write_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +79,7 @@ impl Default for EngineConfig {
             mailbox: 64,
             socket_sndbuf: 64 * 1024,
             close_linger: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +101,8 @@ pub enum CloseReason {
     Overlap,
     /// The client did not keep up with what was sent to it.
     SlowConsumer,
+    /// The client's WebSocket took nothing for the write timeout while packets waited.
+    WriteTimeout,
     /// The layer above found a protocol violation (e.g. a malformed Socket.IO packet).
     ProtocolError,
     /// The layer above gave up waiting (e.g. no Socket.IO namespace connected in time).
@@ -107,7 +113,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::ClientClose,
         CloseReason::PingTimeout,
         CloseReason::TransportClose,
@@ -115,6 +121,7 @@ impl CloseReason {
         CloseReason::PayloadTooLarge,
         CloseReason::Overlap,
         CloseReason::SlowConsumer,
+        CloseReason::WriteTimeout,
         CloseReason::ProtocolError,
         CloseReason::ConnectTimeout,
         CloseReason::ServerClose,
@@ -130,6 +137,7 @@ impl CloseReason {
             CloseReason::PayloadTooLarge => "payload_too_large",
             CloseReason::Overlap => "overlap",
             CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::WriteTimeout => "write_timeout",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::ServerClose => "server_close",
@@ -147,6 +155,7 @@ impl CloseReason {
             CloseReason::PayloadTooLarge => (close::TOO_BIG, "payload too large"),
             CloseReason::Overlap => (close::POLICY, "overlapping requests"),
             CloseReason::SlowConsumer => (close::TRY_AGAIN_LATER, "slow consumer"),
+            CloseReason::WriteTimeout => (close::TRY_AGAIN_LATER, "write timeout"),
             CloseReason::ServerClose => (close::GOING_AWAY, "server closed the session"),
         }
     }
@@ -223,6 +232,8 @@ struct Ws {
     stream: SpawnHandle,
     flush_scheduled: bool,
     awaiting_writable: bool,
+    /// A write-timeout check is scheduled.
+    stall_check: bool,
 }
 
 enum Transport {
@@ -494,6 +505,10 @@ impl Core {
             Ok(false) => {
                 ws.awaiting_writable = true;
                 let io = ws.writer.socket();
+                if !ws.stall_check {
+                    let timeout = self.env.config.write_timeout;
+                    self.watch_stall(gen, timeout, ctx);
+                }
                 ctx.spawn(
                     fut::wrap_future::<_, EngineSocket<H>>(async move { io.writable().await }).map(
                         move |res, act, ctx| {
@@ -513,6 +528,32 @@ impl Core {
                 self.ws_failed(gen, ctx);
             }
         }
+    }
+
+    /// Checks after `delay` whether WebSocket `gen` has taken nothing for the write timeout
+    /// while packets wait; drops the session (or the probe) then, checks again otherwise.
+    fn watch_stall<H: EngineHandler>(&mut self, gen: u32, delay: Duration, ctx: &mut Ctx<H>) {
+        let Some(ws) = self.ws_mut(gen) else { return };
+        ws.stall_check = true;
+        ctx.run_later(delay, move |act, ctx| {
+            let timeout = act.core.env.config.write_timeout;
+            let Some(ws) = act.core.ws_mut(gen) else {
+                return;
+            };
+            ws.stall_check = false;
+            match ws.writer.stalled_for() {
+                Some(stalled) if stalled >= timeout => {
+                    if act.core.is_current(gen) {
+                        debug!("engine.io {}: write timeout, dropping", act.core.sid);
+                        act.core.abort(CloseReason::WriteTimeout, ctx);
+                    } else {
+                        act.core.drop_probe(ctx);
+                    }
+                }
+                Some(stalled) => act.core.watch_stall(gen, timeout - stalled, ctx),
+                None => {}
+            }
+        });
     }
 
     fn ws_failed<H: EngineHandler>(&mut self, gen: u32, ctx: &mut Ctx<H>) {
@@ -551,6 +592,7 @@ impl Core {
             stream,
             flush_scheduled: false,
             awaiting_writable: false,
+            stall_check: false,
         })
     }
 

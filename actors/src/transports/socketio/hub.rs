@@ -237,6 +237,15 @@ impl SioApp for HubApp {
                 self.core.user()
             );
         }
+        if reason == DisconnectReason::Closed(CloseReason::WriteTimeout) {
+            let metrics = &self.core.env().metrics;
+            report_kick(
+                metrics,
+                self.core.id(),
+                self.core.user(),
+                KickReason::WriteTimeout,
+            );
+        }
         self.core.unregister();
     }
 }
