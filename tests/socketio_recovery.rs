@@ -123,10 +123,19 @@ fn titles(out: &Value, event: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// Connects to `first`, drops the transport, publishes while the client is away, lets it
+/// How the client loses its connection.
+#[derive(PartialEq)]
+enum Loss {
+    /// Its TCP connection is destroyed.
+    Drop,
+    /// The hub it is connected to shuts down (SIGTERM).
+    Shutdown,
+}
+
+/// Connects to `first`, loses the connection, publishes while the client is away, lets it
 /// reconnect to `then`; checks that everything was recovered once and in order.
-async fn recovers_everything(redis: &Redis, first: &Hub, then: &Hub) {
-    let mut native = Client::connect(&first.ws_url("userId=native")).await;
+async fn recovers_everything(redis: &Redis, first: &Hub, then: &Hub, loss: Loss) {
+    let mut native = Client::connect(&then.ws_url("userId=native")).await;
     native.recv_type("connected").await;
     native.join("room-r").await;
     let mut node = Node::start(first, then, "rita").await;
@@ -138,7 +147,13 @@ async fn recovers_everything(redis: &Redis, first: &Hub, then: &Hub) {
     chat(&mut native, "c1").await;
     node.ready("live").await;
 
-    node.say("DROP").await;
+    match loss {
+        Loss::Drop => node.say("DROP").await,
+        Loss::Shutdown => {
+            node.say("SHUTDOWN").await;
+            first.signal(libc::SIGTERM);
+        }
+    }
     node.ready("dropped").await;
     eventually("the session kept in Redis", || async {
         record_exists(redis, &pid).await.then_some(())
@@ -179,19 +194,21 @@ async fn recovers_everything(redis: &Redis, first: &Hub, then: &Hub) {
             .await,
         1.0
     );
-    assert_eq!(
-        first
-            .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
-            .await,
-        1.0
-    );
+    if loss == Loss::Drop {
+        assert_eq!(
+            first
+                .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
+                .await,
+            1.0
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_dropped_client_recovers_everything_on_the_same_instance() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
-    recovers_everything(&redis, &hub, &hub).await;
+    recovers_everything(&redis, &hub, &hub, Loss::Drop).await;
 }
 
 #[tokio::test]
@@ -199,7 +216,15 @@ async fn a_dropped_client_recovers_everything_on_another_instance() {
     let redis = Redis::start().await;
     let first = hub(&redis, &[]).await;
     let second = hub(&redis, &[]).await;
-    recovers_everything(&redis, &first, &second).await;
+    recovers_everything(&redis, &first, &second, Loss::Drop).await;
+}
+
+#[tokio::test]
+async fn a_client_of_an_instance_that_shuts_down_recovers_on_another() {
+    let redis = Redis::start().await;
+    let first = hub(&redis, &[]).await;
+    let second = hub(&redis, &[]).await;
+    recovers_everything(&redis, &first, &second, Loss::Shutdown).await;
 }
 
 #[tokio::test]

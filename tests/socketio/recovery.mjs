@@ -2,9 +2,9 @@
 // Usage: node recovery.mjs <hub url> <url to reconnect to> <user>
 // The client joins `room-r`, reports `READY {"phase":"joined"}`, records every notification
 // and chat message (with the offset the hub appends as last argument), says `READY live` once
-// the first two arrived and, when the test
-// writes `DROP` on stdin, destroys its TCP connection (a transport error, not a clean
-// disconnect: the client reconnects by itself). Its reconnection waits for `GO` (so that the
+// the first two arrived and, when the test writes `DROP` on stdin, destroys its TCP
+// connection (a transport error, not a clean disconnect: the client reconnects by itself);
+// after `SHUTDOWN` it waits for the test to stop the hub instead. Its reconnection waits for `GO` (so that the
 // test can publish meanwhile), goes to the second url, and the scenario ends once a
 // notification titled `end` arrived, printing what it saw as one JSON line.
 import { io } from "socket.io-client";
@@ -62,13 +62,14 @@ ready({ phase: "joined", pid: first.pid });
 await new Promise((resolve) => {
   const check = setInterval(() => seen.length >= 2 && (clearInterval(check), resolve()), 10);
 });
-ready({ phase: "live" });
 
-await command("DROP");
 const reasons = [];
 socket.on("disconnect", (reason) => reasons.push(reason));
 const dropped = once(socket, "disconnect");
-manager.engine.transport.ws._socket.destroy();
+ready({ phase: "live" });
+// DROP: the test wants the connection cut; SHUTDOWN: the test stops the hub instead.
+const how = await Promise.race([command("DROP").then(() => "drop"), command("SHUTDOWN").then(() => "shutdown")]);
+if (how === "drop") manager.engine.transport.ws._socket.destroy();
 await dropped;
 ready({ phase: "dropped", offset: socket._lastOffset });
 
