@@ -93,7 +93,7 @@ pub struct Sent {
 #[derive(Debug)]
 pub struct Tracker {
     /// The private id (`pid`) the client holds.
-    pub pid: String,
+    pub pid: Pid,
     /// The last offset given.
     pub seq: u64,
     /// Offsets below this can no longer be recovered.
@@ -122,7 +122,7 @@ impl Tracker {
     }
 
     /// A tracker continuing a recovered session: same pid, offsets go on from the record's.
-    pub fn resumed(pid: String, record: &Record, plan: &Plan) -> Tracker {
+    pub fn resumed(pid: Pid, record: &Record, plan: &Plan) -> Tracker {
         Tracker {
             pid,
             seq: record.seq,
@@ -269,7 +269,7 @@ pub fn plan(record: &Record, offset: u64) -> Option<Plan> {
 /// A new private id: 128 bits, hex, from SipHash under random per-thread keys over a
 /// process-wide counter (the way Engine.IO session ids are made). Not a credential: a
 /// resume also needs the same user's credentials.
-pub fn new_pid() -> String {
+pub fn new_pid() -> Pid {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     thread_local! {
@@ -286,16 +286,31 @@ pub fn new_pid() -> String {
         };
         (word(0), word(1))
     });
-    format!("{a:016x}{b:016x}")
+    Pid((u128::from(a) << 64) | u128::from(b))
 }
 
-/// True for a string that can be a pid.
-pub fn is_pid(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+/// A session's private id: 128 bits, written as 32 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pid(u128);
+
+impl Pid {
+    /// Parses 32 hex digits.
+    pub fn parse(s: &str) -> Option<Pid> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Pid)
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
 }
 
 /// The Redis key of a record.
-pub fn key(pid: &str) -> String {
+pub fn key(pid: Pid) -> String {
     format!("sio:recovery:{pid}")
 }
 
@@ -323,7 +338,7 @@ impl ResumeStore {
     }
 
     /// Writes `record` under `pid` with the window as TTL.
-    pub async fn save(&self, pid: &str, record: &Record) -> Result<(), HubError> {
+    pub async fn save(&self, pid: Pid, record: &Record) -> Result<(), HubError> {
         self.saving.fetch_add(1, Ordering::Relaxed);
         let json = serde_json::to_vec(record).expect("a record serializes");
         let mut cmd = redis::cmd("SET");
@@ -343,7 +358,7 @@ impl ResumeStore {
 
     /// Takes the record of `pid` (GETDEL: one recovery per record); `None` when there is none
     /// (expired, or never written).
-    pub async fn take(&self, pid: &str) -> Result<Option<Record>, HubError> {
+    pub async fn take(&self, pid: Pid) -> Result<Option<Record>, HubError> {
         let mut cmd = redis::cmd("GETDEL");
         cmd.arg(key(pid));
         let raw: Option<Vec<u8>> = retry_on_dead_connection(|| {
@@ -454,7 +469,10 @@ mod tests {
         assert!(json.contains(r#""inbox":"101-0""#), "{json}");
         assert!(json.contains(r#""prev":">1-0""#), "{json}");
         assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), record);
-        assert!(is_pid(&new_pid()));
-        assert!(!is_pid("../etc"));
+        let pid = new_pid();
+        assert_eq!(Pid::parse(&pid.to_string()), Some(pid));
+        assert_ne!(new_pid(), pid);
+        assert_eq!(Pid::parse("../etc"), None);
+        assert_eq!(Pid::parse(&"g".repeat(32)), None);
     }
 }

@@ -44,7 +44,7 @@ use crate::{
     protocol::{self, ClientError, ClientFrame, ErrorCode, RoomId},
     queued::KickReason,
     registry::report_kick,
-    session_resume::{self, Cursor, Record, Tracker},
+    session_resume::{self, Cursor, Pid, Record, Tracker},
     socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
 
@@ -76,17 +76,14 @@ struct Resume {
 
 /// The `pid` and `offset` of a CONNECT that asks for recovery (`offset` 0 when the client
 /// got no event yet; `None` when it is not a number).
-fn recovery_request(auth: &Value) -> Option<(String, Option<u64>)> {
-    let pid = auth
-        .get("pid")?
-        .as_str()
-        .filter(|p| session_resume::is_pid(p))?;
+fn recovery_request(auth: &Value) -> Option<(Pid, Option<u64>)> {
+    let pid = auth.get("pid")?.as_str().and_then(Pid::parse)?;
     let offset = match auth.get("offset") {
         None | Some(Value::Null) => Some(0),
         Some(Value::String(s)) => s.parse().ok(),
         Some(_) => None,
     };
-    Some((pid.to_owned(), offset))
+    Some((pid, offset))
 }
 
 /// "From now on" in stream ids (this host's clock).
@@ -266,7 +263,7 @@ impl SioApp for HubApp {
                     None => self.with_core(io, |core, io| core.register(io)),
                     Some((pid, offset)) => {
                         io.spawn(
-                            async move { store.take(&pid).await.map(|r| (pid, r)) },
+                            async move { store.take(pid).await.map(|r| (pid, r)) },
                             move |app: &mut HubApp, taken, io: &mut SioIo<'_, HubApp>| {
                                 app.recover(taken, offset, io)
                             },
@@ -324,7 +321,7 @@ impl HubApp {
     /// connects normally (a new `pid`).
     fn recover(
         &mut self,
-        taken: Result<(String, Option<Record>), crate::error::HubError>,
+        taken: Result<(Pid, Option<Record>), crate::error::HubError>,
         offset: Option<u64>,
         io: &mut SioIo<'_, Self>,
     ) {
@@ -397,7 +394,7 @@ impl HubApp {
         let pid = resume.tracker.pid;
         let (metrics, id) = (env.metrics.clone(), self.core.id());
         actix::spawn(async move {
-            match store.save(&pid, &record).await {
+            match store.save(pid, &record).await {
                 Ok(()) => metrics
                     .sio_recovery_saves
                     .with_label_values(&["saved"])
@@ -479,7 +476,7 @@ impl ClientIo for HubIo<'_, '_> {
                             .with_label_values(&[result])
                             .inc();
                     }
-                    resume.tracker.pid.clone()
+                    resume.tracker.pid.to_string()
                 });
                 let _ = self.io.accept_with_pid(NSP, pid.as_deref());
                 return;
