@@ -5,8 +5,11 @@
 //! true; once the window has passed it gets a normal connect (`recovered` false).
 
 mod common;
+mod sio_common;
 
 use std::{path::Path, process::Stdio};
+
+use sio_common::Ws;
 
 use common::{eventually, hub, notification, Client, Hub, Redis};
 use serde_json::{json, Value};
@@ -266,4 +269,70 @@ async fn after_the_window_the_client_connects_anew() {
             .await,
         1.0
     );
+}
+
+/// Opens a WebSocket Engine.IO session and CONNECTs with `auth`; the CONNECT reply.
+async fn connect(hub: &Hub, auth: Value) -> (Ws, Value) {
+    let (mut ws, _) = Ws::open(hub.port, "/socket.io/").await;
+    ws.send(&format!("40{auth}")).await;
+    let text = ws.text().await;
+    let reply = serde_json::from_str(text.strip_prefix("40").expect("a CONNECT reply")).unwrap();
+    (ws, reply)
+}
+
+#[tokio::test]
+async fn a_pid_resumes_only_its_own_users_session() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let (ws, reply) = connect(&hub, json!({"userId": "alice"})).await;
+    let pid = reply["pid"].as_str().expect("a pid").to_owned();
+    assert_eq!(pid.len(), 32);
+    drop(ws); // the TCP connection ends without a close: a transport drop
+    eventually("the session kept in Redis", || async {
+        record_exists(&redis, &pid).await.then_some(())
+    })
+    .await;
+
+    let (_mallory, reply) = connect(
+        &hub,
+        json!({"userId": "mallory", "pid": pid, "offset": "0"}),
+    )
+    .await;
+    assert_ne!(reply["pid"], pid, "another user's pid does not resume");
+    assert!(
+        record_exists(&redis, &pid).await,
+        "nor does it spend the record"
+    );
+    assert_eq!(
+        hub.metric("hub_sio_recoveries_total{result=\"refused\"}")
+            .await,
+        1.0
+    );
+
+    let (_alice, reply) =
+        connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
+    assert_eq!(reply["pid"], pid, "resumed");
+    assert!(
+        !record_exists(&redis, &pid).await,
+        "one recovery per record"
+    );
+    let (_late, reply) = connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
+    assert_ne!(reply["pid"], pid, "a record is used once");
+    assert_eq!(
+        hub.metric("hub_sio_recoveries_total{result=\"expired\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn with_recovery_off_there_is_no_pid_and_no_offset() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_SIO_RECOVERY_SECS", "0")]).await;
+    let (mut ws, reply) = connect(&hub, json!({"userId": "plain"})).await;
+    assert!(reply.get("pid").is_none(), "{reply}");
+    notify(&redis, "plain", "hello").await;
+    let text = ws.text().await;
+    let event: Value = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+    assert_eq!(event.as_array().unwrap().len(), 2, "no offset: {event}");
 }

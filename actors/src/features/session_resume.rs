@@ -17,11 +17,12 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, LazyLock,
     },
     time::Duration,
 };
 
+use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -356,25 +357,58 @@ impl ResumeStore {
         result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))
     }
 
-    /// Takes the record of `pid` (GETDEL: one recovery per record); `None` when there is none
-    /// (expired, or never written).
-    pub async fn take(&self, pid: Pid) -> Result<Option<Record>, HubError> {
-        let mut cmd = redis::cmd("GETDEL");
-        cmd.arg(key(pid));
-        let raw: Option<Vec<u8>> = retry_on_dead_connection(|| {
+    /// Takes the record of `pid` for `user`: deleted when it is that user's (one recovery
+    /// per record), left in place when it is another user's (a `pid` is not a credential: a
+    /// stranger cannot spend someone else's record).
+    pub async fn take(&self, pid: Pid, user: &str) -> Result<Taken, HubError> {
+        let mut invocation = TAKE.key(key(pid));
+        invocation.arg(user);
+        let taken: redis::Value = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
-            let cmd = &cmd;
-            async move { cmd.query_async(&mut conn).await }
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
         })
         .await
-        .map_err(|e| HubError::Redis(format!("GETDEL {}: {e}", key(pid))))?;
-        raw.map(|raw| {
-            serde_json::from_slice(&raw)
-                .map_err(|e| HubError::Redis(format!("{}: bad record: {e}", key(pid))))
-        })
-        .transpose()
+        .map_err(|e| HubError::Redis(format!("take {}: {e}", key(pid))))?;
+        match taken {
+            redis::Value::Nil => Ok(Taken::Nothing),
+            redis::Value::Int(0) => Ok(Taken::OtherUser),
+            redis::Value::BulkString(raw) => serde_json::from_slice(&raw)
+                .map(Taken::Record)
+                .map_err(|e| HubError::Redis(format!("{}: bad record: {e}", key(pid)))),
+            other => Err(HubError::Redis(format!(
+                "take {}: unexpected answer {other:?}",
+                key(pid)
+            ))),
+        }
     }
 }
+
+/// What [`ResumeStore::take`] found.
+#[derive(Debug)]
+pub enum Taken {
+    /// No record: never written, expired, or already used.
+    Nothing,
+    /// The record of another user (left in place).
+    OtherUser,
+    /// The user's record (now deleted).
+    Record(Record),
+}
+
+/// KEYS[1] the record. ARGV[1] the user asking. The record if it is that user's (and deletes
+/// it), 0 if it is another user's, nil if there is none.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, record = pcall(cjson.decode, raw)
+if ok and type(record) == 'table' and record.user ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return raw
+"#,
+    )
+});
 
 #[cfg(test)]
 mod tests {

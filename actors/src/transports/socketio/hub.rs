@@ -44,7 +44,7 @@ use crate::{
     protocol::{self, ClientError, ClientFrame, ErrorCode, RoomId},
     queued::KickReason,
     registry::report_kick,
-    session_resume::{self, Cursor, Pid, Record, Tracker},
+    session_resume::{self, Cursor, Pid, Taken, Tracker},
     socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
 
@@ -262,8 +262,9 @@ impl SioApp for HubApp {
                 match recovery_request(&auth) {
                     None => self.with_core(io, |core, io| core.register(io)),
                     Some((pid, offset)) => {
+                        let user = self.core.user().to_owned();
                         io.spawn(
-                            async move { store.take(pid).await.map(|r| (pid, r)) },
+                            async move { store.take(pid, &user).await.map(|r| (pid, r)) },
                             move |app: &mut HubApp, taken, io: &mut SioIo<'_, HubApp>| {
                                 app.recover(taken, offset, io)
                             },
@@ -321,7 +322,7 @@ impl HubApp {
     /// connects normally (a new `pid`).
     fn recover(
         &mut self,
-        taken: Result<(Pid, Option<Record>), crate::error::HubError>,
+        taken: Result<(Pid, Taken), crate::error::HubError>,
         offset: Option<u64>,
         io: &mut SioIo<'_, Self>,
     ) {
@@ -336,19 +337,27 @@ impl HubApp {
                 result("error");
                 None
             }
-            Ok((_, None)) => {
+            Ok((_, Taken::Nothing)) => {
                 result("expired");
                 None
             }
-            Ok((pid, Some(record))) => {
+            Ok((_, Taken::OtherUser)) => {
+                log::info!(
+                    "session {:x} of user {}: recovery refused: another user's pid",
+                    self.core.id(),
+                    self.core.user()
+                );
+                result("refused");
+                None
+            }
+            Ok((pid, Taken::Record(record))) => {
                 let plan = offset.and_then(|o| session_resume::plan(&record, o));
-                if record.user != self.core.user() || plan.is_none() {
+                if plan.is_none() {
                     log::info!(
-                        "session {:x} of user {}: recovery refused (record of user {}, offset \
-                         {offset:?}, recoverable from {} to {})",
+                        "session {:x} of user {}: recovery refused: offset {offset:?} outside \
+                         {}..={}",
                         self.core.id(),
                         self.core.user(),
-                        record.user,
                         record.floor,
                         record.seq
                     );
