@@ -175,6 +175,10 @@ const SERVE: &[(&str, &str)] = &[
         "Most messages a `since` recovery returns [default: 100]",
     ),
     (
+        "HUB_SIO_RECOVERY_SECS",
+        "Socket.IO connection state recovery window, 0 = off [default: 120]",
+    ),
+    (
         "HUB_PRESENCE_TTL_MS",
         "Room presence heartbeat TTL [default: 15000]",
     ),

@@ -94,6 +94,9 @@ pub struct Config {
     /// How long a canary may stay unanswered before `/health` is degraded
     /// (`HUB_CANARY_TIMEOUT_MS`).
     pub canary_timeout: Duration,
+    /// How long a dropped Socket.IO session can be recovered, zero = no recovery
+    /// (`HUB_SIO_RECOVERY_SECS`).
+    pub sio_recovery: Duration,
 }
 
 /// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
@@ -505,6 +508,12 @@ impl Config {
                 hub_actors::subscriber::COMMAND_TIMEOUT,
             )?,
             canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
+            sio_recovery: Duration::from_secs(parse(
+                vars,
+                "HUB_SIO_RECOVERY_SECS",
+                120,
+                "a number of seconds",
+            )?),
         })
     }
 

@@ -57,6 +57,7 @@ use hub_actors::{
     publisher::Publisher,
     registry::Registry,
     roster::{RoomMembers, Roster, RosterConfig},
+    session_resume::ResumeStore,
     socketio::{hub::HubApp, SioConfig, SocketIo},
     subscriber::{IngestSlot, Subscriber},
     transport::close,
@@ -243,6 +244,9 @@ pub async fn run(
     ));
     let socketio = Endpoint::<SocketIo<HubApp>>::new(engine_config(&limits), engine_metrics);
     let session_ids = Arc::new(AtomicU64::new(1));
+    let resume = (!config.sio_recovery.is_zero())
+        .then(|| ResumeStore::new(publisher.clone(), config.sio_recovery));
+    let saves = resume.clone();
     let join_reads = Arc::new(tokio::sync::Semaphore::new(JOIN_READS_IN_FLIGHT));
     let sio_config = Arc::new(SioConfig {
         connect_timeout: limits.auth_timeout,
@@ -318,6 +322,7 @@ pub async fn run(
                     metrics: metrics.clone(),
                     instance_id: instance_id.clone(),
                     session_ids: session_ids.clone(),
+                    resume: resume.clone(),
                 });
                 let sio_config = sio_config.clone();
                 let sio_env = env.clone();
@@ -372,7 +377,11 @@ pub async fn run(
     let told = close_sessions(&shards, config.shutdown_batch, config.shutdown_pause).await
         + socketio.close_all();
     let deadline = Instant::now() + SESSION_DRAIN;
-    while (connections.get() > 0 || !socketio.is_empty()) && Instant::now() < deadline {
+    // Sessions kept for recovery at shutdown are written before Redis is let go.
+    let saving = || saves.as_ref().map_or(0, ResumeStore::saving);
+    while (connections.get() > 0 || !socketio.is_empty() || saving() > 0)
+        && Instant::now() < deadline
+    {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     info!("closed {told} sessions ({} still open)", connections.get());

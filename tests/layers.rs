@@ -34,6 +34,7 @@ const LAYERS: [(&str, &[&str]); 6] = [
             "presence",
             "recovery",
             "roster",
+            "session_resume",
         ],
     ),
     ("hub", &["hub", "client", "registry", "subscriber"]),

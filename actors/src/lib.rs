@@ -52,7 +52,7 @@ pub mod transports;
 
 pub use common::{auth, auth_budget, backlog, error, keys, limits, metrics, outbound, queued};
 pub use connections::{jwks, publisher, pubsub};
-pub use features::{analytics, canary, history, inbox, presence, recovery, roster};
+pub use features::{analytics, canary, history, inbox, presence, recovery, roster, session_resume};
 pub use hub::{client, registry, subscriber};
 pub use hub_wire::protocol;
 pub use transports::{engineio, session, socketio, transport};

@@ -133,6 +133,10 @@ pub struct Metrics {
     /// Client frames refused by the rate limit.
     pub rate_limited: IntCounter,
     client_errors: IntCounterVec,
+    /// Socket.IO connection state recoveries asked for, by result.
+    pub sio_recoveries: IntCounterVec,
+    /// Socket.IO sessions written to Redis for recovery when their transport dropped.
+    pub sio_recovery_saves: IntCounterVec,
     /// Sessions closed for too many bad or rate-limited frames (1008).
     pub policy_closes: IntCounter,
     /// Publishes to Redis that failed.
@@ -364,6 +368,22 @@ impl Metrics {
                 "Sessions dropped as slow consumers, by reason",
                 "reason",
                 &KICK_REASONS,
+            ),
+            sio_recoveries: counter_vec(
+                &r,
+                "hub_sio_recoveries_total",
+                "Socket.IO CONNECTs with a pid: recovered, incomplete (a gap longer than the \
+                 history or inbox keeps), expired (no record), refused (another user, or an \
+                 offset that cannot be placed), error (Redis)",
+                "result",
+                &["recovered", "incomplete", "expired", "refused", "error"],
+            ),
+            sio_recovery_saves: counter_vec(
+                &r,
+                "hub_sio_recovery_saves_total",
+                "Dropped Socket.IO sessions written to Redis for recovery, by result",
+                "result",
+                &["saved", "failed"],
             ),
             rate_limited: counter(
                 &r,

@@ -18,6 +18,7 @@ use crate::{
     error::HubError,
     protocol::{self, MessageId, ROOM_PREFIX},
     publisher::{retry_on_dead_connection, Publisher},
+    session_resume::Cursor,
 };
 
 /// Prefix of the per-room history streams.
@@ -203,6 +204,18 @@ impl History {
         read_after(&self.publisher, read, since).await
     }
 
+    /// What a resumed session missed in `room` after `cursor`, at most
+    /// [`HistoryConfig::recovery_limit`] messages; see [`read_since`].
+    pub async fn since(&self, room: &str, cursor: Cursor) -> Result<Recent, HubError> {
+        let read = StreamRead {
+            key: &key(room),
+            with_id: protocol::with_message_id,
+            max_len: self.config.max_len,
+            max_bytes: self.config.max_bytes,
+        };
+        read_since(&self.publisher, read, cursor, self.config.recovery_limit).await
+    }
+
     /// The latest `join_limit` entries, oldest first.
     async fn latest(&self, room: &str) -> Result<Vec<Entry>, HubError> {
         let mut cmd = redis::cmd("XREVRANGE");
@@ -295,6 +308,49 @@ pub(crate) async fn read_after(
         .collect();
     let mut recent = select_as(read.key, read.with_id, read.max_bytes, newer, Some(since));
     recent.recovered = recent.recovered.map(|complete| complete && still_there);
+    Ok(recent)
+}
+
+/// Every entry after `cursor` (a resumed session's, see [`crate::session_resume`]), oldest
+/// first. `recovered` is true when that is exactly what followed it: a [`Cursor::Seen`] id
+/// still in the stream, at most `limit` entries, nothing cut by the byte budget.
+pub(crate) async fn read_since(
+    publisher: &Publisher,
+    read: StreamRead<'_>,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Recent, HubError> {
+    let (start, since) = match cursor {
+        Cursor::Seen(id) => (id.to_string(), id),
+        Cursor::After(id) => (format!("({id}"), id),
+    };
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(read.key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(limit + 2);
+    let entries: Vec<Entry> = retry_on_dead_connection(|| {
+        let mut conn = publisher.connection();
+        let cmd = &cmd;
+        async move { cmd.query_async(&mut conn).await }
+    })
+    .await
+    .map_err(|e| HubError::Redis(format!("XRANGE {}: {e}", read.key)))?;
+    let still_there = match cursor {
+        Cursor::After(_) => true,
+        Cursor::Seen(id) => entries
+            .first()
+            .and_then(|(first, _)| MessageId::parse(first))
+            .is_some_and(|first| first == id),
+    };
+    let newer: Vec<Entry> = entries
+        .into_iter()
+        .filter(|(id, _)| MessageId::parse(id).is_some_and(|id| id > since))
+        .collect();
+    let complete = still_there && newer.len() <= limit;
+    let mut recent = select_as(read.key, read.with_id, read.max_bytes, newer, Some(since));
+    recent.recovered = recent.recovered.map(|uncut| uncut && complete);
     Ok(recent)
 }
 

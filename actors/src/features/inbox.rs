@@ -16,9 +16,10 @@ use log::info;
 
 use crate::{
     error::HubError,
-    history::{read_after, Recent, StreamRead},
+    history::{read_after, read_since, Recent, StreamRead},
     protocol::{self, MessageId, USER_PREFIX},
     publisher::{retry_on_dead_connection, Publisher},
+    session_resume::Cursor,
 };
 
 /// The Redis function services call instead of `PUBLISH`.
@@ -179,6 +180,17 @@ impl Inbox {
             max_bytes: self.config.max_bytes,
         };
         read_after(&self.publisher, read, since).await
+    }
+
+    /// What a resumed session of `user` missed after `cursor`; see [`read_since`].
+    pub async fn since(&self, user: &str, cursor: Cursor) -> Result<Recent, HubError> {
+        let read = StreamRead {
+            key: &key(user),
+            with_id: with_inbox_id,
+            max_len: self.config.max_len,
+            max_bytes: self.config.max_bytes,
+        };
+        read_since(&self.publisher, read, cursor, self.config.max_len).await
     }
 }
 

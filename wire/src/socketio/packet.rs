@@ -296,13 +296,17 @@ pub fn ack(nsp: &str, id: u64, args: &[Value], attachments: usize) -> String {
 
 /// Encodes the server's CONNECT reply `{sid}`.
 pub fn connected(nsp: &str, sid: &str) -> String {
-    encode(
-        PacketType::Connect,
-        nsp,
-        None,
-        0,
-        Some(&serde_json::json!({ "sid": sid })),
-    )
+    connected_with_pid(nsp, sid, None)
+}
+
+/// Encodes the CONNECT reply `{sid, pid?}`; `pid` is the private id of connection state
+/// recovery.
+pub fn connected_with_pid(nsp: &str, sid: &str, pid: Option<&str>) -> String {
+    let body = match pid {
+        Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
+        None => serde_json::json!({ "sid": sid }),
+    };
+    encode(PacketType::Connect, nsp, None, 0, Some(&body))
 }
 
 /// Encodes a CONNECT_ERROR `{message, data?}`.

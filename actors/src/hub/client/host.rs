@@ -33,6 +33,8 @@ pub struct SessionEnv {
     pub instance_id: Arc<str>,
     /// Session ids, unique within the instance (shared by every shard and both protocols).
     pub session_ids: Arc<std::sync::atomic::AtomicU64>,
+    /// Where Socket.IO sessions are kept for connection state recovery (`None`: off).
+    pub resume: Option<crate::session_resume::ResumeStore>,
 }
 
 impl SessionEnv {
@@ -64,6 +66,9 @@ pub enum Reply {
         room: RoomId,
         /// History and members.
         info: JoinInfo,
+        /// The newest history id the client now has (the last of `history`, or the `since`
+        /// it recovered from); `None` when the history is empty.
+        last: Option<MessageId>,
     },
     /// Answer to `leave-room`.
     Left {
@@ -103,7 +108,7 @@ impl Reply {
                 recovered,
             } => protocol::connected_frame(session_id, user_id, *recovered),
             Reply::Pong => protocol::pong_frame(id),
-            Reply::Joined { room, info } => protocol::joined_frame(room, info, id),
+            Reply::Joined { room, info, .. } => protocol::joined_frame(room, info, id),
             Reply::Left { room } => protocol::left_frame(room, id),
             Reply::Topic { topic, on } => protocol::topic_frame(*on, *topic, id),
             Reply::TokenRefreshed { expires_at } => {
@@ -138,6 +143,12 @@ pub trait ClientIo {
     fn close(&mut self, code: u16, reason: &'static str);
     /// Writes a fanned-out event (already counted in metrics by the registry).
     fn deliver(&mut self, event: &Arc<Outbound>);
+    /// Writes an event addressed to `scope`; `order` is its stream id (inbox or room
+    /// history) when it has one. Hosts that resume sessions track it; others just deliver.
+    fn deliver_from(&mut self, event: &Arc<Outbound>, scope: &Scope, order: Option<MessageId>) {
+        let _ = (scope, order);
+        self.deliver(event)
+    }
     /// Drops the session as a slow consumer.
     fn kick(&mut self, reason: KickReason);
     /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
@@ -172,6 +183,7 @@ pub(super) enum Outcome {
     Joined {
         room: RoomId,
         id: Option<Value>,
+        since: Option<MessageId>,
         already: bool,
         result: Result<(Recent, MemberList), Option<HubError>>,
     },
@@ -181,5 +193,12 @@ pub(super) enum Outcome {
         room: RoomId,
         id: Option<Value>,
         result: Result<MessageId, HubError>,
+    },
+    Restored {
+        ok: bool,
+        /// The inbox after its cursor.
+        inbox: Result<Recent, HubError>,
+        /// Each room rejoined, with what followed its cursor (`None`: the join failed).
+        rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
     },
 }

@@ -43,6 +43,7 @@ use crate::{
     queued::{KickReason, QueuedBytes},
     registry::Registry,
     roster::{MemberList, RoomMembers},
+    session_resume::Cursor,
 };
 
 mod host;
@@ -119,6 +120,15 @@ fn replayed(delivered: &mut Vec<MessageId>, order: Option<MessageId>) -> bool {
     false
 }
 
+/// Writes the messages a read returned (oldest first) as `kind` events addressed to `scope`.
+fn replay(kind: OutKind, scope: &Scope, read: &Recent, metrics: &Metrics, io: &mut impl ClientIo) {
+    for (raw, id) in read.messages.iter().zip(&read.ids) {
+        let event = Outbound::envelope(kind, raw.get().as_bytes());
+        metrics.frames_out(kind, 1, event.native().len());
+        io.deliver_from(&Arc::new(event), scope, Some(*id));
+    }
+}
+
 /// An error answering the request with `id`.
 pub fn error_with_id(
     code: ErrorCode,
@@ -185,6 +195,11 @@ impl ClientCore {
     /// What the session shares with the others of its shard.
     pub fn env(&self) -> &Arc<SessionEnv> {
         &self.env
+    }
+
+    /// True once `connected` was sent (events flow).
+    pub fn is_registered(&self) -> bool {
+        self.registered
     }
 
     /// True once authenticated.
@@ -285,7 +300,7 @@ impl ClientCore {
                 }
                 self.busy.get_or_insert_default().held.push(delivery);
             } else if self.wants(&delivery.scope, delivery.order) {
-                io.deliver(&delivery.event);
+                io.deliver_from(&delivery.event, &delivery.scope, delivery.order);
             }
         }
     }
@@ -308,7 +323,7 @@ impl ClientCore {
         for delivery in held {
             self.queued.sub(delivery.cost());
             if self.wants(&delivery.scope, delivery.order) {
-                io.deliver(&delivery.event);
+                io.deliver_from(&delivery.event, &delivery.scope, delivery.order);
             }
         }
         while let Some((parsed, _)) = deferred.pop_front() {
@@ -406,6 +421,129 @@ impl ClientCore {
         }));
     }
 
+    /// Registers a resumed session: rejoins `rooms` (through the registry, as joins do) and
+    /// reads what followed each cursor, then answers `Connected` with `recovered: true` and
+    /// writes the missed notifications, then each room's missed messages (room by room, in
+    /// the order given), before any live event. When any read is incomplete (a gap longer
+    /// than the history or inbox keeps), the rooms are left and `recovered` is false: a
+    /// normal connect, except that the notifications read are still written (as with
+    /// `since`).
+    pub fn restore(&mut self, inbox: Cursor, rooms: Vec<(RoomId, Cursor)>, io: &mut impl ClientIo) {
+        let Some(identity) = self.identity.clone() else {
+            return;
+        };
+        let user = identity.user_id.clone();
+        let registry = self.env.registry.clone();
+        let register = registry.send(Register {
+            id: self.id,
+            identity,
+            addr: io.address(),
+            queued: self.queued.clone(),
+        });
+        self.busy.get_or_insert_default();
+        let (id, env) = (self.id, self.env.clone());
+        io.spawn(Step::new(async move {
+            if register.await.is_err() {
+                let inbox = Err(HubError::Redis("registry unavailable".into()));
+                return Resumed(Outcome::Restored {
+                    ok: false,
+                    inbox,
+                    rooms: Vec::new(),
+                });
+            }
+            // Every room subscribed before reading: what the reads miss arrives live.
+            let joins = rooms.iter().map(|(room, _)| {
+                registry.send(Join {
+                    id,
+                    room: room.clone(),
+                })
+            });
+            let joined = futures_util::future::join_all(joins).await;
+            let _turn = env.join_reads.acquire().await;
+            let reads = rooms.iter().zip(&joined).map(|((room, cursor), joined)| {
+                let history = &env.history;
+                async move {
+                    match joined {
+                        Ok(_) => Some(history.since(room, *cursor).await),
+                        Err(_) => None,
+                    }
+                }
+            });
+            let (inbox, reads) = futures_util::future::join(
+                env.inbox.since(&user, inbox),
+                futures_util::future::join_all(reads),
+            )
+            .await;
+            let rooms = rooms.into_iter().map(|(room, _)| room).zip(reads).collect();
+            Resumed(Outcome::Restored {
+                ok: true,
+                inbox,
+                rooms,
+            })
+        }));
+    }
+
+    /// The reads of a [`ClientCore::restore`] are back.
+    fn restored(
+        &mut self,
+        inbox: Result<Recent, HubError>,
+        rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        io: &mut impl ClientIo,
+    ) {
+        self.tracked = true;
+        let Some(identity) = self.identity.clone() else {
+            return;
+        };
+        let complete =
+            |read: &Result<Recent, HubError>| matches!(read, Ok(r) if r.recovered == Some(true));
+        let recovered = complete(&inbox)
+            && rooms
+                .iter()
+                .all(|(_, read)| read.as_ref().is_some_and(complete));
+        let inbox = inbox
+            .map_err(|e| {
+                self.env.metrics.inbox_read_errors.inc();
+                warn!(
+                    "session {:x}: the inbox could not be read again: {e}",
+                    self.id
+                )
+            })
+            .ok();
+        io.reply(
+            Reply::Connected {
+                session_id: format!("{}-{:x}", self.env.instance_id, self.id),
+                user_id: identity.user_id.clone(),
+                recovered: Some(recovered),
+            },
+            None,
+        );
+        let metrics = self.env.metrics.clone();
+        if let Some(inbox) = inbox {
+            metrics
+                .notifications_replayed
+                .inc_by(inbox.messages.len() as u64);
+            replay(OutKind::Notification, &Scope::User, &inbox, &metrics, io);
+            self.inbox_replayed = inbox.ids;
+        }
+        for (room, read) in rooms {
+            match read {
+                Some(Ok(read)) if recovered => {
+                    let scope = Scope::Room(room.clone());
+                    replay(OutKind::Chat, &scope, &read, &metrics, io);
+                    self.rooms.push(JoinedRoom {
+                        room,
+                        delivered: read.ids,
+                    });
+                }
+                Some(_) => self.env.registry.do_send(Leave { id: self.id, room }),
+                None => {}
+            }
+        }
+        self.registered = true;
+        self.watch_expiry(io);
+        self.unbusy(io);
+    }
+
     /// Feeds the outcome of a [`Step`] back.
     pub fn resume(&mut self, resumed: Resumed, io: &mut impl ClientIo) {
         match resumed.0 {
@@ -413,13 +551,22 @@ impl ClientCore {
                 io.close(close::INTERNAL, "registry unavailable")
             }
             Outcome::Registered { ok: true, missed } => self.connected(missed, io),
+            Outcome::Restored { ok: false, .. } => {
+                io.close(close::INTERNAL, "registry unavailable")
+            }
+            Outcome::Restored {
+                ok: true,
+                inbox,
+                rooms,
+            } => self.restored(inbox, rooms, io),
             Outcome::Joined {
                 room,
                 id,
+                since,
                 already,
                 result,
             } => {
-                self.joined(room, id, already, result, io);
+                self.joined(room, id, since, already, result, io);
                 self.unbusy(io);
             }
             Outcome::Expired { generation } => {
@@ -481,11 +628,7 @@ impl ClientCore {
             metrics
                 .notifications_replayed
                 .inc_by(missed.messages.len() as u64);
-            for raw in missed.messages {
-                let event = Outbound::envelope(OutKind::Notification, raw.get().as_bytes());
-                metrics.frames_out(OutKind::Notification, 1, event.native().len());
-                io.deliver(&Arc::new(event));
-            }
+            replay(OutKind::Notification, &Scope::User, &missed, metrics, io);
             self.inbox_replayed = missed.ids;
         }
         self.registered = true;
@@ -588,6 +731,7 @@ impl ClientCore {
             Resumed(Outcome::Joined {
                 room,
                 id,
+                since,
                 already,
                 result,
             })
@@ -598,12 +742,18 @@ impl ClientCore {
         &mut self,
         room: RoomId,
         id: Option<Value>,
+        since: Option<MessageId>,
         already: bool,
         result: Result<(Recent, MemberList), Option<HubError>>,
         io: &mut impl ClientIo,
     ) {
         match result {
             Ok((recent, members)) => {
+                let last = recent
+                    .ids
+                    .last()
+                    .copied()
+                    .or(since.filter(|_| recent.recovered == Some(true)));
                 match self.rooms.iter_mut().find(|r| r.room == room) {
                     Some(joined) => joined.delivered = recent.ids,
                     None => self.rooms.push(JoinedRoom {
@@ -617,7 +767,7 @@ impl ClientCore {
                     member_count: Some(members.count),
                     recovered: recent.recovered,
                 };
-                io.reply(Reply::Joined { room, info }, id);
+                io.reply(Reply::Joined { room, info, last }, id);
             }
             Err(None) => self.reject(
                 error_with_id(ErrorCode::Unavailable, "registry unavailable", id),

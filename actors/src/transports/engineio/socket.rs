@@ -190,6 +190,9 @@ pub trait EngineHandler: Unpin + Sized + 'static {
     /// The client sent a message.
     fn on_message(&mut self, message: Message, io: &mut EngineIo<'_, Self>);
 
+    /// The client answered a ping: it has read everything sent before the ping.
+    fn on_pong(&mut self) {}
+
     /// The session is closing (called once); nothing can be sent any more.
     fn on_close(&mut self, reason: CloseReason) {
         let _ = reason;
@@ -361,7 +364,11 @@ impl<H: EngineHandler> EngineSocket<H> {
         match packet {
             Packet::Text(text) => self.deliver(Message::Text(text), ctx),
             Packet::Binary(data) => self.deliver(Message::Binary(data), ctx),
-            Packet::Pong(_) => self.core.on_pong(ctx),
+            Packet::Pong(_) => {
+                if self.core.on_pong(ctx) {
+                    self.handler.on_pong();
+                }
+            }
             Packet::Close => self.core.close(CloseReason::ClientClose, ctx),
             Packet::Noop => {}
             // v4 clients never ping, and upgrade only on a probing WebSocket.
@@ -737,15 +744,17 @@ impl Core {
         }
     }
 
-    fn on_pong<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
+    /// True when it answered a ping.
+    fn on_pong<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) -> bool {
         if !self.awaiting_pong {
-            return;
+            return false;
         }
         self.awaiting_pong = false;
         if let Some(handle) = self.heartbeat.take() {
             ctx.cancel_future(handle);
         }
         self.schedule_ping(Instant::now(), ctx);
+        true
     }
 
     // ---- long-polling -----------------------------------------------------------------------

@@ -111,6 +111,9 @@ pub trait SioApp: Unpin + Sized + 'static {
         let _ = (nsp, reply, io);
     }
 
+    /// The client answered an Engine.IO ping: it has read everything sent before it.
+    fn on_pong(&mut self) {}
+
     /// A connected (or pending) namespace ended.
     fn on_disconnect(&mut self, nsp: &str, reason: DisconnectReason) {
         let _ = (nsp, reason);
@@ -304,6 +307,10 @@ impl<A: SioApp> EngineHandler for SocketIo<A> {
         }
     }
 
+    fn on_pong(&mut self) {
+        self.app.on_pong();
+    }
+
     fn on_close(&mut self, reason: CloseReason) {
         for ns in std::mem::take(&mut self.state.namespaces) {
             self.app
@@ -340,6 +347,11 @@ impl<'a, A: SioApp> SioIo<'a, A> {
     /// Accepts a pending namespace: the client gets its `CONNECT` reply with a new socket id,
     /// which this returns. Emit to the namespace after this.
     pub fn accept(&mut self, nsp: &str) -> Result<String, EmitError> {
+        self.accept_with_pid(nsp, None)
+    }
+
+    /// [`SioIo::accept`] with a connection state recovery private id in the reply.
+    pub fn accept_with_pid(&mut self, nsp: &str, pid: Option<&str>) -> Result<String, EmitError> {
         let ns = self
             .state
             .namespaces
@@ -348,7 +360,8 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .ok_or(EmitError::NotConnected)?;
         ns.connected = true;
         let sid = random_id();
-        self.engine().send_text(&packet::connected(nsp, &sid))?;
+        self.engine()
+            .send_text(&packet::connected_with_pid(nsp, &sid, pid))?;
         Ok(sid)
     }
 
