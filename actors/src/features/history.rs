@@ -205,7 +205,7 @@ impl History {
     }
 
     /// What a resumed session missed in `room` after `cursor`, at most
-    /// [`HistoryConfig::recovery_limit`] messages; see [`read_since`].
+    /// [`HistoryConfig::recovery_limit`] messages; see `read_since`.
     pub async fn since(&self, room: &str, cursor: Cursor) -> Result<Recent, HubError> {
         let read = StreamRead {
             key: &key(room),

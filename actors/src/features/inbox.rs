@@ -182,7 +182,7 @@ impl Inbox {
         read_after(&self.publisher, read, since).await
     }
 
-    /// What a resumed session of `user` missed after `cursor`; see [`read_since`].
+    /// What a resumed session of `user` missed after `cursor`; see `history::read_since`.
     pub async fn since(&self, user: &str, cursor: Cursor) -> Result<Recent, HubError> {
         let read = StreamRead {
             key: &key(user),

@@ -22,7 +22,7 @@
 //!   for every Socket.IO recipient ([`Outbound::socketio`](crate::outbound::Outbound::socketio)).
 //! - connection state recovery (when [`SessionEnv::resume`] is set): the CONNECT reply
 //!   carries a private id (`pid`), every server event carries its offset as a last string
-//!   argument (so it is encoded per session), and a session whose transport dropped is kept
+//!   argument (the packet is assembled per session from the event's JSON, serialized once), and a session whose transport dropped is kept
 //!   in Redis ([`crate::session_resume`]); a CONNECT with `pid` and `offset` of the same user,
 //!   on any instance, gets its rooms back and the missed events before live ones, and the same
 //!   `pid` (`socket.recovered` true in the client).
