@@ -15,14 +15,19 @@ const LAYERS: [(&str, &[&str]); 6] = [
             "auth_budget",
             "backlog",
             "error",
+            "keys",
             "limits",
             "metrics",
             "outbound",
             "queued",
+            "random",
         ],
     ),
     ("messages", &["messages"]),
-    ("connections", &["connections", "publisher", "pubsub"]),
+    (
+        "connections",
+        &["connections", "jwks", "publisher", "pubsub"],
+    ),
     (
         "features",
         &[

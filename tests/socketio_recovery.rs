@@ -49,11 +49,7 @@ impl Node {
     }
 
     async fn line(&mut self) -> String {
-        tokio::time::timeout(common::WAIT * 2, self.lines.next_line())
-            .await
-            .expect("the node scenario to answer in time")
-            .expect("read the scenario's output")
-            .unwrap_or_else(|| panic!("the scenario ended early (see its stderr above)"))
+        common::node_line(&mut self.lines).await
     }
 
     /// Waits for `READY {"phase": phase, ...}`.

@@ -50,7 +50,9 @@ pub mod hub;
 pub mod messages;
 pub mod transports;
 
-pub use common::{auth, auth_budget, backlog, error, keys, limits, metrics, outbound, queued};
+pub use common::{
+    auth, auth_budget, backlog, error, keys, limits, metrics, outbound, queued, random,
+};
 pub use connections::{jwks, publisher, pubsub};
 pub use features::{analytics, canary, history, inbox, presence, recovery, roster, session_resume};
 pub use hub::{client, registry, subscriber};

@@ -898,3 +898,14 @@ pub fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// The next line a Node scenario (`tests/socketio/*.mjs`) printed on stdout.
+pub async fn node_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(WAIT * 2, lines.next_line())
+        .await
+        .expect("the node scenario to answer in time")
+        .expect("read the scenario's output")
+        .unwrap_or_else(|| panic!("the scenario ended early (see its stderr above)"))
+}

@@ -12,3 +12,4 @@ pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod queued;
+pub mod random;

@@ -277,6 +277,24 @@ pub(crate) struct StreamRead<'a> {
     pub max_bytes: usize,
 }
 
+/// `XRANGE key start + COUNT count`.
+async fn xrange(
+    publisher: &Publisher,
+    key: &str,
+    start: String,
+    count: usize,
+) -> Result<Vec<Entry>, HubError> {
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(key).arg(start).arg("+").arg("COUNT").arg(count);
+    retry_on_dead_connection(|| {
+        let mut conn = publisher.connection();
+        let cmd = &cmd;
+        async move { cmd.query_async(&mut conn).await }
+    })
+    .await
+    .map_err(|e| HubError::Redis(format!("XRANGE {key}: {e}")))
+}
+
 /// Every entry after `since`, oldest first. `recovered` is true when that is exactly what
 /// followed `since` (it is still in the stream and nothing was cut); when `since` was
 /// trimmed (or never there), what is kept after it is still returned, with `false`.
@@ -285,19 +303,7 @@ pub(crate) async fn read_after(
     read: StreamRead<'_>,
     since: MessageId,
 ) -> Result<Recent, HubError> {
-    let mut cmd = redis::cmd("XRANGE");
-    cmd.arg(read.key)
-        .arg(since.to_string())
-        .arg("+")
-        .arg("COUNT")
-        .arg(read.max_len + 1);
-    let entries: Vec<Entry> = retry_on_dead_connection(|| {
-        let mut conn = publisher.connection();
-        let cmd = &cmd;
-        async move { cmd.query_async(&mut conn).await }
-    })
-    .await
-    .map_err(|e| HubError::Redis(format!("XRANGE {}: {e}", read.key)))?;
+    let entries = xrange(publisher, read.key, since.to_string(), read.max_len + 1).await?;
     let still_there = entries
         .first()
         .and_then(|(id, _)| MessageId::parse(id))
@@ -324,19 +330,7 @@ pub(crate) async fn read_since(
         Cursor::Seen(id) => (id.to_string(), id),
         Cursor::After(id) => (format!("({id}"), id),
     };
-    let mut cmd = redis::cmd("XRANGE");
-    cmd.arg(read.key)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(limit + 2);
-    let entries: Vec<Entry> = retry_on_dead_connection(|| {
-        let mut conn = publisher.connection();
-        let cmd = &cmd;
-        async move { cmd.query_async(&mut conn).await }
-    })
-    .await
-    .map_err(|e| HubError::Redis(format!("XRANGE {}: {e}", read.key)))?;
+    let entries = xrange(publisher, read.key, start, limit + 2).await?;
     let still_there = match cursor {
         Cursor::After(_) => true,
         Cursor::Seen(id) => entries

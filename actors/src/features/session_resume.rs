@@ -267,27 +267,10 @@ pub fn plan(record: &Record, offset: u64) -> Option<Plan> {
     })
 }
 
-/// A new private id: 128 bits, hex, from SipHash under random per-thread keys over a
-/// process-wide counter (the way Engine.IO session ids are made). Not a credential: a
+/// A new private id: 128 random bits ([`crate::random::random_bits`]). Not a credential: a
 /// resume also needs the same user's credentials.
 pub fn new_pid() -> Pid {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    thread_local! {
-        static KEYS: std::collections::hash_map::RandomState =
-            std::collections::hash_map::RandomState::new();
-    }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (a, b) = KEYS.with(|keys| {
-        let word = |i: u64| {
-            let mut h = keys.build_hasher();
-            h.write_u64(n);
-            h.write_u64(i);
-            h.finish()
-        };
-        (word(0), word(1))
-    });
-    Pid((u128::from(a) << 64) | u128::from(b))
+    Pid(crate::random::random_bits())
 }
 
 /// A session's private id: 128 bits, written as 32 hex digits.

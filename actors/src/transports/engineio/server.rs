@@ -6,11 +6,9 @@
 //! socket (a WebSocket upgrade moves the socket to the session's thread).
 
 use std::{
-    collections::hash_map::RandomState,
-    hash::{BuildHasher, Hasher},
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
 };
@@ -303,25 +301,9 @@ impl Drop for PostGuard {
 }
 
 /// A random, unguessable id (20 characters of URL-safe base64: 120 bits), for session ids.
-/// SipHash keyed with the process's random keys (from the OS) over a counter is a PRF, so
-/// outputs cannot be predicted from earlier ones.
 pub fn random_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static KEYS: RandomState = RandomState::new();
-    }
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (a, b) = KEYS.with(|keys| {
-        let word = |i: u64| {
-            let mut h = keys.build_hasher();
-            h.write_u64(n);
-            h.write_u64(i);
-            h.finish()
-        };
-        (word(0), word(1))
-    });
-    let bits = (a as u128) << 64 | b as u128;
+    let bits = crate::random::random_bits();
     (0..20)
         .map(|i| ALPHABET[(bits >> (i * 6)) as usize & 63] as char)
         .collect()
