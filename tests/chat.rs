@@ -32,6 +32,24 @@ async fn say(c: &mut Client, room: &str, text: &str) {
         .await;
 }
 
+/// Says `m1` to `m8` in room `r`, each once the previous came back; their (id, text).
+async fn say_m1_to_m8(c: &mut Client) -> Vec<(String, String)> {
+    let mut said = Vec::new();
+    for i in 1..=8 {
+        say(c, "r", &format!("m{i}")).await;
+        said.push(next_chat(c).await);
+    }
+    said
+}
+
+/// User 1 joins `r` and says `m1` to `m8`: their ids.
+async fn history_of_eight(hub: &Hub) -> Vec<String> {
+    let mut ann = hub.user("1").await;
+    ann.join("r").await;
+    let said = say_m1_to_m8(&mut ann).await;
+    said.into_iter().map(|(id, _)| id).collect()
+}
+
 /// The next chat message's (id, text).
 async fn next_chat(c: &mut Client) -> (String, String) {
     let data = c.recv_type("chat-message").await["data"].clone();
@@ -132,11 +150,7 @@ async fn history_is_ordered_capped_and_counted() {
     let mut ann = named(&hub, "1", "Ann").await;
     let joined = ann.join("r").await;
     assert_eq!(joined["history"], json!([]), "a new room has no history");
-    let mut live = Vec::new();
-    for i in 1..=8 {
-        say(&mut ann, "r", &format!("m{i}")).await;
-        live.push(next_chat(&mut ann).await);
-    }
+    let live = say_m1_to_m8(&mut ann).await;
     assert!(
         live.windows(2)
             .all(|w| parse_id(&w[0].0) < parse_id(&w[1].0)),
@@ -192,13 +206,7 @@ async fn since_returns_only_newer_messages_and_flags_gaps() {
     let redis = Redis::start().await;
     let env = [("HUB_HISTORY_MAXLEN", "5"), ("HUB_HISTORY_LIMIT", "3")];
     let hub = hub(&redis, &env).await;
-    let mut ann = hub.user("1").await;
-    ann.join("r").await;
-    let mut ids = Vec::new();
-    for i in 1..=8 {
-        say(&mut ann, "r", &format!("m{i}")).await;
-        ids.push(next_chat(&mut ann).await.0);
-    }
+    let ids = history_of_eight(&hub).await;
     let mut bob = hub.user("2").await;
     let joined = join_since(&mut bob, "r", &ids[5]).await;
     assert_eq!(texts(&joined["history"]), ["m7", "m8"]);
@@ -267,13 +275,7 @@ async fn a_gap_longer_than_the_recovery_limit_is_a_reload() {
         ("HUB_HISTORY_RECOVERY_LIMIT", "3"),
     ];
     let hub = hub(&redis, &env).await;
-    let mut ann = hub.user("1").await;
-    ann.join("r").await;
-    let mut ids = Vec::new();
-    for i in 1..=8 {
-        say(&mut ann, "r", &format!("m{i}")).await;
-        ids.push(next_chat(&mut ann).await.0);
-    }
+    let ids = history_of_eight(&hub).await;
     let mut bob = hub.user("2").await;
     let joined = join_since(&mut bob, "r", &ids[4]).await;
     assert_eq!(texts(&joined["history"]), ["m6", "m7", "m8"]);

@@ -90,21 +90,21 @@ async fn failed_connects_use_up_the_addresss_budget_and_close_the_connection() {
     assert_eq!(native.err(), Some(429));
 }
 
+/// A handshake from another site: refused (403, code 4) with no CORS grant.
+async fn refused_cross_origin(port: u16, handshake: &str) -> sio_common::Response {
+    let evil = [("origin", "http://evil.example")];
+    let r = http(port, "GET", handshake, &evil, b"").await;
+    r.assert_error(403, 4);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    r
+}
+
 #[tokio::test]
 async fn without_configured_origins_other_sites_get_no_cors_grant() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let handshake = "/socket.io/?EIO=4&transport=polling";
-    let r = http(
-        hub.port,
-        "GET",
-        handshake,
-        &[("origin", "http://evil.example")],
-        b"",
-    )
-    .await;
-    r.assert_error(403, 4);
-    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = refused_cross_origin(hub.port, handshake).await;
     assert_eq!(r.header("access-control-allow-credentials"), None);
     let own = format!("http://127.0.0.1:{}", hub.port);
     let r = http(hub.port, "GET", handshake, &[("origin", own.as_str())], b"").await;
@@ -117,16 +117,7 @@ async fn origins_are_checked_and_cors_answers_allowed_ones() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("WEBAPP_URL", "http://app.example")]).await;
     let handshake = "/socket.io/?EIO=4&transport=polling";
-    let r = http(
-        hub.port,
-        "GET",
-        handshake,
-        &[("origin", "http://evil.example")],
-        b"",
-    )
-    .await;
-    r.assert_error(403, 4);
-    assert_eq!(r.header("access-control-allow-origin"), None);
+    refused_cross_origin(hub.port, handshake).await;
     let (status, body) = Ws::try_connect(
         hub.port,
         "/socket.io/?EIO=4&transport=websocket",

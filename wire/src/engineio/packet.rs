@@ -114,6 +114,16 @@ impl Outgoing {
         Outgoing::build(true, &[data])
     }
 
+    /// This text packet (a Socket.IO EVENT, ending with its argument array's `]`) with one
+    /// more pre-encoded JSON argument at the end: e.g. a recipient's own offset on a packet
+    /// encoded once for everyone. One copy, no re-encoding.
+    pub fn with_last_arg(&self, raw_arg: &str) -> Outgoing {
+        let payload = self.payload();
+        debug_assert!(!self.binary && payload.ends_with(b"]"));
+        let open = &payload[..payload.len().saturating_sub(1)];
+        Outgoing::build(false, &[open, b",", raw_arg.as_bytes(), b"]"])
+    }
+
     fn build(binary: bool, parts: &[&[u8]]) -> Outgoing {
         let frame = transport::data_frame(binary, parts);
         let len: usize = parts.iter().map(|p| p.len()).sum();
@@ -214,6 +224,15 @@ pub fn encode_payload<'a>(packets: impl IntoIterator<Item = &'a Outgoing>) -> By
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_argument_is_appended_to_an_encoded_event() {
+        let shared = Outgoing::message(r#"2["chat-message",{"a":1}]"#);
+        let own = shared.with_last_arg(r#""17""#);
+        assert_eq!(own.payload(), br#"42["chat-message",{"a":1},"17"]"#);
+        assert_eq!(&own.ws_frame()[2..], own.payload(), "a complete frame");
+    }
+
     use super::*;
 
     #[test]

@@ -22,8 +22,8 @@
 //!   for every Socket.IO recipient ([`Outbound::socketio`](crate::outbound::Outbound::socketio)).
 //! - connection state recovery (when [`SessionEnv::resume`] is set): the CONNECT reply
 //!   carries a private id (`pid`), every server event carries its offset as a last string
-//!   argument (the packet is assembled per session from the event's JSON, serialized once), and a session whose transport dropped is kept
-//!   in Redis ([`crate::session_resume`]); a CONNECT with `pid` and `offset` of the same user,
+//!   argument (a copy of the event's shared packet with the offset appended), and a session
+//!   whose transport dropped is kept in Redis ([`crate::session_resume`]); a CONNECT with `pid` and `offset` of the same user,
 //!   on any instance, gets its rooms back and the missed events before live ones, and the same
 //!   `pid` (`socket.recovered` true in the client).
 
@@ -450,19 +450,14 @@ impl HubIo<'_, '_> {
 }
 
 impl HubIo<'_, '_> {
-    /// Writes a server event: the shared packet, or with recovery on, the packet with this
+    /// Writes a server event: the shared packet, or with recovery on, a copy of it with this
     /// session's next offset as last argument (`from`: its stream and id, for the ring).
     fn send_event(&mut self, event: &Arc<Outbound>, from: Option<(Option<&RoomId>, MessageId)>) {
         let packet = match self.resume.as_deref_mut() {
             None => event.socketio().clone(),
             Some(resume) => {
                 let offset = format!("\"{}\"", resume.tracker.next(from));
-                let data = std::str::from_utf8(event.data()).expect("payloads are validated JSON");
-                Outgoing::message(&packet::event_raw(
-                    NSP,
-                    event.kind().label(),
-                    &[data, &offset],
-                ))
+                event.socketio().with_last_arg(&offset)
             }
         };
         // A full queue drops the connection inside the engine (slow consumer).
