@@ -3,7 +3,7 @@
 REDIS_URL ?= redis://127.0.0.1:6379
 PORT ?= 8080
 
-.PHONY: run check-run test bench soak chaos fmt lint build sio-compliance sio-suites fuzz
+.PHONY: run cluster check-run test bench soak chaos fmt lint build sio-compliance sio-suites fuzz
 
 build:
 	cargo build --release
@@ -14,6 +14,12 @@ build:
 ## a Redis that was already running is left alone.
 run:
 	@REDIS_URL=$(REDIS_URL) PORT=$(PORT) scripts/run.sh
+
+## `make run` on a local Redis Cluster it starts (3 masters, 3 replicas on ports
+## $(CLUSTER_PORT)-$(CLUSTER_PORT)+5); Ctrl-C stops the hub, the worker and the cluster.
+CLUSTER_PORT ?= 7000
+cluster:
+	@CLUSTER_PORT=$(CLUSTER_PORT) PORT=$(PORT) scripts/cluster.sh
 
 ## Checks `make run` as a user runs it: with CARGO_TARGET_DIR set (target/check-run), free
 ## ports, once starting its own Redis and once with one already running; waits for /health,

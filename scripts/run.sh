@@ -2,7 +2,8 @@
 # `make run`: builds relay-hub with cargo and runs the binary cargo built (wherever
 # CARGO_TARGET_DIR puts it): a job worker and the hub in dev mode on $PORT. When no Redis
 # answers on $REDIS_URL it starts a redis-server bound to loopback and stops it when `make run`
-# ends (Ctrl-C); a Redis that was already running is left alone.
+# ends (Ctrl-C); a Redis that was already running is left alone. With REDIS_CLUSTER_URLS set it
+# uses that Redis Cluster instead (`make cluster` starts one and runs this).
 set -eu
 
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -35,7 +36,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+if [ -n "${REDIS_CLUSTER_URLS:-}" ]; then
+  unset REDIS_URL
+  export REDIS_CLUSTER_URLS
+  echo "make run: using the Redis Cluster at $REDIS_CLUSTER_URLS"
+elif redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
   echo "make run: using the Redis that answers on $REDIS_URL (left running afterwards)"
 else
   command -v redis-server >/dev/null ||
@@ -55,10 +60,13 @@ else
   done
   echo "make run: started redis-server on 127.0.0.1:$redis_port (stopped when make run ends)"
 fi
+if [ -z "${REDIS_CLUSTER_URLS:-}" ]; then
+  export REDIS_URL
+fi
 
-REDIS_URL=$REDIS_URL "$bin" worker &
+"$bin" worker &
 worker=$!
-HUB_AUTH=dev REDIS_URL=$REDIS_URL PORT=$PORT "$bin" &
+HUB_AUTH=dev PORT=$PORT "$bin" &
 hub=$!
 echo "make run: hub on http://localhost:$PORT/ and a job worker; Ctrl-C stops them"
 status=0

@@ -61,6 +61,7 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                 }
             ),
         ),
+        (false, format!("  redis:      {}", config.redis)),
         (false, format!("  {}", config.api_mode())),
         (
             false,

@@ -41,6 +41,10 @@ const COMMON: &[(&str, &str)] = &[
         "Redis every instance shares [default: redis://127.0.0.1:6379]",
     ),
     (
+        "REDIS_CLUSTER_URLS",
+        "A Redis Cluster instead: comma-separated node URLs (redis://host:port,...)",
+    ),
+    (
         "HUB_JOB_STATE_TTL_SECS",
         "How long a job's state is kept after its last change [default: 86400]",
     ),

@@ -16,6 +16,7 @@ use hub_actors::{
     messages::MAX_SHARDS,
 };
 use hub_jobs::WorkerConfig;
+use hub_store::Store;
 
 /// Everything the hub needs to start.
 #[derive(Clone, Debug)]
@@ -24,8 +25,8 @@ pub struct Config {
     pub host: String,
     /// HTTP and WebSocket port (`PORT`).
     pub port: u16,
-    /// The Redis every instance shares (`REDIS_URL`).
-    pub redis_url: String,
+    /// The Redis every instance shares (`REDIS_URL` or `REDIS_CLUSTER_URLS`).
+    pub redis: RedisAddr,
     /// HS256 secret for client tokens (`HUB_JWT_SECRET`).
     pub jwt_secret: Option<String>,
     /// A PEM public key for RS256/ES256/EdDSA tokens (`HUB_JWT_PUBLIC_KEY_FILE`).
@@ -102,8 +103,8 @@ pub struct Config {
 /// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
 #[derive(Clone, Debug)]
 pub struct WorkerEnv {
-    /// The Redis holding the queue (`REDIS_URL`).
-    pub redis_url: String,
+    /// The Redis holding the queue (`REDIS_URL` or `REDIS_CLUSTER_URLS`).
+    pub redis: RedisAddr,
     /// The runtime's settings (`HUB_WORKER_CONCURRENCY`, `HUB_JOB_VISIBILITY_MS`,
     /// `HUB_JOB_MAX_ATTEMPTS`, `HUB_JOB_RETRY_BACKOFF_MS`, `HUB_WORKER_DRAIN_MS`,
     /// `HUB_WORKER_ID`).
@@ -222,13 +223,81 @@ fn job_state_ttl(vars: &dyn Vars) -> Result<Duration, String> {
     )?))
 }
 
-fn redis_url(vars: &dyn Vars) -> Result<String, String> {
-    let url = vars
-        .get("REDIS_URL")
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    redis::Client::open(url.as_str())
-        .map_err(|e| format!("REDIS_URL: `{url}` is not a Redis URL ({e})"))?;
-    Ok(url)
+/// Where Redis is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisAddr {
+    /// One server (`REDIS_URL`).
+    Server(String),
+    /// A Redis Cluster, through some of its nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
+impl RedisAddr {
+    /// The connection target.
+    pub fn target(&self) -> Result<Store, String> {
+        match self {
+            RedisAddr::Server(url) => Store::server(url),
+            RedisAddr::Cluster(urls) => Store::cluster(urls),
+        }
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisAddr::Cluster(_))
+    }
+}
+
+impl std::fmt::Display for RedisAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisAddr::Server(url) => write!(f, "{}", without_password(url)),
+            RedisAddr::Cluster(urls) => {
+                let urls: Vec<String> = urls.iter().map(|u| without_password(u)).collect();
+                write!(f, "Redis Cluster via {}", urls.join(", "))
+            }
+        }
+    }
+}
+
+/// `url` without the password it may carry (for logs).
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `REDIS_URL` (one server, the default `redis://127.0.0.1:6379`) or `REDIS_CLUSTER_URLS`
+/// (comma-separated node URLs of a Redis Cluster); not both.
+fn redis_addr(vars: &dyn Vars) -> Result<RedisAddr, String> {
+    let addr = match (vars.get("REDIS_CLUSTER_URLS"), vars.get("REDIS_URL")) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "set REDIS_URL (one Redis server) or REDIS_CLUSTER_URLS (a Redis \
+                        Cluster), not both"
+                    .into(),
+            )
+        }
+        (Some(list), None) => {
+            let urls: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+                .collect();
+            RedisAddr::Cluster(urls)
+        }
+        (None, url) => RedisAddr::Server(url.unwrap_or_else(|| "redis://127.0.0.1:6379".into())),
+    };
+    let name = if addr.is_cluster() {
+        "REDIS_CLUSTER_URLS"
+    } else {
+        "REDIS_URL"
+    };
+    addr.target().map_err(|e| format!("{name}: {e}"))?;
+    Ok(addr)
 }
 
 fn hostname() -> String {
@@ -257,7 +326,7 @@ impl WorkerEnv {
         };
         let max_attempts = positive(vars, "HUB_JOB_MAX_ATTEMPTS", d.max_attempts as u64)?;
         Ok(WorkerEnv {
-            redis_url: redis_url(vars)?,
+            redis: redis_addr(vars)?,
             worker: WorkerConfig {
                 consumer: vars.get("HUB_WORKER_ID").unwrap_or_else(|| {
                     format!("{}-{}-{}", hostname(), std::process::id(), random_id())
@@ -298,7 +367,7 @@ impl Config {
     /// Reads configuration from `vars`.
     pub fn from_vars(vars: &dyn Vars) -> Result<Config, String> {
         let port = parse(vars, "PORT", 8080u16, "a port number (0-65535)")?;
-        let redis_url = redis_url(vars)?;
+        let redis = redis_addr(vars)?;
         let jwt_secret = vars.get("HUB_JWT_SECRET");
         if let Some(secret) = &jwt_secret {
             if secret.len() < MIN_JWT_SECRET_BYTES {
@@ -461,7 +530,7 @@ impl Config {
         Ok(Config {
             host,
             port,
-            redis_url,
+            redis,
             jwt_secret,
             jwt_public_key_file,
             jwks,

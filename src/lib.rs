@@ -141,14 +141,14 @@ pub async fn run(
     let instance_id: Arc<str> = config.instance_id.as_str().into();
     let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
     let analytics_shards: hub_actors::analytics::ShardList = Arc::default();
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(other)?;
+    let target = config.redis.target().map_err(other)?;
     let (analytics, analytics_sink) = Analytics::start(
         instance_id.clone(),
         metrics.clone(),
         analytics_shards.clone(),
     );
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
-    let publisher = Publisher::new(client.clone(), metrics.clone()).map_err(other)?;
+    let publisher = Publisher::new(&target, metrics.clone()).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
     let inbox = Inbox::new(publisher.clone(), config.inbox.clone());
     if let Err(e) = inbox.load().await {
@@ -164,8 +164,8 @@ pub async fn run(
                 total: ingest,
                 connected: connected.clone(),
             };
-            let (client, metrics, history, inbox) = (
-                client.clone(),
+            let (target, metrics, history, inbox) = (
+                target.clone(),
                 metrics.clone(),
                 history.clone(),
                 inbox.clone(),
@@ -174,7 +174,7 @@ pub async fn run(
             let (analytics_sink, canary_state) = (analytics_sink.clone(), canary_state.clone());
             // Each on a thread of its own: parsing and routing scale with the connections.
             Subscriber::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                let subscriber = Subscriber::new(client, metrics)
+                let subscriber = Subscriber::new(target, metrics)
                     .with_ingest_slot(slot)
                     .with_recovery(history, Some(inbox))
                     .with_backlog_cap(config.dispatch_backlog_bytes.div_ceil(ingest))
@@ -212,7 +212,7 @@ pub async fn run(
     );
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.
-    let roster_conn = Publisher::new(client, metrics.clone())
+    let roster_conn = Publisher::new(&target, metrics.clone())
         .map_err(other)?
         .connection();
     let (roster, presence) = Roster::launch(
@@ -235,6 +235,7 @@ pub async fn run(
     });
     let jobs = Arc::new(state::JobsApi::new(
         publisher.connection(),
+        publisher.is_cluster(),
         config.job_state_ttl,
         &metrics,
     ));

@@ -8,7 +8,7 @@ use hub_actors::{
     presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
 };
 use hub_jobs::{stats::JobMetrics, JobQueue, QueueSettings};
-use redis::aio::ConnectionManager;
+use hub_store::Conn;
 
 use crate::config::Config;
 
@@ -54,12 +54,12 @@ pub struct JobsApi {
 }
 
 impl JobsApi {
-    /// The job API on `conn`, keeping job state for `state_ttl`; registers its metrics into the
-    /// instance's registry.
-    pub fn new(conn: ConnectionManager, state_ttl: Duration, metrics: &Metrics) -> Self {
+    /// The job API on `conn` (to a cluster when `cluster`), keeping job state for
+    /// `state_ttl`; registers its metrics into the instance's registry.
+    pub fn new(conn: Conn, cluster: bool, state_ttl: Duration, metrics: &Metrics) -> Self {
         let settings = QueueSettings {
             state_ttl,
-            ..QueueSettings::default()
+            ..QueueSettings::for_target(cluster)
         };
         JobsApi {
             queue: JobQueue::new(conn, settings),

@@ -15,25 +15,23 @@ use hub_jobs::{
     demo::{llama_inference, LLAMA_INFERENCE},
     Job, JobError, QueueSettings, Worker,
 };
-use redis::aio::ConnectionManager;
+use hub_store::{Conn, ConnSettings};
 use serde_json::{json, Value};
 
 use crate::config::WorkerEnv;
 
 /// Runs a worker until `stop` resolves; errors only when it cannot be set up.
 pub async fn run(env: WorkerEnv, stop: impl Future<Output = ()>) -> Result<(), String> {
-    let client = redis::Client::open(env.redis_url.as_str()).map_err(|e| e.to_string())?;
+    let target = env.redis.target()?;
     let settings = QueueSettings {
         state_ttl: env.job_state_ttl,
-        ..QueueSettings::default()
+        ..QueueSettings::for_target(target.is_cluster())
     };
     let consumer = env.worker.consumer.clone();
-    let mut worker =
-        Worker::new(client.clone(), settings, env.worker).map_err(|e| e.to_string())?;
+    let mut worker = Worker::new(&target, settings, env.worker).map_err(|e| e.to_string())?;
     worker.handle(LLAMA_INFERENCE, llama_inference(env.demo_latency));
     if env.test_handlers {
-        let conn = ConnectionManager::new_lazy_with_config(client, Default::default())
-            .map_err(|e| e.to_string())?;
+        let conn = target.connect(ConnSettings::default())?;
         register_test_handlers(&mut worker, conn, consumer);
     }
     worker.run(stop).await;
@@ -41,7 +39,7 @@ pub async fn run(env: WorkerEnv, stop: impl Future<Output = ()>) -> Result<(), S
 }
 
 /// Appends `"{jobId}|{worker}|{attempt}"` to `payload.record` when the payload names a list.
-async fn record(conn: &ConnectionManager, job: &Job, worker: &str) -> Result<(), JobError> {
+async fn record(conn: &Conn, job: &Job, worker: &str) -> Result<(), JobError> {
     let Some(list) = job.payload.get("record").and_then(Value::as_str) else {
         return Ok(());
     };
@@ -54,7 +52,7 @@ async fn record(conn: &ConnectionManager, job: &Job, worker: &str) -> Result<(),
         .map_err(|e| JobError::retry(format!("record to {list}: {e}")))
 }
 
-fn register_test_handlers(worker: &mut Worker, conn: ConnectionManager, consumer: String) {
+fn register_test_handlers(worker: &mut Worker, conn: Conn, consumer: String) {
     let (c, w) = (conn.clone(), consumer.clone());
     worker.handle("test_sleep", move |job: Job| {
         let (conn, worker) = (c.clone(), w.clone());

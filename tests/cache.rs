@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::{eventually, free_port, hub, Redis};
+use common::{eventually, hub, CacheBackend, Redis};
 use relay_cache::{publish_invalidation, InvalidationListener, LocalCache, SyncError};
 use serde_json::{json, Value};
 
@@ -84,67 +84,12 @@ async fn a_listener_that_lost_redis_clears_its_cache() {
     listener.wait_subscribed().await;
 }
 
-/// A `cache-backend` process.
-struct Backend {
-    child: Child,
-    port: u16,
-}
-
-impl Backend {
-    async fn start(redis: &Redis, name: &str) -> Backend {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_cache-backend"))
-            .env("PORT", port.to_string())
-            .env("REDIS_URL", redis.url())
-            .env("INSTANCE_NAME", name)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start cache-backend");
-        // It listens only once subscribed to cache:invalidate.
-        eventually("cache-backend to listen", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
-        Backend { child, port }
-    }
-
-    async fn get(&self, key: &str) -> Value {
-        let (status, body) =
-            common::http_request(self.port, "GET", &format!("/items/{key}"), &[], "").await;
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Invalidations this backend has applied.
-    async fn invalidations(&self) -> u64 {
-        let (_, body) = common::http_request(self.port, "GET", "/stats", &[], "").await;
-        let stats: Value = serde_json::from_str(&body).unwrap();
-        stats["invalidations"].as_u64().unwrap()
-    }
-
-    async fn put(&self, key: &str, value: &str) {
-        let (status, body) =
-            common::http_request(self.port, "PUT", &format!("/items/{key}"), &[], value).await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn two_backends_stay_in_sync() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[("HUB_API_KEY", "k")]).await;
-    let a = Backend::start(&redis, "a").await;
-    let b = Backend::start(&redis, "b").await;
+    let a = CacheBackend::start(&[("REDIS_URL", &redis.url())], "a").await;
+    let b = CacheBackend::start(&[("REDIS_URL", &redis.url())], "b").await;
     let mut watcher = hub.user("ops").await;
     watcher
         .send(json!({"type": "subscribe", "topic": "cache"}))

@@ -8,6 +8,7 @@
 mod common;
 
 use common::{eventually, hub, Client, Hub, Redis};
+use hub_actors::roster;
 use serde_json::{json, Value};
 
 const KEY: &str = "k3y";
@@ -119,7 +120,7 @@ fn parse_id(id: &str) -> (u64, u64) {
 /// Waits until instance `instance` has (or no longer has) user `user` of `room` in Redis,
 /// i.e. its roster processed the change (and published any event it made).
 async fn await_held(redis: &Redis, instance: &str, room: &str, user: &str, held: bool) {
-    let key = format!("hub:instance:{instance}:presence");
+    let key = roster::instance_key(instance);
     let pair = format!("{room} {user}");
     eventually(&format!("{key} to hold `{pair}`: {held}"), || async {
         let is: bool = redis::cmd("SISMEMBER")
@@ -470,7 +471,7 @@ async fn a_killed_instance_leaves_its_rooms_within_the_ttl() {
     assert_eq!(member_ids(&room_info(&survivor, "r").await), ["9"]);
     assert_eq!(survivor.metric("hub_presence_reaped_total").await, 1.0);
     let instances: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("hub:instances")
+        .arg(roster::INSTANCES_KEY)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();

@@ -817,8 +817,8 @@ async fn a_stopping_worker_finishes_or_releases_its_running_jobs() {
 #[tokio::test]
 async fn the_embedded_worker_library_runs_handlers_with_bounded_concurrency() {
     let redis = Redis::start().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let queue = JobQueue::connect(client.clone(), QueueSettings::default()).unwrap();
+    let store = hub_store::Store::server(&redis.url()).unwrap();
+    let queue = JobQueue::connect(&store, QueueSettings::default()).unwrap();
     for i in 0..6 {
         let job = NewJob::from_value(
             json!({"id": format!("lib-{i}"), "type": "square", "userId": 1, "payload": i}),
@@ -832,7 +832,7 @@ async fn the_embedded_worker_library_runs_handlers_with_bounded_concurrency() {
         concurrency: 3,
         ..WorkerConfig::default()
     };
-    let mut worker = Worker::new(client, QueueSettings::default(), config).unwrap();
+    let mut worker = Worker::new(&store, QueueSettings::default(), config).unwrap();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     // Jobs meet in threes: with fewer than 3 slots they would wait forever (the test times out).

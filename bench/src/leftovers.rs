@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hub_actors::roster;
 use serde_json::{json, Value};
 
 use crate::{scenario::health, stack};
@@ -59,8 +60,8 @@ fn foreign_channels(
         .collect())
 }
 
-/// Room presence still held: `chat:presence:{room}` hashes that exist, and the entries of each
-/// instance's `hub:instance:{id}:presence` set.
+/// Room presence still held: the rooms' presence hashes that exist, and the entries of each
+/// instance's presence set.
 fn presence_left(
     conn: &mut redis::Connection,
     rooms: &[String],
@@ -68,7 +69,7 @@ fn presence_left(
 ) -> Result<(u64, u64), String> {
     let mut hashes = 0;
     for chunk in rooms.chunks(BATCH) {
-        let keys: Vec<String> = chunk.iter().map(|r| format!("chat:presence:{r}")).collect();
+        let keys: Vec<String> = chunk.iter().map(|r| roster::room_key(r)).collect();
         let n: u64 = redis::cmd("EXISTS")
             .arg(&keys)
             .query(conn)
@@ -78,7 +79,7 @@ fn presence_left(
     let mut pairs = 0;
     for id in instances {
         let n: u64 = redis::cmd("SCARD")
-            .arg(format!("hub:instance:{id}:presence"))
+            .arg(roster::instance_key(id))
             .query(conn)
             .map_err(|e| format!("SCARD: {e}"))?;
         pairs += n;
@@ -101,7 +102,7 @@ pub struct Leftovers {
     pub still_subscribed: Vec<(String, i64)>,
     /// Subscribed channels that are not a hub's fixed ones.
     pub foreign: Vec<String>,
-    /// `chat:presence:{room}` hashes left for the used rooms.
+    /// Presence hashes left for the used rooms.
     pub presence_hashes: u64,
     /// Entries left in the instances' presence sets.
     pub presence_pairs: u64,

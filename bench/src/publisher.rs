@@ -71,10 +71,16 @@ pub struct Published {
 
 /// Appends `PUBLISH channel payload` in RESP.
 pub fn publish_command(out: &mut Vec<u8>, channel: &str, payload: &[u8]) {
+    command(out, "PUBLISH", channel, payload)
+}
+
+/// Appends `verb channel payload` in RESP (`PUBLISH`, or `SPUBLISH` on a cluster).
+pub fn command(out: &mut Vec<u8>, verb: &str, channel: &str, payload: &[u8]) {
     use std::io::Write as _;
     let _ = write!(
         out,
-        "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{}\r\n${}\r\n",
+        "*3\r\n${}\r\n{verb}\r\n${}\r\n{}\r\n${}\r\n",
+        verb.len(),
         channel.len(),
         channel,
         payload.len()

@@ -4,10 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    Script, ScriptInvocation,
-};
+use hub_store::{Conn, ConnSettings, Store};
+use redis::{Script, ScriptInvocation};
 use serde_json::{Map, Value};
 
 use super::{
@@ -31,6 +29,21 @@ pub struct QueueSettings {
     /// A job type counts as served while a worker advertised it within this window
     /// ([`JobQueue::enqueue_if_served`]); workers advertise six times per window.
     pub served_window: Duration,
+}
+
+/// The default prefix on Redis Cluster: the hash tag keeps every key of the queue in one slot,
+/// so each script's keys (some built inside the script) are on the node that runs it.
+pub const CLUSTER_PREFIX: &str = "{jobs}";
+
+impl QueueSettings {
+    /// The defaults, for a cluster when `cluster` (prefix [`CLUSTER_PREFIX`]).
+    pub fn for_target(cluster: bool) -> Self {
+        let prefix = if cluster { CLUSTER_PREFIX } else { "jobs" };
+        QueueSettings {
+            prefix: prefix.into(),
+            ..QueueSettings::default()
+        }
+    }
 }
 
 impl Default for QueueSettings {
@@ -81,7 +94,7 @@ pub(crate) enum FailOutcome {
 /// A cheap-to-clone handle on the queue.
 #[derive(Clone)]
 pub struct JobQueue {
-    conn: ConnectionManager,
+    conn: Conn,
     settings: Arc<QueueSettings>,
     streams: Arc<[String; 3]>,
 }
@@ -96,22 +109,19 @@ fn ms(d: Duration) -> u64 {
 
 /// A command connection that connects lazily and reconnects by itself. `response` must exceed
 /// the longest blocking command sent on it.
-pub(crate) fn connection(
-    client: redis::Client,
-    response: Duration,
-) -> Result<ConnectionManager, JobsError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(response))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(redis_err("creating the job queue connection"))
+pub(crate) fn connection(target: &Store, response: Duration) -> Result<Conn, JobsError> {
+    let settings = ConnSettings {
+        response_timeout: response,
+        ..ConnSettings::default()
+    };
+    target
+        .connect(settings)
+        .map_err(|e| JobsError::Redis(format!("creating the job queue connection: {e}")))
 }
 
 impl JobQueue {
     /// A queue on an existing connection (e.g. the hub's command connection).
-    pub fn new(conn: ConnectionManager, settings: QueueSettings) -> Self {
+    pub fn new(conn: Conn, settings: QueueSettings) -> Self {
         let streams = Priority::ALL.map(|p| format!("{}:stream:{}", settings.prefix, p.as_str()));
         JobQueue {
             conn,
@@ -120,10 +130,10 @@ impl JobQueue {
         }
     }
 
-    /// A queue on a connection of its own to `client` (connects on first use).
-    pub fn connect(client: redis::Client, settings: QueueSettings) -> Result<Self, JobsError> {
+    /// A queue on a connection of its own to `target` (connects on first use).
+    pub fn connect(target: &Store, settings: QueueSettings) -> Result<Self, JobsError> {
         Ok(JobQueue::new(
-            connection(client, Duration::from_secs(3))?,
+            connection(target, Duration::from_secs(3))?,
             settings,
         ))
     }
@@ -307,7 +317,7 @@ impl JobQueue {
     /// than `marks` appears in a stream, or `timeout` passes.
     pub(crate) async fn wait_for_work(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         marks: &[String; 3],
         timeout: Duration,
     ) -> Result<(), JobsError> {

@@ -1,7 +1,9 @@
 //! The queue's Lua scripts. Every operation that changes a job runs as one script, so the
 //! stream, the consumer group, the state hash, the counters and the AIResult publish change
 //! together or not at all. Keys that depend on the job id (its state hash) are built inside
-//! the scripts from the prefix, so the queue needs a single Redis (not Redis Cluster).
+//! the scripts from the prefix, so every key must be in one slot: on Redis Cluster the prefix
+//! carries a hash tag (`{jobs}`, [`crate::queue::CLUSTER_PREFIX`]), which puts the whole queue
+//! on one shard.
 //!
 //! Conventions: timestamps come from Redis `TIME` (one clock for every process); `userId` is
 //! stored as raw JSON (a number or a string, as enqueued) so the AIResult repeats it exactly;

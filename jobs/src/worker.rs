@@ -4,8 +4,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), hub_jobs::JobsError> {
 //! use hub_jobs::{JobError, QueueSettings, Worker, WorkerConfig};
-//! let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-//! let mut worker = Worker::new(client, QueueSettings::default(), WorkerConfig::default())?;
+//! let redis = hub_store::Store::server("redis://127.0.0.1:6379").unwrap();
+//! let mut worker = Worker::new(&redis, QueueSettings::default(), WorkerConfig::default())?;
 //! worker.handle("echo", |job| async move {
 //!     if job.payload.is_null() {
 //!         return Err(JobError::permanent("empty payload"));
@@ -34,8 +34,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hub_store::{Conn, Store};
 use log::{debug, error, info, warn};
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio::{
     sync::{watch, OwnedSemaphorePermit, Semaphore},
@@ -151,7 +151,7 @@ struct Shared {
 /// The job runtime (see the module docs).
 pub struct Worker {
     queue: JobQueue,
-    wait_conn: ConnectionManager,
+    wait_conn: Conn,
     config: WorkerConfig,
     handlers: HashMap<String, Handler>,
 }
@@ -166,15 +166,16 @@ const SETTLE_TRIES: u32 = 6;
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 impl Worker {
-    /// A worker on `client` (connects on first use; a worker started before Redis waits for
-    /// it). Register handlers with [`Worker::handle`], then call [`Worker::run`].
+    /// A worker on `target` (connects on first use; a worker started before Redis waits for
+    /// it). Register handlers with [`Worker::handle`], then call [`Worker::run`]. On a
+    /// cluster, give the queue a hash-tagged prefix ([`QueueSettings::prefix`]).
     pub fn new(
-        client: redis::Client,
+        target: &Store,
         settings: QueueSettings,
         config: WorkerConfig,
     ) -> Result<Worker, JobsError> {
-        let queue = JobQueue::connect(client.clone(), settings)?;
-        let wait_conn = queue::connection(client, MAX_POLL + Duration::from_secs(3))?;
+        let queue = JobQueue::connect(target, settings)?;
+        let wait_conn = queue::connection(target, MAX_POLL + Duration::from_secs(3))?;
         let config = WorkerConfig {
             concurrency: config.concurrency.max(1),
             max_attempts: config.max_attempts.max(1),

@@ -12,13 +12,15 @@
 //! GET  /stats         cache counters and whether the invalidation listener is subscribed
 //! ```
 //!
-//! Environment: `PORT` (default 9000), `REDIS_URL` (default `redis://127.0.0.1:6379`),
+//! Environment: `PORT` (default 9000), `REDIS_URL` (default `redis://127.0.0.1:6379`) or
+//! `REDIS_CLUSTER_URLS` (a Redis Cluster: the store goes through the cluster client, the
+//! listener subscribes on the first node, since classic pub/sub reaches every node),
 //! `CACHE_TTL_MS` (default 60000), `INSTANCE_NAME` (default `backend-{PORT}`).
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use redis::aio::ConnectionManager;
+use hub_store::{Conn, ConnSettings, Store};
 use relay_cache::{publish_invalidation, InvalidationListener, LocalCache, Source};
 use serde_json::json;
 
@@ -26,7 +28,7 @@ struct Backend {
     name: String,
     cache: Arc<LocalCache<String>>,
     listener: InvalidationListener,
-    store: ConnectionManager,
+    store: Conn,
 }
 
 type Shared = web::Data<Backend>;
@@ -137,13 +139,25 @@ async fn main() -> std::io::Result<()> {
     let ttl_ms: u64 = env_or("CACHE_TTL_MS", "60000")
         .parse()
         .map_err(|_| fail("CACHE_TTL_MS: not a number of milliseconds".into()))?;
-    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
     let name = env_or("INSTANCE_NAME", &format!("backend-{port}"));
+    let (store, listen_url) = match std::env::var("REDIS_CLUSTER_URLS") {
+        Ok(list) => {
+            let urls: Vec<String> = list.split(',').map(|u| u.trim().to_string()).collect();
+            let store =
+                Store::cluster(&urls).map_err(|e| fail(format!("REDIS_CLUSTER_URLS: {e}")))?;
+            (store, urls[0].clone())
+        }
+        Err(_) => {
+            let url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+            let store = Store::server(&url).map_err(|e| fail(format!("REDIS_URL: {e}")))?;
+            (store, url)
+        }
+    };
+    let store = store
+        .connect(ConnSettings::default())
+        .map_err(|e| fail(format!("connect to Redis: {e}")))?;
     let client =
-        redis::Client::open(redis_url.as_str()).map_err(|e| fail(format!("REDIS_URL: {e}")))?;
-    let store = ConnectionManager::new(client.clone())
-        .await
-        .map_err(|e| fail(format!("connect to {redis_url}: {e}")))?;
+        redis::Client::open(listen_url.as_str()).map_err(|e| fail(format!("{listen_url}: {e}")))?;
     let ttl = Duration::from_millis(ttl_ms);
     let cache = Arc::new(LocalCache::new(ttl));
     let listener = InvalidationListener::spawn(client, vec![cache.clone()]);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cluster;
+
 use std::{
     collections::BTreeSet,
     net::TcpListener,
@@ -39,6 +41,62 @@ pub fn free_port() -> u16 {
         if HANDED_OUT.lock().unwrap().insert(port) {
             return port;
         }
+    }
+}
+
+/// A `cache-backend` process.
+pub struct CacheBackend {
+    child: Child,
+    port: u16,
+}
+
+impl CacheBackend {
+    /// Starts one named `name` with `env` (its Redis) and waits for it to listen.
+    pub async fn start(env: &[(&str, &str)], name: &str) -> CacheBackend {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_cache-backend"))
+            .envs(env.iter().copied())
+            .env("PORT", port.to_string())
+            .env("INSTANCE_NAME", name)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start cache-backend");
+        // It listens only once subscribed to cache:invalidate.
+        eventually("cache-backend to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
+        CacheBackend { child, port }
+    }
+
+    pub async fn get(&self, key: &str) -> Value {
+        let (status, body) =
+            http_request(self.port, "GET", &format!("/items/{key}"), &[], "").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Invalidations this backend has applied.
+    pub async fn invalidations(&self) -> u64 {
+        let (_, body) = http_request(self.port, "GET", "/stats", &[], "").await;
+        let stats: Value = serde_json::from_str(&body).unwrap();
+        stats["invalidations"].as_u64().unwrap()
+    }
+
+    pub async fn put(&self, key: &str, value: &str) {
+        let (status, body) =
+            http_request(self.port, "PUT", &format!("/items/{key}"), &[], value).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+impl Drop for CacheBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -251,13 +309,15 @@ pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hu
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORT", port.to_string())
         .env("HUB_HOST", "127.0.0.1")
-        .env("REDIS_URL", redis_url)
         .env("HUB_WORKERS", "2")
         .env(
             "RUST_LOG",
             std::env::var("HUB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
     let given = |name: &str| env.iter().any(|(k, _)| *k == name);
+    if !given("REDIS_CLUSTER_URLS") {
+        cmd.env("REDIS_URL", redis_url);
+    }
     let keyed = ["HUB_JWT_SECRET", "HUB_JWKS_URL", "HUB_JWT_PUBLIC_KEY_FILE"]
         .iter()
         .any(|k| given(k));

@@ -1,39 +1,43 @@
-//! Publishing to Redis on a connection of its own (never the pub/sub one). The
-//! `ConnectionManager` connects lazily and reconnects by itself, so a hub that starts while
-//! Redis is down still starts, and publishes work again once Redis is back.
+//! Publishing to Redis on a connection of its own (never the pub/sub one). The connection
+//! ([`hub_store::Conn`], to a server or a cluster) connects lazily and reconnects by itself, so
+//! a hub that starts while Redis is down still starts, and publishes work again once Redis is
+//! back.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use hub_store::{Conn, ConnSettings, Store};
 
-use crate::{error::HubError, metrics::Metrics};
+use crate::{error::HubError, metrics::Metrics, protocol::ChannelKind};
 
 /// A cheap-to-clone handle for `PUBLISH` and other commands.
 #[derive(Clone)]
 pub struct Publisher {
-    conn: ConnectionManager,
+    conn: Conn,
     metrics: Arc<Metrics>,
+    /// On a cluster, per-user and per-room channels are published with `SPUBLISH`.
+    cluster: bool,
 }
 
 impl Publisher {
-    /// A publisher for `client`; does not connect until first used.
-    pub fn new(client: redis::Client, metrics: Arc<Metrics>) -> Result<Self, HubError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+    /// A publisher for `target`; does not connect until first used.
+    pub fn new(target: &Store, metrics: Arc<Metrics>) -> Result<Self, HubError> {
+        let conn = target
+            .connect(ConnSettings::default())
             .map_err(|e| HubError::Redis(format!("creating the publish connection: {e}")))?;
-        Ok(Publisher { conn, metrics })
+        Ok(Publisher {
+            conn,
+            metrics,
+            cluster: target.is_cluster(),
+        })
     }
 
-    /// `PUBLISH channel payload`; returns how many subscribers Redis reached.
+    /// `PUBLISH channel payload` (`SPUBLISH` for a per-user or per-room channel on a
+    /// cluster); returns how many subscribers Redis reached.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<usize, HubError> {
         retry_on_dead_connection(|| {
             let mut conn = self.conn.clone();
             async move {
-                redis::cmd("PUBLISH")
+                redis::cmd(self.publish_command(channel))
                     .arg(channel)
                     .arg(payload)
                     .query_async(&mut conn)
@@ -52,8 +56,23 @@ impl Publisher {
         self.metrics.publish_errors.inc();
     }
 
+    /// The command that publishes to `channel`: `SPUBLISH` for a per-user or per-room
+    /// channel on a cluster, `PUBLISH` otherwise.
+    pub fn publish_command(&self, channel: &str) -> &'static str {
+        if self.cluster && ChannelKind::of(channel).is_sharded() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// Whether the hub runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
     /// The underlying connection, for other commands (history, job queue).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Conn {
         self.conn.clone()
     }
 }

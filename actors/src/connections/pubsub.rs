@@ -17,6 +17,14 @@
 //! [`connect`] returns [`Commands`] (SUBSCRIBE, UNSUBSCRIBE, PING; each resolves when Redis
 //! confirms it) and [`Messages`], the stream of published messages. Confirmations travel on
 //! the same socket as messages, so they are only seen while [`Messages`] is being polled.
+//!
+//! On a Redis Cluster there is one such socket per master: per-user and per-room channels
+//! are subscribed with `SSUBSCRIBE` on the master of their slot (sharded pub/sub), the fixed
+//! channels with `SUBSCRIBE` on the first master (classic pub/sub reaches every node).
+//! [`Messages`] merges the masters' streams and ends when any of them does, and also when a
+//! master drops shard channels by itself (its slot moved away: `sunsubscribe` that nobody
+//! asked for). The subscriber then reconnects with the current slot map and resubscribes;
+//! a `MOVED` refusal of `SSUBSCRIBE` fails the command, with the same outcome.
 
 use std::{
     cell::{Cell, RefCell},
@@ -29,10 +37,14 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::try_join_all;
 use futures_util::Stream;
+use hub_store::{Store, Topology};
 use hub_wire::resp::{encode, parse, Frame};
-use redis::{ConnectionAddr, ConnectionInfo};
+use redis::{ConnectionAddr, RedisConnectionInfo};
 use tokio::{net::TcpStream, sync::oneshot};
+
+use crate::protocol::ChannelKind;
 
 /// Read-ahead: while fewer unparsed bytes than this are buffered, the stream reads whatever
 /// the socket has...
@@ -69,6 +81,10 @@ enum Expect {
     Subscribe,
     /// `["unsubscribe", channel, count]` per channel.
     Unsubscribe,
+    /// `["ssubscribe", channel, count]` per channel.
+    SSubscribe,
+    /// `["sunsubscribe", channel, count]` per channel.
+    SUnsubscribe,
     /// `["pong", ""]` (or `+PONG` outside subscribed mode).
     Pong,
     /// `+OK` (AUTH).
@@ -102,14 +118,15 @@ impl Shared {
         }
     }
 
-    /// Counts one confirmation of `kind` against the oldest pending command.
-    fn confirm(&self, kind: Expect) {
+    /// Counts one confirmation of `kind` against the oldest pending command; `false` when
+    /// no command waits for it.
+    fn confirm(&self, kind: Expect) -> bool {
         let mut pending = self.pending.borrow_mut();
         let Some(front) = pending.front_mut() else {
-            return;
+            return false;
         };
         if front.expect != kind {
-            return;
+            return false;
         }
         front.remaining = front.remaining.saturating_sub(1);
         if front.remaining == 0 {
@@ -117,6 +134,7 @@ impl Shared {
                 let _ = p.done.send(Ok(()));
             }
         }
+        true
     }
 
     fn refuse(&self, error: &str) {
@@ -126,14 +144,31 @@ impl Shared {
     }
 }
 
-/// Sends commands on the connection.
+/// Sends commands on one node's connection.
 #[derive(Clone)]
-pub struct Commands {
+struct NodeCommands {
     shared: Rc<Shared>,
 }
 
-/// The stream of published messages; ends when the connection does.
+/// Sends commands on the connection (to the right master of a cluster).
+#[derive(Clone)]
+pub struct Commands {
+    /// One per master (one in all on a single server); the first carries classic channels.
+    nodes: Rc<[NodeCommands]>,
+    /// On a cluster, who serves which slot.
+    topology: Option<Rc<Topology>>,
+}
+
+/// The stream of published messages; ends when the connection (any master's) does.
 pub struct Messages {
+    nodes: Vec<NodeMessages>,
+    /// The node polled first next time (so a busy one cannot starve the others).
+    next: usize,
+    done: bool,
+}
+
+/// One node's messages.
+struct NodeMessages {
     shared: Rc<Shared>,
     /// Unparsed bytes (the read-ahead).
     buf: BytesMut,
@@ -143,15 +178,54 @@ pub struct Messages {
     done: bool,
 }
 
-/// Connects (and authenticates, when the URL carries credentials).
-pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), String> {
-    let ConnectionAddr::Tcp(host, port) = info.addr() else {
-        return Err(format!(
-            "pub/sub needs a plain TCP Redis address (redis://host:port), not {}",
-            info.addr()
-        ));
+/// Connects to the server, or to every master of the cluster (and authenticates, when the
+/// URL carries credentials).
+pub async fn connect(target: &Store) -> Result<(Commands, Messages), String> {
+    let seeds = target.seeds();
+    let settings = seeds[0].redis_settings();
+    let (nodes, topology) = match target {
+        Store::Server(_) => {
+            let ConnectionAddr::Tcp(host, port) = seeds[0].addr() else {
+                return Err(format!(
+                    "pub/sub needs a plain TCP Redis address (redis://host:port), not {}",
+                    seeds[0].addr()
+                ));
+            };
+            (vec![connect_node(host, *port, settings).await?], None)
+        }
+        Store::Cluster { .. } => {
+            let topology = hub_store::discover(&seeds, std::time::Duration::from_secs(2)).await?;
+            let mut nodes = Vec::with_capacity(topology.masters.len());
+            for (host, port) in &topology.masters {
+                nodes.push(connect_node(host, *port, settings).await?);
+            }
+            (nodes, Some(Rc::new(topology)))
+        }
     };
-    let io = TcpStream::connect((host.as_str(), *port))
+    if nodes.is_empty() {
+        return Err("the cluster has no master serving slots".into());
+    }
+    let (commands, messages): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
+    Ok((
+        Commands {
+            nodes: commands.into(),
+            topology,
+        },
+        Messages {
+            nodes: messages,
+            next: 0,
+            done: false,
+        },
+    ))
+}
+
+/// Connects to one node.
+async fn connect_node(
+    host: &str,
+    port: u16,
+    settings: &RedisConnectionInfo,
+) -> Result<(NodeCommands, NodeMessages), String> {
+    let io = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect to {host}:{port}: {e}"))?;
     let _ = io.set_nodelay(true);
@@ -162,16 +236,15 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), Stri
         closed: Cell::new(false),
         reads: Cell::new(0),
     });
-    let commands = Commands {
+    let commands = NodeCommands {
         shared: shared.clone(),
     };
-    let mut messages = Messages {
+    let mut messages = NodeMessages {
         shared,
         buf: BytesMut::new(),
         closed: None,
         done: false,
     };
-    let settings = info.redis_settings();
     if let Some(password) = settings.password() {
         let mut args = vec!["AUTH"];
         args.extend(settings.username());
@@ -184,7 +257,7 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), Stri
                 r = &mut reply => { r.map_err(|e| format!("AUTH: {e}"))?; break; }
                 m = futures_util::StreamExt::next(&mut messages) => {
                     if m.is_none() {
-                        return Err("connection closed during AUTH".into());
+                        return Err(format!("{host}:{port}: connection closed during AUTH"));
                     }
                 }
             }
@@ -193,31 +266,124 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Messages), Stri
     Ok((commands, messages))
 }
 
+/// Channels grouped by the node and command that (un)subscribes them.
+struct Batch<'a> {
+    node: usize,
+    sharded: bool,
+    channels: Vec<&'a str>,
+}
+
 impl Commands {
-    /// `SUBSCRIBE`; resolves when Redis has confirmed every channel.
+    /// `SUBSCRIBE` (`SSUBSCRIBE` per slot for sharded channels on a cluster); resolves when
+    /// Redis has confirmed every channel.
     pub async fn subscribe(&self, channels: &[String]) -> Result<(), String> {
-        let mut args = vec!["SUBSCRIBE"];
-        args.extend(channels.iter().map(String::as_str));
-        self.command(&args, Expect::Subscribe, channels.len()).await
+        let batches = self.batches(channels)?;
+        try_join_all(batches.iter().map(|b| {
+            let (verb, expect) = if b.sharded {
+                ("SSUBSCRIBE", Expect::SSubscribe)
+            } else {
+                ("SUBSCRIBE", Expect::Subscribe)
+            };
+            self.nodes[b.node].channels(verb, &b.channels, expect)
+        }))
+        .await
+        .map(drop)
     }
 
-    /// `UNSUBSCRIBE`; resolves when Redis has confirmed every channel. With no channels
-    /// (unsubscribe from everything) it resolves once the command is written.
+    /// `UNSUBSCRIBE` (`SUNSUBSCRIBE` per slot for sharded channels on a cluster); resolves
+    /// when Redis has confirmed every channel. With no channels (unsubscribe from everything,
+    /// every node) it resolves once the commands are written.
     pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), String> {
-        let mut args = vec!["UNSUBSCRIBE"];
-        args.extend(channels.iter().map(String::as_str));
-        self.command(&args, Expect::Unsubscribe, channels.len())
-            .await
+        if channels.is_empty() {
+            for node in self.nodes.iter() {
+                node.command(&["UNSUBSCRIBE"], Expect::Unsubscribe, 0)
+                    .await?;
+                if self.topology.is_some() {
+                    node.command(&["SUNSUBSCRIBE"], Expect::SUnsubscribe, 0)
+                        .await?;
+                }
+            }
+            return Ok(());
+        }
+        let batches = self.batches(channels)?;
+        try_join_all(batches.iter().map(|b| {
+            let (verb, expect) = if b.sharded {
+                ("SUNSUBSCRIBE", Expect::SUnsubscribe)
+            } else {
+                ("UNSUBSCRIBE", Expect::Unsubscribe)
+            };
+            self.nodes[b.node].channels(verb, &b.channels, expect)
+        }))
+        .await
+        .map(drop)
     }
 
-    /// `PING`; resolves with Redis's answer.
+    /// `PING` on every node; resolves with Redis's answers.
     pub async fn ping(&self) -> Result<(), String> {
-        self.command(&["PING"], Expect::Pong, 1).await
+        try_join_all(
+            self.nodes
+                .iter()
+                .map(|n| n.command(&["PING"], Expect::Pong, 1)),
+        )
+        .await
+        .map(drop)
     }
 
-    /// How many reads from the socket returned data so far (progress of the connection).
+    /// How many reads from the sockets returned data so far (progress of the connection).
     pub fn reads(&self) -> u64 {
-        self.shared.reads.get()
+        self.nodes.iter().map(|n| n.shared.reads.get()).sum()
+    }
+
+    /// Splits `channels` into one command per node and kind (per slot for sharded ones:
+    /// `SSUBSCRIBE` takes channels of one slot only).
+    fn batches<'a>(&self, channels: &'a [String]) -> Result<Vec<Batch<'a>>, String> {
+        let Some(topology) = &self.topology else {
+            let channels = channels.iter().map(String::as_str).collect();
+            return Ok(vec![Batch {
+                node: 0,
+                sharded: false,
+                channels,
+            }]);
+        };
+        let mut classic = Vec::new();
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
+        for channel in channels {
+            if ChannelKind::of(channel).is_sharded() {
+                by_slot
+                    .entry(hub_store::slot(channel.as_bytes()))
+                    .or_default()
+                    .push(channel);
+            } else {
+                classic.push(channel.as_str());
+            }
+        }
+        let mut batches = Vec::with_capacity(by_slot.len() + 1);
+        if !classic.is_empty() {
+            batches.push(Batch {
+                node: 0,
+                sharded: false,
+                channels: classic,
+            });
+        }
+        for (slot, channels) in by_slot {
+            let node = topology
+                .owner(slot)
+                .ok_or_else(|| format!("no master serves slot {slot} (of {})", channels[0]))?;
+            batches.push(Batch {
+                node,
+                sharded: true,
+                channels,
+            });
+        }
+        Ok(batches)
+    }
+}
+
+impl NodeCommands {
+    async fn channels(&self, verb: &str, channels: &[&str], expect: Expect) -> Result<(), String> {
+        let mut args = vec![verb];
+        args.extend(channels);
+        self.command(&args, expect, channels.len()).await
     }
 
     async fn command(&self, args: &[&str], expect: Expect, replies: usize) -> Result<(), String> {
@@ -266,6 +432,37 @@ impl Stream for Messages {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let count = this.nodes.len();
+        for i in 0..count {
+            let k = (this.next + i) % count;
+            match Pin::new(&mut this.nodes[k]).poll_next(cx) {
+                Poll::Ready(Some(msg)) => {
+                    this.next = (k + 1) % count;
+                    return Poll::Ready(Some(msg));
+                }
+                Poll::Ready(None) => {
+                    // One master gone is the connection gone: the rest is resubscribed anew.
+                    this.done = true;
+                    for node in &mut this.nodes {
+                        node.end("another node's connection ended");
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Stream for NodeMessages {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let this = &mut *self;
         loop {
             if this.done {
                 return Poll::Ready(None);
@@ -300,8 +497,11 @@ impl Stream for Messages {
     }
 }
 
-impl Messages {
+impl NodeMessages {
     fn end(&mut self, why: &str) {
+        if self.done {
+            return;
+        }
         self.done = true;
         self.buf = BytesMut::new();
         self.shared.fail_all(why);
@@ -353,13 +553,14 @@ impl Messages {
                     _ => return None,
                 };
                 match (kind, items.as_slice()) {
-                    (b"message", [_, Frame::Bulk(Some(ch)), Frame::Bulk(Some(p))]) => {
-                        Some(Message {
-                            channel: ch.clone(),
-                            payload: p.clone(),
-                            frame: bytes,
-                        })
-                    }
+                    (
+                        b"message" | b"smessage",
+                        [_, Frame::Bulk(Some(ch)), Frame::Bulk(Some(p))],
+                    ) => Some(Message {
+                        channel: ch.clone(),
+                        payload: p.clone(),
+                        frame: bytes,
+                    }),
                     (b"pmessage", [_, _, Frame::Bulk(Some(ch)), Frame::Bulk(Some(p))]) => {
                         Some(Message {
                             channel: ch.clone(),
@@ -375,6 +576,18 @@ impl Messages {
                         self.shared.confirm(Expect::Unsubscribe);
                         None
                     }
+                    (b"ssubscribe", _) => {
+                        self.shared.confirm(Expect::SSubscribe);
+                        None
+                    }
+                    (b"sunsubscribe", [_, Frame::Bulk(Some(ch)), ..]) => {
+                        if !self.shared.confirm(Expect::SUnsubscribe) {
+                            // Nobody asked: the channel's slot moved to another master.
+                            let channel = String::from_utf8_lossy(&bytes[ch.clone()]);
+                            self.closed = Some(format!("slot of {channel} moved"));
+                        }
+                        None
+                    }
                     (b"pong", _) => {
                         self.shared.confirm(Expect::Pong);
                         None
@@ -386,8 +599,8 @@ impl Messages {
                 match &bytes[r] {
                     b"PONG" => self.shared.confirm(Expect::Pong),
                     b"OK" => self.shared.confirm(Expect::Ok),
-                    _ => {}
-                }
+                    _ => false,
+                };
                 None
             }
             Frame::Error(r) => {

@@ -27,15 +27,15 @@ pub const HISTORY_PREFIX: &str = "chat:history:";
 /// The stream field holding a message (the ChatMessage JSON without its `id`).
 const FIELD: &str = "m";
 
-/// KEYS[1] history stream. ARGV: channel, message JSON object without `id`, max length,
-/// TTL in ms (0: none). Appends, trims exactly, refreshes the TTL, publishes the message with
-/// its new `id` first, returns the id.
+/// KEYS[1] history stream. ARGV: `PUBLISH` or `SPUBLISH`, channel, message JSON object
+/// without `id`, max length, TTL in ms (0: none). Appends, trims exactly, refreshes the TTL,
+/// publishes the message with its new `id` first, returns the id.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[3], '*', 'm', ARGV[2])
-if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], '*', 'm', ARGV[3])
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+redis.call(ARGV[1], ARGV[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
 return id
 "#,
     )
@@ -101,9 +101,15 @@ pub struct History {
     config: Arc<HistoryConfig>,
 }
 
-/// The stream key of a room.
-pub fn key(room: &str) -> String {
-    format!("{HISTORY_PREFIX}{room}")
+/// The stream key of a room: `chat:history:{room}`, or on a cluster
+/// `chat:history:{chat:room:{room}}`, whose hash tag puts it in the slot of the room's channel
+/// (the append script publishes there with `SPUBLISH`, which must stay in the script's slot).
+pub fn key(room: &str, cluster: bool) -> String {
+    if cluster {
+        format!("{HISTORY_PREFIX}{{{ROOM_PREFIX}{room}}}")
+    } else {
+        format!("{HISTORY_PREFIX}{room}")
+    }
 }
 
 fn redis_error(what: &str, room: &str, e: redis::RedisError) -> HubError {
@@ -124,6 +130,11 @@ impl History {
         &self.config
     }
 
+    /// The stream key of `room` (see [`key`]).
+    fn key(&self, room: &str) -> String {
+        key(room, self.publisher.is_cluster())
+    }
+
     /// Appends a ChatMessage (a JSON object without `id`, validated by the caller) to the
     /// room's history and publishes it to `chat:room:{room}`, atomically. Returns its id.
     pub async fn append(&self, room: &str, message: &[u8]) -> Result<MessageId, HubError> {
@@ -133,9 +144,11 @@ impl History {
             )));
         }
         let ttl_ms = self.config.ttl.map_or(0, |t| t.as_millis() as u64);
-        let mut invocation = APPEND.key(key(room));
+        let mut invocation = APPEND.key(self.key(room));
+        let channel = format!("{ROOM_PREFIX}{room}");
         invocation
-            .arg(format!("{ROOM_PREFIX}{room}"))
+            .arg(self.publisher.publish_command(&channel))
+            .arg(&channel)
             .arg(message)
             .arg(self.config.max_len)
             .arg(ttl_ms);
@@ -163,12 +176,12 @@ impl History {
     pub async fn recent(&self, room: &str, since: Option<MessageId>) -> Result<Recent, HubError> {
         let Some(since) = since else {
             let messages = self.latest(room).await?;
-            return Ok(select(&self.config, room, messages, None));
+            return Ok(select(&self.config, &self.key(room), messages, None));
         };
         // Newest first, down to `since` itself: one more than the limit tells a longer gap.
         let limit = self.config.recovery_limit;
         let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(key(room))
+        cmd.arg(self.key(room))
             .arg("+")
             .arg(since.to_string())
             .arg("COUNT")
@@ -184,19 +197,19 @@ impl History {
             .is_some_and(|first| first == since);
         if !still_there || entries.len() > limit + 1 {
             let messages = self.latest(room).await?;
-            let mut recent = select(&self.config, room, messages, Some(since));
+            let mut recent = select(&self.config, &self.key(room), messages, Some(since));
             recent.recovered = Some(false);
             return Ok(recent);
         }
         let newer = entries.into_iter().skip(1).collect();
-        Ok(select(&self.config, room, newer, Some(since)))
+        Ok(select(&self.config, &self.key(room), newer, Some(since)))
     }
 
     /// Every message of the room after `since` (the gap a pub/sub outage left), oldest
     /// first; see `read_after`.
     pub async fn after(&self, room: &str, since: MessageId) -> Result<Recent, HubError> {
         let read = StreamRead {
-            key: &key(room),
+            key: &self.key(room),
             with_id: protocol::with_message_id,
             max_len: self.config.max_len,
             max_bytes: usize::MAX,
@@ -208,7 +221,7 @@ impl History {
     /// [`HistoryConfig::recovery_limit`] messages; see `read_since`.
     pub async fn since(&self, room: &str, cursor: Cursor) -> Result<Recent, HubError> {
         let read = StreamRead {
-            key: &key(room),
+            key: &self.key(room),
             with_id: protocol::with_message_id,
             max_len: self.config.max_len,
             max_bytes: self.config.max_bytes,
@@ -219,7 +232,7 @@ impl History {
     /// The latest `join_limit` entries, oldest first.
     async fn latest(&self, room: &str) -> Result<Vec<Entry>, HubError> {
         let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(key(room))
+        cmd.arg(self.key(room))
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -244,9 +257,9 @@ impl History {
     pub async fn stats(&self, room: &str) -> Result<HistoryStats, HubError> {
         let mut pipe = redis::pipe();
         pipe.cmd("XLEN")
-            .arg(key(room))
+            .arg(self.key(room))
             .cmd("XREVRANGE")
-            .arg(key(room))
+            .arg(self.key(room))
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -352,12 +365,12 @@ pub(crate) async fn read_since(
 /// budget. With `since`, a cut makes the result a reload (`recovered: false`).
 fn select(
     config: &HistoryConfig,
-    room: &str,
+    key: &str,
     entries: Vec<Entry>,
     since: Option<MessageId>,
 ) -> Recent {
     select_as(
-        &key(room),
+        key,
         protocol::with_message_id,
         config.max_bytes,
         entries,

@@ -59,8 +59,9 @@ pub fn with_inbox_id(object: &[u8], id: &str) -> Vec<u8> {
 }
 
 /// The function library, with this instance's limits (the last instance to start sets them
-/// for every caller; run every instance with the same settings).
-fn library(config: &InboxConfig) -> String {
+/// for every caller; run every instance with the same settings). On a cluster it publishes
+/// with `SPUBLISH` (the key's hash tag is the channel, so both are in the function's slot).
+fn library(config: &InboxConfig, cluster: bool) -> String {
     format!(
         r#"#!lua name=relayhub
 local MAXLEN = {max_len}
@@ -96,13 +97,14 @@ redis.register_function('{FUNCTION}', function(keys, args)
   end
   local id = redis.call('XADD', key, 'MAXLEN', '=', MAXLEN, '*', 'm', payload)
   redis.call('PEXPIRE', key, TTL_MS)
-  local receivers = redis.call('PUBLISH', channel,
+  local receivers = redis.call('{publish}', channel,
     '{{"inboxId":"' .. id .. '",' .. string.sub(payload, 2))
   return {{id, receivers}}
 end)
 "#,
         max_len = config.max_len,
         ttl_ms = config.ttl.as_millis(),
+        publish = if cluster { "SPUBLISH" } else { "PUBLISH" },
     )
 }
 
@@ -125,7 +127,11 @@ impl Inbox {
     /// Loads (or replaces) `relay_notify` in Redis.
     pub async fn load(&self) -> Result<(), HubError> {
         let mut cmd = redis::cmd("FUNCTION");
-        cmd.arg("LOAD").arg("REPLACE").arg(library(&self.config));
+        let cluster = self.publisher.is_cluster();
+        // On a cluster the connection sends this to every master (each holds its functions).
+        cmd.arg("LOAD")
+            .arg("REPLACE")
+            .arg(library(&self.config, cluster));
         let _: String = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let cmd = &cmd;
@@ -205,8 +211,10 @@ mod tests {
             with_inbox_id(br#"{"userId":"42"}"#, "5-0"),
             br#"{"inboxId":"5-0","userId":"42"}"#
         );
-        let lib = library(&InboxConfig::default());
+        let lib = library(&InboxConfig::default(), false);
         assert!(lib.contains("local MAXLEN = 100\n"));
+        assert!(lib.contains("redis.call('PUBLISH', channel"));
+        assert!(library(&InboxConfig::default(), true).contains("redis.call('SPUBLISH', channel"));
         assert!(lib.contains("register_function('relay_notify'"));
     }
 }

@@ -3,11 +3,16 @@
 //! instance's heartbeat alive, and removes the entries of instances whose heartbeat expired.
 //!
 //! # Redis layout
-//! - `chat:presence:{room}` (hash): `n:{userId}` = the user's name as a JSON string,
+//! Every key starts with the hash tag `{presence}`, so all of them are in one slot: the
+//! scripts below touch a room's hash and an instance's set together, which Redis Cluster
+//! allows only within a slot. (Presence changes at the rate users join and leave rooms, which
+//! one node carries easily; messages and history are spread over the cluster.)
+//! - `{presence}:room:ROOM` (hash): `n:{userId}` = the user's name as a JSON string,
 //!   `c:{userId}` = how many instances hold a session of the user in the room.
-//! - `hub:instance:{id}:presence` (set): the `"{room} {userId}"` pairs instance `id` counted.
-//! - `hub:instance:{id}` (string with a TTL): the instance's heartbeat.
-//! - `hub:instances` (set): instance ids that may hold presence entries.
+//! - `{presence}:instance:ID:pairs` (set): the `"{room} {userId}"` pairs instance `ID`
+//!   counted.
+//! - `{presence}:instance:ID` (string with a TTL): the instance's heartbeat.
+//! - `{presence}:instances` (set): instance ids that may hold presence entries.
 //!
 //! # Events
 //! Each change runs one Lua script that updates the counts and, when a user's first instance
@@ -29,8 +34,8 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use actix::{fut, prelude::*};
+use hub_store::Conn;
 use log::{info, warn};
-use redis::aio::ConnectionManager;
 
 use crate::{
     error::HubError,
@@ -43,11 +48,11 @@ use crate::{
 };
 
 /// Set of instance ids that may hold presence entries.
-pub const INSTANCES_KEY: &str = "hub:instances";
+pub const INSTANCES_KEY: &str = "{presence}:instances";
 /// Prefix of an instance's heartbeat key and presence set.
-pub const INSTANCE_PREFIX: &str = "hub:instance:";
+pub const INSTANCE_PREFIX: &str = "{presence}:instance:";
 /// Prefix of the per-room presence hashes.
-pub const PRESENCE_PREFIX: &str = "chat:presence:";
+pub const PRESENCE_PREFIX: &str = "{presence}:room:";
 
 /// Wait before retrying after Redis refused an update.
 const RETRY: Duration = Duration::from_secs(1);
@@ -140,7 +145,7 @@ pub fn heartbeat_key(instance: &str) -> String {
 
 /// The set of `"{room} {userId}"` pairs an instance holds.
 pub fn instance_key(instance: &str) -> String {
-    format!("{INSTANCE_PREFIX}{instance}:presence")
+    format!("{INSTANCE_PREFIX}{instance}:pairs")
 }
 
 /// The presence hash of a room.
@@ -188,7 +193,7 @@ fn leave_cmd(instance: &str, room: &str, user: &str, reaping: bool, limit: usize
 }
 
 /// Runs commands in pipelines of [`CHUNK`]; returns their integer results.
-async fn run(conn: &mut ConnectionManager, cmds: Vec<redis::Cmd>) -> Result<Vec<i64>, String> {
+async fn run(conn: &mut Conn, cmds: Vec<redis::Cmd>) -> Result<Vec<i64>, String> {
     let mut results = Vec::with_capacity(cmds.len());
     let mut cmds = cmds.into_iter().peekable();
     while cmds.peek().is_some() {
@@ -214,13 +219,13 @@ pub struct MemberList {
 /// Reads room members from Redis (every instance). Cheap to clone.
 #[derive(Clone)]
 pub struct RoomMembers {
-    conn: ConnectionManager,
+    conn: Conn,
     limit: usize,
 }
 
 impl RoomMembers {
     /// Lists at most `limit` members per room, through `conn`.
-    pub fn new(conn: ConnectionManager, limit: usize) -> Self {
+    pub fn new(conn: Conn, limit: usize) -> Self {
         RoomMembers { conn, limit }
     }
 
@@ -275,7 +280,7 @@ pub struct RosterConfig {
 
 /// The roster actor of an instance.
 pub struct Roster {
-    conn: ConnectionManager,
+    conn: Conn,
     config: RosterConfig,
     metrics: Arc<Metrics>,
     local: Arc<LocalPresence>,
@@ -297,7 +302,7 @@ pub struct Roster {
 impl Roster {
     /// Starts the roster and returns it with the local presence that reports to it.
     pub fn launch(
-        conn: ConnectionManager,
+        conn: Conn,
         config: RosterConfig,
         metrics: Arc<Metrics>,
     ) -> (Addr<Roster>, Arc<LocalPresence>) {
@@ -441,7 +446,7 @@ enum Work {
 
 /// The scripts that make Redis hold exactly `local` for this instance.
 async fn resync_cmds(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     instance: &str,
     local: Vec<(RoomId, Member)>,
     limit: usize,
@@ -472,7 +477,7 @@ async fn resync_cmds(
 
 /// Removes the pairs of every instance (other than `me`) whose heartbeat expired; returns
 /// how many were removed.
-async fn reap_dead(conn: &mut ConnectionManager, me: &str, limit: usize) -> Result<u64, String> {
+async fn reap_dead(conn: &mut Conn, me: &str, limit: usize) -> Result<u64, String> {
     let ids: Vec<String> = redis::cmd("SMEMBERS")
         .arg(INSTANCES_KEY)
         .query_async(conn)
@@ -505,12 +510,7 @@ async fn reap_dead(conn: &mut ConnectionManager, me: &str, limit: usize) -> Resu
 
 /// Runs the leave script on every pair of `instance` (`guarded`: skipped while its heartbeat
 /// exists), then forgets the instance if nothing is left. Returns how many pairs were removed.
-async fn reap(
-    conn: &mut ConnectionManager,
-    instance: &str,
-    guarded: bool,
-    limit: usize,
-) -> Result<u64, String> {
+async fn reap(conn: &mut Conn, instance: &str, guarded: bool, limit: usize) -> Result<u64, String> {
     let held: Vec<String> = redis::cmd("SMEMBERS")
         .arg(instance_key(instance))
         .query_async(conn)
@@ -613,9 +613,13 @@ mod tests {
 
     #[test]
     fn keys_and_pairs() {
-        assert_eq!(room_key("r"), "chat:presence:r");
-        assert_eq!(instance_key("a"), "hub:instance:a:presence");
-        assert_eq!(heartbeat_key("a"), "hub:instance:a");
+        assert_eq!(room_key("r"), "{presence}:room:r");
+        assert_eq!(instance_key("a"), "{presence}:instance:a:pairs");
+        assert_eq!(heartbeat_key("a"), "{presence}:instance:a");
+        let slot = hub_store::slot(INSTANCES_KEY.as_bytes());
+        for key in [room_key("r"), instance_key("a"), heartbeat_key("a")] {
+            assert_eq!(hub_store::slot(key.as_bytes()), slot, "{key}");
+        }
         assert_eq!(
             pair("room:1", "u@x").split_once(' '),
             Some(("room:1", "u@x"))

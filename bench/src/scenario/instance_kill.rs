@@ -307,11 +307,11 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         tokio::task::spawn_blocking(move || -> Result<(bool, u64), String> {
             let mut conn = crate::stack::connect(redis_addr)?;
             let instances: Vec<String> = redis::cmd("SMEMBERS")
-                .arg("hub:instances")
+                .arg(hub_actors::roster::INSTANCES_KEY)
                 .query(&mut conn)
                 .map_err(|e| e.to_string())?;
             let pairs: u64 = redis::cmd("SCARD")
-                .arg("hub:instance:chaos-c:presence")
+                .arg(hub_actors::roster::instance_key("chaos-c"))
                 .query(&mut conn)
                 .map_err(|e| e.to_string())?;
             Ok((!instances.iter().any(|i| i == "chaos-c"), pairs))
@@ -386,7 +386,9 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         matches!(forgotten, Ok((true, 0))),
         match &forgotten {
             Ok((gone, pairs)) => {
-                format!("removed from hub:instances: {gone}; its presence entries left: {pairs}")
+                format!(
+                    "removed from the instances set: {gone}; its presence entries left: {pairs}"
+                )
             }
             Err(e) => e.clone(),
         },

@@ -2,7 +2,8 @@
 //! user:notifications:{id}` round-robin over them at R msgs/s (or, with `--rate 0`, as fast as
 //! the server delivers: a closed loop with at most `--window` messages in flight) for T
 //! seconds. Reports delivered, lost, deliveries/s, latency (publish to receipt) and the
-//! server's CPU time per delivery.
+//! server's CPU time per delivery. With `--cluster 1`, `--redis` is a node of a Redis Cluster
+//! and one publisher per master sends `SPUBLISH` for the users whose channel it serves.
 
 use std::{
     cell::RefCell,
@@ -21,7 +22,7 @@ use crate::{
     args::Args,
     client,
     proto::notification_payload,
-    publisher::{publish_command, Plan, Window},
+    publisher::{self, Plan, Published, Window},
     report, sys,
 };
 
@@ -47,7 +48,10 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let window: u64 = args.get("window", 2000)?;
     let first_user: u64 = args.get("first-user", 1)?;
     let concurrency: usize = args.get("concurrency", 200)?;
+    let cluster: u8 = args.get("cluster", 0)?;
     args.finish()?;
+    let routes = Arc::new(routes(redis, cluster == 1, first_user, users).await?);
+    let verb = if cluster == 1 { "SPUBLISH" } else { "PUBLISH" };
 
     let names = (0..users).map(|i| (first_user + i).to_string()).collect();
     let opened = open_many(&target, names, concurrency, 0, None).await;
@@ -85,37 +89,48 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         )));
     }
 
-    let plan = |seconds: f64, first_seq: u64, base: u64| {
-        let mut payload = String::with_capacity(160);
-        Plan {
-            redis,
-            rate: (rate > 0.0).then_some(rate),
-            duration: Duration::from_secs_f64(seconds),
-            max_messages: u64::MAX,
-            window: (rate <= 0.0).then(|| Window {
-                progress: seen.clone(),
-                base,
-                size: window,
-            }),
-            command: Box::new(move |seq, bt, out| {
-                let seq = first_seq + seq;
-                let user = first_user + seq % users;
-                payload.clear();
-                notification_payload(&mut payload, user, bt, seq);
-                publish_command(
-                    out,
-                    &format!("user:notifications:{user}"),
-                    payload.as_bytes(),
-                );
-            }),
-        }
+    // One publisher per route, sharing the rate and the window; route `k` of `m` stamps
+    // sequence numbers `first_seq + k`, `first_seq + k + m`, ...
+    let plans = |seconds: f64, first_seq: u64, base: u64| {
+        let m = routes.len() as u64;
+        (0..routes.len())
+            .map(|k| {
+                let routes = routes.clone();
+                let mut payload = String::with_capacity(160);
+                Plan {
+                    redis: routes[k].0,
+                    rate: (rate > 0.0).then_some(rate / m as f64),
+                    duration: Duration::from_secs_f64(seconds),
+                    max_messages: u64::MAX,
+                    window: (rate <= 0.0).then(|| Window {
+                        progress: seen.clone(),
+                        base,
+                        size: (window / m).max(1),
+                    }),
+                    command: Box::new(move |seq, bt, out| {
+                        let users = &routes[k].1;
+                        let user = users[(seq % users.len() as u64) as usize];
+                        let seq = first_seq + k as u64 + seq * m;
+                        payload.clear();
+                        notification_payload(&mut payload, user, bt, seq);
+                        let channel = format!("user:notifications:{user}");
+                        publisher::command(out, verb, &channel, payload.as_bytes());
+                    }),
+                }
+            })
+            .collect::<Vec<_>>()
     };
 
     // Warm-up (JIT, allocator, connection buffers), drained and not measured.
-    let warm = if warmup > 0.0 {
-        publish(plan(warmup, 0, 0)).await?.sent
+    let (warm, warm_seqs) = if warmup > 0.0 {
+        let done = publish_all(plans(warmup, 0, 0)).await?;
+        let most = done.iter().map(|p| p.sent).max().unwrap_or(0);
+        (
+            done.iter().map(|p| p.sent).sum(),
+            most * routes.len() as u64,
+        )
     } else {
-        0
+        (0, 0)
     };
     let seen_now = || seen.load(Ordering::Acquire);
     drain(
@@ -125,13 +140,13 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         Duration::from_secs(5),
     )
     .await;
-    tally.borrow_mut().measured_from = warm;
+    tally.borrow_mut().measured_from = warm_seqs;
     let seen_before = seen_now();
 
     let cpu = sys::CpuMark::take(target.pid);
     let own_cpu = sys::self_cpu();
     let start_us = sys::now_us();
-    let published = publish(plan(seconds, warm, seen_before)).await?;
+    let published = merge(publish_all(plans(seconds, warm_seqs, seen_before)).await?);
     let expected = published.with_receivers;
     drain(
         || tally.borrow().delivered >= expected,
@@ -175,6 +190,57 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         out.insert("redis_first_error".into(), json!(e));
     }
     Ok(Value::Object(out))
+}
+
+/// Where each user's notifications are published: `redis` for all, or on a cluster (`redis`
+/// one of its nodes) each user's channel's master.
+async fn routes(
+    redis: SocketAddr,
+    cluster: bool,
+    first_user: u64,
+    users: u64,
+) -> Result<Vec<(SocketAddr, Vec<u64>)>, String> {
+    let all: Vec<u64> = (first_user..first_user + users).collect();
+    if !cluster {
+        return Ok(vec![(redis, all)]);
+    }
+    let node = redis::IntoConnectionInfo::into_connection_info(format!("redis://{redis}"))
+        .map_err(|e| e.to_string())?;
+    let topology = hub_store::discover(&[node], Duration::from_secs(5)).await?;
+    let mut routes: Vec<(SocketAddr, Vec<u64>)> = Vec::new();
+    for user in all {
+        let slot = hub_store::slot(format!("user:notifications:{user}").as_bytes());
+        let master = topology
+            .owner(slot)
+            .ok_or_else(|| format!("no master serves slot {slot}"))?;
+        let (host, port) = &topology.masters[master];
+        let addr: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .map_err(|e| format!("master {host}:{port}: {e}"))?;
+        match routes.iter_mut().find(|r| r.0 == addr) {
+            Some(route) => route.1.push(user),
+            None => routes.push((addr, vec![user])),
+        }
+    }
+    Ok(routes)
+}
+
+/// Runs publishers side by side.
+async fn publish_all(plans: Vec<Plan>) -> Result<Vec<Published>, String> {
+    futures_util::future::try_join_all(plans.into_iter().map(publish)).await
+}
+
+/// What several publishers did together.
+fn merge(all: Vec<Published>) -> Published {
+    let mut sum = Published::default();
+    for p in all {
+        sum.sent += p.sent;
+        sum.with_receivers += p.with_receivers;
+        sum.errors += p.errors;
+        sum.first_error = sum.first_error.or(p.first_error);
+        sum.secs = sum.secs.max(p.secs);
+    }
+    sum
 }
 
 /// CPU seconds, utilisation and microseconds per delivery of the server process.

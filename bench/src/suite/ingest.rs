@@ -1,7 +1,9 @@
 //! `hub-bench ingest`: notification saturation (closed loop) of one hub with 1, 2, 4, ...
-//! Redis pub/sub connections (`HUB_INGEST_CONNECTIONS`), each figure the median of
-//! `--repeats` runs, as a Markdown section with the ratio against one connection (printed on
-//! stdout; `make bench` appends it to `BENCHMARKS.md`).
+//! Redis pub/sub connections (`HUB_INGEST_CONNECTIONS`), on one Redis server and on a Redis
+//! Cluster of `--cluster-masters` masters (3; 0 skips it; the publisher sends `SPUBLISH` to
+//! each user's master), each figure the median of `--repeats` runs, as a Markdown section
+//! with the ratio against one connection on one server (printed on stdout; `make bench`
+//! appends it to `BENCHMARKS.md`).
 //!
 //! CPUs are detected: by default the hub gets every CPU but the last, and Redis and the load
 //! generator the last one; `--server-cpus` and `--client-cpus` (taskset lists) override it,
@@ -34,6 +36,7 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let seconds: f64 = args.get("seconds", 5.0)?;
     let repeats: usize = args.get("repeats", 3)?;
     let workers: usize = args.get("workers", cpus.saturating_sub(1).max(1))?;
+    let masters: usize = args.get("cluster-masters", 3)?;
     args.finish()?;
     let counts: Vec<usize> = counts
         .split(',')
@@ -43,7 +46,16 @@ pub fn run(mut args: Args) -> Result<(), String> {
                 .map_err(|e| format!("--connections {c}: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let run = Run {
+        exe: std::env::current_exe().map_err(|e| e.to_string())?,
+        hub_bin,
+        server_cpus: server_cpus.clone(),
+        client_cpus: client_cpus.clone(),
+        workers,
+        users,
+        seconds,
+        repeats,
+    };
 
     let redis_port = free_port()?;
     let redis_log =
@@ -53,56 +65,116 @@ pub fn run(mut args: Args) -> Result<(), String> {
     wait_until("redis-server", Duration::from_secs(10), || {
         std::net::TcpStream::connect(redis_addr).is_ok()
     })?;
-
     let mut rows = Vec::new();
     for &n in &counts {
+        let redis_env = ("REDIS_URL", format!("redis://{redis_addr}"));
+        let (median, runs) = run.measure(n, redis_env, redis_addr, false)?;
+        rows.push((s("one server"), n, median, runs));
+    }
+    redis.stop();
+
+    if masters > 0 {
+        let (nodes, first) = start_cluster(&client_cpus, masters)?;
+        let urls = nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for &n in &counts {
+            let redis_env = ("REDIS_CLUSTER_URLS", urls.clone());
+            let (median, runs) = run.measure(n, redis_env, first, true)?;
+            rows.push((format!("cluster, {masters} masters"), n, median, runs));
+        }
+        for (_, node) in nodes {
+            node.stop();
+        }
+    }
+    print!(
+        "{}",
+        section(&rows, &server_cpus, &client_cpus, workers, users, seconds)
+    );
+    Ok(())
+}
+
+/// What every measurement shares.
+struct Run {
+    exe: PathBuf,
+    hub_bin: PathBuf,
+    server_cpus: String,
+    client_cpus: String,
+    workers: usize,
+    users: u64,
+    seconds: f64,
+    repeats: usize,
+}
+
+impl Run {
+    /// Starts a hub with `n` ingest connections on `redis_env`, runs `notify` `repeats` times
+    /// (publishing through `redis`, a cluster node when `cluster`), stops the hub; returns the
+    /// median and every run's deliveries per second.
+    fn measure(
+        &self,
+        n: usize,
+        redis_env: (&str, String),
+        redis: SocketAddr,
+        cluster: bool,
+    ) -> Result<(f64, Vec<f64>), String> {
         let port = free_port()?;
         let env = [
             ("HUB_AUTH", s("dev")),
-            ("HUB_WORKERS", s(workers)),
+            ("HUB_WORKERS", s(self.workers)),
             ("HUB_INGEST_CONNECTIONS", s(n)),
             ("HUB_HOST", s("127.0.0.1")),
             ("HUB_MAX_CONNECTIONS_PER_IP", s(0)),
             ("PORT", s(port)),
-            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            redis_env,
             ("RUST_LOG", s("warn")),
         ];
         let hub = Proc::start(
             "relay-hub",
             "taskset",
-            &[s("-c"), server_cpus.clone(), hub_bin.display().to_string()],
+            &[
+                s("-c"),
+                self.server_cpus.clone(),
+                self.hub_bin.display().to_string(),
+            ],
             &env,
         )?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_until("relay-hub", Duration::from_secs(20), || healthy(addr))?;
         let mut rates = Vec::new();
-        for i in 0..repeats {
+        for i in 0..self.repeats {
             // Each run its own users: no run sees another's leftovers.
-            let first_user = 1 + (i as u64) * users;
-            let notify = [
-                exe.display().to_string(),
+            let first_user = 1 + (i as u64) * self.users;
+            let mut notify = vec![
+                self.exe.display().to_string(),
                 s("notify"),
                 s("--target"),
                 s(addr),
                 s("--pid"),
                 s(hub.pid()),
                 s("--redis"),
-                s(redis_addr),
+                s(redis),
                 s("--users"),
-                s(users),
+                s(self.users),
                 s("--first-user"),
                 s(first_user),
                 s("--rate"),
                 s(0),
                 s("--seconds"),
-                s(seconds),
+                s(self.seconds),
             ];
+            if cluster {
+                notify.extend([s("--cluster"), s(1)]);
+            }
             eprintln!(
-                "\n== ingest {n} #{}\n$ taskset -c {client_cpus} {}",
+                "\n== ingest {n}{} #{}\n$ taskset -c {} {}",
+                if cluster { " (cluster)" } else { "" },
                 i + 1,
+                self.client_cpus,
                 notify.join(" ")
             );
-            let result = run_pinned(&client_cpus, &notify)?;
+            let result = run_pinned(&self.client_cpus, &notify)?;
             let rate = result["deliveries_per_sec"]
                 .as_f64()
                 .ok_or_else(|| format!("no deliveries_per_sec in {result}"))?;
@@ -112,15 +184,82 @@ pub fn run(mut args: Args) -> Result<(), String> {
             rates.push(rate);
         }
         hub.stop();
-        rates.sort_by(|a, b| a.total_cmp(b));
-        rows.push((n, rates[rates.len() / 2], rates));
+        let mut sorted = rates.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        Ok((sorted[sorted.len() / 2], rates))
     }
-    redis.stop();
-    print!(
-        "{}",
-        section(&rows, &server_cpus, &client_cpus, workers, users, seconds)
-    );
-    Ok(())
+}
+
+/// Starts a Redis Cluster of `masters` masters (no replicas) pinned to `cpus`; returns the
+/// nodes (port, process) and the first node's address.
+fn start_cluster(cpus: &str, masters: usize) -> Result<(Vec<(u16, Proc)>, SocketAddr), String> {
+    let dir = std::env::temp_dir().join(format!("hub-bench-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut nodes = Vec::new();
+    while nodes.len() < masters {
+        let port = free_port()?;
+        // The cluster bus listens on port + 10000.
+        if port > u16::MAX - 10000
+            || std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_err()
+        {
+            continue;
+        }
+        let node = Proc::start(
+            "redis-server (cluster)",
+            "taskset",
+            &[
+                s("-c"),
+                s(cpus),
+                s("redis-server"),
+                s("--port"),
+                s(port),
+                s("--bind"),
+                s("127.0.0.1"),
+                s("--cluster-enabled"),
+                s("yes"),
+                s("--dir"),
+                dir.display().to_string(),
+                s("--cluster-config-file"),
+                format!("nodes-{port}.conf"),
+                s("--save"),
+                s(""),
+                s("--appendonly"),
+                s("no"),
+                s("--logfile"),
+                dir.join(format!("{port}.log")).display().to_string(),
+            ],
+            &[],
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_until("cluster node", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        })?;
+        nodes.push((port, node));
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|(p, _)| format!("127.0.0.1:{p}"))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let first = nodes[0].0;
+    wait_until("the cluster", Duration::from_secs(20), || {
+        Command::new("redis-cli")
+            .args(["-p", &first.to_string(), "cluster", "info"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+    })?;
+    Ok((nodes, ([127, 0, 0, 1], first).into()))
 }
 
 /// Runs a `hub-bench` scenario pinned to `cpus` and returns its JSON line.
@@ -142,27 +281,30 @@ fn run_pinned(cpus: &str, command: &[String]) -> Result<Value, String> {
 }
 
 fn section(
-    rows: &[(usize, f64, Vec<f64>)],
+    rows: &[(String, usize, f64, Vec<f64>)],
     server_cpus: &str,
     client_cpus: &str,
     workers: usize,
     users: u64,
     seconds: f64,
 ) -> String {
-    let base = rows.first().map_or(1.0, |r| r.1).max(1.0);
+    let base = rows.first().map_or(1.0, |r| r.2).max(1.0);
     let mut md = String::from("\n## Ingest connections (`hub-bench ingest`)\n\n");
     md.push_str(&format!(
         "Notifications to {users} users, closed loop, {seconds} s per run, median of {} runs; \
          the hub on CPUs {server_cpus} with {workers} workers, Redis and the load generator on \
-         CPUs {client_cpus}. Ratio against one connection. The ceiling on a machine is its \
+         CPUs {client_cpus} (the cluster's masters too). Ratio against one connection on one \
+         server. The ceiling on a machine is its \
          cores: with the hub on one or two cores, more connections add threads, not CPU.\n\n",
-        rows.first().map_or(0, |r| r.2.len())
+        rows.first().map_or(0, |r| r.3.len())
     ));
-    md.push_str("| `HUB_INGEST_CONNECTIONS` | deliveries/s | runs | ratio |\n|---|---|---|---|\n");
-    for (n, median, runs) in rows {
+    md.push_str(
+        "| Redis | `HUB_INGEST_CONNECTIONS` | deliveries/s | runs | ratio |\n|---|---|---|---|---|\n",
+    );
+    for (redis, n, median, runs) in rows {
         let runs: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
         md.push_str(&format!(
-            "| {n} | {median:.0} | {} | {:.2} |\n",
+            "| {redis} | {n} | {median:.0} | {} | {:.2} |\n",
             runs.join(", "),
             median / base
         ));

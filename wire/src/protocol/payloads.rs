@@ -40,6 +40,13 @@ impl ChannelKind<'_> {
         }
     }
 
+    /// Per-user and per-room channels: on Redis Cluster they use sharded pub/sub
+    /// (`SPUBLISH`/`SSUBSCRIBE`, carried only by the shard of the channel's slot); the fixed
+    /// channels use classic pub/sub, which every node carries.
+    pub fn is_sharded(&self) -> bool {
+        matches!(self, ChannelKind::User(_) | ChannelKind::Room(_))
+    }
+
     /// Metric labels of the kinds (no ids), in [`ChannelKind::index`] order.
     pub const LABELS: [&'static str; 7] = [
         "user:notifications",

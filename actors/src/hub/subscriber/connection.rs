@@ -74,10 +74,10 @@ impl Subscriber {
         }
         self.generation += 1;
         let generation = self.generation;
-        let info = self.client.get_connection_info().clone();
+        let target = self.target.clone();
         let timeout = self.command_timeout;
         let connect = async move {
-            tokio::time::timeout(timeout, pubsub::connect(&info))
+            tokio::time::timeout(timeout, pubsub::connect(&target))
                 .await
                 .map_err(|_| "timed out".to_string())?
         };
@@ -104,10 +104,7 @@ impl Subscriber {
                         act.reconcile(ctx);
                     }
                     Err(e) => {
-                        warn!(
-                            "redis pub/sub connect to {:?} failed: {e}",
-                            act.client.get_connection_info().addr()
-                        );
+                        warn!("redis pub/sub connect to {} failed: {e}", act.target);
                         act.retry_later(ctx);
                     }
                 }

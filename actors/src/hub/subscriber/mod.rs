@@ -31,6 +31,7 @@ use std::{
 
 use actix::{fut, prelude::*};
 use futures_util::{stream, Stream, StreamExt};
+use hub_store::Store;
 use log::{info, warn};
 use prometheus::IntCounter;
 use tokio::sync::oneshot;
@@ -142,7 +143,7 @@ impl Default for IngestSlot {
 
 /// The pub/sub actor.
 pub struct Subscriber {
-    client: redis::Client,
+    target: Store,
     metrics: Arc<Metrics>,
     sinks: Vec<Arc<dyn InboundSink>>,
     shards: Vec<Option<Recipient<DispatchBatch>>>,
@@ -174,11 +175,11 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// A subscriber for `client`; connects when started.
-    pub fn new(client: redis::Client, metrics: Arc<Metrics>) -> Self {
+    /// A subscriber for `target`; connects when started.
+    pub fn new(target: Store, metrics: Arc<Metrics>) -> Self {
         let backlog = Backlog::new(BACKLOG_CAP, metrics.dispatch_backlog_bytes.clone());
         Subscriber {
-            client,
+            target,
             metrics,
             sinks: Vec::new(),
             shards: vec![None; MAX_SHARDS],

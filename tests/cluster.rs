@@ -1,0 +1,317 @@
+//! The hub on a real Redis Cluster (`REDIS_CLUSTER_URLS`; docs/cluster.md): local clusters
+//! started per test on free ports. Every feature across two instances; a slot that holds
+//! subscribed channels moved to another master; a master killed and its replica taking over.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::{cluster::Cluster, eventually, hub_with_url, CacheBackend, Client, Hub};
+use serde_json::{json, Value};
+
+const KEY: &str = "cluster-test-key";
+
+/// A hub on `cluster` (API key [`KEY`]), with `env` on top; returns once Redis is connected.
+async fn hub_on(cluster: &Cluster, env: &[(&str, &str)]) -> Hub {
+    let urls = cluster.urls();
+    let mut all = vec![("REDIS_CLUSTER_URLS", urls.as_str()), ("HUB_API_KEY", KEY)];
+    all.extend_from_slice(env);
+    let hub = hub_with_url("", &all).await;
+    eventually("the hub to connect to the cluster", || async {
+        (hub.health().await.1["redis"]["connected"] == true).then_some(())
+    })
+    .await;
+    hub
+}
+
+/// A `relay-hub worker` on `cluster`; killed on drop.
+struct WorkerProc(Child);
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(cluster: &Cluster) -> WorkerProc {
+    let child = Command::new(env!("CARGO_BIN_EXE_relay-hub"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_CLUSTER_URLS", cluster.urls())
+        .env("HUB_DEMO_LATENCY_MS", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start relay-hub worker");
+    WorkerProc(child)
+}
+
+async fn api(hub: &Hub, method: &str, path: &str, body: &Value) -> (u16, String) {
+    let auth = format!("Bearer {KEY}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    hub.http(method, path, &headers, &body.to_string()).await
+}
+
+fn note(user: &str, title: &str) -> Value {
+    json!({"userId": user, "type": "info", "title": title, "message": "m"})
+}
+
+/// `POST /api/notify` (202 expected).
+async fn notify(hub: &Hub, user: &str, title: &str) {
+    let (status, body) = api(hub, "POST", "/api/notify", &note(user, title)).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+/// `FCALL relay_notify` as a service calls it on a cluster; returns the inbox id.
+async fn fcall(cluster: &Cluster, user: &str, title: &str) -> String {
+    let mut conn = cluster.conn().await;
+    let (id, _): (String, i64) = redis::cmd("FCALL")
+        .arg("relay_notify")
+        .arg(1)
+        .arg(format!("inbox:{{user:notifications:{user}}}"))
+        .arg(note(user, title).to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    id
+}
+
+/// The next notification's title.
+async fn title(client: &mut Client) -> String {
+    let frame = client.recv_type("notification").await;
+    frame["data"]["title"].as_str().unwrap().to_string()
+}
+
+/// The next chat message's `(message, id)`.
+async fn chat(client: &mut Client) -> (String, String) {
+    let m = client.recv_type("chat-message").await["data"].clone();
+    (
+        m["message"].as_str().unwrap().to_string(),
+        m["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn every_feature_works_across_two_instances_on_a_cluster() {
+    let cluster = Cluster::start(3, 0).await;
+    let one = hub_on(&cluster, &[]).await;
+    let two = hub_on(&cluster, &[("HUB_INGEST_CONNECTIONS", "2")]).await;
+    let _worker = worker(&cluster);
+
+    // Notifications: users spread over the masters, half on each instance, three ways in.
+    let users: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+    let mut masters = Vec::new();
+    for u in &users {
+        masters.push(cluster.master_of(&format!("user:notifications:{u}")).await);
+    }
+    masters.sort();
+    masters.dedup();
+    assert_eq!(masters.len(), 3, "the users' channels are on every master");
+    let mut clients = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let hub = if i % 2 == 0 { &one } else { &two };
+        clients.push(hub.user(u).await);
+    }
+    let mut conn = cluster.conn().await;
+    for (u, client) in users.iter().zip(&mut clients) {
+        notify(&one, u, "api").await;
+        assert_eq!(title(client).await, "api");
+        let id = fcall(&cluster, u, "fcall").await;
+        let frame = client.recv_type("notification").await;
+        assert_eq!(frame["data"]["inboxId"], json!(id), "FCALL reaches {u}");
+        let receivers: i64 = redis::cmd("SPUBLISH")
+            .arg(format!("user:notifications:{u}"))
+            .arg(note(u, "spublish").to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(receivers, 1, "one instance holds {u}");
+        assert_eq!(title(client).await, "spublish");
+    }
+
+    // Chat across the instances, presence, then history recovery after a reconnect.
+    let mut ann = one.user("ann").await.with_presence();
+    let mut bob = two.user("bob").await;
+    ann.join("lobby").await;
+    bob.join("lobby").await;
+    // A session also gets its own user's join: ann's comes first, then bob's.
+    for user in ["ann", "bob"] {
+        let joined = ann.recv_type("presence").await;
+        assert_eq!(
+            (joined["event"].clone(), joined["userId"].clone()),
+            (json!("join"), json!(user))
+        );
+    }
+    ann.send(json!({"type": "chat-message", "room": "lobby", "message": "hi"}))
+        .await;
+    let (text, id) = chat(&mut bob).await;
+    assert_eq!(text, "hi");
+    assert_eq!(chat(&mut ann).await, (text, id.clone()));
+    bob.close().await;
+    let left = ann.recv_type("presence").await;
+    assert_eq!(
+        (left["event"].clone(), left["userId"].clone()),
+        (json!("leave"), json!("bob"))
+    );
+    for m in ["while", "away"] {
+        ann.send(json!({"type": "chat-message", "room": "lobby", "message": m}))
+            .await;
+        chat(&mut ann).await;
+    }
+    let mut bob = two.user("bob").await;
+    bob.send(json!({"type": "join-room", "room": "lobby", "since": id}))
+        .await;
+    let joined = bob.recv_type("joined").await;
+    let missed: Vec<&str> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (missed, joined["recovered"].clone()),
+        (vec!["while", "away"], json!(true))
+    );
+    let back = ann.recv_type("presence").await;
+    assert_eq!(
+        (back["event"].clone(), back["userId"].clone()),
+        (json!("join"), json!("bob"))
+    );
+
+    // The job queue end to end: enqueued on one instance, run by the worker, result pushed.
+    let job = json!({"id": "cluster-job", "type": "llama_inference", "userId": "ann",
+        "payload": {"text": "Redis Cluster shards the hub."}});
+    let (status, body) = api(&two, "POST", "/api/jobs", &job).await;
+    assert_eq!(status, 202, "{body}");
+    let result = ann.recv_type("ai-result").await;
+    assert_eq!(
+        (
+            result["data"]["jobId"].clone(),
+            result["data"]["status"].clone()
+        ),
+        (json!("cluster-job"), json!("success"))
+    );
+    let (status, body) = api(&one, "GET", "/api/jobs/cluster-job", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"],
+        "done"
+    );
+
+    // Cache invalidation (a fixed channel: classic pub/sub, which every node carries): two
+    // backend instances keep their local caches in sync, and sessions on topic cache see it.
+    let urls = cluster.urls();
+    let env = [("REDIS_CLUSTER_URLS", urls.as_str())];
+    let (a, b) = (
+        CacheBackend::start(&env, "a").await,
+        CacheBackend::start(&env, "b").await,
+    );
+    a.put("color", "red").await;
+    assert_eq!(b.get("color").await["value"], "red");
+    assert_eq!(b.get("color").await["source"], "cache");
+    b.put("color", "blue").await;
+    for backend in [&a, &b] {
+        eventually("both writes' invalidations applied", || async {
+            (backend.invalidations().await == 2).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(a.get("color").await["value"], "blue");
+    bob.send(json!({"type": "subscribe", "topic": "cache"}))
+        .await;
+    bob.recv_type("subscribed").await;
+    let (status, body) = api(
+        &one,
+        "POST",
+        "/api/cache/invalidate",
+        &json!({"pattern": "user:*"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let frame = bob.recv_type("cache-invalidate").await;
+    assert_eq!(frame["data"]["pattern"], "user:*");
+}
+
+#[tokio::test]
+async fn a_slot_moved_to_another_master_keeps_delivering_its_channels() {
+    let cluster = Cluster::start(3, 0).await;
+    let hub = hub_on(&cluster, &[]).await;
+    let mut ann = hub.user("ann").await;
+    ann.join("moving").await;
+    let channel = "user:notifications:ann";
+    let before = cluster.master_of(channel).await;
+    notify(&hub, "ann", "before").await;
+    assert_eq!(title(&mut ann).await, "before");
+
+    let to = *cluster
+        .masters()
+        .await
+        .iter()
+        .find(|p| **p != before)
+        .unwrap();
+    cluster.move_slot_of(channel, to).await;
+    // Published right after the move: live once the hub resubscribed on the new master, or
+    // from the inbox (which moved with the slot) when it was published before that.
+    notify(&hub, "ann", "after").await;
+    assert_eq!(title(&mut ann).await, "after");
+    eventually("the hub to subscribe on the slot's new master", || async {
+        let mut conn = common::cluster::node_conn(to).await?;
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (counts.first().map(|c| c.1) == Some(1)).then_some(())
+    })
+    .await;
+    notify(&hub, "ann", "later").await;
+    assert_eq!(title(&mut ann).await, "later");
+    // The room's channel (on whatever master) still works too.
+    ann.send(json!({"type": "chat-message", "room": "moving", "message": "still here"}))
+        .await;
+    assert_eq!(chat(&mut ann).await.0, "still here");
+    assert!(hub.metric("hub_redis_reconnects_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_failed_master_is_replaced_and_delivery_resumes() {
+    let mut cluster = Cluster::start(3, 1).await;
+    let hub = hub_on(&cluster, &[]).await;
+    let mut ann = hub.user("ann").await;
+    ann.join("failover").await;
+    let channel = "user:notifications:ann";
+    let master = cluster.master_of(channel).await;
+    let id = fcall(&cluster, "ann", "before").await;
+    assert_eq!(title(&mut ann).await, "before");
+    // Replicated before the kill, so the replica that takes over has it.
+    let conn = common::cluster::node_conn(master).await.unwrap();
+    eventually("the replica to acknowledge the write", || async {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query_async(&mut conn.clone())
+            .await
+            .ok()?;
+        (acked == 1).then_some(())
+    })
+    .await;
+
+    cluster.kill_master(master).await;
+    fcall(&cluster, "ann", "after").await;
+    assert_eq!(title(&mut ann).await, "after", "delivery resumed");
+    ann.send(json!({"type": "chat-message", "room": "failover", "message": "still here"}))
+        .await;
+    assert_eq!(chat(&mut ann).await.0, "still here");
+    assert!(hub.metric("hub_redis_reconnects_total").await >= 1.0);
+    // The inbox survived on the new master: a reconnect with the first id gets the second.
+    let mut again = Client::connect(&hub.ws_url(&format!("userId=ann&since={id}"))).await;
+    let hello = again.recv_type("connected").await;
+    assert_eq!(hello["recovered"], true);
+    assert_eq!(title(&mut again).await, "after");
+}
