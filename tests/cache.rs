@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use common::{eventually, hub, CacheBackend, Redis};
 use relay_cache::{publish_invalidation, InvalidationListener, LocalCache, SyncError};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test]
 async fn two_caches_evict_on_one_invalidation() {

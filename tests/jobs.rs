@@ -877,3 +877,67 @@ async fn the_embedded_worker_library_runs_handlers_with_bounded_concurrency() {
         .unwrap();
     assert_eq!(summary.done, 6);
 }
+
+#[tokio::test]
+async fn a_worker_without_the_jobs_type_leaves_it_for_one_that_has_it() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut user = hub.user("7").await;
+    // This worker handles llama_inference and the test types, not `square`.
+    let _other = worker(&redis, "other", &[]).ready().await;
+    enqueue_early(&hub, "sq", "square", json!(7), json!(4)).await;
+
+    // It meets the job and sets it aside: queued, no attempt counted, nothing sent to the user.
+    eventually("the job to be parked", || async {
+        let parked: Option<u64> = redis::cmd("HGET")
+            .arg("jobs:stats")
+            .arg("parked")
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        (parked == Some(1)).then_some(())
+    })
+    .await;
+    let (_, job) = get_job(&hub, "sq").await;
+    assert_eq!(
+        (job["state"].clone(), job["attempts"].clone()),
+        (json!("queued"), json!(0))
+    );
+    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
+
+    // A worker for the type comes and runs it on its first attempt.
+    let store = hub_store::Store::server(&redis.url()).unwrap();
+    let config = WorkerConfig {
+        consumer: "squares".into(),
+        ..WorkerConfig::default()
+    };
+    let mut squares = Worker::new(&store, QueueSettings::default(), config).unwrap();
+    squares.handle("square", |job| async move {
+        let n = job
+            .payload
+            .as_u64()
+            .ok_or_else(|| JobError::permanent("not a number"))?;
+        Ok(json!(n * n))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(squares.run(async {
+        let _ = stopped.await;
+    }));
+    let result = user.recv_type("ai-result").await["data"].clone();
+    assert_eq!(
+        (
+            result["jobId"].clone(),
+            result["status"].clone(),
+            result["result"].clone()
+        ),
+        (json!("sq"), json!("success"), json!(16))
+    );
+    let job = await_state(&hub, "sq", "done").await;
+    assert_eq!(
+        (job["attempts"].clone(), job["worker"].clone()),
+        (json!(1), json!("squares"))
+    );
+    assert_eq!(hub.metric("hub_jobs_parked_total").await, 1.0);
+    stop.send(()).unwrap();
+    run.await.unwrap();
+}

@@ -278,10 +278,12 @@ impl JobQueue {
         QueueStats::parse(&reply)
     }
 
-    /// Claims the highest priority runnable job for `consumer`.
+    /// Claims the highest priority runnable job of one of `types` for `consumer` (jobs of
+    /// other types it meets are parked for a worker that handles them).
     pub(crate) async fn claim(
         &self,
         consumer: &str,
+        types: &[String],
         visibility: Duration,
         max_attempts: u32,
     ) -> Result<Claim, JobsError> {
@@ -299,6 +301,7 @@ impl JobQueue {
             .arg(self.ttl_ms())
             .arg(&self.settings.results_channel)
             .arg(DEAD_LETTER_MAX)
+            .arg(types)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err("claim a job"))?;

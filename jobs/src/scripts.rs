@@ -100,11 +100,17 @@ return now
     ))
 });
 
-/// Claims the highest priority runnable job: per priority, first a pending entry idle for
-/// the visibility timeout (its worker died, or it waits for a retry or was released), then a
-/// new entry. A job whose worker died for the `maxAttempts`-th time is dead-lettered instead.
+/// Claims the highest priority runnable job of a type the worker handles: first it moves the
+/// parked jobs of those types back to the end of their priority stream, then per priority it
+/// takes a pending entry idle for the visibility timeout (its worker died, or it waits for a
+/// retry or was released), then a new entry. A job whose worker died for the
+/// `maxAttempts`-th time is dead-lettered instead. A job of a type the worker does not handle
+/// is parked (`{prefix}:parked:{type}`, the priority as its first field), queued and with no
+/// attempt counted, until a worker that handles the type claims; an entry that is no job
+/// (its `job` field is not a JSON object) is claimed anyway, to be dead-lettered.
 /// KEYS: streams high, normal, low; stats; dead. ARGV: prefix, group, consumer,
-/// visibility ms, max attempts, ttl ms, results channel, dead-letter cap.
+/// visibility ms, max attempts, ttl ms, results channel, dead-letter cap, then the job types
+/// the worker handles.
 /// Reply: `{"job", priority, entry, job JSON, attempt, lease, enqueuedAt, id, type}`, or
 /// `{"none", last entry id of each stream}` (the marks to wait on).
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
@@ -116,10 +122,33 @@ local vis, max_attempts, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(AR
 local channel, dead_max = ARGV[7], ARGV[8]
 local prios = {'high', 'normal', 'low'}
 local now = now_ms()
+local handled = {}
+for i = 9, #ARGV do handled[ARGV[i]] = true end
 
 local function drop(s, entry)
   redis.call('XACK', s, group, entry)
   redis.call('XDEL', s, entry)
+end
+
+-- Parked jobs of the handled types go back to the end of their priority stream.
+local stream_of = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
+for i = 9, #ARGV do
+  local parked = prefix .. ':parked:' .. ARGV[i]
+  for _, e in ipairs(redis.call('XRANGE', parked, '-', '+', 'COUNT', 100)) do
+    local flat = e[2]
+    redis.call('XADD', stream_of[flat[2]] or KEYS[2], '*', unpack(flat, 3))
+    redis.call('XDEL', parked, e[1])
+  end
+end
+
+-- Sets a job of a type this worker does not handle aside for a worker that does.
+local function park(i, s, entry, flat, h, f)
+  local parked = prefix .. ':parked:' .. (f.type or '')
+  redis.call('XADD', parked, '*', 'priority', prios[i], unpack(flat))
+  redis.call('PEXPIRE', parked, ttl)
+  redis.call('HSET', h, 'state', 'queued', 'updatedAt', int(now))
+  redis.call('HINCRBY', KEYS[4], 'parked', 1)
+  drop(s, entry)
 end
 
 -- Starts the job of an entry this consumer now owns; nil when it is not runnable.
@@ -136,6 +165,12 @@ local function start(i, s, entry, flat, from_pending)
     attempts = 0
   elseif state == 'done' or state == 'failed' then
     drop(s, entry)
+    return nil
+  end
+  -- (An entry that is not a job at all is claimed: whichever worker dead-letters it.)
+  local ok, job = pcall(cjson.decode, f.job or '')
+  if not handled[f.type or ''] and ok and type(job) == 'table' then
+    park(i, s, entry, flat, h, f)
     return nil
   end
   if from_pending and state == 'running' then

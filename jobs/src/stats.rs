@@ -49,6 +49,8 @@ pub struct QueueStats {
     pub retried: u64,
     /// Jobs taken over from a worker that stopped renewing its lease.
     pub reclaimed: u64,
+    /// Jobs set aside by a worker that does not handle their type, for one that does.
+    pub parked: u64,
     /// Done jobs per latency bucket (not cumulative), in [`LATENCY_BUCKETS_MS`] order.
     pub latency_buckets: [u64; LATENCY_BUCKETS_MS.len()],
     /// Done jobs slower than the last bucket.
@@ -83,6 +85,7 @@ impl QueueStats {
         s.failed = get("failed");
         s.retried = get("retried");
         s.reclaimed = get("reclaimed");
+        s.parked = get("parked");
         for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
             s.latency_buckets[i] = get(&format!("latency_le_{bound}"));
         }
@@ -104,7 +107,7 @@ pub struct JobMetrics {
 }
 
 /// (name, help, type) of each family the collector produces.
-const FAMILIES: [(&str, &str, MetricType); 9] = [
+const FAMILIES: [(&str, &str, MetricType); 10] = [
     (
         "hub_jobs_queue_depth",
         "Unfinished jobs per priority (waiting, running or between attempts)",
@@ -143,6 +146,11 @@ const FAMILIES: [(&str, &str, MetricType); 9] = [
     (
         "hub_jobs_reclaimed_total",
         "Jobs taken over after the visibility timeout, all workers",
+        MetricType::COUNTER,
+    ),
+    (
+        "hub_jobs_parked_total",
+        "Jobs set aside by a worker without a handler for their type, all workers",
         MetricType::COUNTER,
     ),
     (
@@ -297,6 +305,7 @@ impl JobMetrics {
             vec![counter(s.failed)],
             vec![counter(s.retried)],
             vec![counter(s.reclaimed)],
+            vec![counter(s.parked)],
             vec![histogram(s)],
         ];
         FAMILIES

@@ -248,6 +248,7 @@ impl Worker {
         let mut backoff = REDIS_BACKOFF.0;
         let mut failing = false;
 
+        let types: Vec<String> = shared.handlers.keys().cloned().collect();
         'claiming: loop {
             while let Some(done) = tasks.try_join_next() {
                 report_task_end(done);
@@ -262,6 +263,7 @@ impl Worker {
                     .queue
                     .claim(
                         &shared.config.consumer,
+                        &types,
                         shared.config.visibility,
                         shared.config.max_attempts,
                     )
