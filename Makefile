@@ -58,8 +58,9 @@ sio-suites:
 
 ## Benchmarks (a few minutes): release hub + hub-bench, the socket.io baseline (npm ci), a
 ## private redis-server; servers pinned to CPU 0, load generator and Redis to CPU 1. Writes
-## BENCHMARKS.md, then appends `hub-bench ingest` (1, 2 and 4 pub/sub connections, the hub on
-## every CPU but the last). Needs redis-server, node/npm and taskset.
+## BENCHMARKS.md, then appends `hub-bench ingest` (1, 2 and 4 pub/sub connections on one Redis
+## and on a local 3-master Redis Cluster, the hub on every CPU but the last). Needs
+## redis-server, redis-cli, node/npm and taskset.
 bench:
 	cargo build --release -p relay-hub -p hub-bench
 	cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error

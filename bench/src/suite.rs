@@ -135,26 +135,33 @@ impl Drop for Proc {
 
 /// A private redis-server without persistence, pinned to `cpus` (a taskset list).
 fn start_redis(cpus: &str, port: u16, log: &std::path::Path) -> Result<Proc, String> {
-    Proc::start(
-        "redis-server",
-        "taskset",
-        &[
-            s("-c"),
-            s(cpus),
-            s("redis-server"),
-            s("--port"),
-            s(port),
-            s("--bind"),
-            s("127.0.0.1"),
-            s("--save"),
-            s(""),
-            s("--appendonly"),
-            s("no"),
-            s("--logfile"),
-            log.display().to_string(),
-        ],
-        &[],
-    )
+    start_redis_with(cpus, port, log, &[])
+}
+
+/// [`start_redis`] with more `redis-server` options.
+fn start_redis_with(
+    cpus: &str,
+    port: u16,
+    log: &std::path::Path,
+    options: &[String],
+) -> Result<Proc, String> {
+    let mut args = vec![
+        s("-c"),
+        s(cpus),
+        s("redis-server"),
+        s("--port"),
+        s(port),
+        s("--bind"),
+        s("127.0.0.1"),
+        s("--save"),
+        s(""),
+        s("--appendonly"),
+        s("no"),
+        s("--logfile"),
+        log.display().to_string(),
+    ];
+    args.extend_from_slice(options);
+    Proc::start("redis-server", "taskset", &args, &[])
 }
 
 fn free_port() -> Result<u16, String> {

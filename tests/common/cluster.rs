@@ -225,6 +225,20 @@ impl Cluster {
         assert_eq!(self.master_of(key).await, to);
     }
 
+    /// `ACL SETUSER default <rule>` on every live node (e.g. `-ssubscribe`).
+    pub async fn set_acl(&self, rule: &str) {
+        for port in self.live() {
+            let mut conn = node_conn(port).await.unwrap();
+            let _: Value = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("default")
+                .arg(rule)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
     /// SIGKILLs the master on `port` and waits until one of its replicas serves its slots.
     pub async fn kill_master(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();

@@ -277,17 +277,9 @@ impl Commands {
     /// `SUBSCRIBE` (`SSUBSCRIBE` per slot for sharded channels on a cluster); resolves when
     /// Redis has confirmed every channel.
     pub async fn subscribe(&self, channels: &[String]) -> Result<(), String> {
-        let batches = self.batches(channels)?;
-        try_join_all(batches.iter().map(|b| {
-            let (verb, expect) = if b.sharded {
-                ("SSUBSCRIBE", Expect::SSubscribe)
-            } else {
-                ("SUBSCRIBE", Expect::Subscribe)
-            };
-            self.nodes[b.node].channels(verb, &b.channels, expect)
-        }))
-        .await
-        .map(drop)
+        let classic = ("SUBSCRIBE", Expect::Subscribe);
+        self.per_batch(channels, classic, ("SSUBSCRIBE", Expect::SSubscribe))
+            .await
     }
 
     /// `UNSUBSCRIBE` (`SUNSUBSCRIBE` per slot for sharded channels on a cluster); resolves
@@ -305,13 +297,22 @@ impl Commands {
             }
             return Ok(());
         }
+        let classic = ("UNSUBSCRIBE", Expect::Unsubscribe);
+        self.per_batch(channels, classic, ("SUNSUBSCRIBE", Expect::SUnsubscribe))
+            .await
+    }
+
+    /// Sends `classic` or `sharded` (command, confirmation) for each batch of `channels` and
+    /// waits for every confirmation.
+    async fn per_batch(
+        &self,
+        channels: &[String],
+        classic: (&str, Expect),
+        sharded: (&str, Expect),
+    ) -> Result<(), String> {
         let batches = self.batches(channels)?;
         try_join_all(batches.iter().map(|b| {
-            let (verb, expect) = if b.sharded {
-                ("SUNSUBSCRIBE", Expect::SUnsubscribe)
-            } else {
-                ("UNSUBSCRIBE", Expect::Unsubscribe)
-            };
+            let (verb, expect) = if b.sharded { sharded } else { classic };
             self.nodes[b.node].channels(verb, &b.channels, expect)
         }))
         .await

@@ -68,10 +68,14 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         last_us: 0,
     }));
     let seen = Arc::new(AtomicU64::new(0));
+    // Received per route (message `seq` came through route `seq % routes`): each publisher's
+    // window counts its own messages.
+    let per_route: Arc<Vec<Arc<AtomicU64>>> =
+        Arc::new((0..routes.len()).map(|_| Arc::default()).collect());
     let mut ends = Vec::new();
     for (_, c) in opened.clients {
         let (stream, decoder, proto) = c.into_parts();
-        let (tally, seen) = (tally.clone(), seen.clone());
+        let (tally, seen, per_route) = (tally.clone(), seen.clone(), per_route.clone());
         ends.push(tokio::task::spawn_local(client::pump(
             stream,
             decoder,
@@ -79,6 +83,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
             move |bt, bs| {
                 let now = sys::now_us();
                 seen.fetch_add(1, Ordering::Release);
+                per_route[(bs % per_route.len() as u64) as usize].fetch_add(1, Ordering::Release);
                 let mut t = tally.borrow_mut();
                 if bs >= t.measured_from {
                     report::record(&mut t.hist, now.saturating_sub(bt));
@@ -90,8 +95,9 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     }
 
     // One publisher per route, sharing the rate and the window; route `k` of `m` stamps
-    // sequence numbers `first_seq + k`, `first_seq + k + m`, ...
-    let plans = |seconds: f64, first_seq: u64, base: u64| {
+    // sequence numbers `first_seq + k`, `first_seq + k + m`, ... (`first_seq` a multiple of
+    // `m`).
+    let plans = |seconds: f64, first_seq: u64| {
         let m = routes.len() as u64;
         (0..routes.len())
             .map(|k| {
@@ -103,8 +109,8 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
                     duration: Duration::from_secs_f64(seconds),
                     max_messages: u64::MAX,
                     window: (rate <= 0.0).then(|| Window {
-                        progress: seen.clone(),
-                        base,
+                        progress: per_route[k].clone(),
+                        base: per_route[k].load(Ordering::Acquire),
                         size: (window / m).max(1),
                     }),
                     command: Box::new(move |seq, bt, out| {
@@ -123,7 +129,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
 
     // Warm-up (JIT, allocator, connection buffers), drained and not measured.
     let (warm, warm_seqs) = if warmup > 0.0 {
-        let done = publish_all(plans(warmup, 0, 0)).await?;
+        let done = publish_all(plans(warmup, 0)).await?;
         let most = done.iter().map(|p| p.sent).max().unwrap_or(0);
         (
             done.iter().map(|p| p.sent).sum(),
@@ -141,12 +147,11 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     )
     .await;
     tally.borrow_mut().measured_from = warm_seqs;
-    let seen_before = seen_now();
 
     let cpu = sys::CpuMark::take(target.pid);
     let own_cpu = sys::self_cpu();
     let start_us = sys::now_us();
-    let published = merge(publish_all(plans(seconds, warm_seqs, seen_before)).await?);
+    let published = merge(publish_all(plans(seconds, warm_seqs)).await?);
     let expected = published.with_receivers;
     drain(
         || tally.borrow().delivered >= expected,

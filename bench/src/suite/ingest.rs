@@ -18,7 +18,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{free_port, healthy, s, start_redis, wait_until, Proc};
+use super::{free_port, healthy, s, start_redis, start_redis_with, wait_until, Proc};
 use crate::args::Args;
 
 /// Runs the comparison and prints its Markdown section.
@@ -68,8 +68,8 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let mut rows = Vec::new();
     for &n in &counts {
         let redis_env = ("REDIS_URL", format!("redis://{redis_addr}"));
-        let (median, runs) = run.measure(n, redis_env, redis_addr, false)?;
-        rows.push((s("one server"), n, median, runs));
+        let (median, runs, cost, busy) = run.measure(n, redis_env, redis_addr, false)?;
+        rows.push((s("one server"), n, median, runs, cost, busy));
     }
     redis.stop();
 
@@ -82,12 +82,20 @@ pub fn run(mut args: Args) -> Result<(), String> {
             .join(",");
         for &n in &counts {
             let redis_env = ("REDIS_CLUSTER_URLS", urls.clone());
-            let (median, runs) = run.measure(n, redis_env, first, true)?;
-            rows.push((format!("cluster, {masters} masters"), n, median, runs));
+            let (median, runs, cost, busy) = run.measure(n, redis_env, first, true)?;
+            rows.push((
+                format!("cluster, {masters} masters"),
+                n,
+                median,
+                runs,
+                cost,
+                busy,
+            ));
         }
         for (_, node) in nodes {
             node.stop();
         }
+        let _ = std::fs::remove_dir_all(cluster_dir());
     }
     print!(
         "{}",
@@ -111,14 +119,15 @@ struct Run {
 impl Run {
     /// Starts a hub with `n` ingest connections on `redis_env`, runs `notify` `repeats` times
     /// (publishing through `redis`, a cluster node when `cluster`), stops the hub; returns the
-    /// median and every run's deliveries per second.
+    /// median and every run's deliveries per second, the median hub CPU time per delivery
+    /// (microseconds) and the median share of its CPUs the hub used (percent).
     fn measure(
         &self,
         n: usize,
         redis_env: (&str, String),
         redis: SocketAddr,
         cluster: bool,
-    ) -> Result<(f64, Vec<f64>), String> {
+    ) -> Result<(f64, Vec<f64>, f64, f64), String> {
         let port = free_port()?;
         let env = [
             ("HUB_AUTH", s("dev")),
@@ -142,7 +151,7 @@ impl Run {
         )?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_until("relay-hub", Duration::from_secs(20), || healthy(addr))?;
-        let mut rates = Vec::new();
+        let (mut rates, mut costs, mut busy) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.repeats {
             // Each run its own users: no run sees another's leftovers.
             let first_user = 1 + (i as u64) * self.users;
@@ -182,18 +191,30 @@ impl Run {
                 return Err(format!("ingest {n}: notifications lost: {result}"));
             }
             rates.push(rate);
+            let cpu = &result["server_cpu"];
+            costs.push(cpu["us_per_delivery"].as_f64().unwrap_or(f64::NAN));
+            busy.push(cpu["utilisation_pct"].as_f64().unwrap_or(f64::NAN));
         }
         hub.stop();
-        let mut sorted = rates.clone();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        Ok((sorted[sorted.len() / 2], rates))
+        Ok((median(&rates), rates, median(&costs), median(&busy)))
     }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+/// Where the cluster's nodes keep their files.
+fn cluster_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("hub-bench-cluster-{}", std::process::id()))
 }
 
 /// Starts a Redis Cluster of `masters` masters (no replicas) pinned to `cpus`; returns the
 /// nodes (port, process) and the first node's address.
 fn start_cluster(cpus: &str, masters: usize) -> Result<(Vec<(u16, Proc)>, SocketAddr), String> {
-    let dir = std::env::temp_dir().join(format!("hub-bench-cluster-{}", std::process::id()));
+    let dir = cluster_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut nodes = Vec::new();
     while nodes.len() < masters {
@@ -204,32 +225,16 @@ fn start_cluster(cpus: &str, masters: usize) -> Result<(Vec<(u16, Proc)>, Socket
         {
             continue;
         }
-        let node = Proc::start(
-            "redis-server (cluster)",
-            "taskset",
-            &[
-                s("-c"),
-                s(cpus),
-                s("redis-server"),
-                s("--port"),
-                s(port),
-                s("--bind"),
-                s("127.0.0.1"),
-                s("--cluster-enabled"),
-                s("yes"),
-                s("--dir"),
-                dir.display().to_string(),
-                s("--cluster-config-file"),
-                format!("nodes-{port}.conf"),
-                s("--save"),
-                s(""),
-                s("--appendonly"),
-                s("no"),
-                s("--logfile"),
-                dir.join(format!("{port}.log")).display().to_string(),
-            ],
-            &[],
-        )?;
+        let options = [
+            s("--cluster-enabled"),
+            s("yes"),
+            s("--dir"),
+            dir.display().to_string(),
+            s("--cluster-config-file"),
+            format!("nodes-{port}.conf"),
+        ];
+        let log = dir.join(format!("{port}.log"));
+        let node = start_redis_with(cpus, port, &log, &options)?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_until("cluster node", Duration::from_secs(10), || {
             std::net::TcpStream::connect(addr).is_ok()
@@ -281,7 +286,7 @@ fn run_pinned(cpus: &str, command: &[String]) -> Result<Value, String> {
 }
 
 fn section(
-    rows: &[(String, usize, f64, Vec<f64>)],
+    rows: &[(String, usize, f64, Vec<f64>, f64, f64)],
     server_cpus: &str,
     client_cpus: &str,
     workers: usize,
@@ -294,17 +299,19 @@ fn section(
         "Notifications to {users} users, closed loop, {seconds} s per run, median of {} runs; \
          the hub on CPUs {server_cpus} with {workers} workers, Redis and the load generator on \
          CPUs {client_cpus} (the cluster's masters too). Ratio against one connection on one \
-         server. The ceiling on a machine is its \
+         server; the hub's CPU time per delivery and how busy its CPUs were (below 100% the \
+         load side is the limit, and the hub, less busy, batches less per wakeup). The ceiling on a machine is its \
          cores: with the hub on one or two cores, more connections add threads, not CPU.\n\n",
         rows.first().map_or(0, |r| r.3.len())
     ));
     md.push_str(
-        "| Redis | `HUB_INGEST_CONNECTIONS` | deliveries/s | runs | ratio |\n|---|---|---|---|---|\n",
+        "| Redis | `HUB_INGEST_CONNECTIONS` | deliveries/s | runs | ratio | hub CPU us/delivery \
+         | hub CPU busy |\n|---|---|---|---|---|---|---|\n",
     );
-    for (redis, n, median, runs) in rows {
+    for (redis, n, median, runs, cost, busy) in rows {
         let runs: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
         md.push_str(&format!(
-            "| {redis} | {n} | {median:.0} | {} | {:.2} |\n",
+            "| {redis} | {n} | {median:.0} | {} | {:.2} | {cost:.2} | {busy:.0}% |\n",
             runs.join(", "),
             median / base
         ));
