@@ -3,7 +3,7 @@
 //! rooms), encodes its replies as native JSON frames, and writes the events the registry
 //! delivers to its mailbox.
 //!
-//! A resumable session (the client asked with `resume` in its `auth`, [`crate::client::Ask`])
+//! A resumable session (the client asked with `resume`, [`crate::client::Ask`])
 //! writes each event as a copy of the shared frame with its `"offset"` appended, trims what
 //! it keeps for resume at each Pong to the hub's Ping, and is kept in Redis when the
 //! connection drops without a close frame from the client, when the client stops answering
