@@ -20,10 +20,11 @@ use actix_rt::net::TcpStream;
 use actix_web::{web::Query, HttpMessage};
 use hub_actors::{
     auth::{AuthError, Identity},
-    client::SessionEnv,
+    client::{Ask, SessionEnv},
     limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
     protocol::{self, MessageId},
     session::Session,
+    session_resume::Pid,
     transport,
 };
 use log::debug;
@@ -99,7 +100,7 @@ impl Upgrader {
                     .map_err(UpgradeError)?;
                 Ok(())
             }
-            Ok((accept, identity, since, permit)) => {
+            Ok((accept, identity, (since, resume), permit)) => {
                 transport::write_all(&io, &transport::switching_protocols(&accept))
                     .await
                     .map_err(UpgradeError)?;
@@ -108,6 +109,7 @@ impl Upgrader {
                 let mut session =
                     Session::new(id, self.env.clone(), io, leftover, identity, Some(permit));
                 session.set_inbox_since(since);
+                session.set_resume_ask(resume);
                 session.start();
                 Ok(())
             }
@@ -183,6 +185,8 @@ impl Upgrader {
             })?;
         let since = inbox_since(req.uri().query().unwrap_or(""))
             .map_err(|e| refusal(400, "Bad Request", "bad_request", "bad_since", e))?;
+        let resume = resume_ask(req.uri().query().unwrap_or(""))
+            .map_err(|e| refusal(400, "Bad Request", "bad_request", "bad_resume", e))?;
         let permit = self
             .shared
             .limiter
@@ -208,7 +212,7 @@ impl Upgrader {
             .get("sec-websocket-key")
             .map(|k| ws::hash_key(k.as_bytes()))
             .expect("verify_handshake checked the key");
-        Ok((key, identity, since, permit))
+        Ok((key, identity, (since, resume), permit))
     }
 
     fn identity(&self, query: &str) -> Result<Option<Identity>, AuthError> {
@@ -233,13 +237,35 @@ impl Upgrader {
 }
 
 /// What an accepted upgrade carries on to the session: the `Sec-WebSocket-Accept` value, the
-/// identity, the inbox `since` and the connection's permit.
+/// identity, the inbox `since` with what the client asked of session resume, and the
+/// connection's permit.
 type Accepted = (
     [u8; 28],
     Option<Identity>,
-    Option<MessageId>,
+    (Option<MessageId>, Option<Ask>),
     ConnectionPermit,
 );
+
+/// `?resume=true` (a resumable session) or `?resume=<token>&offset=<n>` (resume one).
+fn resume_ask(query: &str) -> Result<Option<Ask>, String> {
+    let params = Query::<HashMap<String, String>>::from_query(query)
+        .map_err(|e| format!("bad query string: {e}"))?
+        .into_inner();
+    let offset = params
+        .get("offset")
+        .map(|o| o.parse::<u64>())
+        .transpose()
+        .map_err(|_| "`offset` must be a non-negative integer".to_string())?;
+    Ok(match (params.get("resume").map(String::as_str), offset) {
+        (None | Some("false"), None) => None,
+        (Some("true"), None) => Some(Ask::Start),
+        (Some(token), offset) if !matches!(token, "true" | "false") => Some(Ask::Continue {
+            pid: Pid::parse(token),
+            offset: Some(offset.unwrap_or(0)),
+        }),
+        _ => return Err("`offset` goes with a `resume` token".into()),
+    })
+}
 
 /// The `since` query parameter (the last `inboxId` a reconnecting client saw), if any.
 fn inbox_since(query: &str) -> Result<Option<MessageId>, String> {

@@ -133,9 +133,10 @@ pub struct Metrics {
     /// Client frames refused by the rate limit.
     pub rate_limited: IntCounter,
     client_errors: IntCounterVec,
-    /// Socket.IO connection state recoveries asked for, by result.
+    /// Session resumes asked for (Socket.IO CONNECTs with a pid, native `auth` with a
+    /// `resume` token), by result.
     pub sio_recoveries: IntCounterVec,
-    /// Socket.IO sessions written to Redis for recovery when their transport dropped.
+    /// Resumable sessions (both ways in) written to Redis when their transport dropped.
     pub sio_recovery_saves: IntCounterVec,
     /// Sessions closed for too many bad or rate-limited frames (1008).
     pub policy_closes: IntCounter,
@@ -372,8 +373,9 @@ impl Metrics {
             sio_recoveries: counter_vec(
                 &r,
                 "hub_sio_recoveries_total",
-                "Socket.IO CONNECTs with a pid: recovered, incomplete (a gap longer than the \
-                 history or inbox keeps), expired (no record), refused (another user, or an \
+                "Session resumes asked for (Socket.IO CONNECTs with a pid, native auth with a \
+                 resume token): recovered, incomplete (a gap longer than the history or inbox \
+                 keeps), expired (no record), refused (another user, a bad token, or an \
                  offset that cannot be placed), error (Redis)",
                 "result",
                 &["recovered", "incomplete", "expired", "refused", "error"],
@@ -381,7 +383,7 @@ impl Metrics {
             sio_recovery_saves: counter_vec(
                 &r,
                 "hub_sio_recovery_saves_total",
-                "Dropped Socket.IO sessions written to Redis for recovery, by result",
+                "Dropped resumable sessions (both ways in) written to Redis, by result",
                 "result",
                 &["saved", "failed"],
             ),

@@ -23,6 +23,8 @@ pub struct Outbound {
     native: Bytes,
     /// Where the event's payload (the native `data`) sits in `native`.
     data: Range<usize>,
+    /// Where the frame's JSON starts in `native` (the WebSocket header's length).
+    json: u8,
     socketio: OnceLock<Outgoing>,
 }
 
@@ -49,6 +51,7 @@ impl Outbound {
             kind,
             native,
             data: data.start + offset..data.end + offset,
+            json: offset as u8,
             socketio: OnceLock::new(),
         }
     }
@@ -61,6 +64,15 @@ impl Outbound {
     /// The native WebSocket frame.
     pub fn native(&self) -> &Bytes {
         &self.native
+    }
+
+    /// The native frame with `"offset":<offset>` as its last key, for a session that resumes
+    /// (see [`crate::session_resume`]): one copy of the shared frame, no re-encoding.
+    pub fn native_with_offset(&self, offset: u64) -> Bytes {
+        let json = &self.native[self.json as usize..];
+        let open = &json[..json.len() - 1];
+        let key = format!(",\"offset\":{offset}}}");
+        transport::data_frame(false, &[open, key.as_bytes()])
     }
 
     /// The event's payload JSON.
@@ -99,10 +111,21 @@ mod tests {
             long.as_bytes(),
             "works past the 2-byte frame header"
         );
+        let with = ev.native_with_offset(42);
+        let native: Value = serde_json::from_slice(&with[4..]).unwrap();
+        assert_eq!(native["offset"], 42, "past the 2-byte header too");
+        assert_eq!(&native["data"]["pad"].as_str().unwrap().len(), &300);
         let presence = br#"{"type":"presence","room":"r"}"#;
         assert_eq!(
             Outbound::whole(OutKind::Presence, presence).data(),
             presence
+        );
+        let with = Outbound::whole(OutKind::Presence, presence).native_with_offset(7);
+        assert_eq!(&with[2..], br#"{"type":"presence","room":"r","offset":7}"#);
+        assert_eq!(
+            usize::from(with[1]),
+            with.len() - 2,
+            "the header has the new length"
         );
     }
 }

@@ -1,7 +1,9 @@
-//! Session resume (Socket.IO connection state recovery): what a session sent, kept small
-//! while it lives ([`Tracker`]), written to Redis when its transport drops ([`Record`] under
-//! `sio:recovery:{pid}`, with a TTL of the recovery window), and turned back into per-stream
-//! cursors when the client comes back with its private id and last offset ([`plan`]).
+//! Session resume (Socket.IO connection state recovery and the native protocol's `resume`,
+//! both driven by the client core: [`crate::client::ClientCore::connect`]): what a session
+//! sent, kept small while it lives ([`Tracker`]), written to Redis when its transport drops
+//! ([`Record`] under `sio:recovery:{pid}` for both ways in, with a TTL of the recovery
+//! window), and turned back into per-stream cursors when the client comes back with its
+//! private id (the native `resume` token) and last offset ([`plan`]).
 //!
 //! Streams are the user's notification inbox and the rooms' chat histories (Redis streams, ids
 //! `<ms>-<seq>`). Every event the session sends gets the next offset (`seq`); the ones that

@@ -2,6 +2,12 @@
 //! [`crate::transport`]), hosts the protocol-independent [`ClientCore`] (requests, limits,
 //! rooms), encodes its replies as native JSON frames, and writes the events the registry
 //! delivers to its mailbox.
+//!
+//! A resumable session (the client asked with `resume`, [`crate::client::Ask`])
+//! writes each event as a copy of the shared frame with its `"offset"` appended, trims what
+//! it keeps for resume at each Pong to the hub's Ping, and is kept in Redis when the
+//! connection drops without a close frame from the client, when the client stops answering
+//! (idle timeout), or at shutdown.
 
 use std::{
     rc::Rc,
@@ -17,7 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::{
     auth::Identity,
-    client::{ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
+    client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     limits::ConnectionPermit,
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
     metrics::{Metrics, OutKind},
@@ -82,6 +88,19 @@ impl Session {
         self.core.set_inbox_since(since);
     }
 
+    /// What the client asked of session resume in its upgrade request.
+    pub fn set_resume_ask(&mut self, ask: Option<Ask>) {
+        self.core.set_resume_ask(ask);
+    }
+
+    /// The connection dropped without a goodbye: the session is kept for resume (when it is
+    /// resumable). Not after the hub or the client started closing.
+    fn dropped(&mut self) {
+        if !self.closing {
+            self.core.keep_for_resume();
+        }
+    }
+
     /// Runs `f` on the core with this session as its I/O.
     fn with_core(
         &mut self,
@@ -132,6 +151,7 @@ impl Session {
             Ok(false) => self.wait_writable(ctx),
             Err(e) => {
                 debug!("session {}: write failed: {e}", self.core.id());
+                self.dropped();
                 self.abort(ctx);
             }
         }
@@ -152,7 +172,10 @@ impl Session {
                 act.awaiting_writable = false;
                 match res {
                     Ok(()) => act.flush(ctx),
-                    Err(_) => act.abort(ctx),
+                    Err(_) => {
+                        act.dropped();
+                        act.abort(ctx)
+                    }
                 }
             }),
         );
@@ -213,6 +236,7 @@ impl Session {
             return;
         }
         if self.last_seen.elapsed() > self.core.env().limits.client_timeout {
+            self.dropped();
             return self.close(ctx, close::NORMAL, "idle timeout");
         }
         self.enqueue(transport::ping_frame(), ctx);
@@ -277,9 +301,14 @@ impl ClientIo for NativeIo<'_> {
         self.closing.get_or_insert((code, reason));
     }
 
-    fn deliver(&mut self, event: &Arc<Outbound>) {
+    /// Writes an event: the shared frame, or in a resumable session a copy of it with
+    /// `"offset"` as last key.
+    fn deliver(&mut self, event: &Arc<Outbound>, offset: Option<u64>) {
         if self.kick.is_none() {
-            self.push(event.native().clone());
+            self.push(match offset {
+                None => event.native().clone(),
+                Some(offset) => event.native_with_offset(offset),
+            });
         }
     }
 
@@ -312,7 +341,7 @@ impl Actor for Session {
         }
         ctx.run_interval(env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
         if self.core.is_authenticated() {
-            self.with_core(ctx, |core, io| core.register(io));
+            self.with_core(ctx, |core, io| core.connect(io));
         } else {
             self.core.track_pending(SessionAddr::new(ctx.address()));
             ctx.run_later(env.limits.auth_timeout, |act, ctx| {
@@ -349,13 +378,14 @@ impl StreamHandler<WsEvent> for Session {
                 self.with_core(ctx, |core, io| core.reject(err, io));
             }
             WsEvent::Ping(payload) => self.enqueue(transport::pong_frame(&payload), ctx),
-            WsEvent::Pong => {}
+            WsEvent::Pong => self.core.pong(),
             WsEvent::Close(_) => self.close(ctx, close::NORMAL, ""),
             WsEvent::Violation(code, reason) => self.close(ctx, code, reason),
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.dropped();
         ctx.stop();
     }
 }
@@ -392,7 +422,9 @@ impl Handler<Kick> for Session {
 impl Handler<Close> for Session {
     type Result = ();
 
+    /// Shutdown: a resumable session is kept, so that a rolling restart resumes.
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.dropped();
         self.close(ctx, msg.code, msg.reason);
     }
 }

@@ -8,12 +8,15 @@ use crate::limits::Limits;
 /// What a client asked for in one frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// `{"type":"auth","token":...,"since"?:...}`: first-frame authentication.
+    /// `{"type":"auth","token":...,"since"?:...,"resume"?:...,"offset"?:...}`: first-frame
+    /// authentication.
     Auth {
         /// The JWT.
         token: String,
         /// The last `inboxId` the client saw: it gets the notifications sent since.
         since: Option<MessageId>,
+        /// Session resume asked for (ignored on a live session).
+        resume: Option<ResumeAsk>,
     },
     /// `{"type":"ping"}`.
     Ping,
@@ -55,6 +58,21 @@ impl Request {
             Request::Unsubscribe(_) => "unsubscribe",
         }
     }
+}
+
+/// What a native client asks of session resume when it authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeAsk {
+    /// `"resume":true`: make this session resumable (events carry offsets).
+    Start,
+    /// `"resume":"<token>","offset"?:<n>`: resume the session that token names, whose last
+    /// event the client saw had offset `offset` (0, the default: none).
+    Continue {
+        /// The `resume` token of the `connected` frame the client got before.
+        token: String,
+        /// The last event offset the client saw.
+        offset: u64,
+    },
 }
 
 /// A parsed client frame: the request and the `id` to echo.
@@ -141,6 +159,7 @@ pub fn parse_request(
         "auth" => Request::Auth {
             token: take_string(map, "token")?,
             since: take_since(map)?,
+            resume: take_resume(map)?,
         },
         "join-room" => {
             let room = take_room(map)?;
@@ -203,6 +222,28 @@ fn take_string(map: &mut Map<String, Value>, key: &'static str) -> Result<String
             ErrorCode::BadRequest,
             format!("missing field `{key}`"),
         )),
+    }
+}
+
+/// An `auth` frame's optional `resume` (`true` or a token) and `offset` (with a token).
+fn take_resume(map: &mut Map<String, Value>) -> Result<Option<ResumeAsk>, ClientError> {
+    let bad = |m: &'static str| Err(ClientError::new(ErrorCode::BadRequest, m));
+    let offset = match map.remove("offset") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => return bad("`offset` must be a non-negative integer"),
+    };
+    match (map.remove("resume"), offset) {
+        (None | Some(Value::Null) | Some(Value::Bool(false)), None) => Ok(None),
+        (Some(Value::Bool(true)), None) => Ok(Some(ResumeAsk::Start)),
+        (Some(Value::String(token)), offset) => Ok(Some(ResumeAsk::Continue {
+            token,
+            offset: offset.unwrap_or(0),
+        })),
+        (None | Some(Value::Null | Value::Bool(_)), Some(_)) => {
+            bad("`offset` goes with a `resume` token")
+        }
+        (Some(_), _) => bad("`resume` must be true or a token (a string)"),
     }
 }
 

@@ -10,14 +10,32 @@ fn with_id(mut frame: Value, id: &Option<Value>) -> Vec<u8> {
     serde_json::to_vec(&frame).expect("JSON values always serialize")
 }
 
-/// `{"type":"connected","sessionId":...,"userId":...,"recovered"?:...}`.
-pub fn connected_frame(session_id: &str, user_id: &str, recovered: Option<bool>) -> Vec<u8> {
+/// `{"type":"connected","sessionId":...,"userId":...,"recovered"?:...,"resume"?:...,"resumed"?:...}`.
+pub fn connected_frame(session_id: &str, user_id: &str, resume: &Resumption) -> Vec<u8> {
     let mut frame =
         json!({"type": "connected", "sessionId": session_id, "userId": user_id_json(user_id)});
-    if let Some(recovered) = recovered {
+    if let Some(recovered) = resume.recovered {
         frame["recovered"] = Value::Bool(recovered);
     }
+    if let Some(token) = &resume.token {
+        frame["resume"] = Value::String(token.clone());
+    }
+    if let Some(resumed) = resume.resumed {
+        frame["resumed"] = Value::Bool(resumed);
+    }
     with_id(frame, &None)
+}
+
+/// What `connected` says about recovery: `recovered` (with `since`), `resume` (the token of
+/// a resumable session) and `resumed` (when the client asked to resume).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resumption {
+    /// With `since`: every notification since follows.
+    pub recovered: Option<bool>,
+    /// The token to resume this session with.
+    pub token: Option<String>,
+    /// With a `resume` token: the session was resumed.
+    pub resumed: Option<bool>,
 }
 
 /// `{"type":"pong","timestamp":...}`.

@@ -321,3 +321,60 @@ fn timestamps_are_read_leniently() {
     let (_, ts) = parse_inbound_timed("user:notifications:1", iso).unwrap();
     assert_eq!(ts, None, "a non-numeric timestamp is not an error");
 }
+
+#[test]
+fn auth_asks_for_resume_with_true_or_a_token() {
+    let resume = |text: &str| match parse(text).map(|f| f.request) {
+        Ok(Request::Auth { resume, .. }) => Ok(resume),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.code),
+    };
+    assert_eq!(resume(r#"{"type":"auth","token":"t"}"#), Ok(None));
+    assert_eq!(
+        resume(r#"{"type":"auth","token":"t","resume":true}"#),
+        Ok(Some(ResumeAsk::Start))
+    );
+    assert_eq!(
+        resume(r#"{"type":"auth","token":"t","resume":"ab","offset":7}"#),
+        Ok(Some(ResumeAsk::Continue {
+            token: "ab".into(),
+            offset: 7
+        }))
+    );
+    assert_eq!(
+        resume(r#"{"type":"auth","token":"t","resume":"ab"}"#),
+        Ok(Some(ResumeAsk::Continue {
+            token: "ab".into(),
+            offset: 0
+        }))
+    );
+    for bad in [
+        r#"{"type":"auth","token":"t","resume":1}"#,
+        r#"{"type":"auth","token":"t","resume":"ab","offset":-1}"#,
+        r#"{"type":"auth","token":"t","resume":"ab","offset":"7"}"#,
+        r#"{"type":"auth","token":"t","resume":true,"offset":7}"#,
+        r#"{"type":"auth","token":"t","offset":7}"#,
+    ] {
+        assert_eq!(resume(bad), Err(ErrorCode::BadRequest), "{bad}");
+    }
+}
+
+#[test]
+fn connected_says_how_the_session_resumes() {
+    let frame = |r: &Resumption| -> Value {
+        serde_json::from_slice(&connected_frame("i-1", "7", r)).unwrap()
+    };
+    assert_eq!(
+        frame(&Resumption::default()),
+        json!({"type":"connected","sessionId":"i-1","userId":7})
+    );
+    let r = Resumption {
+        recovered: None,
+        token: Some("ab".into()),
+        resumed: Some(true),
+    };
+    assert_eq!(
+        frame(&r),
+        json!({"type":"connected","sessionId":"i-1","userId":7,"resume":"ab","resumed":true})
+    );
+}

@@ -33,7 +33,7 @@ pub struct SessionEnv {
     pub instance_id: Arc<str>,
     /// Session ids, unique within the instance (shared by every shard and both protocols).
     pub session_ids: Arc<std::sync::atomic::AtomicU64>,
-    /// Where Socket.IO sessions are kept for connection state recovery (`None`: off).
+    /// Where sessions are kept for resume, both ways in (`None`: off).
     pub resume: Option<crate::session_resume::ResumeStore>,
 }
 
@@ -54,9 +54,10 @@ pub enum Reply {
         session_id: String,
         /// The user.
         user_id: UserId,
-        /// With `since`: whether every notification sent since follows (`false`: some were
-        /// trimmed from the inbox, or it could not be read).
-        recovered: Option<bool>,
+        /// `recovered` (with `since`: whether every notification sent since follows;
+        /// `false`: some were trimmed from the inbox, or it could not be read), and the
+        /// session's resume token and whether it resumed.
+        resumption: Resumption,
     },
     /// Answer to `ping`.
     Pong,
@@ -105,8 +106,8 @@ impl Reply {
             Reply::Connected {
                 session_id,
                 user_id,
-                recovered,
-            } => protocol::connected_frame(session_id, user_id, *recovered),
+                resumption,
+            } => protocol::connected_frame(session_id, user_id, resumption),
             Reply::Pong => protocol::pong_frame(id),
             Reply::Joined { room, info, .. } => protocol::joined_frame(room, info, id),
             Reply::Left { room } => protocol::left_frame(room, id),
@@ -141,14 +142,9 @@ pub trait ClientIo {
     fn error(&mut self, err: ClientError);
     /// Ends the connection with a WebSocket close code.
     fn close(&mut self, code: u16, reason: &'static str);
-    /// Writes a fanned-out event (already counted in metrics by the registry).
-    fn deliver(&mut self, event: &Arc<Outbound>);
-    /// Writes an event addressed to `scope`; `order` is its stream id (inbox or room
-    /// history) when it has one. Hosts that resume sessions track it; others just deliver.
-    fn deliver_from(&mut self, event: &Arc<Outbound>, scope: &Scope, order: Option<MessageId>) {
-        let _ = (scope, order);
-        self.deliver(event)
-    }
+    /// Writes an event (already counted in metrics); `offset` is its number in a resumable
+    /// session, for the host to add to its copy of the shared encoding.
+    fn deliver(&mut self, event: &Arc<Outbound>, offset: Option<u64>);
     /// Drops the session as a slow consumer.
     fn kick(&mut self, reason: KickReason);
     /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
@@ -193,6 +189,12 @@ pub(super) enum Outcome {
         room: RoomId,
         id: Option<Value>,
         result: Result<MessageId, HubError>,
+    },
+    /// The record a resume names was taken.
+    Taken {
+        pid: crate::session_resume::Pid,
+        offset: Option<u64>,
+        taken: Result<crate::session_resume::Taken, HubError>,
     },
     Restored {
         ok: bool,

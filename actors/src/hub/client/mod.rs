@@ -14,6 +14,10 @@
 //! counted against the session's queue bound. So a slow Redis delays a reply, never the
 //! session's other events, and never costs the session its connection. A chat append is in
 //! flight the same way (without holding events), so a client's messages keep its order.
+//!
+//! Session resume ([`ClientCore::connect`]) lives here too, so both hosts resume alike: the
+//! core numbers the events it writes (the host encodes the number), and takes and restores
+//! records.
 
 use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
 
@@ -36,20 +40,22 @@ use crate::{
     metrics::{Metrics, OutKind},
     outbound::Outbound,
     protocol::{
-        self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, RoomId, Topic,
-        UserId,
+        self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, Resumption,
+        RoomId, Topic, UserId,
     },
     publisher::Publisher,
     queued::{KickReason, QueuedBytes},
     registry::Registry,
     roster::{MemberList, RoomMembers},
-    session_resume::Cursor,
+    session_resume::{Cursor, Tracker},
 };
 
 mod host;
+mod resume;
 
 use host::Outcome;
 pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT};
+pub use resume::Ask;
 
 /// Most requests that may wait while a registration or join is in flight; more are refused
 /// as rate limited (the rate limit lets a burst of 40 through by default).
@@ -103,6 +109,12 @@ pub struct ClientCore {
     inbox_replayed: Vec<MessageId>,
     /// Counts expiry watches: only the latest one (the current token's) closes the session.
     expiry_generation: u32,
+    /// A resumable session's tracker (`None`: not resumable).
+    resume: Option<Box<Tracker>>,
+    /// What the client asked of session resume, until it connects.
+    resume_ask: Option<Ask>,
+    /// The client asked to resume a session: `connected` says whether it did.
+    resume_asked: bool,
 }
 
 /// True when a live message with id `order` is a copy of one of the `delivered` ids
@@ -121,11 +133,18 @@ fn replayed(delivered: &mut Vec<MessageId>, order: Option<MessageId>) -> bool {
 }
 
 /// Writes the messages a read returned (oldest first) as `kind` events addressed to `scope`.
-fn replay(kind: OutKind, scope: &Scope, read: &Recent, metrics: &Metrics, io: &mut impl ClientIo) {
+fn replay(
+    kind: OutKind,
+    scope: &Scope,
+    read: &Recent,
+    (metrics, tracker): (&Metrics, &mut Option<Box<Tracker>>),
+    io: &mut impl ClientIo,
+) {
     for (raw, id) in read.messages.iter().zip(&read.ids) {
         let event = Outbound::envelope(kind, raw.get().as_bytes());
         metrics.frames_out(kind, 1, event.native().len());
-        io.deliver_from(&Arc::new(event), scope, Some(*id));
+        let offset = resume::next_offset(tracker, scope, Some(*id));
+        io.deliver(&Arc::new(event), offset);
     }
 }
 
@@ -166,6 +185,9 @@ impl ClientCore {
             inbox_since: None,
             inbox_replayed: Vec::new(),
             expiry_generation: 0,
+            resume: None,
+            resume_ask: None,
+            resume_asked: false,
             env,
         }
     }
@@ -300,9 +322,15 @@ impl ClientCore {
                 }
                 self.busy.get_or_insert_default().held.push(delivery);
             } else if self.wants(&delivery.scope, delivery.order) {
-                io.deliver_from(&delivery.event, &delivery.scope, delivery.order);
+                self.write(&delivery, io);
             }
         }
+    }
+
+    /// Writes a delivery, with its offset when the session is resumable.
+    fn write(&mut self, delivery: &Delivery, io: &mut impl ClientIo) {
+        let offset = resume::next_offset(&mut self.resume, &delivery.scope, delivery.order);
+        io.deliver(&delivery.event, offset);
     }
 
     fn must_hold(&self, scope: &Scope) -> bool {
@@ -323,7 +351,7 @@ impl ClientCore {
         for delivery in held {
             self.queued.sub(delivery.cost());
             if self.wants(&delivery.scope, delivery.order) {
-                io.deliver_from(&delivery.event, &delivery.scope, delivery.order);
+                self.write(&delivery, io);
             }
         }
         while let Some((parsed, _)) = deferred.pop_front() {
@@ -349,6 +377,9 @@ impl ClientCore {
                     return self.reject(not_in_room(&room, id), io);
                 }
                 self.rooms.retain(|r| r.room != room);
+                if let Some(tracker) = self.resume.as_mut() {
+                    tracker.left(&room);
+                }
                 self.env.registry.do_send(Leave {
                     id: self.id,
                     room: room.clone(),
@@ -376,7 +407,12 @@ impl ClientCore {
 
     /// Handles a request before authentication: only `auth` is accepted.
     fn authenticate(&mut self, request: Request, id: Option<Value>, io: &mut impl ClientIo) {
-        let Request::Auth { token, since } = request else {
+        let Request::Auth {
+            token,
+            since,
+            resume,
+        } = request
+        else {
             let message = "authenticate first with {\"type\":\"auth\",\"token\":...}";
             return self.reject(error_with_id(ErrorCode::Unauthorized, message, id), io);
         };
@@ -384,7 +420,10 @@ impl ClientCore {
             Ok(identity) => {
                 self.identity = Some(Arc::new(identity));
                 self.inbox_since = since.or(self.inbox_since);
-                self.register(io);
+                if let Some(ask) = resume {
+                    self.resume_ask = Some(ask.into());
+                }
+                self.connect(io);
             }
             Err(e) => {
                 self.env.metrics.client_error(ErrorCode::Unauthorized);
@@ -394,10 +433,11 @@ impl ClientCore {
         }
     }
 
-    /// Registers with the registry, then replies `Connected`. Events and requests that
+    /// Registers with the registry, then replies `Connected` (hosts call
+    /// [`ClientCore::connect`], which resumes instead when asked). Events and requests that
     /// arrive meanwhile wait in the core, so that `Connected` comes first and means "your
     /// events reach you".
-    pub fn register(&mut self, io: &mut impl ClientIo) {
+    fn register(&mut self, io: &mut impl ClientIo) {
         let Some(identity) = self.identity.clone() else {
             return;
         };
@@ -500,6 +540,12 @@ impl ClientCore {
             && rooms
                 .iter()
                 .all(|(_, read)| read.as_ref().is_some_and(complete));
+        if !recovered {
+            if let Some(tracker) = self.resume.as_mut() {
+                tracker.restart();
+            }
+        }
+        self.count_resume(if recovered { "recovered" } else { "incomplete" });
         let inbox = inbox
             .map_err(|e| {
                 self.env.metrics.inbox_read_errors.inc();
@@ -513,7 +559,7 @@ impl ClientCore {
             Reply::Connected {
                 session_id: format!("{}-{:x}", self.env.instance_id, self.id),
                 user_id: identity.user_id.clone(),
-                recovered: Some(recovered),
+                resumption: self.resumption(None, recovered),
             },
             None,
         );
@@ -522,14 +568,16 @@ impl ClientCore {
             metrics
                 .notifications_replayed
                 .inc_by(inbox.messages.len() as u64);
-            replay(OutKind::Notification, &Scope::User, &inbox, &metrics, io);
+            let out = (&*metrics, &mut self.resume);
+            replay(OutKind::Notification, &Scope::User, &inbox, out, io);
             self.inbox_replayed = inbox.ids;
         }
         for (room, read) in rooms {
             match read {
                 Some(Ok(read)) if recovered => {
                     let scope = Scope::Room(room.clone());
-                    replay(OutKind::Chat, &scope, &read, &metrics, io);
+                    let out = (&*metrics, &mut self.resume);
+                    replay(OutKind::Chat, &scope, &read, out, io);
                     self.rooms.push(JoinedRoom {
                         room,
                         delivered: read.ids,
@@ -559,6 +607,7 @@ impl ClientCore {
                 inbox,
                 rooms,
             } => self.restored(inbox, rooms, io),
+            Outcome::Taken { pid, offset, taken } => self.recover(pid, offset, taken, io),
             Outcome::Joined {
                 room,
                 id,
@@ -615,12 +664,13 @@ impl ClientCore {
             })
             .ok()
         });
+        let recovered = self
+            .inbox_since
+            .map(|_| missed.as_ref().is_some_and(|m| m.recovered == Some(true)));
         let reply = Reply::Connected {
             session_id: format!("{}-{:x}", self.env.instance_id, self.id),
             user_id: identity.user_id.clone(),
-            recovered: self
-                .inbox_since
-                .map(|_| missed.as_ref().is_some_and(|m| m.recovered == Some(true))),
+            resumption: self.resumption(recovered, false),
         };
         io.reply(reply, None);
         if let Some(missed) = missed {
@@ -628,7 +678,8 @@ impl ClientCore {
             metrics
                 .notifications_replayed
                 .inc_by(missed.messages.len() as u64);
-            replay(OutKind::Notification, &Scope::User, &missed, metrics, io);
+            let out = (&**metrics, &mut self.resume);
+            replay(OutKind::Notification, &Scope::User, &missed, out, io);
             self.inbox_replayed = missed.ids;
         }
         self.registered = true;
@@ -760,6 +811,10 @@ impl ClientCore {
                         room: room.clone(),
                         delivered: recent.ids,
                     }),
+                }
+                if let Some(tracker) = self.resume.as_mut() {
+                    let cursor = last.map_or(Cursor::After(MessageId::default()), Cursor::Seen);
+                    tracker.joined(&room, cursor);
                 }
                 let info = JoinInfo {
                     history: recent.messages,

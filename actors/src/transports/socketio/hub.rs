@@ -23,9 +23,10 @@
 //! - connection state recovery (when [`SessionEnv::resume`] is set): the CONNECT reply
 //!   carries a private id (`pid`), every server event carries its offset as a last string
 //!   argument (a copy of the event's shared packet with the offset appended), and a session
-//!   whose transport dropped is kept in Redis ([`crate::session_resume`]); a CONNECT with `pid` and `offset` of the same user,
-//!   on any instance, gets its rooms back and the missed events before live ones, and the same
-//!   `pid` (`socket.recovered` true in the client).
+//!   whose transport dropped is kept in Redis; a CONNECT with `pid` and `offset` of the same
+//!   user, on any instance, gets its rooms back and the missed events before live ones, and
+//!   the same `pid` (`socket.recovered` true in the client). The core does it
+//!   ([`ClientCore::connect`]), as for native sessions.
 
 use std::sync::Arc;
 
@@ -34,17 +35,15 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     auth::{AuthError, Identity},
-    client::{ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
+    client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     engineio::{EngineSocket, Outgoing},
-    messages::Scope,
     messages::{Close, Deliver, Kick, SessionAddr},
     metrics::OutKind,
     outbound::Outbound,
-    protocol::MessageId,
-    protocol::{self, ClientError, ClientFrame, ErrorCode, RoomId},
+    protocol::{self, ClientError, ClientFrame, ErrorCode},
     queued::KickReason,
     registry::report_kick,
-    session_resume::{self, Cursor, Pid, Taken, Tracker},
+    session_resume::Pid,
     socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
 
@@ -59,16 +58,7 @@ pub struct HubApp {
     core: ClientCore,
     /// The client's address: failed CONNECTs count against its budget.
     peer: Option<std::net::IpAddr>,
-    /// With connection state recovery, once connecting.
-    resume: Option<Box<Resume>>,
-}
-
-/// A session's connection state recovery.
-struct Resume {
-    tracker: Tracker,
-    /// A recovery is in flight: the CONNECT reply tells whether it worked.
-    restoring: bool,
-    /// The hub closed the session itself (policy, auth, kick): not kept.
+    /// The hub closed the session itself (policy, auth, kick): not kept for recovery.
     closed_by_hub: bool,
     /// Closed by shutdown: kept, so that a rolling restart recovers.
     shutting_down: bool,
@@ -86,14 +76,6 @@ fn recovery_request(auth: &Value) -> Option<(Pid, Option<u64>)> {
     Some((pid, offset))
 }
 
-/// "From now on" in stream ids (this host's clock).
-fn now_id() -> MessageId {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    MessageId { ms, seq: 0 }
-}
-
 impl HubApp {
     /// The application for a new connection of the worker whose sessions share `env`.
     pub fn new(env: Arc<SessionEnv>, peer: Option<std::net::IpAddr>) -> Self {
@@ -102,7 +84,8 @@ impl HubApp {
         HubApp {
             core: ClientCore::new(id, env, None),
             peer,
-            resume: None,
+            closed_by_hub: false,
+            shutting_down: false,
         }
     }
 
@@ -136,17 +119,12 @@ impl HubApp {
         let mut hub_io = HubIo {
             io,
             metrics: &metrics,
-            resume: self.resume.as_deref_mut(),
             close: false,
             kick: None,
         };
         f(&mut self.core, &mut hub_io);
         let (kick, close) = (hub_io.kick, hub_io.close);
-        if kick.is_some() || close {
-            if let Some(resume) = self.resume.as_mut() {
-                resume.closed_by_hub = true;
-            }
-        }
+        self.closed_by_hub |= kick.is_some() || close;
         if let Some(reason) = kick {
             report_kick(&metrics, self.core.id(), self.core.user(), reason);
             self.core.unregister();
@@ -252,28 +230,14 @@ impl SioApp for HubApp {
             Ok(identity) => {
                 self.core.set_identity(identity);
                 self.core.set_inbox_since(since);
-                let Some(store) = self.core.env().resume.clone() else {
-                    return self.with_core(io, |core, io| core.register(io));
-                };
-                let inbox = since.map_or_else(|| Cursor::After(now_id()), Cursor::Seen);
-                self.resume = Some(Box::new(Resume {
-                    tracker: Tracker::new(inbox),
-                    restoring: false,
-                    closed_by_hub: false,
-                    shutting_down: false,
-                }));
-                match recovery_request(&auth) {
-                    None => self.with_core(io, |core, io| core.register(io)),
-                    Some((pid, offset)) => {
-                        let user = self.core.user().to_owned();
-                        io.spawn(
-                            async move { store.take(pid, &user).await.map(|r| (pid, r)) },
-                            move |app: &mut HubApp, taken, io: &mut SioIo<'_, HubApp>| {
-                                app.recover(taken, offset, io)
-                            },
-                        );
-                    }
-                }
+                // Every Socket.IO session is recoverable when the hub keeps sessions.
+                let ask =
+                    recovery_request(&auth).map_or(Ask::Start, |(pid, offset)| Ask::Continue {
+                        pid: Some(pid),
+                        offset,
+                    });
+                self.core.set_resume_ask(Some(ask));
+                self.with_core(io, |core, io| core.connect(io));
             }
             Err(e) => {
                 self.core.env().metrics.reject("unauthorized");
@@ -298,9 +262,7 @@ impl SioApp for HubApp {
     }
 
     fn on_pong(&mut self) {
-        if let Some(resume) = self.resume.as_mut() {
-            resume.tracker.pong();
-        }
+        self.core.pong();
     }
 
     fn on_disconnect(&mut self, _nsp: &str, reason: crate::socketio::DisconnectReason) {
@@ -329,106 +291,20 @@ impl SioApp for HubApp {
 }
 
 impl HubApp {
-    /// The recovery record a CONNECT asked for was read (and deleted): resumes the session
-    /// when it belongs to the same user and the client's offset can be placed, otherwise
-    /// connects normally (a new `pid`).
-    fn recover(
-        &mut self,
-        taken: Result<(Pid, Taken), crate::error::HubError>,
-        offset: Option<u64>,
-        io: &mut SioIo<'_, Self>,
-    ) {
-        let metrics = self.core.env().metrics.clone();
-        let result = |r: &str| metrics.sio_recoveries.with_label_values(&[r]).inc();
-        let plan = match taken {
-            Err(e) => {
-                log::warn!(
-                    "session {:x}: recovery record unreadable: {e}",
-                    self.core.id()
-                );
-                result("error");
-                None
-            }
-            Ok((_, Taken::Nothing)) => {
-                result("expired");
-                None
-            }
-            Ok((_, Taken::OtherUser)) => {
-                log::info!(
-                    "session {:x} of user {}: recovery refused: another user's pid",
-                    self.core.id(),
-                    self.core.user()
-                );
-                result("refused");
-                None
-            }
-            Ok((pid, Taken::Record(record))) => {
-                let plan = offset.and_then(|o| session_resume::plan(&record, o));
-                if plan.is_none() {
-                    log::info!(
-                        "session {:x} of user {}: recovery refused: offset {offset:?} outside \
-                         {}..={}",
-                        self.core.id(),
-                        self.core.user(),
-                        record.floor,
-                        record.seq
-                    );
-                    result("refused");
-                    None
-                } else {
-                    plan.map(|plan| (pid, record, plan))
-                }
-            }
-        };
-        let Some((pid, record, plan)) = plan else {
-            return self.with_core(io, |core, io| core.register(io));
-        };
-        if let Some(resume) = self.resume.as_mut() {
-            resume.tracker = Tracker::resumed(pid, &record, &plan);
-            resume.restoring = true;
-        }
-        self.with_core(io, |core, io| core.restore(plan.inbox, plan.rooms, io));
-    }
-
     /// Writes the session to Redis for recovery when its transport dropped (not when the
     /// client left, nor when the hub closed it, except at shutdown).
     fn keep_for_recovery(&mut self, reason: crate::socketio::DisconnectReason) {
         use crate::{engineio::CloseReason, socketio::DisconnectReason};
-        let Some(resume) = self.resume.take() else {
-            return;
-        };
         let dropped = match reason {
             DisconnectReason::Closed(
                 CloseReason::TransportClose | CloseReason::PingTimeout | CloseReason::ClientClose,
-            ) => !resume.closed_by_hub,
-            DisconnectReason::Closed(CloseReason::ServerClose) => resume.shutting_down,
+            ) => !self.closed_by_hub,
+            DisconnectReason::Closed(CloseReason::ServerClose) => self.shutting_down,
             _ => false,
         };
-        let env = self.core.env();
-        let Some(store) = env.resume.clone() else {
-            return;
-        };
-        if !dropped || !self.core.is_registered() {
-            return;
+        if dropped {
+            self.core.keep_for_resume();
         }
-        let record = resume.tracker.record(self.core.user());
-        let pid = resume.tracker.pid;
-        let (metrics, id) = (env.metrics.clone(), self.core.id());
-        actix::spawn(async move {
-            match store.save(pid, &record).await {
-                Ok(()) => metrics
-                    .sio_recovery_saves
-                    .with_label_values(&["saved"])
-                    .inc(),
-                Err(e) => {
-                    metrics
-                        .sio_recovery_saves
-                        .with_label_values(&["failed"])
-                        .inc();
-                    log::warn!("session {id:x}: not kept for recovery: {e}");
-                }
-            }
-        });
     }
 }
 
@@ -436,7 +312,6 @@ impl HubApp {
 struct HubIo<'a, 'b> {
     io: &'a mut SioIo<'b, HubApp>,
     metrics: &'a crate::metrics::Metrics,
-    resume: Option<&'a mut Resume>,
     close: bool,
     kick: Option<KickReason>,
 }
@@ -449,52 +324,14 @@ impl HubIo<'_, '_> {
     }
 }
 
-impl HubIo<'_, '_> {
-    /// Writes a server event: the shared packet, or with recovery on, a copy of it with this
-    /// session's next offset as last argument (`from`: its stream and id, for the ring).
-    fn send_event(&mut self, event: &Arc<Outbound>, from: Option<(Option<&RoomId>, MessageId)>) {
-        let packet = match self.resume.as_deref_mut() {
-            None => event.socketio().clone(),
-            Some(resume) => {
-                let offset = format!("\"{}\"", resume.tracker.next(from));
-                event.socketio().with_last_arg(&offset)
-            }
-        };
-        // A full queue drops the connection inside the engine (slow consumer).
-        let _ = self.io.send_shared(packet);
-    }
-}
+impl HubIo<'_, '_> {}
 
 impl ClientIo for HubIo<'_, '_> {
     fn reply(&mut self, reply: Reply, to: Option<Value>) {
-        if let Some(resume) = self.resume.as_deref_mut() {
-            match &reply {
-                Reply::Joined { room, last, .. } => {
-                    let cursor = last.map_or(Cursor::After(MessageId::default()), Cursor::Seen);
-                    resume.tracker.joined(room, cursor);
-                }
-                Reply::Left { room } => resume.tracker.left(room),
-                _ => {}
-            }
-        }
         let json = match &reply {
-            Reply::Connected { recovered, .. } => {
-                let pid = self.resume.as_deref_mut().map(|resume| {
-                    if std::mem::take(&mut resume.restoring) {
-                        let result = if *recovered == Some(true) {
-                            "recovered"
-                        } else {
-                            resume.tracker.restart();
-                            "incomplete"
-                        };
-                        self.metrics
-                            .sio_recoveries
-                            .with_label_values(&[result])
-                            .inc();
-                    }
-                    resume.tracker.pid.to_string()
-                });
-                let _ = self.io.accept_with_pid(NSP, pid.as_deref());
+            Reply::Connected { resumption, .. } => {
+                let pid = resumption.token.as_deref();
+                let _ = self.io.accept_with_pid(NSP, pid);
                 return;
             }
             Reply::Published { room, id } => {
@@ -528,17 +365,15 @@ impl ClientIo for HubIo<'_, '_> {
         self.close = true;
     }
 
-    fn deliver(&mut self, event: &Arc<Outbound>) {
-        self.send_event(event, None);
-    }
-
-    fn deliver_from(&mut self, event: &Arc<Outbound>, scope: &Scope, order: Option<MessageId>) {
-        let from = match (scope, order) {
-            (Scope::User, Some(id)) => Some((None, id)),
-            (Scope::Room(room), Some(id)) => Some((Some(room), id)),
-            _ => None,
+    /// Writes a server event: the shared packet, or in a recoverable session a copy of it
+    /// with the offset as last (string) argument.
+    fn deliver(&mut self, event: &Arc<Outbound>, offset: Option<u64>) {
+        let packet = match offset {
+            None => event.socketio().clone(),
+            Some(offset) => event.socketio().with_last_arg(&format!("\"{offset}\"")),
         };
-        self.send_event(event, from);
+        // A full queue drops the connection inside the engine (slow consumer).
+        let _ = self.io.send_shared(packet);
     }
 
     fn kick(&mut self, reason: KickReason) {
@@ -583,9 +418,7 @@ impl Handler<Close> for SioSession {
     fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
         let (sio, mut engine) = self.split(ctx);
         let (app, _) = sio.split(&mut engine);
-        if let Some(resume) = app.resume.as_mut() {
-            resume.shutting_down = true;
-        }
+        app.shutting_down = true;
         self.close_by_server(ctx);
     }
 }
