@@ -8,49 +8,13 @@
 
 mod common;
 
-use common::{eventually, hub, notification, Client, Hub, Redis};
+use common::{
+    eventually, hub,
+    resume::{chat, kept, notify, record_exists},
+    Client, Hub, Redis,
+};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
-
-/// `FCALL relay_notify`, as a service sends a notification through the inbox.
-async fn notify(redis: &Redis, user: &str, title: &str) {
-    let _: (String, i64) = redis::cmd("FCALL")
-        .arg("relay_notify")
-        .arg(1)
-        .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(notification(user, title))
-        .query_async(&mut redis.conn().await)
-        .await
-        .expect("relay_notify");
-}
-
-/// A chat message from `sender` in `room-r`, once it is in the history (its copy came back).
-async fn chat(sender: &mut Client, message: &str) {
-    sender
-        .send(json!({"type": "chat-message", "room": "room-r", "message": message}))
-        .await;
-    loop {
-        if sender.recv_type("chat-message").await["data"]["message"] == message {
-            return;
-        }
-    }
-}
-
-async fn record_exists(redis: &Redis, token: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(format!("sio:recovery:{token}"))
-        .query_async::<i64>(&mut redis.conn().await)
-        .await
-        .unwrap()
-        == 1
-}
-
-async fn kept(redis: &Redis, token: &str) {
-    eventually("the session kept in Redis", || async {
-        record_exists(redis, token).await.then_some(())
-    })
-    .await;
-}
 
 /// A resuming client: what it saw (notification titles and chat messages, in order) and the
 /// offsets of its events.

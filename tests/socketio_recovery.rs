@@ -11,7 +11,11 @@ use std::{path::Path, process::Stdio};
 
 use sio_common::Ws;
 
-use common::{eventually, hub, notification, Client, Hub, Redis};
+use common::{
+    eventually, hub,
+    resume::{chat, notify, record_exists},
+    Client, Hub, Redis,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
@@ -77,39 +81,6 @@ impl Node {
         assert!(status.success(), "scenario failed after printing {line}");
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("scenario output: {line}"))
     }
-}
-
-/// `FCALL relay_notify`, as a service sends a notification through the inbox.
-async fn notify(redis: &Redis, user: &str, title: &str) {
-    let _: (String, i64) = redis::cmd("FCALL")
-        .arg("relay_notify")
-        .arg(1)
-        .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(notification(user, title))
-        .query_async(&mut redis.conn().await)
-        .await
-        .expect("relay_notify");
-}
-
-/// A chat message from the native client, once it is in the history (its own copy came back).
-async fn chat(native: &mut Client, message: &str) {
-    native
-        .send(json!({"type": "chat-message", "room": "room-r", "message": message}))
-        .await;
-    loop {
-        if native.recv_type("chat-message").await["data"]["message"] == message {
-            return;
-        }
-    }
-}
-
-async fn record_exists(redis: &Redis, pid: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(format!("sio:recovery:{pid}"))
-        .query_async::<i64>(&mut redis.conn().await)
-        .await
-        .unwrap()
-        == 1
 }
 
 fn titles(out: &Value, event: &str, field: &str) -> Vec<String> {
