@@ -703,6 +703,30 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_one_server_or_a_cluster_never_both() {
+        let dev = ("HUB_AUTH", "dev");
+        let one = config(&[dev]).unwrap();
+        assert_eq!(
+            one.redis,
+            RedisAddr::Server("redis://127.0.0.1:6379".into())
+        );
+        let nodes = ("REDIS_CLUSTER_URLS", "redis://a:7000, redis://:pw@b:7001,");
+        let cluster = config(&[dev, nodes]).unwrap();
+        assert_eq!(
+            cluster.redis,
+            RedisAddr::Cluster(vec!["redis://a:7000".into(), "redis://:pw@b:7001".into()])
+        );
+        assert_eq!(
+            cluster.redis.to_string(),
+            "Redis Cluster via redis://a:7000, redis://***@b:7001"
+        );
+        let both = config(&[dev, nodes, ("REDIS_URL", "redis://c:6379")]).unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        let bad = config(&[dev, ("REDIS_CLUSTER_URLS", "nonsense")]).unwrap_err();
+        assert!(bad.starts_with("REDIS_CLUSTER_URLS: "), "{bad}");
+    }
+
+    #[test]
     fn the_api_fails_closed_without_a_key() {
         let jwt = ("HUB_JWT_SECRET", SECRET);
         let closed = config(&[jwt]).unwrap();
