@@ -68,8 +68,12 @@ pub fn run(mut args: Args) -> Result<(), String> {
     let mut rows = Vec::new();
     for &n in &counts {
         let redis_env = ("REDIS_URL", format!("redis://{redis_addr}"));
-        let (median, runs, cost, busy) = run.measure(n, redis_env, redis_addr, false)?;
-        rows.push((s("one server"), n, median, runs, cost, busy));
+        let figures = run.measure(n, redis_env, redis_addr, false)?;
+        rows.push(Row {
+            redis: s("one server"),
+            connections: n,
+            figures,
+        });
     }
     redis.stop();
 
@@ -82,15 +86,12 @@ pub fn run(mut args: Args) -> Result<(), String> {
             .join(",");
         for &n in &counts {
             let redis_env = ("REDIS_CLUSTER_URLS", urls.clone());
-            let (median, runs, cost, busy) = run.measure(n, redis_env, first, true)?;
-            rows.push((
-                format!("cluster, {masters} masters"),
-                n,
-                median,
-                runs,
-                cost,
-                busy,
-            ));
+            let figures = run.measure(n, redis_env, first, true)?;
+            rows.push(Row {
+                redis: format!("cluster, {masters} masters"),
+                connections: n,
+                figures,
+            });
         }
         for (_, node) in nodes {
             node.stop();
@@ -102,6 +103,25 @@ pub fn run(mut args: Args) -> Result<(), String> {
         section(&rows, &server_cpus, &client_cpus, workers, users, seconds)
     );
     Ok(())
+}
+
+/// What one hub set-up measured.
+struct Figures {
+    /// Median deliveries per second.
+    median: f64,
+    /// Every run's deliveries per second.
+    runs: Vec<f64>,
+    /// Median hub CPU time per delivery (microseconds).
+    cost: f64,
+    /// Median share of its CPUs the hub used (percent).
+    busy: f64,
+}
+
+/// One line of the table.
+struct Row {
+    redis: String,
+    connections: usize,
+    figures: Figures,
 }
 
 /// What every measurement shares.
@@ -118,16 +138,14 @@ struct Run {
 
 impl Run {
     /// Starts a hub with `n` ingest connections on `redis_env`, runs `notify` `repeats` times
-    /// (publishing through `redis`, a cluster node when `cluster`), stops the hub; returns the
-    /// median and every run's deliveries per second, the median hub CPU time per delivery
-    /// (microseconds) and the median share of its CPUs the hub used (percent).
+    /// (publishing through `redis`, a cluster node when `cluster`), stops the hub.
     fn measure(
         &self,
         n: usize,
         redis_env: (&str, String),
         redis: SocketAddr,
         cluster: bool,
-    ) -> Result<(f64, Vec<f64>, f64, f64), String> {
+    ) -> Result<Figures, String> {
         let port = free_port()?;
         let env = [
             ("HUB_AUTH", s("dev")),
@@ -196,7 +214,12 @@ impl Run {
             busy.push(cpu["utilisation_pct"].as_f64().unwrap_or(f64::NAN));
         }
         hub.stop();
-        Ok((median(&rates), rates, median(&costs), median(&busy)))
+        Ok(Figures {
+            median: median(&rates),
+            cost: median(&costs),
+            busy: median(&busy),
+            runs: rates,
+        })
     }
 }
 
@@ -286,14 +309,14 @@ fn run_pinned(cpus: &str, command: &[String]) -> Result<Value, String> {
 }
 
 fn section(
-    rows: &[(String, usize, f64, Vec<f64>, f64, f64)],
+    rows: &[Row],
     server_cpus: &str,
     client_cpus: &str,
     workers: usize,
     users: u64,
     seconds: f64,
 ) -> String {
-    let base = rows.first().map_or(1.0, |r| r.2).max(1.0);
+    let base = rows.first().map_or(1.0, |r| r.figures.median).max(1.0);
     let mut md = String::from("\n## Ingest connections (`hub-bench ingest`)\n\n");
     md.push_str(&format!(
         "Notifications to {users} users, closed loop, {seconds} s per run, median of {} runs; \
@@ -302,18 +325,26 @@ fn section(
          server; the hub's CPU time per delivery and how busy its CPUs were (below 100% the \
          load side is the limit, and the hub, less busy, batches less per wakeup). The ceiling on a machine is its \
          cores: with the hub on one or two cores, more connections add threads, not CPU.\n\n",
-        rows.first().map_or(0, |r| r.3.len())
+        rows.first().map_or(0, |r| r.figures.runs.len())
     ));
     md.push_str(
         "| Redis | `HUB_INGEST_CONNECTIONS` | deliveries/s | runs | ratio | hub CPU us/delivery \
          | hub CPU busy |\n|---|---|---|---|---|---|---|\n",
     );
-    for (redis, n, median, runs, cost, busy) in rows {
-        let runs: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+    for Row {
+        redis,
+        connections,
+        figures: f,
+    } in rows
+    {
+        let runs: Vec<String> = f.runs.iter().map(|r| format!("{r:.0}")).collect();
         md.push_str(&format!(
-            "| {redis} | {n} | {median:.0} | {} | {:.2} | {cost:.2} | {busy:.0}% |\n",
+            "| {redis} | {connections} | {:.0} | {} | {:.2} | {:.2} | {:.0}% |\n",
+            f.median,
             runs.join(", "),
-            median / base
+            f.median / base,
+            f.cost,
+            f.busy
         ));
     }
     md
