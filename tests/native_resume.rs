@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     eventually, hub,
-    resume::{chat, kept, notify, record_exists},
+    resume::{chat, kept, notify, record_exists, Loss},
     Client, Hub, Redis,
 };
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -60,15 +60,6 @@ async fn rita(hub: &Hub, query: &str) -> (Client, Value) {
     let mut client = Client::connect(&hub.ws_url(&format!("userId=rita&{query}"))).await;
     let connected = client.recv_type("connected").await;
     (client, connected)
-}
-
-/// How the client loses its connection.
-#[derive(PartialEq)]
-enum Loss {
-    /// Its TCP connection ends without a close frame.
-    Drop,
-    /// The hub it is connected to shuts down (SIGTERM).
-    Shutdown,
 }
 
 /// Connects to `first`, loses the connection, sends while the client is away, resumes on

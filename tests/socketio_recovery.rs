@@ -13,7 +13,7 @@ use sio_common::Ws;
 
 use common::{
     eventually, hub,
-    resume::{chat, notify, record_exists},
+    resume::{chat, notify, record_exists, Loss},
     Client, Hub, Redis,
 };
 use serde_json::{json, Value};
@@ -91,15 +91,6 @@ fn titles(out: &Value, event: &str, field: &str) -> Vec<String> {
         .filter(|e| e["event"] == event)
         .map(|e| e[field].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// How the client loses its connection.
-#[derive(PartialEq)]
-enum Loss {
-    /// Its TCP connection is destroyed.
-    Drop,
-    /// The hub it is connected to shuts down (SIGTERM).
-    Shutdown,
 }
 
 /// Connects to `first`, loses the connection, publishes while the client is away, lets it

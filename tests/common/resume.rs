@@ -46,3 +46,12 @@ pub async fn kept(redis: &Redis, token: &str) {
     })
     .await;
 }
+
+/// How a resuming client loses its connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Its TCP connection ends without a close frame.
+    Drop,
+    /// The hub it is connected to shuts down (SIGTERM).
+    Shutdown,
+}
