@@ -20,8 +20,10 @@ use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App, HttpResponse};
 use bytes::Bytes;
 use hub_actors::{
-    engineio::{Endpoint, EngineConfig, EngineHandler, EngineIo, EngineMetrics, Message},
-    socketio::{AckReply, Event, SioApp, SioConfig, SioIo, SocketIo},
+    transports::engineio::{
+        Endpoint, EngineConfig, EngineHandler, EngineIo, EngineMetrics, Message,
+    },
+    transports::socketio::{AckReply, Event, SioApp, SioConfig, SioIo, SocketIo},
 };
 use log::info;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -201,14 +203,16 @@ pub async fn run(
                                         None => {
                                             let body = br#"{"code":3,"message":"Bad request"}"#;
                                             let io = framed.into_parts().io;
-                                            let response = hub_actors::transport::http_error(
-                                                404,
-                                                "Not Found",
-                                                body,
-                                            );
-                                            let _ =
-                                                hub_actors::transport::write_all(&io, &response)
-                                                    .await;
+                                            let response =
+                                                hub_actors::transports::transport::http_error(
+                                                    404,
+                                                    "Not Found",
+                                                    body,
+                                                );
+                                            let _ = hub_actors::transports::transport::write_all(
+                                                &io, &response,
+                                            )
+                                            .await;
                                             Ok(())
                                         }
                                     }

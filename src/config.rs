@@ -9,10 +9,10 @@ use std::{
 };
 
 use hub_actors::{
-    history::HistoryConfig,
-    inbox::InboxConfig,
-    jwks::{check_url, JwksSource},
-    limits::Limits,
+    common::limits::Limits,
+    connections::jwks::{check_url, JwksSource},
+    features::history::HistoryConfig,
+    features::inbox::InboxConfig,
     messages::MAX_SHARDS,
 };
 use hub_jobs::WorkerConfig;
@@ -476,7 +476,7 @@ impl Config {
             mailbox_frames: positive(
                 vars,
                 "HUB_SESSION_QUEUE_FRAMES",
-                (queue_bytes / hub_actors::queued::DELIVERY_OVERHEAD + 1) as u64,
+                (queue_bytes / hub_actors::common::queued::DELIVERY_OVERHEAD + 1) as u64,
             )? as usize,
             queue_bytes,
             write_timeout: positive_millis("HUB_WRITE_TIMEOUT_MS", d.write_timeout)?,
@@ -558,7 +558,7 @@ impl Config {
             auth_failures_per_minute: parse(
                 vars,
                 "HUB_AUTH_FAILURES_PER_MINUTE",
-                hub_actors::auth::DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                hub_actors::common::auth::DEFAULT_AUTH_FAILURES_PER_MINUTE,
                 "a number of failures",
             )?,
             job_state_ttl: job_state_ttl(vars)?,
@@ -570,11 +570,11 @@ impl Config {
             dispatch_backlog_bytes: positive(
                 vars,
                 "HUB_DISPATCH_BACKLOG_BYTES",
-                hub_actors::subscriber::BACKLOG_CAP as u64,
+                hub_actors::hub::subscriber::BACKLOG_CAP as u64,
             )? as usize,
             pubsub_timeout: positive_millis(
                 "HUB_PUBSUB_TIMEOUT_MS",
-                hub_actors::subscriber::COMMAND_TIMEOUT,
+                hub_actors::hub::subscriber::COMMAND_TIMEOUT,
             )?,
             canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
             sio_recovery: Duration::from_secs(parse(

@@ -7,7 +7,7 @@
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`worker`]: the `relay-hub worker` subcommand (job worker with the demo handler).
 //! - [`socketio_routes`]: Engine.IO/Socket.IO over HTTP (`/socket.io/`): long-polling routes,
-//!   CORS, WebSocket upgrades handed to the `hub_actors::engineio` session actors.
+//!   CORS, WebSocket upgrades handed to the `hub_actors::transports::engineio` session actors.
 //! - [`compliance`]: the Socket.IO reference test application (`sio-compliance` binary).
 //! - [`run`]: starts the actors and the HTTP server on a listener and stops them gracefully
 //!   when the shutdown future resolves.
@@ -44,23 +44,23 @@ use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web, App};
 use hub_actors::{
-    analytics::Analytics,
-    auth::Authenticator,
-    canary::{self, Canary, CanaryState},
-    client::{SessionEnv, JOIN_READS_IN_FLIGHT},
-    engineio::{Endpoint, EngineConfig, EngineMetrics},
-    history::History,
-    inbox::Inbox,
-    limits::ConnectionLimiter,
+    common::auth::Authenticator,
+    common::limits::ConnectionLimiter,
+    common::metrics::Metrics,
+    connections::publisher::Publisher,
+    features::analytics::Analytics,
+    features::canary::{self, Canary, CanaryState},
+    features::history::History,
+    features::inbox::Inbox,
+    features::roster::{RoomMembers, Roster, RosterConfig},
+    features::session_resume::ResumeStore,
+    hub::client::{SessionEnv, JOIN_READS_IN_FLIGHT},
+    hub::registry::Registry,
+    hub::subscriber::{IngestSlot, Subscriber},
     messages::{AttachShard, CloseAll, Ingest, StopRoster, StopSubscriber},
-    metrics::Metrics,
-    publisher::Publisher,
-    registry::Registry,
-    roster::{RoomMembers, Roster, RosterConfig},
-    session_resume::ResumeStore,
-    socketio::{hub::HubApp, SioConfig, SocketIo},
-    subscriber::{IngestSlot, Subscriber},
-    transport::close,
+    transports::engineio::{Endpoint, EngineConfig, EngineMetrics},
+    transports::socketio::{hub::HubApp, SioConfig, SocketIo},
+    transports::transport::close,
 };
 use log::{info, warn};
 
@@ -114,7 +114,7 @@ async fn close_sessions(shards: &[Addr<Registry>], batch: usize, pause: Duration
 
 /// Engine.IO parameters of the hub's `/socket.io/`: the reference server's heartbeat, and the
 /// native protocol's limits (message size, queue, mailbox, send buffer, write timeout).
-fn engine_config(limits: &hub_actors::limits::Limits) -> EngineConfig {
+fn engine_config(limits: &hub_actors::common::limits::Limits) -> EngineConfig {
     EngineConfig {
         max_payload: limits.max_frame_bytes,
         queue_bytes: limits.queue_bytes,
@@ -140,7 +140,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let instance_id: Arc<str> = config.instance_id.as_str().into();
     let shards: Arc<Mutex<Vec<Addr<Registry>>>> = Arc::default();
-    let analytics_shards: hub_actors::analytics::ShardList = Arc::default();
+    let analytics_shards: hub_actors::features::analytics::ShardList = Arc::default();
     let target = config.redis.target().map_err(other)?;
     let (analytics, analytics_sink) = Analytics::start(
         instance_id.clone(),

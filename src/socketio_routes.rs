@@ -1,6 +1,6 @@
 //! HTTP wiring of Engine.IO endpoints (`/socket.io/`, and the compliance server's
 //! `/engine.io/`): long-polling `GET`/`POST` as actix-web routes, CORS, and WebSocket upgrades
-//! handed over from [`crate::upgrade`]. The protocol itself lives in `hub_actors::engineio`;
+//! handed over from [`crate::upgrade`]. The protocol itself lives in `hub_actors::transports::engineio`;
 //! this module only translates HTTP and applies the instance's gate (origins, connection
 //! limits) to new sessions.
 
@@ -15,13 +15,13 @@ use actix_web::{
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use hub_actors::{
-    engineio::{
+    common::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
+    common::metrics::Metrics,
+    transports::engineio::{
         request, EngineQuery, EngineService, ErrorCode, Handshake, HttpReply, Method, PostFailure,
         Route, TransportKind,
     },
-    limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
-    metrics::Metrics,
-    transport,
+    transports::transport,
 };
 use log::debug;
 

@@ -4,8 +4,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
 
 use actix::Addr;
 use hub_actors::{
-    analytics::Analytics, canary::CanaryState, history::History, inbox::Inbox, metrics::Metrics,
-    presence::LocalPresence, publisher::Publisher, roster::RoomMembers,
+    common::metrics::Metrics, connections::publisher::Publisher, features::analytics::Analytics,
+    features::canary::CanaryState, features::history::History, features::inbox::Inbox,
+    features::presence::LocalPresence, features::roster::RoomMembers,
 };
 use hub_jobs::{stats::JobMetrics, JobQueue, QueueSettings};
 use hub_store::Conn;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use hub_actors::{
-    jwks,
-    keys::{hs256_key, pem_key, KeyStore},
-    metrics::Metrics,
+    common::keys::{hs256_key, pem_key, KeyStore},
+    common::metrics::Metrics,
+    connections::jwks,
 };
 use log::warn;
 

@@ -19,14 +19,14 @@ use actix_http::{h1, ws, Request};
 use actix_rt::net::TcpStream;
 use actix_web::{web::Query, HttpMessage};
 use hub_actors::{
-    auth::{AuthError, Identity},
-    client::{Ask, SessionEnv},
-    limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
-    protocol::{self, MessageId},
-    session::Session,
-    session_resume::Pid,
-    transport,
+    common::auth::{AuthError, Identity},
+    common::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded},
+    features::session_resume::Pid,
+    hub::client::{Ask, SessionEnv},
+    transports::session::Session,
+    transports::transport,
 };
+use hub_wire::protocol::{self, MessageId};
 use log::debug;
 use serde_json::json;
 

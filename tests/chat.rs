@@ -8,7 +8,7 @@
 mod common;
 
 use common::{eventually, hub, Client, Hub, Redis};
-use hub_actors::roster;
+use hub_actors::features::roster;
 use serde_json::{json, Value};
 
 const KEY: &str = "k3y";

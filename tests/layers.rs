@@ -4,59 +4,25 @@
 
 use std::{fs, path::Path};
 
-/// The layers, bottom first, with the modules of each (as `crate::` paths name them: the
-/// folder, or a module the crate root re-exports).
-const LAYERS: [(&str, &[&str]); 6] = [
-    (
-        "common",
-        &[
-            "common",
-            "auth",
-            "auth_budget",
-            "backlog",
-            "error",
-            "keys",
-            "limits",
-            "metrics",
-            "outbound",
-            "queued",
-            "random",
-        ],
-    ),
-    ("messages", &["messages"]),
-    (
-        "connections",
-        &["connections", "jwks", "publisher", "pubsub"],
-    ),
-    (
-        "features",
-        &[
-            "features",
-            "analytics",
-            "canary",
-            "history",
-            "inbox",
-            "presence",
-            "recovery",
-            "roster",
-            "session_resume",
-        ],
-    ),
-    ("hub", &["hub", "client", "registry", "subscriber"]),
-    (
-        "transports",
-        &["transports", "engineio", "session", "socketio", "transport"],
-    ),
+/// The layers, bottom first: each is a folder of `actors/src` (`messages` a file), and
+/// `crate::` paths name it first, since nothing is re-exported under a second name.
+const LAYERS: [&str; 6] = [
+    "common",
+    "messages",
+    "connections",
+    "features",
+    "hub",
+    "transports",
 ];
 
 fn layer_of_module(name: &str) -> Option<usize> {
-    LAYERS.iter().position(|(_, mods)| mods.contains(&name))
+    LAYERS.iter().position(|layer| *layer == name)
 }
 
 /// The layer of a source file, from its path under `actors/src`.
 fn layer_of_file(rel: &str) -> Option<usize> {
     let first = rel.split('/').next()?.trim_end_matches(".rs");
-    LAYERS.iter().position(|(name, _)| *name == first)
+    LAYERS.iter().position(|name| *name == first)
 }
 
 /// The first path segment of every `crate::` path in `text` (inside `use crate::{...}` groups
@@ -140,7 +106,7 @@ fn actor_system_imports_point_down() {
                 if used > own {
                     upward.push(format!(
                         "{rel} ({}) uses crate::{name} ({})",
-                        LAYERS[own].0, LAYERS[used].0
+                        LAYERS[own], LAYERS[used]
                     ));
                 }
             }
@@ -157,4 +123,26 @@ fn actor_system_imports_point_down() {
 fn the_import_scanner_sees_grouped_and_plain_paths() {
     let text = "use crate::{\n    hub::client::{A, B},\n    messages::X, // crate::session\n};\nfn f() { crate::transport::close::NORMAL; }";
     assert_eq!(crate_imports(text), ["hub", "messages", "transport"]);
+}
+
+/// One name per module: the crate root declares its layers and re-exports nothing, so
+/// `crate::auth` cannot stand beside `crate::common::auth`.
+#[test]
+fn the_crate_root_re_exports_no_module() {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src/lib.rs");
+    let text = fs::read_to_string(&lib).unwrap();
+    let uses: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("pub use"))
+        .collect();
+    assert!(uses.is_empty(), "re-exports in actors/src/lib.rs: {uses:?}");
+    let mut mods: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|m| m.trim_end_matches(';'))
+        .collect();
+    mods.sort_unstable();
+    let mut layers = LAYERS.to_vec();
+    layers.sort_unstable();
+    assert_eq!(mods, layers, "the crate root declares exactly the layers");
 }

@@ -8,12 +8,13 @@ use actix::prelude::*;
 use actix::dev::ToEnvelope;
 
 use crate::{
-    auth::Identity,
-    backlog::Credit,
-    outbound::Outbound,
-    protocol::{Member, MessageId, RoomId, Topic, UserId},
-    queued::{KickReason, QueuedBytes},
+    common::auth::Identity,
+    common::backlog::Credit,
+    common::outbound::Outbound,
+    common::queued::{KickReason, QueuedBytes},
 };
+
+use hub_wire::protocol::{Member, MessageId, RoomId, Topic, UserId};
 
 /// Identifies a session within an instance.
 pub type SessionId = u64;
@@ -328,7 +329,7 @@ impl Deliver {
 impl Delivery {
     /// What the delivery counts against the session's queue bound.
     pub fn cost(&self) -> usize {
-        self.event.native().len() + crate::queued::DELIVERY_OVERHEAD
+        self.event.native().len() + crate::common::queued::DELIVERY_OVERHEAD
     }
 }
 
@@ -366,7 +367,7 @@ pub trait InboundSink: Send + Sync {
     /// Called for every valid `cache:invalidate` payload.
     fn cache_invalidate(&self, _pattern: &str) {}
     /// Called for every valid `analytics:events` payload.
-    fn analytics(&self, _event: crate::protocol::AnalyticsEvent) {}
+    fn analytics(&self, _event: hub_wire::protocol::AnalyticsEvent) {}
     /// Called for every message on the instance's canary channel.
     fn canary(&self, _payload: &[u8]) {}
 }
@@ -403,7 +404,7 @@ pub struct StopRoster;
 /// mailbox drops the event and counts it in `hub_analytics_dropped_total`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RecordEvent(pub crate::protocol::AnalyticsEvent);
+pub struct RecordEvent(pub hub_wire::protocol::AnalyticsEvent);
 
 /// Asks the aggregator for its current snapshot (the JSON of `GET /api/analytics`).
 #[derive(Message)]

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hub_actors::roster;
+use hub_actors::features::roster;
 use serde_json::{json, Value};
 
 use crate::{scenario::health, stack};

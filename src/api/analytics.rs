@@ -3,10 +3,8 @@
 //! event, so any instance gives the full picture).
 
 use actix_web::{web, HttpResponse};
-use hub_actors::{
-    messages::GetSnapshot,
-    protocol::{now_ms, parse_inbound, ANALYTICS_EVENTS},
-};
+use hub_actors::messages::GetSnapshot;
+use hub_wire::protocol::{now_ms, parse_inbound, ANALYTICS_EVENTS};
 use serde_json::{Map, Value};
 
 use super::{publish, ApiError, ApiResult, State};

@@ -1,7 +1,7 @@
 //! `POST /api/cache/invalidate`: publish `{pattern, reason?}` to `cache:invalidate`.
 
 use actix_web::{web, HttpResponse};
-use hub_actors::protocol::{now_ms, parse_inbound, CACHE_INVALIDATE};
+use hub_wire::protocol::{now_ms, parse_inbound, CACHE_INVALIDATE};
 use serde_json::{Map, Value};
 
 use super::{publish, ApiError, ApiResult, State};

@@ -3,7 +3,7 @@
 //! in a room on any instance and how many messages its history holds.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::protocol::{
+use hub_wire::protocol::{
     check_message, is_valid_room, now_ms, parse_inbound, user_id_json, RoomId, ROOM_PREFIX,
 };
 use serde_json::{json, Map, Value};

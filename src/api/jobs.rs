@@ -13,8 +13,8 @@
 //! enqueue option, not part of the stored job.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_actors::protocol::now_ms;
 use hub_jobs::{is_valid_name, Enqueued, NewJob};
+use hub_wire::protocol::now_ms;
 use serde_json::{json, Value};
 
 use super::{ApiError, State};

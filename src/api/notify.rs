@@ -1,8 +1,8 @@
 //! `POST /api/notify`: append a Notification to the user's inbox and publish it to
-//! `user:notifications:{userId}` (one Redis function, see `hub_actors::inbox`).
+//! `user:notifications:{userId}` (one Redis function, see `hub_actors::features::inbox`).
 
 use actix_web::{web, HttpResponse};
-use hub_actors::protocol::{now_ms, parse_inbound, USER_PREFIX};
+use hub_wire::protocol::{now_ms, parse_inbound, USER_PREFIX};
 use log::warn;
 use serde_json::{json, Map, Value};
 

@@ -7,11 +7,9 @@ use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, Validati
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{
-    auth_budget::AuthFailureBudget,
-    keys::KeyStore,
-    protocol::{is_valid_user_id, UserId},
-};
+use crate::{common::auth_budget::AuthFailureBudget, common::keys::KeyStore};
+
+use hub_wire::protocol::{is_valid_user_id, UserId};
 
 /// Who a session is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +268,7 @@ fn refused(kind: &ErrorKind) -> AuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::hs256_key;
+    use crate::common::keys::hs256_key;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -289,7 +287,7 @@ mod tests {
     }
 
     fn exp(offset: i64) -> i64 {
-        crate::protocol::now_ms() as i64 / 1000 + offset
+        hub_wire::protocol::now_ms() as i64 / 1000 + offset
     }
 
     #[test]

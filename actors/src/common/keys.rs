@@ -1,5 +1,5 @@
 //! The keys that verify client tokens: an HS256 secret, a PEM public key, and the keys of an
-//! identity provider's JWKS (fetched and refreshed by [`crate::jwks`]).
+//! identity provider's JWKS (fetched and refreshed by [`crate::connections::jwks`]).
 //!
 //! Each key pins its algorithm: a token is checked with the key its `kid` names (or the one
 //! key without a `kid`), and only with that key's algorithm, so a token whose header claims

@@ -6,10 +6,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::{
-    protocol::{ChannelKind, ErrorCode, Topic},
-    queued::KickReason,
-};
+use crate::common::queued::KickReason;
+
+use hub_wire::protocol::{ChannelKind, ErrorCode, Topic};
 
 /// The `reason` labels of `hub_slow_consumer_kicks_total`.
 const KICK_REASONS: [&str; 4] = [
@@ -522,7 +521,7 @@ impl Metrics {
     /// clock) to now. Values more than a second in the future or an hour in the past are not
     /// publish times (clock skew, replayed events) and are skipped.
     pub fn observe_deliver_latency(&self, timestamp_ms: f64) {
-        let latency = crate::protocol::now_ms() as f64 - timestamp_ms;
+        let latency = hub_wire::protocol::now_ms() as f64 - timestamp_ms;
         if (-1000.0..=3_600_000.0).contains(&latency) {
             self.deliver_latency_ms.observe(latency.max(0.0));
         }

@@ -13,7 +13,7 @@ use hub_wire::{
     websocket as transport,
 };
 
-use crate::metrics::OutKind;
+use crate::common::metrics::OutKind;
 
 /// One event for many sessions.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Outbound {
     }
 
     /// The native frame with `"offset":<offset>` as its last key, for a session that resumes
-    /// (see [`crate::session_resume`]): one copy of the shared frame, no re-encoding.
+    /// (see [`crate::features::session_resume`]): one copy of the shared frame, no re-encoding.
     pub fn native_with_offset(&self, offset: u64) -> Bytes {
         let json = &self.native[self.json as usize..];
         let open = &json[..json.len() - 1];

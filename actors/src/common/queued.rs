@@ -6,7 +6,7 @@
 //! This is how the hub tells a slow client from a busy hub: a session whose worker thread is
 //! busy (a join storm) holds a burst in its mailbox for a moment, which costs bytes, not a
 //! kick; a client that stops reading lets its bytes pile up past [`QueuedBytes::limit`], or
-//! stops its socket from taking anything for the write timeout (see [`crate::session`]).
+//! stops its socket from taking anything for the write timeout (see [`crate::transports::session`]).
 
 use std::{
     fmt,

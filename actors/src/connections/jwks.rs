@@ -13,8 +13,8 @@ use futures_util::future::{select, Either};
 use log::{info, warn};
 
 use crate::{
-    keys::{jwks_keys, KeyStore},
-    metrics::Metrics,
+    common::keys::{jwks_keys, KeyStore},
+    common::metrics::Metrics,
 };
 
 /// Least time between two fetches.

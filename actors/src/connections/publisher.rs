@@ -7,7 +7,9 @@ use std::{future::Future, sync::Arc};
 
 use hub_store::{Conn, ConnSettings, Store};
 
-use crate::{error::HubError, metrics::Metrics, protocol::ChannelKind};
+use crate::{common::error::HubError, common::metrics::Metrics};
+
+use hub_wire::protocol::ChannelKind;
 
 /// A cheap-to-clone handle for `PUBLISH` and other commands.
 #[derive(Clone)]

@@ -44,7 +44,7 @@ use hub_wire::resp::{encode, parse, Frame};
 use redis::{ConnectionAddr, RedisConnectionInfo};
 use tokio::{net::TcpStream, sync::oneshot};
 
-use crate::protocol::ChannelKind;
+use hub_wire::protocol::ChannelKind;
 
 /// Read-ahead: while fewer unparsed bytes than this are buffered, the stream reads whatever
 /// the socket has...

@@ -32,11 +32,12 @@ use prometheus::{
 use serde_json::{json, Map, Value};
 
 use crate::{
+    common::metrics::{Metrics, OutKind},
+    common::outbound::Outbound,
     messages::{Dispatch, GetSnapshot, InboundSink, RecordEvent, Target},
-    metrics::{Metrics, OutKind},
-    outbound::Outbound,
-    protocol::{analytics_fields, now_ms, AnalyticsEvent, Topic},
 };
+
+use hub_wire::protocol::{analytics_fields, now_ms, AnalyticsEvent, Topic};
 
 /// Length of the "last minute" window, in one-second buckets.
 pub const WINDOW_SECS: u64 = 60;
@@ -511,7 +512,7 @@ pub struct Analytics {
 
 impl Analytics {
     /// Starts the aggregator on the current arbiter; returns its address and the sink to give
-    /// the subscriber ([`crate::subscriber::Subscriber::with_sink`]).
+    /// the subscriber ([`crate::hub::subscriber::Subscriber::with_sink`]).
     pub fn start(
         instance_id: Arc<str>,
         metrics: Arc<Metrics>,

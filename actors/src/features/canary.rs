@@ -23,7 +23,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{messages::InboundSink, metrics::Metrics, protocol::now_ms, publisher::Publisher};
+use crate::{common::metrics::Metrics, connections::publisher::Publisher, messages::InboundSink};
+
+use hub_wire::protocol::now_ms;
 
 /// Prefix of the per-instance canary channels.
 pub const CANARY_PREFIX: &str = "hub:canary:";

@@ -15,11 +15,12 @@ use redis::Script;
 use serde_json::value::RawValue;
 
 use crate::{
-    error::HubError,
-    protocol::{self, MessageId, ROOM_PREFIX},
-    publisher::{retry_on_dead_connection, Publisher},
-    session_resume::Cursor,
+    common::error::HubError,
+    connections::publisher::{retry_on_dead_connection, Publisher},
+    features::session_resume::Cursor,
 };
+
+use hub_wire::protocol::{self, MessageId, ROOM_PREFIX};
 
 /// Prefix of the per-room history streams.
 pub const HISTORY_PREFIX: &str = "chat:history:";
@@ -330,7 +331,7 @@ pub(crate) async fn read_after(
     Ok(recent)
 }
 
-/// Every entry after `cursor` (a resumed session's, see [`crate::session_resume`]), oldest
+/// Every entry after `cursor` (a resumed session's, see [`crate::features::session_resume`]), oldest
 /// first. `recovered` is true when that is exactly what followed it: a [`Cursor::Seen`] id
 /// still in the stream, at most `limit` entries, nothing cut by the byte budget.
 pub(crate) async fn read_since(

@@ -5,7 +5,7 @@
 //!
 //! A notification that went through the inbox carries its stream id as `inboxId`. A client
 //! that reconnects with the last `inboxId` it saw gets what it missed (see
-//! [`crate::client`]), and after a pub/sub outage the subscriber delivers from the inbox what
+//! [`crate::hub::client`]), and after a pub/sub outage the subscriber delivers from the inbox what
 //! its users missed meanwhile. Services publish through the inbox with
 //! `FCALL relay_notify 1 inbox:{user:notifications:ID} <Notification JSON>`; a plain
 //! `PUBLISH` to `user:notifications:ID` still works, best effort and without an `inboxId`.
@@ -15,12 +15,13 @@ use std::{sync::Arc, time::Duration};
 use log::info;
 
 use crate::{
-    error::HubError,
-    history::{read_after, read_since, Recent, StreamRead},
-    protocol::{self, MessageId, USER_PREFIX},
-    publisher::{retry_on_dead_connection, Publisher},
-    session_resume::Cursor,
+    common::error::HubError,
+    connections::publisher::{retry_on_dead_connection, Publisher},
+    features::history::{read_after, read_since, Recent, StreamRead},
+    features::session_resume::Cursor,
 };
+
+use hub_wire::protocol::{self, MessageId, USER_PREFIX};
 
 /// The Redis function services call instead of `PUBLISH`.
 pub const FUNCTION: &str = "relay_notify";

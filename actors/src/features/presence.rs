@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use actix::Recipient;
 use dashmap::DashMap;
 
-use crate::{
-    messages::{LocalMembers, PresenceChange},
-    protocol::{Member, RoomId, UserId},
-};
+use crate::messages::{LocalMembers, PresenceChange};
+
+use hub_wire::protocol::{Member, RoomId, UserId};
 
 struct Presence {
     username: std::sync::Arc<str>,

@@ -17,12 +17,15 @@ use std::collections::HashMap;
 use futures_util::future::LocalBoxFuture;
 
 use crate::{
-    error::HubError,
-    history::{History, Recent},
-    inbox::Inbox,
+    common::error::HubError,
+    common::metrics::Metrics,
+    features::history::{History, Recent},
+    features::inbox::Inbox,
     messages::ChannelKey,
-    metrics::Metrics,
-    protocol::{now_ms, parse_inbound_timed, Inbound, MessageId, ROOM_PREFIX, USER_PREFIX},
+};
+
+use hub_wire::protocol::{
+    now_ms, parse_inbound_timed, Inbound, MessageId, ROOM_PREFIX, USER_PREFIX,
 };
 
 /// A message to dispatch on a channel: its client frame and its history or inbox id.

@@ -1,5 +1,5 @@
 //! Room presence across instances, kept in Redis. One roster actor per instance mirrors the
-//! instance's local presence ([`crate::presence::LocalPresence`]) into Redis, keeps the
+//! instance's local presence ([`crate::features::presence::LocalPresence`]) into Redis, keeps the
 //! instance's heartbeat alive, and removes the entries of instances whose heartbeat expired.
 //!
 //! # Redis layout
@@ -38,14 +38,15 @@ use hub_store::Conn;
 use log::{info, warn};
 
 use crate::{
-    error::HubError,
+    common::error::HubError,
+    common::metrics::Metrics,
+    connections::publisher::retry_on_dead_connection,
+    features::presence::LocalPresence,
     messages::LocalMembers,
     messages::{PresenceChange, StopRoster},
-    metrics::Metrics,
-    presence::LocalPresence,
-    protocol::{presence_prefix, Member, RoomId, PRESENCE_EVENTS},
-    publisher::retry_on_dead_connection,
 };
+
+use hub_wire::protocol::{presence_prefix, Member, RoomId, PRESENCE_EVENTS};
 
 /// Set of instance ids that may hold presence entries.
 pub const INSTANCES_KEY: &str = "{presence}:instances";
@@ -260,7 +261,7 @@ impl RoomMembers {
 
 /// `remote` plus the `local` members it does not list, sorted by user id.
 fn merge_members(mut remote: Vec<Member>, local: Vec<Member>) -> Vec<Member> {
-    let known: std::collections::HashSet<crate::protocol::UserId> =
+    let known: std::collections::HashSet<hub_wire::protocol::UserId> =
         remote.iter().map(|m| m.user_id.clone()).collect();
     remote.extend(local.into_iter().filter(|m| !known.contains(&m.user_id)));
     remote.sort_by(|a, b| a.user_id.cmp(&b.user_id));

@@ -1,5 +1,5 @@
 //! Session resume (Socket.IO connection state recovery and the native protocol's `resume`,
-//! both driven by the client core: [`crate::client::ClientCore::connect`]): what a session
+//! both driven by the client core: [`crate::hub::client::ClientCore::connect`]): what a session
 //! sent, kept small while it lives ([`Tracker`]), written to Redis when its transport drops
 //! ([`Record`] under `sio:recovery:{pid}` for both ways in, with a TTL of the recovery
 //! window), and turned back into per-stream cursors when the client comes back with its
@@ -28,10 +28,11 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::HubError,
-    protocol::{MessageId, RoomId},
-    publisher::{retry_on_dead_connection, Publisher},
+    common::error::HubError,
+    connections::publisher::{retry_on_dead_connection, Publisher},
 };
+
+use hub_wire::protocol::{MessageId, RoomId};
 
 /// Most ring entries a session keeps between two pongs.
 pub const RING_MAX: usize = 256;
@@ -269,10 +270,10 @@ pub fn plan(record: &Record, offset: u64) -> Option<Plan> {
     })
 }
 
-/// A new private id: 128 random bits ([`crate::random::random_bits`]). Not a credential: a
+/// A new private id: 128 random bits ([`crate::common::random::random_bits`]). Not a credential: a
 /// resume also needs the same user's credentials.
 pub fn new_pid() -> Pid {
-    Pid(crate::random::random_bits())
+    Pid(crate::common::random::random_bits())
 }
 
 /// A session's private id: 128 bits, written as 32 hex digits.

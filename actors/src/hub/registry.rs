@@ -13,17 +13,18 @@ use actix::{fut, prelude::*};
 use log::info;
 
 use crate::{
-    auth::Identity,
+    common::auth::Identity,
+    common::metrics::Metrics,
+    common::queued::{KickReason, QueuedBytes},
+    features::presence::LocalPresence,
     messages::{
         ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Join,
         Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId,
         Target, Unregister,
     },
-    metrics::Metrics,
-    presence::LocalPresence,
-    protocol::{Member, RoomId, Topic, UserId},
-    queued::{KickReason, QueuedBytes},
 };
+
+use hub_wire::protocol::{Member, RoomId, Topic, UserId};
 
 /// A registered session.
 struct Registered {

@@ -1,9 +1,9 @@
 //! The native session actor: one per `/ws` WebSocket connection. It owns the socket (through
-//! [`crate::transport`]), hosts the protocol-independent [`ClientCore`] (requests, limits,
+//! [`crate::transports::transport`]), hosts the protocol-independent [`ClientCore`] (requests, limits,
 //! rooms), encodes its replies as native JSON frames, and writes the events the registry
 //! delivers to its mailbox.
 //!
-//! A resumable session (the client asked with `resume`, [`crate::client::Ask`])
+//! A resumable session (the client asked with `resume`, [`crate::hub::client::Ask`])
 //! writes each event as a copy of the shared frame with its `"offset"` appended, trims what
 //! it keeps for resume at each Pong to the hub's Ping, and is kept in Redis when the
 //! connection drops without a close frame from the client, when the client stops answering
@@ -22,17 +22,18 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use crate::{
-    auth::Identity,
-    client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
-    limits::ConnectionPermit,
+    common::auth::Identity,
+    common::limits::ConnectionPermit,
+    common::metrics::{Metrics, OutKind},
+    common::outbound::Outbound,
+    common::queued::KickReason,
+    hub::client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
+    hub::registry::report_kick,
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
-    metrics::{Metrics, OutKind},
-    outbound::Outbound,
-    protocol::{self, ClientError, ErrorCode},
-    queued::KickReason,
-    registry::report_kick,
-    transport::{self, close, Pushed, Reader, Writer, WsEvent},
+    transports::transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
+
+use hub_wire::protocol::{self, ClientError, ErrorCode};
 
 /// How long a closing session waits for the peer to close its side before dropping it.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);

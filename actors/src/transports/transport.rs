@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::net::TcpStream;
 
-use crate::queued::QueuedBytes;
+use crate::common::queued::QueuedBytes;
 
 use hub_wire::websocket::Decoder;
 pub use hub_wire::websocket::{

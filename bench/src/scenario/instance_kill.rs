@@ -307,11 +307,11 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         tokio::task::spawn_blocking(move || -> Result<(bool, u64), String> {
             let mut conn = crate::stack::connect(redis_addr)?;
             let instances: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(hub_actors::roster::INSTANCES_KEY)
+                .arg(hub_actors::features::roster::INSTANCES_KEY)
                 .query(&mut conn)
                 .map_err(|e| e.to_string())?;
             let pairs: u64 = redis::cmd("SCARD")
-                .arg(hub_actors::roster::instance_key("chaos-c"))
+                .arg(hub_actors::features::roster::instance_key("chaos-c"))
                 .query(&mut conn)
                 .map_err(|e| e.to_string())?;
             Ok((!instances.iter().any(|i| i == "chaos-c"), pairs))

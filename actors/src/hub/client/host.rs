@@ -34,7 +34,7 @@ pub struct SessionEnv {
     /// Session ids, unique within the instance (shared by every shard and both protocols).
     pub session_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Where sessions are kept for resume, both ways in (`None`: off).
-    pub resume: Option<crate::session_resume::ResumeStore>,
+    pub resume: Option<crate::features::session_resume::ResumeStore>,
 }
 
 impl SessionEnv {
@@ -192,9 +192,9 @@ pub(super) enum Outcome {
     },
     /// The record a resume names was taken.
     Taken {
-        pid: crate::session_resume::Pid,
+        pid: crate::features::session_resume::Pid,
         offset: Option<u64>,
-        taken: Result<crate::session_resume::Taken, HubError>,
+        taken: Result<crate::features::session_resume::Taken, HubError>,
     },
     Restored {
         ok: bool,

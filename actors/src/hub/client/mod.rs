@@ -1,5 +1,5 @@
 //! The protocol-independent part of a client session, shared by the native WebSocket session
-//! ([`crate::session`]) and the Socket.IO session ([`crate::socketio::hub`]): identity, rate
+//! ([`crate::transports::session`]) and the Socket.IO session ([`crate::transports::socketio::hub`]): identity, rate
 //! and error budgets, rooms and topics, and the requests themselves (join with history and
 //! recovery, leave, chat, subscribe, ping).
 //!
@@ -28,26 +28,27 @@ use log::{debug, warn};
 use serde_json::Value;
 
 use crate::{
-    auth::{Authenticator, Identity},
-    error::HubError,
-    history::{History, Recent},
-    inbox::Inbox,
-    limits::{Limits, TokenBucket},
+    common::auth::{Authenticator, Identity},
+    common::error::HubError,
+    common::limits::{Limits, TokenBucket},
+    common::metrics::{Metrics, OutKind},
+    common::outbound::Outbound,
+    common::queued::{KickReason, QueuedBytes},
+    connections::publisher::Publisher,
+    features::history::{History, Recent},
+    features::inbox::Inbox,
+    features::roster::{MemberList, RoomMembers},
+    features::session_resume::{Cursor, Tracker},
+    hub::registry::Registry,
     messages::{
         Deliver, Delivery, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
         Unregister,
     },
-    metrics::{Metrics, OutKind},
-    outbound::Outbound,
-    protocol::{
-        self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, Resumption,
-        RoomId, Topic, UserId,
-    },
-    publisher::Publisher,
-    queued::{KickReason, QueuedBytes},
-    registry::Registry,
-    roster::{MemberList, RoomMembers},
-    session_resume::{Cursor, Tracker},
+};
+
+use hub_wire::protocol::{
+    self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, Resumption, RoomId,
+    Topic, UserId,
 };
 
 mod host;

@@ -2,11 +2,11 @@
 //! session's [`Tracker`] (an offset for every event it writes, its rooms' cursors), taking the
 //! record a reconnecting client names and resuming from it ([`ClientCore::restore`]), and
 //! keeping the session in Redis when its transport drops. The records, their Redis key and the
-//! offset arithmetic are in [`crate::session_resume`]; hosts only encode the offset and the
+//! offset arithmetic are in [`crate::features::session_resume`]; hosts only encode the offset and the
 //! token, and say when their transport dropped.
 
 use super::*;
-use crate::session_resume::{plan, Pid, Taken, Tracker};
+use crate::features::session_resume::{plan, Pid, Taken, Tracker};
 
 /// What a connecting client asks of session resume.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! (`connection.rs`); it parses and validates each message once, encodes it once as a
 //! WebSocket frame, and hands it to the shards that hold its recipients (`routing.rs`). What
 //! rooms and users missed while the connection was down is filled in from their histories
-//! and inboxes ([`crate::recovery`]).
+//! and inboxes ([`crate::features::recovery`]).
 
 mod connection;
 mod routing;
@@ -37,21 +37,22 @@ use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 use crate::{
-    backlog::Backlog,
-    history::History,
-    inbox::Inbox,
+    common::backlog::Backlog,
+    common::metrics::{Metrics, OutKind},
+    common::outbound::Outbound,
+    connections::pubsub::{self, Commands, Message},
+    features::history::History,
+    features::inbox::Inbox,
+    features::recovery::{Held, Recovery},
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, StopSubscriber,
         Target, MAX_SHARDS,
     },
-    metrics::{Metrics, OutKind},
-    outbound::Outbound,
-    protocol::{
-        parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
-        USER_PREFIX,
-    },
-    pubsub::{self, Commands, Message},
-    recovery::{Held, Recovery},
+};
+
+use hub_wire::protocol::{
+    parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
+    USER_PREFIX,
 };
 use routing::WarnLimiter;
 
@@ -69,7 +70,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most Redis messages routed before their frames are handed to the shards in one message.
 const DISPATCH_BATCH: usize = 256;
 /// Default for the most bytes of frames handed to the shards and not yet fanned out; above it
-/// the subscriber stops reading Redis (see [`crate::backlog`]). With the connection's
+/// the subscriber stops reading Redis (see [`crate::common::backlog`]). With the connection's
 /// read-ahead ([`pubsub::HIGH_WATER`]) this bounds what a flood can make the hub hold.
 pub const BACKLOG_CAP: usize = 4 << 20;
 /// Bookkeeping counted per frame in the backlog besides its bytes (the dispatch entry, the

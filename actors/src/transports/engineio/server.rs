@@ -28,7 +28,7 @@ use super::{
         PostBegin, PostBody, PostFailure,
     },
 };
-use crate::limits::ConnectionPermit;
+use crate::common::limits::ConnectionPermit;
 
 /// What every session of an endpoint shares.
 pub struct EngineEnv {
@@ -303,7 +303,7 @@ impl Drop for PostGuard {
 /// A random, unguessable id (20 characters of URL-safe base64: 120 bits), for session ids.
 pub fn random_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = crate::random::random_bits();
+    let bits = crate::common::random::random_bits();
     (0..20)
         .map(|i| ALPHABET[(bits >> (i * 6)) as usize & 63] as char)
         .collect()

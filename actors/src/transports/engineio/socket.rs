@@ -2,7 +2,7 @@
 //!
 //! It owns the session's current transport: HTTP long-polling (at most one parked `GET`, whose
 //! reply sender it holds, and one `POST` in flight) or a WebSocket (its socket, through
-//! [`crate::transport`]); during an upgrade it also owns the probing WebSocket. It runs the
+//! [`crate::transports::transport`]); during an upgrade it also owns the probing WebSocket. It runs the
 //! server-sent heartbeat (a ping one `pingInterval` after open, then one `pingInterval` after
 //! each pong; no pong within `pingTimeout` closes), enforces `maxPayload`, and bounds what it
 //! queues for the client: a long-polling client that does not poll, or a WebSocket client that
@@ -36,8 +36,8 @@ use super::{
     server::{Endpoint, EngineEnv},
 };
 use crate::{
-    limits::ConnectionPermit,
-    transport::{self, close, BinaryReader, Pushed, Writer, WsEvent, WsMessage},
+    common::limits::ConnectionPermit,
+    transports::transport::{self, close, BinaryReader, Pushed, Writer, WsEvent, WsMessage},
 };
 
 /// Engine.IO parameters of an endpoint.

@@ -19,7 +19,7 @@
 //!   errors as an `error` event `{code, message}`.
 //! - server events `notification`, `ai-result`, `chat-message`, `presence`,
 //!   `cache-invalidate`, `analytics` carry the native `data` payloads, encoded once per event
-//!   for every Socket.IO recipient ([`Outbound::socketio`](crate::outbound::Outbound::socketio)).
+//!   for every Socket.IO recipient ([`Outbound::socketio`](crate::common::outbound::Outbound::socketio)).
 //! - connection state recovery (when [`SessionEnv::resume`] is set): the CONNECT reply
 //!   carries a private id (`pid`), every server event carries its offset as a last string
 //!   argument (a copy of the event's shared packet with the offset appended), and a session
@@ -34,18 +34,19 @@ use actix::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    auth::{AuthError, Identity},
-    client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
-    engineio::{EngineSocket, Outgoing},
+    common::auth::{AuthError, Identity},
+    common::metrics::OutKind,
+    common::outbound::Outbound,
+    common::queued::KickReason,
+    features::session_resume::Pid,
+    hub::client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
+    hub::registry::report_kick,
     messages::{Close, Deliver, Kick, SessionAddr},
-    metrics::OutKind,
-    outbound::Outbound,
-    protocol::{self, ClientError, ClientFrame, ErrorCode},
-    queued::KickReason,
-    registry::report_kick,
-    session_resume::Pid,
-    socketio::{packet, Event, SioApp, SioIo, SocketIo},
+    transports::engineio::{EngineSocket, Outgoing},
+    transports::socketio::{packet, Event, SioApp, SioIo, SocketIo},
 };
+
+use hub_wire::protocol::{self, ClientError, ClientFrame, ErrorCode};
 
 /// The namespace the hub serves.
 const NSP: &str = "/";
@@ -148,11 +149,14 @@ impl Drop for HubApp {
 
 /// Turns a client event into the request it stands for (the same validation as native
 /// frames); the ack id plays the native `id`.
-fn request(event: &Event, limits: &crate::limits::Limits) -> Result<ClientFrame, ClientError> {
+fn request(
+    event: &Event,
+    limits: &crate::common::limits::Limits,
+) -> Result<ClientFrame, ClientError> {
     let id = event.ack.map(Value::from);
     if !event.attachments.is_empty() {
         let message = "binary arguments are not supported";
-        return Err(crate::client::error_with_id(
+        return Err(crate::hub::client::error_with_id(
             ErrorCode::BadRequest,
             message,
             id,
@@ -172,7 +176,7 @@ fn request(event: &Event, limits: &crate::limits::Limits) -> Result<ClientFrame,
         (Some(_), _) if event.name == "ping" => Map::new(),
         (Some(_), _) => {
             let message = format!("`{}` takes an object argument", event.name);
-            return Err(crate::client::error_with_id(
+            return Err(crate::hub::client::error_with_id(
                 ErrorCode::BadRequest,
                 message,
                 id,
@@ -265,8 +269,8 @@ impl SioApp for HubApp {
         self.core.pong();
     }
 
-    fn on_disconnect(&mut self, _nsp: &str, reason: crate::socketio::DisconnectReason) {
-        use crate::{engineio::CloseReason, socketio::DisconnectReason};
+    fn on_disconnect(&mut self, _nsp: &str, reason: crate::transports::socketio::DisconnectReason) {
+        use crate::{transports::engineio::CloseReason, transports::socketio::DisconnectReason};
         if reason == DisconnectReason::Closed(CloseReason::SlowConsumer) {
             // The engine counted it (`reason="socketio_queue"`); the user is known here.
             log::info!(
@@ -293,8 +297,8 @@ impl SioApp for HubApp {
 impl HubApp {
     /// Writes the session to Redis for recovery when its transport dropped (not when the
     /// client left, nor when the hub closed it, except at shutdown).
-    fn keep_for_recovery(&mut self, reason: crate::socketio::DisconnectReason) {
-        use crate::{engineio::CloseReason, socketio::DisconnectReason};
+    fn keep_for_recovery(&mut self, reason: crate::transports::socketio::DisconnectReason) {
+        use crate::{transports::engineio::CloseReason, transports::socketio::DisconnectReason};
         let dropped = match reason {
             DisconnectReason::Closed(
                 CloseReason::TransportClose | CloseReason::PingTimeout | CloseReason::ClientClose,
@@ -311,7 +315,7 @@ impl HubApp {
 /// The connection as the core's I/O: replies become acks or events.
 struct HubIo<'a, 'b> {
     io: &'a mut SioIo<'b, HubApp>,
-    metrics: &'a crate::metrics::Metrics,
+    metrics: &'a crate::common::metrics::Metrics,
     close: bool,
     kick: Option<KickReason>,
 }

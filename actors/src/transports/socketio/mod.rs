@@ -1,4 +1,4 @@
-//! Socket.IO v5 on top of [`crate::engineio`]: what `socket.io-client` 4.x speaks.
+//! Socket.IO v5 on top of [`crate::transports::engineio`]: what `socket.io-client` 4.x speaks.
 //!
 //! # Layout
 //! - [`packet`]: the packet codec (strict decoding, encoders for every packet the server
@@ -6,7 +6,7 @@
 //! - [`socket`]: [`SocketIo`], the Engine.IO handler that runs namespaces, events, acks and
 //!   binary attachments for an application ([`SioApp`], acting through [`SioIo`]).
 //! - [`hub`]: the hub as a Socket.IO application: a connection is a hub session hosting the
-//!   same [`crate::client::ClientCore`] as a native `/ws` session.
+//!   same [`crate::hub::client::ClientCore`] as a native `/ws` session.
 //!
 //! # Using it
 //! ```text

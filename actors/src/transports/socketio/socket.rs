@@ -17,7 +17,7 @@ use log::debug;
 use serde_json::Value;
 
 use super::packet::{self, Packet, PacketType};
-use crate::engineio::{
+use crate::transports::engineio::{
     server::random_id, CloseReason, EngineHandler, EngineIo, Message, Outgoing, SendError,
 };
 
@@ -322,8 +322,8 @@ impl<A: SioApp> EngineHandler for SocketIo<A> {
 /// What a [`SioApp`] uses to act on its connection.
 pub struct SioIo<'a, A: SioApp> {
     state: &'a mut SioState,
-    core: &'a mut crate::engineio::socket::Core,
-    ctx: &'a mut actix::Context<crate::engineio::EngineSocket<SocketIo<A>>>,
+    core: &'a mut crate::transports::engineio::socket::Core,
+    ctx: &'a mut actix::Context<crate::transports::engineio::EngineSocket<SocketIo<A>>>,
 }
 
 impl<'a, A: SioApp> SioIo<'a, A> {
@@ -509,7 +509,7 @@ impl<'a, A: SioApp> SioIo<'a, A> {
 #[allow(dead_code)]
 mod api_shape {
     use super::*;
-    use crate::engineio::EngineSocket;
+    use crate::transports::engineio::EngineSocket;
 
     struct App;
 
