@@ -7,11 +7,21 @@ use super::{eventually, notification, Client, Redis};
 
 /// `FCALL relay_notify`, as a service sends a notification through the inbox.
 pub async fn notify(redis: &Redis, user: &str, title: &str) {
+    relay_notify(redis, user, notification(user, title)).await;
+}
+
+/// [`notify`] with a `message` of the caller's choice.
+pub async fn notify_with(redis: &Redis, user: &str, title: &str, message: &str) {
+    let payload = json!({"userId": user, "type": "info", "title": title, "message": message});
+    relay_notify(redis, user, payload.to_string()).await;
+}
+
+async fn relay_notify(redis: &Redis, user: &str, payload: String) {
     let _: (String, i64) = redis::cmd("FCALL")
         .arg("relay_notify")
         .arg(1)
         .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(notification(user, title))
+        .arg(payload)
         .query_async(&mut redis.conn().await)
         .await
         .expect("relay_notify");

@@ -39,8 +39,8 @@ pub enum WsEvent {
     Binary(usize),
     /// A ping; the payload must be echoed in a pong.
     Ping(Vec<u8>),
-    /// A pong (answer to the server heartbeat).
-    Pong,
+    /// A pong (answer to the server heartbeat), with its payload (the ping's, echoed).
+    Pong(Vec<u8>),
     /// A close frame with its code, if any.
     Close(Option<u16>),
     /// The peer broke the protocol; close with this code and reason.
@@ -128,7 +128,7 @@ impl Decoder {
         let event = |e| Some(WsMessage::Event(e));
         match opcode {
             OP_PING => event(WsEvent::Ping(payload)),
-            OP_PONG => event(WsEvent::Pong),
+            OP_PONG => event(WsEvent::Pong(payload)),
             OP_CLOSE => event(close_event(&payload)),
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
@@ -343,6 +343,14 @@ pub fn ping_frame() -> Bytes {
     Bytes::from_static(&[0x80 | OP_PING, 0])
 }
 
+/// A ping carrying `payload` (at most 125 bytes), which the peer's pong echoes.
+pub fn ping_frame_with(payload: &[u8]) -> Bytes {
+    let mut dst = BytesMut::with_capacity(payload.len() + 2);
+    frame_header(&mut dst, OP_PING, payload.len());
+    dst.extend_from_slice(payload);
+    dst.freeze()
+}
+
 /// The `101 Switching Protocols` response for a `Sec-WebSocket-Accept` value.
 pub fn switching_protocols(accept: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
@@ -413,6 +421,19 @@ mod tests {
         assert_eq!(parse_all(&bytes, 100), vec!["true 1 hello", "true 9 p"]);
         let big = vec![b'a'; 300];
         assert_eq!(parse_all(&masked(OP_TEXT, true, &big), 1000).len(), 1);
+    }
+
+    #[test]
+    fn a_pong_carries_the_payload_of_the_ping_it_answers() {
+        let ping = ping_frame_with(b"0123456789abcdef");
+        assert_eq!(&ping[..2], &[0x80 | OP_PING, 16]);
+        let mut decoder = Decoder::new(masked(OP_PONG, true, &ping[2..]), 100);
+        assert_eq!(
+            decoder.next_message(),
+            Some(WsMessage::Event(WsEvent::Pong(
+                b"0123456789abcdef".to_vec()
+            )))
+        );
     }
 
     #[test]

@@ -7,12 +7,18 @@
 //!
 //! Streams are the user's notification inbox and the rooms' chat histories (Redis streams, ids
 //! `<ms>-<seq>`). Every event the session sends gets the next offset (`seq`); the ones that
-//! come from a stream also get a ring entry (offset, stream, the stream's cursor before it).
-//! A client that read up to offset `o` saw, per stream, everything up to the `prev` of that
-//! stream's first ring entry after `o` (or the stream's current cursor when there is none).
-//! A pong proves the client read everything sent before the ping, so the ring is trimmed at
-//! each pong; past [`RING_MAX`] entries the oldest are dropped and offsets before them can no
-//! longer be recovered.
+//! come from a stream also get a ring entry (offset, stream, the stream's cursor before it),
+//! and so does a `joined` for a room the session was already in (its history moves the room's
+//! cursor). A client that read up to offset `o` saw, per stream, everything up to the `prev`
+//! of that stream's first ring entry after `o` (or the stream's current cursor when there is
+//! none).
+//!
+//! The ring is trimmed by proofs: a ping carries the offset and the bytes sent when it was
+//! sent ([`Proof`]), and its pong proves the client read everything before it. The session
+//! never has more than [`RING_MAX`] ring entries, nor more than a window of bytes, that the
+//! client has not proven ([`Tracker::has_room`]): what comes beyond waits in the session until
+//! a pong, so the offset a client comes back with can always be placed, however much was
+//! written into a connection that died silently.
 
 use std::{
     collections::VecDeque,
@@ -34,8 +40,39 @@ use crate::{
 
 use hub_wire::protocol::{MessageId, RoomId};
 
-/// Most ring entries a session keeps between two pongs.
+/// Most ring entries (stream events the client has not proven it read) a session keeps.
 pub const RING_MAX: usize = 256;
+
+/// What a pong proves: the offset and the bytes a session had sent when it sent the ping the
+/// pong answers. A native ping carries it as its payload ([`Proof::to_bytes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// The last offset given before the ping.
+    pub seq: u64,
+    /// Bytes of events sent before the ping.
+    pub bytes: u64,
+}
+
+impl Proof {
+    /// The 16-byte ping payload.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.bytes.to_be_bytes());
+        out
+    }
+
+    /// Reads a pong's payload; `None` for anything but a 16-byte payload (an unsolicited pong
+    /// proves nothing).
+    pub fn parse(payload: &[u8]) -> Option<Proof> {
+        let payload: &[u8; 16] = payload.try_into().ok()?;
+        let (seq, bytes) = payload.split_at(8);
+        Some(Proof {
+            seq: u64::from_be_bytes(seq.try_into().ok()?),
+            bytes: u64::from_be_bytes(bytes.try_into().ok()?),
+        })
+    }
+}
 
 /// What a client saw of one stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +130,7 @@ pub struct Sent {
 }
 
 /// What a live session keeps to be resumable. Allocated once per session when recovery is on;
-/// its ring allocates only while events wait for a pong.
+/// its ring allocates only while events wait for a proof.
 #[derive(Debug)]
 pub struct Tracker {
     /// The private id (`pid`) the client holds.
@@ -102,8 +139,12 @@ pub struct Tracker {
     pub seq: u64,
     /// Offsets below this can no longer be recovered.
     pub floor: u64,
-    /// The offset at the previous pong: what was sent up to it has been read.
-    mark: u64,
+    /// Bytes of events sent so far.
+    sent: u64,
+    /// What the client proved it read.
+    proved: Proof,
+    /// A proof was asked for and has not come yet.
+    asking: bool,
     /// The inbox cursor.
     pub inbox: Cursor,
     /// The rooms the session is in, with their cursors.
@@ -114,34 +155,40 @@ pub struct Tracker {
 impl Tracker {
     /// A fresh session's tracker: a new `pid`, its inbox read from `inbox`.
     pub fn new(inbox: Cursor) -> Tracker {
-        Tracker {
-            pid: new_pid(),
-            seq: 0,
-            floor: 0,
-            mark: 0,
-            inbox,
-            rooms: Vec::new(),
-            ring: VecDeque::new(),
-        }
+        Tracker::at(new_pid(), 0, 0, inbox, Vec::new())
     }
 
-    /// A tracker continuing a recovered session: same pid, offsets go on from the record's.
-    pub fn resumed(pid: Pid, record: &Record, plan: &Plan) -> Tracker {
+    fn at(pid: Pid, seq: u64, floor: u64, inbox: Cursor, rooms: Vec<(RoomId, Cursor)>) -> Tracker {
         Tracker {
             pid,
-            seq: record.seq,
-            floor: record.seq,
-            mark: record.seq,
-            inbox: plan.inbox,
-            rooms: plan.rooms.clone(),
+            seq,
+            floor,
+            sent: 0,
+            proved: Proof {
+                seq: floor,
+                bytes: 0,
+            },
+            asking: false,
+            inbox,
+            rooms,
             ring: VecDeque::new(),
         }
     }
 
-    /// The offset of the next event; `from` is its stream (room or inbox) and id, when it has
-    /// one: the ring remembers it and the stream's cursor moves.
-    pub fn next(&mut self, from: Option<(Option<&RoomId>, MessageId)>) -> u64 {
+    /// A tracker continuing a recovered session whose client read up to `offset`: same pid,
+    /// offsets go on from the record's. Any offset from `offset` on places the client at the
+    /// plan's cursors (the events after it were never seen on the new connection), so a
+    /// client whose missed events were all outside the streams (not replayed: its offset
+    /// stays) can resume again.
+    pub fn resumed(pid: Pid, record: &Record, plan: &Plan, offset: u64) -> Tracker {
+        Tracker::at(pid, record.seq, offset, plan.inbox, plan.rooms.clone())
+    }
+
+    /// The offset of the next event of `bytes`; `from` is its stream (room or inbox) and id,
+    /// when it has one: the ring remembers it and the stream's cursor moves.
+    pub fn next(&mut self, from: Option<(Option<&RoomId>, MessageId)>, bytes: usize) -> u64 {
         self.seq += 1;
+        self.sent += bytes as u64;
         let Some((room, id)) = from else {
             return self.seq;
         };
@@ -157,39 +204,88 @@ impl Tracker {
             return self.seq;
         };
         let prev = std::mem::replace(cursor, Cursor::Seen(id));
+        self.remember(room.cloned(), prev);
+        self.seq
+    }
+
+    /// The offset of a `joined` reply of `bytes` that gives the client `room`'s history up to
+    /// `cursor`. Joining a room the session is already in moves the room's cursor like an
+    /// event: a client that did not read this `joined` resumes from the cursor before it.
+    pub fn joined(&mut self, room: &RoomId, cursor: Cursor, bytes: usize) -> u64 {
+        self.seq += 1;
+        self.sent += bytes as u64;
+        match self.rooms.iter_mut().find(|(r, _)| r == room) {
+            Some((_, c)) => {
+                let prev = std::mem::replace(c, cursor);
+                self.remember(Some(room.clone()), prev);
+            }
+            None => self.rooms.push((room.clone(), cursor)),
+        }
+        self.seq
+    }
+
+    fn remember(&mut self, room: Option<RoomId>, prev: Cursor) {
         if self.ring.len() == RING_MAX {
+            // Not reached while the session waits for proofs at `RING_MAX` ([`Tracker::has_room`]).
             let dropped = self.ring.pop_front().expect("full");
             self.floor = self.floor.max(dropped.seq);
         }
         self.ring.push_back(Sent {
             seq: self.seq,
-            room: room.cloned(),
+            room,
             prev,
         });
-        self.seq
     }
 
-    /// A pong: everything sent before the previous pong has been read (the ping came after
-    /// it); those entries are no longer needed.
-    pub fn pong(&mut self) {
-        let read = self.mark;
-        while self.ring.front().is_some_and(|e| e.seq <= read) {
+    /// Whether an event of `bytes` (`stream`: one that takes a ring entry) may be sent now: at
+    /// most [`RING_MAX`] ring entries and `window` bytes unproven (a single larger event goes
+    /// when everything before it is proven).
+    pub fn has_room(&self, bytes: usize, stream: bool, window: usize) -> bool {
+        if stream && self.ring.len() >= RING_MAX {
+            return false;
+        }
+        let unproven = self.sent - self.proved.bytes;
+        unproven == 0 || unproven + bytes as u64 <= window as u64
+    }
+
+    /// Whether to ask the client for a proof now (a ping): none is on its way, and the
+    /// session is `blocked` or half of its ring or of `window` is unproven.
+    pub fn should_ask(&self, blocked: bool, window: usize) -> bool {
+        let unproven = self.sent - self.proved.bytes;
+        !self.asking
+            && self.seq > self.proved.seq
+            && (blocked || self.ring.len() >= RING_MAX / 2 || unproven >= window as u64 / 2)
+    }
+
+    /// A proof was asked for (a ping is on its way).
+    pub fn asked(&mut self) {
+        self.asking = true;
+    }
+
+    /// What a ping sent now asks the client to prove.
+    pub fn proof_point(&self) -> Proof {
+        Proof {
+            seq: self.seq,
+            bytes: self.sent,
+        }
+    }
+
+    /// A pong answering a ping that carried `proof`: the client read everything sent before
+    /// the ping; those ring entries are no longer needed.
+    pub fn prove(&mut self, proof: Proof) {
+        self.asking = false;
+        let seq = proof.seq.min(self.seq);
+        self.proved.bytes = self.proved.bytes.max(proof.bytes.min(self.sent));
+        if seq <= self.proved.seq {
+            return;
+        }
+        self.proved.seq = seq;
+        while self.ring.front().is_some_and(|e| e.seq <= seq) {
             self.ring.pop_front();
         }
-        self.floor = self.floor.max(read);
+        self.floor = self.floor.max(seq);
         if self.ring.is_empty() {
             self.ring = VecDeque::new();
-        }
-        self.mark = self.seq;
-    }
-
-    /// The session joined `room`: the client has its history up to `cursor` (entries of an
-    /// earlier membership no longer count).
-    pub fn joined(&mut self, room: &RoomId, cursor: Cursor) {
-        self.ring.retain(|e| e.room.as_ref() != Some(room));
-        match self.rooms.iter_mut().find(|(r, _)| r == room) {
-            Some((_, c)) => *c = cursor,
-            None => self.rooms.push((room.clone(), cursor)),
         }
     }
 
@@ -205,7 +301,7 @@ impl Tracker {
         self.rooms.clear();
         self.ring = VecDeque::new();
         self.floor = self.seq;
-        self.mark = self.seq;
+        self.proved = self.proof_point();
     }
 
     /// What to write to Redis for `user` when the transport drops.
@@ -408,16 +504,16 @@ mod tests {
         name.into()
     }
 
-    /// A tracker in room `a` (history up to 10) with inbox cursor after 1, having sent:
-    /// 1 inbox 100, 2 room a 11, 3 no stream, 4 room a 12, 5 inbox 101.
+    /// A tracker in room `a` (history up to 10) with inbox cursor after 1, having sent (10
+    /// bytes each): 1 inbox 100, 2 room a 11, 3 no stream, 4 room a 12, 5 inbox 101.
     fn busy_tracker() -> Tracker {
         let mut t = Tracker::new(Cursor::After(id(1)));
-        t.joined(&room("a"), Cursor::Seen(id(10)));
-        assert_eq!(t.next(Some((None, id(100)))), 1);
-        assert_eq!(t.next(Some((Some(&room("a")), id(11)))), 2);
-        assert_eq!(t.next(None), 3);
-        assert_eq!(t.next(Some((Some(&room("a")), id(12)))), 4);
-        assert_eq!(t.next(Some((None, id(101)))), 5);
+        t.rooms.push((room("a"), Cursor::Seen(id(10))));
+        assert_eq!(t.next(Some((None, id(100))), 10), 1);
+        assert_eq!(t.next(Some((Some(&room("a")), id(11))), 10), 2);
+        assert_eq!(t.next(None, 10), 3);
+        assert_eq!(t.next(Some((Some(&room("a")), id(12))), 10), 4);
+        assert_eq!(t.next(Some((None, id(101))), 10), 5);
         t
     }
 
@@ -437,49 +533,120 @@ mod tests {
     }
 
     #[test]
-    fn a_pong_trims_what_the_previous_pong_proved_read() {
+    fn a_proof_trims_what_was_sent_before_its_ping() {
         let mut t = busy_tracker();
-        t.pong(); // proves nothing yet (mark was 0); marks 5
-        assert_eq!(plan(&t.record("u"), 0).unwrap().inbox, Cursor::After(id(1)));
-        t.next(Some((Some(&room("a")), id(13))));
-        t.pong(); // everything up to 5 was read
+        let ping = t.proof_point();
+        t.next(Some((Some(&room("a")), id(13))), 10);
+        t.prove(ping);
         let record = t.record("u");
-        assert_eq!(record.ring.len(), 1);
-        assert_eq!(plan(&record, 4), None, "before the floor");
+        assert_eq!(record.ring.len(), 1, "the event after the ping is kept");
+        assert_eq!(plan(&record, 4), None, "before the proof");
         let at5 = plan(&record, 5).unwrap();
         assert_eq!(at5.inbox, Cursor::Seen(id(101)));
         assert_eq!(at5.rooms, vec![(room("a"), Cursor::Seen(id(12)))]);
-        t.pong();
+        t.prove(t.proof_point());
         assert!(t.record("u").ring.is_empty());
         assert_eq!(t.ring.capacity(), 0, "an empty ring holds no memory");
     }
 
     #[test]
-    fn an_overflowing_ring_makes_older_offsets_unrecoverable() {
-        let mut t = Tracker::new(Cursor::After(id(1)));
-        for i in 0..RING_MAX as u64 + 2 {
-            t.next(Some((None, id(100 + i))));
-        }
-        let record = t.record("u");
-        assert_eq!(record.ring.len(), RING_MAX);
-        assert_eq!(plan(&record, 1), None);
-        assert_eq!(plan(&record, 2).unwrap().inbox, Cursor::Seen(id(101)));
+    fn a_late_or_forged_proof_proves_no_more_than_was_sent() {
+        let mut t = busy_tracker();
+        let early = Proof { seq: 2, bytes: 20 };
+        t.prove(t.proof_point());
+        t.next(Some((None, id(102))), 10);
+        t.prove(early);
+        assert_eq!(
+            t.record("u").ring.len(),
+            1,
+            "a late pong trims nothing more"
+        );
+        t.prove(Proof {
+            seq: 99,
+            bytes: 9999,
+        });
+        assert!(t.record("u").ring.is_empty());
+        assert_eq!(t.floor, 6, "never beyond what was sent");
+        assert_eq!(Proof::parse(&early.to_bytes()), Some(early));
+        assert_eq!(
+            Proof::parse(b""),
+            None,
+            "an unsolicited pong proves nothing"
+        );
     }
 
     #[test]
-    fn joining_again_or_leaving_forgets_the_rooms_entries() {
+    fn the_ring_and_the_window_wait_for_proofs() {
+        let mut t = Tracker::new(Cursor::After(id(1)));
+        for i in 0..RING_MAX as u64 {
+            assert!(t.has_room(1, true, 1000));
+            t.next(Some((None, id(100 + i))), 1);
+            if i + 1 == RING_MAX as u64 / 2 {
+                assert!(t.should_ask(false, 1000), "half the ring unproven: ask");
+                t.asked();
+            }
+        }
+        assert!(!t.has_room(1, true, 1000), "the ring is full");
+        assert!(
+            t.has_room(1, false, 1000),
+            "events outside the streams take no entry"
+        );
+        assert!(!t.should_ask(true, 1000), "a proof is already on its way");
+        t.prove(t.proof_point());
+        assert!(t.has_room(1, true, 1000));
+        assert_eq!(
+            plan(&t.record("u"), RING_MAX as u64).unwrap().inbox,
+            Cursor::Seen(id(355))
+        );
+
+        assert!(
+            t.has_room(600, false, 1000),
+            "nothing unproven: any size goes"
+        );
+        t.next(None, 600);
+        assert!(!t.has_room(500, false, 1000), "past the window");
+        assert!(t.should_ask(false, 1000), "half the window unproven: ask");
+    }
+
+    #[test]
+    fn joining_again_moves_the_room_like_an_event_and_leaving_forgets_it() {
         let mut t = busy_tracker();
-        t.joined(&room("a"), Cursor::Seen(id(12)));
+        assert_eq!(t.joined(&room("a"), Cursor::Seen(id(14)), 50), 6);
         let record = t.record("u");
         assert_eq!(
-            plan(&record, 0).unwrap().rooms,
-            vec![(room("a"), Cursor::Seen(id(12)))]
+            plan(&record, 4).unwrap().rooms,
+            vec![(room("a"), Cursor::Seen(id(12)))],
+            "not read: from before the second `joined`"
         );
+        assert_eq!(
+            plan(&record, 6).unwrap().rooms,
+            vec![(room("a"), Cursor::Seen(id(14)))]
+        );
+        assert_eq!(t.joined(&room("b"), Cursor::Seen(id(7)), 50), 7);
+        assert_eq!(t.record("u").ring.len(), 5, "a first join takes no entry");
         t.left(&room("a"));
-        assert!(plan(&t.record("u"), 0).unwrap().rooms.is_empty());
+        assert_eq!(
+            plan(&t.record("u"), 0).unwrap().rooms,
+            vec![(room("b"), Cursor::Seen(id(7)))]
+        );
         // Events of a room the session is not in move nothing.
-        t.next(Some((Some(&room("b")), id(50))));
-        assert!(t.record("u").rooms.is_empty());
+        t.next(Some((Some(&room("c")), id(50))), 1);
+        assert_eq!(t.record("u").rooms.len(), 1);
+    }
+
+    #[test]
+    fn a_resumed_tracker_places_every_offset_from_the_clients() {
+        let record = busy_tracker().record("u");
+        let plan3 = plan(&record, 3).unwrap();
+        let t = Tracker::resumed(new_pid(), &record, &plan3, 3);
+        let again = t.record("u");
+        assert_eq!(again.seq, 5, "offsets go on");
+        for offset in 3..=5 {
+            let p = plan(&again, offset).expect("placed");
+            assert_eq!(p.rooms, plan3.rooms);
+            assert_eq!(p.inbox, plan3.inbox);
+        }
+        assert_eq!(plan(&again, 2), None);
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! mailboxes, counting the bytes in each session's [`QueuedBytes`] (a session past its bound
 //! is a slow consumer: kicked), and tells the subscriber when it needs a user or room channel
 //! and when it no longer does.
+//!
+//! The fan-out runs on the sessions' own thread: after each batch the shard yields, so the
+//! sessions it delivered to take their events out of their mailboxes and write them to their
+//! sockets before the next batch comes. A session's mailbox holds at most one batch's share
+//! while the hub is busy, and what its bound counts beyond that is what its client did not
+//! read.
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet},
@@ -369,8 +375,12 @@ impl Handler<Dispatch> for Registry {
 impl Handler<DispatchBatch> for Registry {
     type Result = ();
 
-    fn handle(&mut self, batch: DispatchBatch, _: &mut Context<Self>) {
+    fn handle(&mut self, batch: DispatchBatch, ctx: &mut Context<Self>) {
         self.dispatch(batch.frames);
+        // The sessions it went to run before the next batch: the shard's mailbox may hold many
+        // batches (the subscriber reads on another thread), and handling them all at once
+        // would pile them up in the mailboxes of sessions that have no turn meanwhile.
+        ctx.wait(fut::wrap_future(tokio::task::yield_now()));
         // `batch.credit` drops here: the subscriber may read more.
     }
 }
@@ -404,7 +414,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::messages::{PresenceChange, SessionHandle};
+    use crate::messages::{Kick, PresenceChange, SessionHandle};
 
     /// A subscriber that confirms a subscription only when told to.
     #[derive(Default)]
@@ -455,6 +465,119 @@ mod tests {
         fn handle(&mut self, change: PresenceChange, _: &mut Context<Self>) {
             self.0.lock().unwrap().push(change);
         }
+    }
+
+    /// A session actor on the registry's thread that records the most bytes it ever found
+    /// queued for it when it took a delivery out of its mailbox, and whether it was kicked.
+    #[derive(Default)]
+    struct Reader {
+        queued: Option<Arc<QueuedBytes>>,
+        most: Arc<Mutex<usize>>,
+        kicked: Arc<Mutex<bool>>,
+    }
+
+    impl Actor for Reader {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Reader {
+        type Result = ();
+
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            let queued = self.queued.as_ref().expect("set");
+            let mut most = self.most.lock().unwrap();
+            *most = (*most).max(queued.get());
+            queued.sub(msg.bytes);
+        }
+    }
+
+    impl Handler<Kick> for Reader {
+        type Result = ();
+
+        fn handle(&mut self, _: Kick, _: &mut Context<Self>) {
+            *self.kicked.lock().unwrap() = true;
+        }
+    }
+
+    impl Handler<crate::messages::Close> for Reader {
+        type Result = ();
+
+        fn handle(&mut self, _: crate::messages::Close, _: &mut Context<Self>) {}
+    }
+
+    /// Forty batches of 64 KiB for one session are in the shard's mailbox at once (2.5 MiB,
+    /// past the default bound of 1 MiB): the session takes each batch's events before the
+    /// next batch is fanned out, so it never holds more than one, and is not kicked.
+    #[test]
+    fn a_burst_of_batches_never_piles_up_in_a_waiting_sessions_mailbox() {
+        actix::System::new().block_on(async {
+            let subscriber = Subscriber::default().start();
+            let roster = Roster(Arc::new(Mutex::new(Vec::new()))).start();
+            let presence = Arc::new(LocalPresence::new(roster.recipient(), 100));
+            let registry = Registry::new(
+                0,
+                Arc::new([subscriber.clone().recipient()]),
+                Arc::new(Metrics::new()),
+                presence,
+            )
+            .start();
+            let queued = Arc::new(QueuedBytes::new(1 << 20));
+            let reader = Reader {
+                queued: Some(queued.clone()),
+                ..Reader::default()
+            };
+            let (most, kicked) = (reader.most.clone(), reader.kicked.clone());
+            let identity = Arc::new(Identity {
+                user_id: "1".into(),
+                name: "Ann".into(),
+                admin: false,
+                expires_at: None,
+            });
+            registry.do_send(Register {
+                id: 7,
+                identity,
+                addr: SessionAddr::new(reader.start()),
+                queued,
+            });
+            let backlog = crate::common::backlog::Backlog::new(
+                usize::MAX,
+                prometheus::IntGauge::new("backlog", "test").unwrap(),
+            );
+            let event = Arc::new(crate::common::outbound::Outbound::from_envelope(
+                crate::common::metrics::OutKind::Notification,
+                format!(r#"{{"type":"notification","data":"{}"}}"#, "x".repeat(1000)).as_bytes(),
+            ));
+            let batch = || DispatchBatch {
+                frames: (0..64)
+                    .map(|_| Dispatch {
+                        target: Target::User("1".into()),
+                        event: event.clone(),
+                        order: None,
+                    })
+                    .collect(),
+                credit: backlog.take(0),
+            };
+            for _ in 0..40 {
+                registry.do_send(batch());
+            }
+            // Answered once the shard went through every batch before it.
+            registry
+                .send(Join {
+                    id: 8,
+                    room: "r".into(),
+                })
+                .await
+                .unwrap();
+            subscriber.send(ConfirmAll).await.unwrap();
+            let one_batch = 64 * (event.native().len() + crate::common::queued::DELIVERY_OVERHEAD);
+            let most = *most.lock().unwrap();
+            assert!(most > 0, "the session got its events");
+            assert!(
+                most <= one_batch,
+                "at most one batch waited: {most} > {one_batch}"
+            );
+            assert!(!*kicked.lock().unwrap(), "not kicked");
+        });
     }
 
     struct Session;

@@ -4,10 +4,12 @@
 //! delivers to its mailbox.
 //!
 //! A resumable session (the client asked with `resume`, [`crate::hub::client::Ask`])
-//! writes each event as a copy of the shared frame with its `"offset"` appended, trims what
-//! it keeps for resume at each Pong to the hub's Ping, and is kept in Redis when the
-//! connection drops without a close frame from the client, when the client stops answering
-//! (idle timeout), or at shutdown.
+//! writes each event as a copy of the shared frame with its `"offset"` appended. Its Pings
+//! carry what the client is asked to prove ([`Proof`]): the Pong echoing one trims what the
+//! session keeps for resume and lets what waited for it go out (a Pong with any other payload
+//! proves nothing). It is kept in Redis when the connection drops without a close frame from
+//! the client, when the client stops answering (idle timeout) or reading (a slow consumer:
+//! queue bound or write timeout), or at shutdown.
 
 use std::{
     rc::Rc,
@@ -27,6 +29,7 @@ use crate::{
     common::metrics::{Metrics, OutKind},
     common::outbound::Outbound,
     common::queued::KickReason,
+    features::session_resume::Proof,
     hub::client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     hub::registry::report_kick,
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
@@ -223,12 +226,14 @@ impl Session {
         });
     }
 
-    /// The client is a slow consumer (its queue passed the bound, or its socket stalled).
+    /// The client is a slow consumer (its queue passed the bound, or its socket stalled):
+    /// a transport reason, so the session is kept for resume.
     fn kick_self(&mut self, ctx: &mut Context<Self>, reason: KickReason) {
         if self.closing {
             return;
         }
         report_kick(&self.metrics, self.core.id(), self.core.user(), reason);
+        self.dropped();
         self.abort(ctx);
     }
 
@@ -240,7 +245,11 @@ impl Session {
             self.dropped();
             return self.close(ctx, close::NORMAL, "idle timeout");
         }
-        self.enqueue(transport::ping_frame(), ctx);
+        let ping = match self.core.proof_point() {
+            Some(proof) => transport::ping_frame_with(&proof.to_bytes()),
+            None => transport::ping_frame(),
+        };
+        self.enqueue(ping, ctx);
     }
 }
 
@@ -317,6 +326,10 @@ impl ClientIo for NativeIo<'_> {
         self.kick.get_or_insert(reason);
     }
 
+    fn ping(&mut self, proof: Proof) {
+        self.push(transport::ping_frame_with(&proof.to_bytes()));
+    }
+
     fn spawn(&mut self, step: Step) {
         let work =
             fut::wrap_future::<_, Session>(step.into_future()).map(|resumed: Resumed, act, ctx| {
@@ -379,7 +392,11 @@ impl StreamHandler<WsEvent> for Session {
                 self.with_core(ctx, |core, io| core.reject(err, io));
             }
             WsEvent::Ping(payload) => self.enqueue(transport::pong_frame(&payload), ctx),
-            WsEvent::Pong => self.core.pong(),
+            WsEvent::Pong(payload) => {
+                if let Some(proof) = Proof::parse(&payload) {
+                    self.with_core(ctx, |core, io| core.proved(proof, io));
+                }
+            }
             WsEvent::Close(_) => self.close(ctx, close::NORMAL, ""),
             WsEvent::Violation(code, reason) => self.close(ctx, code, reason),
         }
@@ -409,8 +426,9 @@ impl Handler<Kick> for Session {
     type Result = ();
 
     /// The registry found the client's queue full and already unregistered, counted and
-    /// logged the session.
+    /// logged the session; it is kept for resume (a transport reason).
     fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
+        self.dropped();
         self.core.forget_registration();
         if self.writer.is_empty() {
             self.close(ctx, close::TRY_AGAIN_LATER, "slow consumer");

@@ -33,8 +33,8 @@ use crate::common::queued::QueuedBytes;
 
 use hub_wire::websocket::Decoder;
 pub use hub_wire::websocket::{
-    binary_frame, close, close_frame, data_frame, header_len, http_error, ping_frame, pong_frame,
-    switching_protocols, text_frame, WsEvent, WsMessage,
+    binary_frame, close, close_frame, data_frame, header_len, http_error, ping_frame,
+    ping_frame_with, pong_frame, switching_protocols, text_frame, WsEvent, WsMessage,
 };
 
 /// Size of the stack buffer reads go through.

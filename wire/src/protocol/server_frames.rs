@@ -63,6 +63,8 @@ pub struct JoinInfo {
     pub member_count: Option<usize>,
     /// `Some(false)` when `since` asked for more than the history still holds.
     pub recovered: Option<bool>,
+    /// In a resumable session, the reply's offset: it moves the room's place like an event.
+    pub offset: Option<u64>,
 }
 
 /// The `joined` frame as serialized (history messages are written raw, not re-encoded).
@@ -79,10 +81,12 @@ struct JoinedFrame<'a> {
     recovered: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
 }
 
 /// `{"type":"joined","room":...,"history":[...],"members":[...],"memberCount"?:...,
-/// "recovered"?:...}`.
+/// "recovered"?:...,"id"?:...,"offset"?:...}`.
 pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> {
     let members: Vec<Value> = info
         .members
@@ -97,6 +101,7 @@ pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> 
         member_count: info.member_count,
         recovered: info.recovered,
         id,
+        offset: info.offset,
     })
     .expect("the joined frame always serializes")
 }

@@ -254,6 +254,7 @@ fn joined_frames_carry_raw_history() {
         members: vec![],
         member_count: Some(0),
         recovered: Some(true),
+        offset: Some(9),
     };
     let text = String::from_utf8(joined_frame("r", &info, &Some(json!(4)))).unwrap();
     assert!(
@@ -262,12 +263,16 @@ fn joined_frames_carry_raw_history() {
     );
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
-        (v["recovered"].clone(), v["id"].clone()),
-        (json!(true), json!(4))
+        (v["recovered"].clone(), v["id"].clone(), v["offset"].clone()),
+        (json!(true), json!(4), json!(9))
+    );
+    assert!(
+        text.ends_with(r#","offset":9}"#),
+        "the offset is the last key: {text}"
     );
     let plain = joined_frame("r", &JoinInfo::default(), &None);
     let v: Value = serde_json::from_slice(&plain).unwrap();
-    assert!(v.get("recovered").is_none() && v.get("id").is_none());
+    assert!(v.get("recovered").is_none() && v.get("id").is_none() && v.get("offset").is_none());
 }
 
 #[test]

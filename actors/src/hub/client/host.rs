@@ -147,6 +147,9 @@ pub trait ClientIo {
     fn deliver(&mut self, event: &Arc<Outbound>, offset: Option<u64>);
     /// Drops the session as a slow consumer.
     fn kick(&mut self, reason: KickReason);
+    /// Sends a ping whose pong proves `proof` (a resumable session waits for it): a native
+    /// WebSocket Ping carrying it, or an Engine.IO ping now (when none is on its way).
+    fn ping(&mut self, proof: Proof);
     /// Runs `step` alongside other events, then calls [`ClientCore::resume`].
     fn spawn(&mut self, step: Step);
     /// The connection's address, for the registry.

@@ -38,7 +38,7 @@ use crate::{
     features::history::{History, Recent},
     features::inbox::Inbox,
     features::roster::{MemberList, RoomMembers},
-    features::session_resume::{Cursor, Tracker},
+    features::session_resume::{Cursor, Proof},
     hub::registry::Registry,
     messages::{
         Deliver, Delivery, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
@@ -110,8 +110,12 @@ pub struct ClientCore {
     inbox_replayed: Vec<MessageId>,
     /// Counts expiry watches: only the latest one (the current token's) closes the session.
     expiry_generation: u32,
-    /// A resumable session's tracker (`None`: not resumable).
-    resume: Option<Box<Tracker>>,
+    /// A resumable session's tracker and paced events (`None`: not resumable).
+    resume: Option<Box<resume::Resumable>>,
+    /// The session is being restored from a resume record (taken, `connected` not sent).
+    restoring: bool,
+    /// The session ended (it left the registry): outcomes that come back are dropped.
+    ended: bool,
     /// What the client asked of session resume, until it connects.
     resume_ask: Option<Ask>,
     /// The client asked to resume a session: `connected` says whether it did.
@@ -135,17 +139,16 @@ fn replayed(delivered: &mut Vec<MessageId>, order: Option<MessageId>) -> bool {
 
 /// Writes the messages a read returned (oldest first) as `kind` events addressed to `scope`.
 fn replay(
+    core: &mut ClientCore,
     kind: OutKind,
     scope: &Scope,
     read: &Recent,
-    (metrics, tracker): (&Metrics, &mut Option<Box<Tracker>>),
     io: &mut impl ClientIo,
 ) {
     for (raw, id) in read.messages.iter().zip(&read.ids) {
         let event = Outbound::envelope(kind, raw.get().as_bytes());
-        metrics.frames_out(kind, 1, event.native().len());
-        let offset = resume::next_offset(tracker, scope, Some(*id));
-        io.deliver(&Arc::new(event), offset);
+        core.env.metrics.frames_out(kind, 1, event.native().len());
+        core.write_replay(Arc::new(event), scope.clone(), *id, io);
     }
 }
 
@@ -187,6 +190,8 @@ impl ClientCore {
             inbox_replayed: Vec::new(),
             expiry_generation: 0,
             resume: None,
+            restoring: false,
+            ended: false,
             resume_ask: None,
             resume_asked: false,
             env,
@@ -244,8 +249,9 @@ impl ClientCore {
             .do_send(crate::messages::Pending { id: self.id, addr });
     }
 
-    /// Leaves the registry (idempotent).
+    /// Leaves the registry (idempotent): the session ended.
     pub fn unregister(&mut self) {
+        self.ended = true;
         if self.tracked {
             self.tracked = false;
             self.env.registry.do_send(Unregister { id: self.id });
@@ -254,6 +260,7 @@ impl ClientCore {
 
     /// The registry already removed this session (it was kicked).
     pub fn forget_registration(&mut self) {
+        self.ended = true;
         self.tracked = false;
     }
 
@@ -323,15 +330,9 @@ impl ClientCore {
                 }
                 self.busy.get_or_insert_default().held.push(delivery);
             } else if self.wants(&delivery.scope, delivery.order) {
-                self.write(&delivery, io);
+                self.write(delivery, io);
             }
         }
-    }
-
-    /// Writes a delivery, with its offset when the session is resumable.
-    fn write(&mut self, delivery: &Delivery, io: &mut impl ClientIo) {
-        let offset = resume::next_offset(&mut self.resume, &delivery.scope, delivery.order);
-        io.deliver(&delivery.event, offset);
     }
 
     fn must_hold(&self, scope: &Scope) -> bool {
@@ -352,7 +353,7 @@ impl ClientCore {
         for delivery in held {
             self.queued.sub(delivery.cost());
             if self.wants(&delivery.scope, delivery.order) {
-                self.write(&delivery, io);
+                self.write(delivery, io);
             }
         }
         while let Some((parsed, _)) = deferred.pop_front() {
@@ -378,8 +379,8 @@ impl ClientCore {
                     return self.reject(not_in_room(&room, id), io);
                 }
                 self.rooms.retain(|r| r.room != room);
-                if let Some(tracker) = self.resume.as_mut() {
-                    tracker.left(&room);
+                if let Some(r) = self.resume.as_mut() {
+                    r.tracker.left(&room);
                 }
                 self.env.registry.do_send(Leave {
                     id: self.id,
@@ -532,6 +533,7 @@ impl ClientCore {
         io: &mut impl ClientIo,
     ) {
         self.tracked = true;
+        self.restoring = false;
         let Some(identity) = self.identity.clone() else {
             return;
         };
@@ -542,8 +544,8 @@ impl ClientCore {
                 .iter()
                 .all(|(_, read)| read.as_ref().is_some_and(complete));
         if !recovered {
-            if let Some(tracker) = self.resume.as_mut() {
-                tracker.restart();
+            if let Some(r) = self.resume.as_mut() {
+                r.tracker.restart();
             }
         }
         self.count_resume(if recovered { "recovered" } else { "incomplete" });
@@ -564,25 +566,26 @@ impl ClientCore {
             },
             None,
         );
-        let metrics = self.env.metrics.clone();
         if let Some(inbox) = inbox {
-            metrics
+            self.env
+                .metrics
                 .notifications_replayed
                 .inc_by(inbox.messages.len() as u64);
-            let out = (&*metrics, &mut self.resume);
-            replay(OutKind::Notification, &Scope::User, &inbox, out, io);
+            replay(self, OutKind::Notification, &Scope::User, &inbox, io);
             self.inbox_replayed = inbox.ids;
         }
         for (room, read) in rooms {
             match read {
                 Some(Ok(read)) if recovered => {
                     let scope = Scope::Room(room.clone());
-                    let out = (&*metrics, &mut self.resume);
-                    replay(OutKind::Chat, &scope, &read, out, io);
                     self.rooms.push(JoinedRoom {
                         room,
-                        delivered: read.ids,
+                        delivered: Vec::new(),
                     });
+                    replay(self, OutKind::Chat, &scope, &read, io);
+                    if let Some(joined) = self.rooms.last_mut() {
+                        joined.delivered = read.ids;
+                    }
                 }
                 Some(_) => self.env.registry.do_send(Leave { id: self.id, room }),
                 None => {}
@@ -590,11 +593,19 @@ impl ClientCore {
         }
         self.registered = true;
         self.watch_expiry(io);
+        self.pump(io);
         self.unbusy(io);
     }
 
     /// Feeds the outcome of a [`Step`] back.
     pub fn resume(&mut self, resumed: Resumed, io: &mut impl ClientIo) {
+        if self.ended {
+            // The session is gone; only a record it took matters: it goes back.
+            if let Outcome::Taken { pid, taken, .. } = resumed.0 {
+                self.give_back(pid, taken);
+            }
+            return;
+        }
         match resumed.0 {
             Outcome::Registered { ok: false, .. } => {
                 io.close(close::INTERNAL, "registry unavailable")
@@ -675,16 +686,16 @@ impl ClientCore {
         };
         io.reply(reply, None);
         if let Some(missed) = missed {
-            let metrics = &self.env.metrics;
-            metrics
+            self.env
+                .metrics
                 .notifications_replayed
                 .inc_by(missed.messages.len() as u64);
-            let out = (&**metrics, &mut self.resume);
-            replay(OutKind::Notification, &Scope::User, &missed, out, io);
+            replay(self, OutKind::Notification, &Scope::User, &missed, io);
             self.inbox_replayed = missed.ids;
         }
         self.registered = true;
         self.watch_expiry(io);
+        self.pump(io);
         self.unbusy(io);
     }
 
@@ -813,17 +824,14 @@ impl ClientCore {
                         delivered: recent.ids,
                     }),
                 }
-                if let Some(tracker) = self.resume.as_mut() {
-                    let cursor = last.map_or(Cursor::After(MessageId::default()), Cursor::Seen);
-                    tracker.joined(&room, cursor);
-                }
                 let info = JoinInfo {
                     history: recent.messages,
                     members: members.members,
                     member_count: Some(members.count),
                     recovered: recent.recovered,
+                    offset: None,
                 };
-                io.reply(Reply::Joined { room, info, last }, id);
+                self.write_joined(room, info, last, id, io);
             }
             Err(None) => self.reject(
                 error_with_id(ErrorCode::Unavailable, "registry unavailable", id),
@@ -873,6 +881,15 @@ impl ClientCore {
             let result = history.append(&room, &payload).await;
             Resumed(Outcome::Published { room, id, result })
         }));
+    }
+
+    /// True while the session is still in the room or topic `scope` names.
+    fn still_wanted(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::User => true,
+            Scope::Room(room) => self.in_room(room),
+            Scope::Topic(topic) => self.topics & topic.bit() != 0,
+        }
     }
 
     /// True when a delivery addressed to `scope` is still wanted (the session may have left

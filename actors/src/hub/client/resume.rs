@@ -1,12 +1,21 @@
 //! Session resume in the core, the same for both ways in (native `/ws` and Socket.IO): the
-//! session's [`Tracker`] (an offset for every event it writes, its rooms' cursors), taking the
-//! record a reconnecting client names and resuming from it ([`ClientCore::restore`]), and
-//! keeping the session in Redis when its transport drops. The records, their Redis key and the
-//! offset arithmetic are in [`crate::features::session_resume`]; hosts only encode the offset and the
-//! token, and say when their transport dropped.
+//! session's [`Tracker`] (an offset for every event it writes, its rooms' cursors), the events
+//! that wait for the client's proofs ([`Paced`]), taking the record a reconnecting client
+//! names and resuming from it ([`ClientCore::restore`]), and keeping the session in Redis when
+//! its transport drops. The records, their Redis key and the offset arithmetic are in
+//! [`crate::features::session_resume`]; hosts only encode the offset and the token, carry
+//! proofs in their pings, and say when their transport dropped.
+//!
+//! A resumable session hands its client at most [`RING_MAX`] stream events and half its queue
+//! bound in bytes that the client has not proven it read; the rest waits here, in order, until
+//! a pong (a ping is sent for it). So a connection that died silently never takes more than
+//! the ring can place, and a replay of any size goes out as fast as the client reads it,
+//! without counting against the queue bound.
+//!
+//! [`RING_MAX`]: crate::features::session_resume::RING_MAX
 
 use super::*;
-use crate::features::session_resume::{plan, Pid, Taken, Tracker};
+use crate::features::session_resume::{plan, Pid, Proof, Taken, Tracker};
 
 /// What a connecting client asks of session resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +44,56 @@ impl From<protocol::ResumeAsk> for Ask {
     }
 }
 
+/// A resumable session's state: its tracker and what waits for the client's proofs.
+pub(super) struct Resumable {
+    pub(super) tracker: Tracker,
+    /// In order; empty (and unallocated) while the client keeps up.
+    paced: VecDeque<Paced>,
+}
+
+/// Something written to a resumable session that waits for room ([`Tracker::has_room`]).
+pub(super) enum Paced {
+    /// An event; `counted` bytes of it are in the session's queued bytes (0 for a replay: its
+    /// size is bounded by the reads, and it must not count against the queue bound).
+    Event { delivery: Delivery, counted: usize },
+    /// A `joined` reply: it moves the room's cursor, so it keeps its place among the events.
+    Joined {
+        room: RoomId,
+        info: JoinInfo,
+        last: Option<MessageId>,
+        id: Option<Value>,
+    },
+}
+
+impl Paced {
+    /// Its bytes, and whether it takes a ring entry.
+    fn size(&self) -> (usize, bool) {
+        match self {
+            Paced::Event { delivery, .. } => {
+                let stream = delivery.order.is_some() && !matches!(delivery.scope, Scope::Topic(_));
+                (delivery.event.native().len(), stream)
+            }
+            Paced::Joined { info, .. } => (joined_bytes(info), true),
+        }
+    }
+
+    fn counted(&self) -> usize {
+        match self {
+            Paced::Event { counted, .. } => *counted,
+            Paced::Joined { .. } => 0,
+        }
+    }
+}
+
+/// About the size of a `joined` frame.
+fn joined_bytes(info: &JoinInfo) -> usize {
+    128 + info
+        .history
+        .iter()
+        .map(|m| m.get().len() + 1)
+        .sum::<usize>()
+}
+
 /// "From now on" in stream ids (this host's clock).
 fn now_id() -> MessageId {
     let ms = std::time::SystemTime::now()
@@ -43,26 +102,17 @@ fn now_id() -> MessageId {
     MessageId { ms, seq: 0 }
 }
 
-/// The offset of the next event written to a resumable session (`None`: not resumable);
-/// `order` is its stream id when it comes from the inbox or a room's history.
-pub(super) fn next_offset(
-    tracker: &mut Option<Box<Tracker>>,
-    scope: &Scope,
-    order: Option<MessageId>,
-) -> Option<u64> {
-    let tracker = tracker.as_mut()?;
-    let from = match (scope, order) {
-        (Scope::User, Some(id)) => Some((None, id)),
-        (Scope::Room(room), Some(id)) => Some((Some(room), id)),
-        _ => None,
-    };
-    Some(tracker.next(from))
-}
-
 impl ClientCore {
     /// What the client asked of session resume (`auth` may still ask instead).
     pub fn set_resume_ask(&mut self, ask: Option<Ask>) {
         self.resume_ask = ask;
+    }
+
+    fn start_tracking(&mut self, tracker: Tracker) {
+        self.resume = Some(Box::new(Resumable {
+            tracker,
+            paced: VecDeque::new(),
+        }));
     }
 
     /// Registers the authenticated session. When the hub keeps sessions and the client asked,
@@ -77,7 +127,7 @@ impl ClientCore {
         let inbox = self
             .inbox_since
             .map_or_else(|| Cursor::After(now_id()), Cursor::Seen);
-        self.resume = Some(Box::new(Tracker::new(inbox)));
+        self.start_tracking(Tracker::new(inbox));
         let Ask::Continue { pid, offset } = ask else {
             return self.register(io);
         };
@@ -87,8 +137,19 @@ impl ClientCore {
         };
         let user = self.user().to_owned();
         self.busy.get_or_insert_default();
-        io.spawn(Step::new(async move {
+        // Taken on a task of its own: when the session ends before it can use the record, the
+        // record is written back instead of being lost with the session.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
             let taken = store.take(pid, &user).await;
+            if let Err(Ok(Taken::Record(record))) = tx.send(taken) {
+                put_back(&store, pid, &record).await;
+            }
+        });
+        io.spawn(Step::new(async move {
+            let taken = rx
+                .await
+                .unwrap_or_else(|_| Err(HubError::Redis("the take was abandoned".into())));
             Resumed(Outcome::Taken { pid, offset, taken })
         }));
     }
@@ -113,9 +174,10 @@ impl ClientCore {
                 log::info!("session {id:x} of user {user}: resume refused: another user's token");
                 "refused"
             }
-            Ok(Taken::Record(record)) => match offset.and_then(|o| plan(&record, o)) {
-                Some(plan) => {
-                    self.resume = Some(Box::new(Tracker::resumed(pid, &record, &plan)));
+            Ok(Taken::Record(record)) => match offset.and_then(|o| Some((o, plan(&record, o)?))) {
+                Some((offset, plan)) => {
+                    self.start_tracking(Tracker::resumed(pid, &record, &plan, offset));
+                    self.restoring = true;
                     return self.restore(plan.inbox, plan.rooms, io);
                 }
                 None => {
@@ -133,6 +195,13 @@ impl ClientCore {
         self.register(io);
     }
 
+    /// The session ended while its resume was being taken: a record it took goes back.
+    pub(super) fn give_back(&self, pid: Pid, taken: Result<Taken, HubError>) {
+        if let (Ok(Taken::Record(record)), Some(store)) = (taken, self.env.resume.clone()) {
+            actix::spawn(async move { put_back(&store, pid, &record).await });
+        }
+    }
+
     /// Counts a resume asked for, by result.
     pub(super) fn count_resume(&self, result: &str) {
         self.env
@@ -146,31 +215,169 @@ impl ClientCore {
     pub(super) fn resumption(&self, recovered: Option<bool>, resumed: bool) -> Resumption {
         Resumption {
             recovered,
-            token: self.resume.as_ref().map(|t| t.pid.to_string()),
+            token: self.resume.as_ref().map(|r| r.tracker.pid.to_string()),
             resumed: self.resume_asked.then_some(resumed),
         }
     }
 
-    /// The client proved it read what was sent before the previous ping (a pong).
-    pub fn pong(&mut self) {
-        if let Some(tracker) = self.resume.as_mut() {
-            tracker.pong();
+    /// What a ping sent now asks a resumable session's client to prove (`None`: not
+    /// resumable). Hosts carry it in their heartbeat pings too.
+    pub fn proof_point(&self) -> Option<Proof> {
+        self.resume.as_ref().map(|r| r.tracker.proof_point())
+    }
+
+    /// The client answered a ping that carried `proof`: it read everything sent before it.
+    /// What waited for that goes out.
+    pub fn proved(&mut self, proof: Proof, io: &mut impl ClientIo) {
+        if let Some(r) = self.resume.as_mut() {
+            r.tracker.prove(proof);
+            self.pump(io);
         }
     }
 
-    /// The transport dropped (not a goodbye, not a close by the hub, except at shutdown):
-    /// writes the session to Redis so the client can resume it, on any instance, within the
-    /// window. Once per session.
+    /// Writes an event the client wants: at once, or in a resumable session after what waits
+    /// for room. A live event that waits counts against the queue bound.
+    pub(super) fn write(&mut self, delivery: Delivery, io: &mut impl ClientIo) {
+        let Some(r) = self.resume.as_mut() else {
+            return io.deliver(&delivery.event, None);
+        };
+        let counted = delivery.cost();
+        if !self.queued.try_add(counted) {
+            return io.kick(KickReason::QueueFull);
+        }
+        r.paced.push_back(Paced::Event { delivery, counted });
+        self.pump(io);
+    }
+
+    /// Writes a replayed event (`order` its stream id): at once, or in a resumable session
+    /// after what waits, without counting against the queue bound.
+    pub(super) fn write_replay(
+        &mut self,
+        event: Arc<Outbound>,
+        scope: Scope,
+        order: MessageId,
+        io: &mut impl ClientIo,
+    ) {
+        let delivery = Delivery {
+            event,
+            scope,
+            order: Some(order),
+        };
+        match self.resume.as_mut() {
+            None => io.deliver(&delivery.event, None),
+            Some(r) => r.paced.push_back(Paced::Event {
+                delivery,
+                counted: 0,
+            }),
+        }
+    }
+
+    /// Answers `joined`: at once, or in a resumable session in its place among the events,
+    /// with its offset.
+    pub(super) fn write_joined(
+        &mut self,
+        room: RoomId,
+        info: JoinInfo,
+        last: Option<MessageId>,
+        id: Option<Value>,
+        io: &mut impl ClientIo,
+    ) {
+        match self.resume.as_mut() {
+            None => io.reply(Reply::Joined { room, info, last }, id),
+            Some(r) => {
+                r.paced.push_back(Paced::Joined {
+                    room,
+                    info,
+                    last,
+                    id,
+                });
+                self.pump(io);
+            }
+        }
+    }
+
+    /// Writes what waits, in order, while the client has room; asks for a proof when it
+    /// runs short.
+    pub(super) fn pump(&mut self, io: &mut impl ClientIo) {
+        let window = self.env.limits.queue_bytes / 2;
+        loop {
+            let Some(r) = self.resume.as_mut() else {
+                return;
+            };
+            let Some(next) = r.paced.front() else {
+                break;
+            };
+            let (bytes, stream) = next.size();
+            if !r.tracker.has_room(bytes, stream, window) {
+                break;
+            }
+            let next = r.paced.pop_front().expect("checked");
+            self.queued.sub(next.counted());
+            self.emit(next, io);
+        }
+        let Some(r) = self.resume.as_mut() else {
+            return;
+        };
+        let blocked = !r.paced.is_empty();
+        if r.tracker.should_ask(blocked, window) {
+            r.tracker.asked();
+            io.ping(r.tracker.proof_point());
+        }
+        if !blocked && r.paced.capacity() > 0 {
+            r.paced = VecDeque::new();
+        }
+    }
+
+    /// Writes one paced item with its offset.
+    fn emit(&mut self, item: Paced, io: &mut impl ClientIo) {
+        match item {
+            Paced::Event { delivery, .. } => {
+                if !self.still_wanted(&delivery.scope) {
+                    self.env.metrics.dropped_deliveries.inc();
+                    return;
+                }
+                let Some(r) = self.resume.as_mut() else {
+                    return;
+                };
+                let from = match (&delivery.scope, delivery.order) {
+                    (Scope::User, Some(id)) => Some((None, id)),
+                    (Scope::Room(room), Some(id)) => Some((Some(room), id)),
+                    _ => None,
+                };
+                let offset = r.tracker.next(from, delivery.event.native().len());
+                io.deliver(&delivery.event, Some(offset));
+            }
+            Paced::Joined {
+                room,
+                mut info,
+                last,
+                id,
+            } => {
+                let Some(r) = self.resume.as_mut() else {
+                    return;
+                };
+                let cursor = last.map_or(Cursor::After(MessageId::default()), Cursor::Seen);
+                info.offset = Some(r.tracker.joined(&room, cursor, joined_bytes(&info)));
+                io.reply(Reply::Joined { room, info, last }, id);
+            }
+        }
+    }
+
+    /// The transport dropped (not a goodbye, not a close by the hub for the client's fault,
+    /// except at shutdown): writes the session to Redis so the client can resume it, on any
+    /// instance, within the window. Also while the session was being restored from a record
+    /// (taken, `connected` not sent yet): the record is written back. Once per session.
     pub fn keep_for_resume(&mut self) {
-        let Some(tracker) = self.resume.take() else {
+        let Some(resumable) = self.resume.take() else {
             return;
         };
         let Some(store) = self.env.resume.clone() else {
             return;
         };
-        if !self.registered {
+        if !self.registered && !self.restoring {
             return;
         }
+        let tracker = &resumable.tracker;
         let record = tracker.record(self.user());
         let (metrics, id, pid) = (self.env.metrics.clone(), self.id, tracker.pid);
         actix::spawn(async move {
@@ -186,5 +393,16 @@ impl ClientCore {
                 .with_label_values(&[result])
                 .inc();
         });
+    }
+}
+
+/// Writes a taken record back (the session that took it ended before using it).
+async fn put_back(
+    store: &crate::features::session_resume::ResumeStore,
+    pid: Pid,
+    record: &crate::features::session_resume::Record,
+) {
+    if let Err(e) = store.save(pid, record).await {
+        warn!("resume record {pid} taken by a session that ended, not written back: {e}");
     }
 }

@@ -190,8 +190,14 @@ pub trait EngineHandler: Unpin + Sized + 'static {
     /// The client sent a message.
     fn on_message(&mut self, message: Message, io: &mut EngineIo<'_, Self>);
 
+    /// A ping went out (on the heartbeat's schedule): its pong proves what was sent before
+    /// it (see [`EngineIo::ping_now`] for pings the handler asks for).
+    fn on_ping(&mut self) {}
+
     /// The client answered a ping: it has read everything sent before the ping.
-    fn on_pong(&mut self) {}
+    fn on_pong(&mut self, io: &mut EngineIo<'_, Self>) {
+        let _ = io;
+    }
 
     /// The session is closing (called once); nothing can be sent any more.
     fn on_close(&mut self, reason: CloseReason) {
@@ -366,7 +372,8 @@ impl<H: EngineHandler> EngineSocket<H> {
             Packet::Binary(data) => self.deliver(Message::Binary(data), ctx),
             Packet::Pong(_) => {
                 if self.core.on_pong(ctx) {
-                    self.handler.on_pong();
+                    let (handler, mut io) = self.split(ctx);
+                    handler.on_pong(&mut io);
                 }
             }
             Packet::Close => self.core.close(CloseReason::ClientClose, ctx),
@@ -389,7 +396,7 @@ impl<H: EngineHandler> EngineSocket<H> {
             WsMessage::Event(WsEvent::Ping(payload)) => {
                 self.core.push_ws(gen, transport::pong_frame(&payload), ctx);
             }
-            WsMessage::Event(WsEvent::Pong | WsEvent::Binary(_)) => {}
+            WsMessage::Event(WsEvent::Pong(_) | WsEvent::Binary(_)) => {}
             WsMessage::Event(WsEvent::Close(_)) => {
                 self.core.close(CloseReason::TransportClose, ctx)
             }
@@ -678,7 +685,7 @@ impl Core {
             WsMessage::Event(WsEvent::Ping(payload)) => {
                 self.push_ws(gen, transport::pong_frame(&payload), ctx);
             }
-            WsMessage::Event(WsEvent::Pong) => {}
+            WsMessage::Event(WsEvent::Pong(_)) => {}
             other => {
                 debug!("engine.io {}: upgrade abandoned on {other:?}", self.sid);
                 self.drop_probe(ctx);
@@ -718,12 +725,31 @@ impl Core {
         let ping_at = from + config.ping_interval;
         self.pong_deadline = ping_at + config.ping_timeout;
         let delay = ping_at.saturating_duration_since(Instant::now());
-        self.heartbeat = Some(ctx.run_later(delay, |act, ctx| act.core.ping(ctx)));
+        self.heartbeat = Some(ctx.run_later(delay, |act, ctx| {
+            if act.core.ping(ctx) {
+                act.handler.on_ping();
+            }
+        }));
     }
 
-    fn ping<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) {
+    /// Sends a ping now, unless one is on its way or the session is closing (then `false`):
+    /// its pong deadline is `pingTimeout` from now, and the next ping is one `pingInterval`
+    /// after its pong, as for the scheduled ones.
+    fn ping_now<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) -> bool {
+        if self.closing.is_some() || self.awaiting_pong {
+            return false;
+        }
+        if let Some(handle) = self.heartbeat.take() {
+            ctx.cancel_future(handle);
+        }
+        self.pong_deadline = Instant::now() + self.env.config.ping_timeout;
+        self.ping(ctx)
+    }
+
+    /// Sends the ping and starts waiting for its pong; `false` when closing.
+    fn ping<H: EngineHandler>(&mut self, ctx: &mut Ctx<H>) -> bool {
         if self.closing.is_some() {
-            return;
+            return false;
         }
         self.awaiting_pong = true;
         let timeout = self.pong_deadline.saturating_duration_since(Instant::now());
@@ -732,6 +758,7 @@ impl Core {
             act.core.close(CloseReason::PingTimeout, ctx);
         }));
         let _ = self.send(packet::ping(), ctx);
+        true
     }
 
     /// Closes the session if its pong deadline has passed (its timer may not have run yet):
@@ -1220,6 +1247,12 @@ impl<'a, H: EngineHandler> EngineIo<'a, H> {
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send(Outgoing::binary(data))
+    }
+
+    /// Sends a ping now, unless one is on its way or the session is closing (then `false`);
+    /// its pong reaches [`EngineHandler::on_pong`].
+    pub fn ping_now(&mut self) -> bool {
+        self.core.ping_now(self.ctx)
     }
 
     /// Closes the session.

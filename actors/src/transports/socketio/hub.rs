@@ -23,10 +23,11 @@
 //! - connection state recovery (when [`SessionEnv::resume`] is set): the CONNECT reply
 //!   carries a private id (`pid`), every server event carries its offset as a last string
 //!   argument (a copy of the event's shared packet with the offset appended), and a session
-//!   whose transport dropped is kept in Redis; a CONNECT with `pid` and `offset` of the same
-//!   user, on any instance, gets its rooms back and the missed events before live ones, and
-//!   the same `pid` (`socket.recovered` true in the client). The core does it
-//!   ([`ClientCore::connect`]), as for native sessions.
+//!   whose transport dropped (or that was dropped as a slow consumer) is kept in Redis; a
+//!   CONNECT with `pid` and `offset` of the same user, on any instance, gets its rooms back and
+//!   the missed events before live ones, and the same `pid` (`socket.recovered` true in the
+//!   client). The core does it ([`ClientCore::connect`]), as for native sessions; the
+//!   Engine.IO pings are its proofs (what was sent before a ping is read once its pong comes).
 
 use std::sync::Arc;
 
@@ -38,7 +39,7 @@ use crate::{
     common::metrics::OutKind,
     common::outbound::Outbound,
     common::queued::KickReason,
-    features::session_resume::Pid,
+    features::session_resume::{Pid, Proof},
     hub::client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     hub::registry::report_kick,
     messages::{Close, Deliver, Kick, SessionAddr},
@@ -59,10 +60,13 @@ pub struct HubApp {
     core: ClientCore,
     /// The client's address: failed CONNECTs count against its budget.
     peer: Option<std::net::IpAddr>,
-    /// The hub closed the session itself (policy, auth, kick): not kept for recovery.
+    /// The hub closed the session itself for the client's fault (policy, auth, token
+    /// expiry): not kept for recovery. (A slow consumer is kept: a transport reason.)
     closed_by_hub: bool,
     /// Closed by shutdown: kept, so that a rolling restart recovers.
     shutting_down: bool,
+    /// What the Engine.IO ping on its way asks the client to prove.
+    pinged: Option<Proof>,
 }
 
 /// The `pid` and `offset` of a CONNECT that asks for recovery (`offset` 0 when the client
@@ -87,6 +91,7 @@ impl HubApp {
             peer,
             closed_by_hub: false,
             shutting_down: false,
+            pinged: None,
         }
     }
 
@@ -122,12 +127,17 @@ impl HubApp {
             metrics: &metrics,
             close: false,
             kick: None,
+            pinged: None,
         };
         f(&mut self.core, &mut hub_io);
         let (kick, close) = (hub_io.kick, hub_io.close);
-        self.closed_by_hub |= kick.is_some() || close;
+        if let Some(proof) = hub_io.pinged {
+            self.pinged = Some(proof);
+        }
+        self.closed_by_hub |= close && kick.is_none();
         if let Some(reason) = kick {
             report_kick(&metrics, self.core.id(), self.core.user(), reason);
+            self.core.keep_for_resume();
             self.core.unregister();
             io.close();
         } else if close {
@@ -265,8 +275,14 @@ impl SioApp for HubApp {
         self.with_core(io, |core, io| core.on_frame(parsed, bytes, io));
     }
 
-    fn on_pong(&mut self) {
-        self.core.pong();
+    fn on_ping(&mut self) {
+        self.pinged = self.core.proof_point();
+    }
+
+    fn on_pong(&mut self, io: &mut SioIo<'_, Self>) {
+        if let Some(proof) = self.pinged.take() {
+            self.with_core(io, |core, io| core.proved(proof, io));
+        }
     }
 
     fn on_disconnect(&mut self, _nsp: &str, reason: crate::transports::socketio::DisconnectReason) {
@@ -295,13 +311,18 @@ impl SioApp for HubApp {
 }
 
 impl HubApp {
-    /// Writes the session to Redis for recovery when its transport dropped (not when the
-    /// client left, nor when the hub closed it, except at shutdown).
+    /// Writes the session to Redis for recovery when its transport dropped or the client
+    /// stopped reading (not when the client left, nor when the hub closed it for the client's
+    /// fault; at shutdown it is).
     fn keep_for_recovery(&mut self, reason: crate::transports::socketio::DisconnectReason) {
         use crate::{transports::engineio::CloseReason, transports::socketio::DisconnectReason};
         let dropped = match reason {
             DisconnectReason::Closed(
-                CloseReason::TransportClose | CloseReason::PingTimeout | CloseReason::ClientClose,
+                CloseReason::TransportClose
+                | CloseReason::PingTimeout
+                | CloseReason::ClientClose
+                | CloseReason::SlowConsumer
+                | CloseReason::WriteTimeout,
             ) => !self.closed_by_hub,
             DisconnectReason::Closed(CloseReason::ServerClose) => self.shutting_down,
             _ => false,
@@ -318,6 +339,8 @@ struct HubIo<'a, 'b> {
     metrics: &'a crate::common::metrics::Metrics,
     close: bool,
     kick: Option<KickReason>,
+    /// An early ping went out asking for this proof.
+    pinged: Option<Proof>,
 }
 
 impl HubIo<'_, '_> {
@@ -349,10 +372,18 @@ impl ClientIo for HubIo<'_, '_> {
         match to.as_ref().and_then(Value::as_u64) {
             Some(ack) => self.send(packet::ack_raw(NSP, ack, &[&json]), OutKind::Reply),
             None if matches!(reply, Reply::Published { .. }) => {}
-            None => self.send(
-                packet::event_raw(NSP, reply.name(), &[&json]),
-                OutKind::Reply,
-            ),
+            None => {
+                // A `joined` with an offset carries it last too, like events, so that the
+                // client library tracks it.
+                let offset = match &reply {
+                    Reply::Joined { info, .. } => info.offset.map(|o| format!("\"{o}\"")),
+                    _ => None,
+                };
+                let args: Vec<&str> = std::iter::once(json.as_str())
+                    .chain(offset.as_deref())
+                    .collect();
+                self.send(packet::event_raw(NSP, reply.name(), &args), OutKind::Reply)
+            }
         }
     }
 
@@ -382,6 +413,12 @@ impl ClientIo for HubIo<'_, '_> {
 
     fn kick(&mut self, reason: KickReason) {
         self.kick.get_or_insert(reason);
+    }
+
+    fn ping(&mut self, proof: Proof) {
+        if self.io.ping_now() {
+            self.pinged = Some(proof);
+        }
     }
 
     fn spawn(&mut self, step: Step) {

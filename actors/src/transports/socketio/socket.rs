@@ -111,8 +111,14 @@ pub trait SioApp: Unpin + Sized + 'static {
         let _ = (nsp, reply, io);
     }
 
+    /// An Engine.IO ping went out on the heartbeat's schedule (see [`SioIo::ping_now`] for
+    /// pings the application asks for).
+    fn on_ping(&mut self) {}
+
     /// The client answered an Engine.IO ping: it has read everything sent before it.
-    fn on_pong(&mut self) {}
+    fn on_pong(&mut self, io: &mut SioIo<'_, Self>) {
+        let _ = io;
+    }
 
     /// A connected (or pending) namespace ended.
     fn on_disconnect(&mut self, nsp: &str, reason: DisconnectReason) {
@@ -307,8 +313,13 @@ impl<A: SioApp> EngineHandler for SocketIo<A> {
         }
     }
 
-    fn on_pong(&mut self) {
-        self.app.on_pong();
+    fn on_ping(&mut self) {
+        self.app.on_ping();
+    }
+
+    fn on_pong(&mut self, io: &mut EngineIo<'_, Self>) {
+        let (app, mut sio) = self.split(io);
+        app.on_pong(&mut sio);
     }
 
     fn on_close(&mut self, reason: CloseReason) {
@@ -464,6 +475,12 @@ impl<'a, A: SioApp> SioIo<'a, A> {
     /// Closes the connection.
     pub fn close(&mut self) {
         self.engine().close(CloseReason::ServerClose);
+    }
+
+    /// Sends an Engine.IO ping now, unless one is on its way (then `false`); its pong reaches
+    /// [`SioApp::on_pong`].
+    pub fn ping_now(&mut self) -> bool {
+        self.engine().ping_now()
     }
 
     /// Runs `fut`, then `then` inside the connection, in parallel with its other events.

@@ -1,0 +1,503 @@
+//! Session resume under the failures it exists for (docs/delivery.md, "Resume under
+//! failure"), native `/ws` and Socket.IO alike: a client the hub dropped for not reading (write
+//! timeout, queue bound), more events written into a dead socket than the resume ring holds, a
+//! replay bigger than the queue bound, a drop in the middle of a restore, a room joined again,
+//! Pongs nobody asked for, and a second resume after one that replayed nothing.
+
+mod common;
+mod sio_common;
+
+use common::{
+    eventually, hub,
+    resume::{chat, kept, notify, notify_with},
+    Client, Hub, RawClient, Redis,
+};
+use serde_json::{json, Value};
+use sio_common::Ws;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The inbox keeps more than the tests send (the default keeps 100).
+const INBOX: (&str, &str) = ("HUB_INBOX_MAXLEN", "1000");
+
+/// Connects `rita` with `query` after `userId=rita&`; the client and its `connected`.
+async fn rita(hub: &Hub, query: &str) -> (Client, Value) {
+    let mut client = Client::connect(&hub.ws_url(&format!("userId=rita&{query}"))).await;
+    let connected = client.recv_type("connected").await;
+    (client, connected)
+}
+
+/// A resumable `rita` on a bare socket with a receive buffer of `rcvbuf` bytes, which reads
+/// nothing after `connected` (nor answers pings); the client and its resume token.
+async fn silent_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
+    let mut raw = RawClient::connect_with_rcvbuf(hub.port, "userId=rita&resume=true", rcvbuf).await;
+    let connected: Value = serde_json::from_str(&raw.read_frames_until_text().await).unwrap();
+    assert_eq!(connected["type"], "connected", "{connected}");
+    let token = connected["resume"].as_str().expect("a resume token");
+    (raw, token.to_owned())
+}
+
+/// A Socket.IO `rita` on a bare WebSocket with a receive buffer of `rcvbuf` bytes, which reads
+/// nothing after the CONNECT reply; the client and its `pid`.
+async fn silent_sio_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
+    let path = "/socket.io/?EIO=4&transport=websocket";
+    let mut raw = RawClient::connect_to_with_rcvbuf(hub.port, path, rcvbuf).await;
+    assert!(raw.read_frames_until_text().await.starts_with('0'), "open");
+    raw.send_text(r#"40{"userId":"rita"}"#).await;
+    let reply = raw.read_frames_until_text().await;
+    let reply: Value =
+        serde_json::from_str(reply.strip_prefix("40").expect("CONNECT reply")).unwrap();
+    (raw, reply["pid"].as_str().expect("a pid").to_owned())
+}
+
+/// Ends a connection with a reset, as a dead network's connection ends for the hub.
+fn reset(raw: RawClient) {
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw);
+}
+
+/// Resumes `rita`'s native session `token` from `offset`; asserts it resumed.
+async fn resume_native(hub: &Hub, token: &str, offset: u64) -> Client {
+    let (client, connected) = rita(hub, &format!("resume={token}&offset={offset}")).await;
+    assert_eq!(connected["resumed"], true, "{connected}");
+    assert_eq!(connected["resume"], token, "{connected}");
+    client
+}
+
+/// Reads `n` notifications and checks they are titled `0..n`, in order, with growing offsets.
+async fn notifications_in_order(client: &mut Client, n: usize) {
+    let mut last = 0;
+    for i in 0..n {
+        let frame = client.recv_type("notification").await;
+        assert_eq!(frame["data"]["title"], i.to_string(), "in order, none lost");
+        let offset = frame["offset"].as_u64().expect("an offset");
+        assert!(offset > last, "offsets grow: {last} then {frame}");
+        last = offset;
+    }
+}
+
+/// Resumes `rita`'s Socket.IO session `pid` from `offset`; asserts it resumed.
+async fn resume_sio(hub: &Hub, pid: &str, offset: &str) -> Ws {
+    let (mut ws, _) = Ws::open(hub.port, "/socket.io/").await;
+    let auth = json!({"userId": "rita", "pid": pid, "offset": offset});
+    ws.send(&format!("40{auth}")).await;
+    let reply = ws.text().await;
+    let reply: Value = serde_json::from_str(reply.strip_prefix("40").unwrap()).unwrap();
+    assert_eq!(reply["pid"], pid, "recovered: {reply}");
+    ws
+}
+
+/// Reads `n` Socket.IO notifications and checks they are titled `0..n`, in order, each with
+/// an offset.
+async fn sio_notifications_in_order(ws: &mut Ws, n: usize) {
+    for i in 0..n {
+        let text = ws.text_skipping_pings().await;
+        let event: Value =
+            serde_json::from_str(text.strip_prefix("42").expect("an event")).unwrap();
+        assert_eq!(event[0], "notification", "{event}");
+        assert_eq!(event[1]["title"], i.to_string(), "in order, none lost");
+        assert!(event[2].as_str().is_some(), "an offset: {event}");
+    }
+}
+
+/// Sends `n` notifications with `message` of `size` characters to `rita` through the inbox,
+/// titled `0..n`.
+async fn notify_many(redis: &Redis, n: usize, size: usize) {
+    let message = "x".repeat(size);
+    for i in 0..n {
+        notify_with(redis, "rita", &i.to_string(), &message).await;
+    }
+}
+
+/// How a client that stops reading is dropped by the hub.
+#[derive(Clone, Copy)]
+enum Kick {
+    /// Its socket takes nothing for the write timeout.
+    WriteTimeout,
+    /// More than the queue bound waits for it.
+    QueueBound,
+}
+
+impl Kick {
+    fn env(self) -> [(&'static str, &'static str); 4] {
+        let small_sndbuf = ("HUB_SOCKET_SNDBUF", "4096");
+        match self {
+            Kick::WriteTimeout => [
+                INBOX,
+                small_sndbuf,
+                ("HUB_WRITE_TIMEOUT_MS", "300"),
+                ("HUB_SESSION_QUEUE_BYTES", "16777216"),
+            ],
+            Kick::QueueBound => [
+                INBOX,
+                small_sndbuf,
+                ("HUB_WRITE_TIMEOUT_MS", "60000"),
+                ("HUB_SESSION_QUEUE_BYTES", "65536"),
+            ],
+        }
+    }
+
+    /// Sends what gets a client that reads nothing dropped; returns how many notifications
+    /// (titled `0..n`) the inbox keeps of it. For the write timeout, 150 notifications of
+    /// ~700 bytes: more than the kernel buffers of a socket whose reader stopped hold (so
+    /// frames wait), within what an inbox replay sends (128 KiB). For the queue bound, 20
+    /// notifications (within the replay budget of half the bound), then 100 AI results of
+    /// 1 KB, which no stream keeps.
+    async fn flood(self, redis: &Redis) -> usize {
+        match self {
+            Kick::WriteTimeout => {
+                notify_many(redis, 150, 600).await;
+                150
+            }
+            Kick::QueueBound => {
+                notify_many(redis, 20, 600).await;
+                let result = "r".repeat(1000);
+                for job in 0..100 {
+                    let payload = json!({"jobId": job, "userId": "rita", "status": "success",
+                                         "result": result});
+                    redis.publish("ai:results", &payload.to_string()).await;
+                }
+                20
+            }
+        }
+    }
+}
+
+/// A native client whose network dies silently stops reading; the hub drops it as a slow
+/// consumer: it is kept all the same, and resumes with everything, once and in order.
+async fn a_native_client_dropped_for_not_reading_resumes(kick: Kick) {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &kick.env()).await;
+    let (_silent, token) = silent_rita(&hub, 4096).await;
+    let kept_in_the_inbox = kick.flood(&redis).await;
+    eventually("the silent client to be dropped", || async {
+        (hub.kicks().await == 1.0).then_some(())
+    })
+    .await;
+    kept(&redis, &token).await;
+
+    let mut client = resume_native(&hub, &token, 0).await;
+    notifications_in_order(&mut client, kept_in_the_inbox).await;
+    assert_eq!(hub.kicks().await, 1.0, "the replay kicks nobody");
+}
+
+#[tokio::test]
+async fn a_native_client_dropped_for_the_write_timeout_resumes() {
+    a_native_client_dropped_for_not_reading_resumes(Kick::WriteTimeout).await;
+}
+
+#[tokio::test]
+async fn a_native_client_dropped_for_the_queue_bound_resumes() {
+    a_native_client_dropped_for_not_reading_resumes(Kick::QueueBound).await;
+}
+
+/// The same for a Socket.IO client, with connection state recovery.
+async fn a_socketio_client_dropped_for_not_reading_recovers(kick: Kick) {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &kick.env()).await;
+    let (_silent, pid) = silent_sio_rita(&hub, 4096).await;
+    let kept_in_the_inbox = kick.flood(&redis).await;
+    eventually("the silent client to be dropped", || async {
+        (hub.kicks().await == 1.0).then_some(())
+    })
+    .await;
+    kept(&redis, &pid).await;
+
+    let mut ws = resume_sio(&hub, &pid, "0").await;
+    sio_notifications_in_order(&mut ws, kept_in_the_inbox).await;
+    assert_eq!(hub.kicks().await, 1.0, "the replay kicks nobody");
+}
+
+#[tokio::test]
+async fn a_socketio_client_dropped_for_the_write_timeout_recovers() {
+    a_socketio_client_dropped_for_not_reading_recovers(Kick::WriteTimeout).await;
+}
+
+#[tokio::test]
+async fn a_socketio_client_dropped_for_the_queue_bound_recovers() {
+    a_socketio_client_dropped_for_not_reading_recovers(Kick::QueueBound).await;
+}
+
+/// More stream events than the resume ring holds (256) are written for a client whose network
+/// died: the hub never hands it more than the ring can place, so the offset it comes back
+/// with is placed, and the inbox fills the whole gap.
+async fn more_than_the_ring_into_a_dead_socket(sio: bool) {
+    const EVENTS: usize = 300;
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[INBOX]).await;
+    let (silent, token) = if sio {
+        silent_sio_rita(&hub, 1 << 20).await
+    } else {
+        silent_rita(&hub, 1 << 20).await
+    };
+    notify_many(&redis, EVENTS, 1).await;
+    eventually("every notification fanned out to the session", || async {
+        let out = hub
+            .metric("hub_frames_out_total{type=\"notification\"}")
+            .await;
+        (out >= EVENTS as f64).then_some(())
+    })
+    .await;
+    reset(silent);
+    kept(&redis, &token).await;
+
+    if sio {
+        let mut ws = resume_sio(&hub, &token, "0").await;
+        sio_notifications_in_order(&mut ws, EVENTS).await;
+    } else {
+        let mut client = resume_native(&hub, &token, 0).await;
+        notifications_in_order(&mut client, EVENTS).await;
+    }
+}
+
+#[tokio::test]
+async fn a_native_client_resumes_after_more_events_than_the_ring_holds() {
+    more_than_the_ring_into_a_dead_socket(false).await;
+}
+
+#[tokio::test]
+async fn a_socketio_client_recovers_after_more_events_than_the_ring_holds() {
+    more_than_the_ring_into_a_dead_socket(true).await;
+}
+
+/// A replay several times the queue bound (four rooms' missed messages) is paced to what the
+/// client reads: it never kicks the client, and every message arrives once, in order.
+#[tokio::test]
+async fn a_replay_bigger_than_the_queue_bound_does_not_kick_the_client() {
+    const ROOMS: [&str; 4] = ["a", "b", "c", "d"];
+    const MISSED: usize = 25;
+    let redis = Redis::start().await;
+    let env = [
+        ("HUB_SESSION_QUEUE_BYTES", "65536"),
+        ("HUB_RATE_PER_SEC", "1000"),
+        ("HUB_RATE_BURST", "1000"),
+    ];
+    let hub = hub(&redis, &env).await;
+    let mut chatter = hub.user("chatter").await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    for room in ROOMS {
+        chatter.join(room).await;
+        client.join(room).await;
+    }
+    drop(client);
+    kept(&redis, &token).await;
+
+    // About 110 KiB missed, against a bound of 64 KiB.
+    let text = "y".repeat(1000);
+    for room in ROOMS {
+        for i in 0..MISSED {
+            let message = format!("{room}{i}{text}");
+            chatter
+                .send(json!({"type": "chat-message", "room": room, "message": message}))
+                .await;
+            let own = chatter.recv_type("chat-message").await;
+            assert_eq!(own["data"]["message"], message);
+        }
+    }
+
+    let mut client = resume_native(&hub, &token, 0).await;
+    for room in ROOMS {
+        for i in 0..MISSED {
+            let frame = client.recv_type("chat-message").await;
+            let message = frame["data"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{room}{i}y")),
+                "room by room, in order: expected {room}{i}, got {}",
+                &message[..4]
+            );
+        }
+    }
+    assert_eq!(hub.kicks().await, 0.0);
+}
+
+/// Watches a resume record in Redis: its keyspace events (`del` when it is taken, `set` when
+/// it is written).
+async fn watch_record(redis: &Redis, token: &str) -> impl futures_util::Stream<Item = String> {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Kg$")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("__keyspace@0__:sio:recovery:{token}"))
+        .await
+        .unwrap();
+    futures_util::StreamExt::map(pubsub.into_on_message(), |m| {
+        m.get_payload::<String>().unwrap()
+    })
+}
+
+/// A connection that drops while its resume is being restored (the record taken, `connected`
+/// not sent yet) does not lose the session: it is written back, and the next attempt resumes.
+#[tokio::test]
+async fn a_drop_during_a_restore_keeps_the_session() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    client.join("room-r").await;
+    drop(client);
+    kept(&redis, &token).await;
+    redis.await_numsub("chat:room:room-r", 0).await;
+
+    // The connection resets as soon as the record is taken: the restore still has to
+    // subscribe rita's channel and the room's, and read the inbox and the history.
+    let mut events = Box::pin(watch_record(&redis, &token).await);
+    let query = format!("userId=rita&resume={token}&offset=0");
+    let restoring = RawClient::connect(hub.port, &query).await;
+    let taken = tokio::time::timeout(common::WAIT, futures_util::StreamExt::next(&mut events));
+    assert_eq!(
+        taken.await.unwrap().as_deref(),
+        Some("del"),
+        "the record taken"
+    );
+    reset(restoring);
+    kept(&redis, &token).await;
+
+    let mut chatter = hub.user("chatter").await;
+    chatter.join("room-r").await;
+    chat(&mut chatter, "missed").await;
+    let mut client = resume_native(&hub, &token, 0).await;
+    assert_eq!(
+        client.recv_type("chat-message").await["data"]["message"],
+        "missed",
+        "in the room again"
+    );
+}
+
+/// Joining a room the session is already in keeps what the resume ring knows of the room: a
+/// client that did not read what came before the second `joined` gets it again.
+#[tokio::test]
+async fn a_room_joined_again_keeps_its_place() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
+    let mut chatter = hub.user("chatter").await;
+    chatter.join("room-r").await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    client.join("room-r").await;
+    chat(&mut chatter, "c1").await;
+    let c1 = client.recv_type("chat-message").await;
+    assert_eq!(c1["data"]["message"], "c1");
+    let after_c1 = c1["offset"].as_u64().unwrap();
+    chat(&mut chatter, "c2").await;
+    // Joined again without reading c2 (nor the `joined` that follows it).
+    client
+        .send(json!({"type": "join-room", "room": "room-r"}))
+        .await;
+    client.send(json!({"type": "ping", "id": 1})).await;
+    while client.recv().await["type"] != "pong" {}
+    drop(client);
+    kept(&redis, &token).await;
+
+    let mut client = resume_native(&hub, &token, after_c1).await;
+    chat(&mut chatter, "c3").await;
+    assert_eq!(
+        client.recv_type("chat-message").await["data"]["message"],
+        "c2"
+    );
+    assert_eq!(
+        client.recv_type("chat-message").await["data"]["message"],
+        "c3"
+    );
+}
+
+/// In a resumable session `joined` has an offset: a client that read it (its history has
+/// what was sent before) resumes after it and gets nothing twice.
+#[tokio::test]
+async fn joined_has_an_offset_and_a_client_that_read_it_gets_nothing_twice() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
+    let mut chatter = hub.user("chatter").await;
+    chatter.join("room-r").await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    let first = client.join("room-r").await;
+    let joined_at = first["offset"].as_u64().expect("`joined` has an offset");
+    chat(&mut chatter, "c1").await;
+    let c1 = client.recv_type("chat-message").await;
+    assert!(c1["offset"].as_u64().unwrap() > joined_at, "{c1}");
+    let again = client.join("room-r").await;
+    assert_eq!(again["history"][0]["message"], "c1");
+    let rejoined_at = again["offset"].as_u64().expect("`joined` has an offset");
+    drop(client);
+    kept(&redis, &token).await;
+
+    let mut client = resume_native(&hub, &token, rejoined_at).await;
+    chat(&mut chatter, "c2").await;
+    assert_eq!(
+        client.recv_type("chat-message").await["data"]["message"],
+        "c2"
+    );
+}
+
+/// A Pong the hub did not ask for proves nothing: the hub keeps what it needs to place an
+/// offset the client has not confirmed.
+#[tokio::test]
+async fn pongs_nobody_asked_for_do_not_trim_the_resume_ring() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    notify(&redis, "rita", "n1").await;
+    assert_eq!(
+        client.recv_type("notification").await["data"]["title"],
+        "n1"
+    );
+    for _ in 0..2 {
+        client.send_message(Message::Pong(Vec::new().into())).await;
+    }
+    client.send(json!({"type": "ping", "id": 1})).await;
+    assert_eq!(
+        client.recv_type("pong").await["id"],
+        1,
+        "the Pongs were handled"
+    );
+    drop(client);
+    kept(&redis, &token).await;
+
+    // As if n1 had not been read: it comes again.
+    let mut client = resume_native(&hub, &token, 0).await;
+    notify(&redis, "rita", "n2").await;
+    assert_eq!(
+        client.recv_type("notification").await["data"]["title"],
+        "n1"
+    );
+    assert_eq!(
+        client.recv_type("notification").await["data"]["title"],
+        "n2"
+    );
+}
+
+/// A client whose missed events were all outside the streams (an AI result) gets no replay on
+/// its first resume, so its offset stays where it was: it can resume again from there.
+#[tokio::test]
+async fn a_client_can_resume_twice_from_an_offset_before_an_ai_result() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let (mut client, connected) = rita(&hub, "resume=true").await;
+    let token = connected["resume"].as_str().unwrap().to_owned();
+    notify(&redis, "rita", "n1").await;
+    let n1 = client.recv_type("notification").await;
+    let offset = n1["offset"].as_u64().unwrap();
+    let result = json!({"jobId": "j1", "userId": "rita", "status": "success", "result": "r"});
+    redis.publish("ai:results", &result.to_string()).await;
+    // Written to the old connection, never read by the client.
+    client.recv_type("ai-result").await;
+    drop(client);
+    kept(&redis, &token).await;
+
+    let client = resume_native(&hub, &token, offset).await;
+    drop(client);
+    kept(&redis, &token).await;
+    let mut client = resume_native(&hub, &token, offset).await;
+    notify(&redis, "rita", "n2").await;
+    assert_eq!(
+        client.recv_type("notification").await["data"]["title"],
+        "n2"
+    );
+}
