@@ -232,13 +232,16 @@ impl Redis {
             .unwrap()
     }
 
-    /// A connection for test commands.
+    /// A connection for test commands. It waits up to [`WAIT`] for an answer (not redis-rs's
+    /// default 500 ms: a pipeline of thousands of commands takes longer on a loaded machine).
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
+        let mut conn = redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
-            .expect("connect to the test redis")
+            .expect("connect to the test redis");
+        conn.set_response_timeout(WAIT);
+        conn
     }
 
     /// `PUBLISH`; returns the receiver count.
