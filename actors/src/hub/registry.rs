@@ -24,9 +24,9 @@ use crate::{
     common::queued::{KickReason, QueuedBytes},
     features::presence::LocalPresence,
     messages::{
-        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Join,
-        Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId,
-        Target, Unregister,
+        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Item,
+        Join, Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic,
+        ShardId, Target, Unregister,
     },
 };
 
@@ -171,9 +171,13 @@ impl Registry {
                     .get(topic)
                     .map(|ids| group(&mut grouped, ids.iter(), &msg, Scope::Topic(*topic))),
             };
-            let event = &msg.event;
-            self.metrics
-                .frames_out(event.kind(), recipients.unwrap_or(0), event.native().len());
+            if let Item::Event(event) = &msg.item {
+                self.metrics.frames_out(
+                    event.kind(),
+                    recipients.unwrap_or(0),
+                    event.native().len(),
+                );
+            }
         }
         let mut dropped = Vec::new();
         for (id, deliver) in grouped.drain() {
@@ -214,7 +218,7 @@ fn group<'a>(
     let mut n = 0;
     for id in ids {
         let delivery = Delivery {
-            event: msg.event.clone(),
+            item: msg.item.clone(),
             scope: scope.clone(),
             order: msg.order,
         };
@@ -551,7 +555,7 @@ mod tests {
                 frames: (0..64)
                     .map(|_| Dispatch {
                         target: Target::User("1".into()),
-                        event: event.clone(),
+                        item: crate::messages::Item::Event(event.clone()),
                         order: None,
                     })
                     .collect(),

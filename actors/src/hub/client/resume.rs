@@ -53,9 +53,15 @@ pub(super) struct Resumable {
 
 /// Something written to a resumable session that waits for room ([`Tracker::has_room`]).
 pub(super) enum Paced {
-    /// An event; `counted` bytes of it are in the session's queued bytes (0 for a replay: its
-    /// size is bounded by the reads, and it must not count against the queue bound).
-    Event { delivery: Delivery, counted: usize },
+    /// An event for `scope` (`order`: its stream id); `counted` bytes of it are in the
+    /// session's queued bytes (0 for a replay: its size is bounded by the reads, and it must
+    /// not count against the queue bound).
+    Event {
+        event: Arc<Outbound>,
+        scope: Scope,
+        order: Option<MessageId>,
+        counted: usize,
+    },
     /// A `joined` reply: it moves the room's cursor, so it keeps its place among the events.
     Joined {
         room: RoomId,
@@ -69,9 +75,14 @@ impl Paced {
     /// Its bytes, and whether it takes a ring entry.
     fn size(&self) -> (usize, bool) {
         match self {
-            Paced::Event { delivery, .. } => {
-                let stream = delivery.order.is_some() && !matches!(delivery.scope, Scope::Topic(_));
-                (delivery.event.native().len(), stream)
+            Paced::Event {
+                event,
+                scope,
+                order,
+                ..
+            } => {
+                let stream = order.is_some() && !matches!(scope, Scope::Topic(_));
+                (event.native().len(), stream)
             }
             Paced::Joined { info, .. } => (joined_bytes(info), true),
         }
@@ -238,14 +249,27 @@ impl ClientCore {
     /// Writes an event the client wants: at once, or in a resumable session after what waits
     /// for room. A live event that waits counts against the queue bound.
     pub(super) fn write(&mut self, delivery: Delivery, io: &mut impl ClientIo) {
-        let Some(r) = self.resume.as_mut() else {
-            return io.deliver(&delivery.event, None);
-        };
         let counted = delivery.cost();
+        let Delivery {
+            item: Item::Event(event),
+            scope,
+            order,
+        } = delivery
+        else {
+            return;
+        };
+        let Some(r) = self.resume.as_mut() else {
+            return io.deliver(&event, None);
+        };
         if !self.queued.try_add(counted) {
             return io.kick(KickReason::QueueFull);
         }
-        r.paced.push_back(Paced::Event { delivery, counted });
+        r.paced.push_back(Paced::Event {
+            event,
+            scope,
+            order,
+            counted,
+        });
         self.pump(io);
     }
 
@@ -258,15 +282,12 @@ impl ClientCore {
         order: MessageId,
         io: &mut impl ClientIo,
     ) {
-        let delivery = Delivery {
-            event,
-            scope,
-            order: Some(order),
-        };
         match self.resume.as_mut() {
-            None => io.deliver(&delivery.event, None),
+            None => io.deliver(&event, None),
             Some(r) => r.paced.push_back(Paced::Event {
-                delivery,
+                event,
+                scope,
+                order: Some(order),
                 counted: 0,
             }),
         }
@@ -331,21 +352,26 @@ impl ClientCore {
     /// Writes one paced item with its offset.
     fn emit(&mut self, item: Paced, io: &mut impl ClientIo) {
         match item {
-            Paced::Event { delivery, .. } => {
-                if !self.still_wanted(&delivery.scope) {
+            Paced::Event {
+                event,
+                scope,
+                order,
+                ..
+            } => {
+                if !self.still_wanted(&scope) {
                     self.env.metrics.dropped_deliveries.inc();
                     return;
                 }
                 let Some(r) = self.resume.as_mut() else {
                     return;
                 };
-                let from = match (&delivery.scope, delivery.order) {
+                let from = match (&scope, order) {
                     (Scope::User, Some(id)) => Some((None, id)),
                     (Scope::Room(room), Some(id)) => Some((Some(room), id)),
                     _ => None,
                 };
-                let offset = r.tracker.next(from, delivery.event.native().len());
-                io.deliver(&delivery.event, Some(offset));
+                let offset = r.tracker.next(from, event.native().len());
+                io.deliver(&event, Some(offset));
             }
             Paced::Joined {
                 room,
