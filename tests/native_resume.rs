@@ -4,13 +4,13 @@
 //! token and the last `offset` it saw, to the same instance or another one: `resumed` true,
 //! its room back without `join-room`, everything it missed once and in order, then live
 //! events. Past the window, with a bad token or another user's, `resumed` is false; a token
-//! works once.
+//! presented again while its session lives takes the session over, and is spent by a goodbye.
 
 mod common;
 
 use common::{
     eventually, hub,
-    resume::{chat, kept, notify, record_exists, Loss},
+    resume::{chat, kept, marked_live, notify, record_exists, resume_key, Loss},
     Client, Hub, Redis,
 };
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -109,7 +109,10 @@ async fn resumes_everything(redis: &Redis, first: &Hub, then: &Hub, loss: Loss) 
     let (mut client, connected) = rita(then, &query).await;
     assert_eq!(connected["resumed"], true, "{connected}");
     assert_eq!(connected["resume"], token, "the same token: {connected}");
-    assert!(!record_exists(redis, &token).await, "a token works once");
+    assert!(
+        marked_live(redis, &token).await,
+        "the record was taken: the key marks the live session"
+    );
     // In the room again without joining it: live messages arrive, and it may speak.
     chat(&mut chatter, "c4").await;
     notify(redis, "rita", "end").await;
@@ -188,7 +191,8 @@ async fn an_earlier_offset_gets_what_followed_it_again() {
 }
 
 #[tokio::test]
-async fn a_token_resumes_only_its_own_users_session_and_once() {
+async fn a_token_resumes_only_its_own_users_session_takes_a_live_one_over_and_is_spent_by_a_goodbye(
+) {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let (client, connected) = rita(&hub, "resume=true").await;
@@ -205,13 +209,21 @@ async fn a_token_resumes_only_its_own_users_session_and_once() {
         "nor does it spend the record"
     );
 
-    let (_rita, connected) = rita(&hub, &format!("resume={token}&offset=0")).await;
+    let (mut first, connected) = rita(&hub, &format!("resume={token}&offset=0")).await;
     assert_eq!(connected["resumed"], true, "{connected}");
-    let (_late, connected) = rita(&hub, &format!("resume={token}&offset=0")).await;
+    let (late, connected) = rita(&hub, &format!("resume={token}&offset=0")).await;
     assert_eq!(
-        connected["resumed"], false,
-        "a token works once: {connected}"
+        connected["resumed"], true,
+        "presented again while its session lives, it takes the session over: {connected}"
     );
+    assert_eq!(first.expect_close().await, common::Ending::Close(4004));
+    late.close().await;
+    eventually("the goodbye to spend the token", || async {
+        resume_key(&redis, &token).await.is_none().then_some(())
+    })
+    .await;
+    let (_spent, connected) = rita(&hub, &format!("resume={token}&offset=0")).await;
+    assert_eq!(connected["resumed"], false, "{connected}");
     assert_eq!(
         hub.metric("hub_sio_recoveries_total{result=\"expired\"}")
             .await,

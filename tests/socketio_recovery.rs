@@ -13,7 +13,7 @@ use sio_common::Ws;
 
 use common::{
     eventually, hub,
-    resume::{chat, notify, record_exists, Loss},
+    resume::{chat, notify, record_exists, resume_key, Loss},
     Client, Hub, Redis,
 };
 use serde_json::{json, Value};
@@ -241,7 +241,8 @@ async fn connect(hub: &Hub, auth: Value) -> (Ws, Value) {
 }
 
 #[tokio::test]
-async fn a_pid_resumes_only_its_own_users_session() {
+async fn a_pid_resumes_only_its_own_users_session_takes_a_live_one_over_and_is_spent_by_a_goodbye()
+{
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let (ws, reply) = connect(&hub, json!({"userId": "alice"})).await;
@@ -269,15 +270,31 @@ async fn a_pid_resumes_only_its_own_users_session() {
         1.0
     );
 
-    let (_alice, reply) =
+    let (mut alice, reply) =
         connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
     assert_eq!(reply["pid"], pid, "resumed");
     assert!(
         !record_exists(&redis, &pid).await,
         "one recovery per record"
     );
-    let (_late, reply) = connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
-    assert_ne!(reply["pid"], pid, "a record is used once");
+    // Presented again while that session lives: it takes the session over.
+    let (mut late, reply) =
+        connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
+    assert_eq!(reply["pid"], pid, "taken over");
+    assert_eq!(
+        alice.text_skipping_pings().await,
+        "41",
+        "the old one gets a server disconnect"
+    );
+    // A goodbye spends it.
+    late.send("41").await;
+    eventually("the goodbye to spend the pid", || async {
+        resume_key(&redis, &pid).await.is_none().then_some(())
+    })
+    .await;
+    let (_spent, reply) =
+        connect(&hub, json!({"userId": "alice", "pid": pid, "offset": "0"})).await;
+    assert_ne!(reply["pid"], pid, "a spent pid does not resume");
     assert_eq!(
         hub.metric("hub_sio_recoveries_total{result=\"expired\"}")
             .await,

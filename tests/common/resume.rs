@@ -39,14 +39,28 @@ pub async fn chat(sender: &mut Client, message: &str) {
     }
 }
 
-/// Whether the resume record of `token` (a `pid`) is in Redis.
-pub async fn record_exists(redis: &Redis, token: &str) -> bool {
-    redis::cmd("EXISTS")
+/// What Redis holds under the resume key of `token` (a `pid`), as JSON.
+pub async fn resume_key(redis: &Redis, token: &str) -> Option<serde_json::Value> {
+    let raw: Option<String> = redis::cmd("GET")
         .arg(format!("sio:recovery:{token}"))
-        .query_async::<i64>(&mut redis.conn().await)
+        .query_async(&mut redis.conn().await)
         .await
-        .unwrap()
-        == 1
+        .unwrap();
+    raw.map(|raw| serde_json::from_str(&raw).expect("resume keys hold JSON"))
+}
+
+/// Whether the session of `token` is kept in Redis (a record, not the mark of a live session).
+pub async fn record_exists(redis: &Redis, token: &str) -> bool {
+    resume_key(redis, token)
+        .await
+        .is_some_and(|v| v.get("live").is_none())
+}
+
+/// Whether the key of `token` marks a live session (its record was taken, or it never dropped).
+pub async fn marked_live(redis: &Redis, token: &str) -> bool {
+    resume_key(redis, token)
+        .await
+        .is_some_and(|v| v["live"] == true)
 }
 
 /// Waits until the session of `token` is kept in Redis.

@@ -30,6 +30,8 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4002;
     /// The application disconnected the user (`POST /api/users/{userId}/disconnect`).
     pub const DISCONNECTED: u16 = 4003;
+    /// A new connection presented the session's resume token and took it over.
+    pub const REPLACED: u16 = 4004;
 }
 
 /// Something the peer sent, decoded.

@@ -173,6 +173,8 @@ pub struct Metrics {
     pub token_refreshes: IntCounter,
     /// Sessions closed by a `disconnect` hub message (`POST /api/users/{id}/disconnect`).
     pub user_disconnects: IntCounter,
+    /// Sessions closed because a new connection presented their resume token (`takeover`).
+    pub takeovers: IntCounter,
     by_type: BytesByType,
     topic_subscribers: Vec<IntGauge>,
 }
@@ -483,6 +485,11 @@ impl Metrics {
                 &r,
                 "hub_user_disconnects_total",
                 "Sessions closed by POST /api/users/{userId}/disconnect (a disconnect hub message)",
+            ),
+            takeovers: counter(
+                &r,
+                "hub_sio_takeovers_total",
+                "Sessions closed as replaced: a new connection presented their resume token",
             ),
             by_type: BytesByType::new(&r),
             topic_subscribers: topic_gauges(&r),

@@ -38,10 +38,15 @@ use crate::{
     connections::publisher::{retry_on_dead_connection, Publisher},
 };
 
-use hub_wire::protocol::{MessageId, RoomId};
+use hub_wire::protocol::{HubCommand, HubMessage, MessageId, RoomId};
 
 /// Most ring entries (stream events the client has not proven it read) a session keeps.
 pub const RING_MAX: usize = 256;
+
+/// How long the mark of a live resumable session stays in Redis (it is replaced by the
+/// session's record when the session is kept, deleted when it ends otherwise; a mark left by
+/// a killed instance goes after this).
+pub const LIVE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What a pong proves: the offset and the bytes a session had sent when it sent the ping the
 /// pong answers. A native ping carries it as its payload ([`Proof::to_bytes`]).
@@ -420,31 +425,69 @@ impl ResumeStore {
         self.saving.load(Ordering::Relaxed)
     }
 
-    /// Writes `record` under `pid` with the window as TTL.
+    /// Writes `record` under `pid` with the window as TTL (replacing the session's live
+    /// mark), then tells the user's channel it was kept (`takeover` with `kept`): a connection
+    /// waiting to resume it takes it now.
     pub async fn save(&self, pid: Pid, record: &Record) -> Result<(), HubError> {
         self.saving.fetch_add(1, Ordering::Relaxed);
         let json = serde_json::to_vec(record).expect("a record serializes");
+        let result = self.set(pid, json, self.window).await;
+        self.saving.fetch_sub(1, Ordering::Relaxed);
+        result?;
+        let kept = HubMessage::Command(HubCommand::Takeover {
+            pid: pid.to_string(),
+            kept: true,
+        });
+        if let Err(e) = self.publisher.publish_hub(&record.user, &kept).await {
+            log::warn!("{}: kept, but not announced: {e}", key(pid));
+        }
+        Ok(())
+    }
+
+    /// Marks the session `pid` of `user` live: a connection presenting its token while it
+    /// lives asks it to hand over (`takeover`) instead of finding nothing.
+    pub async fn mark_live(&self, pid: Pid, user: &str) -> Result<(), HubError> {
+        self.set(pid, live_mark(user), LIVE_TTL).await
+    }
+
+    /// Deletes the live mark of `pid` (the session ended without being kept); a record is
+    /// left alone.
+    pub async fn forget(&self, pid: Pid) -> Result<(), HubError> {
+        let invocation = FORGET.key(key(pid));
+        retry_on_dead_connection(|| {
+            let mut conn = self.publisher.connection();
+            let invocation = &invocation;
+            async move { invocation.invoke_async::<()>(&mut conn).await }
+        })
+        .await
+        .map_err(|e| HubError::Redis(format!("forget {}: {e}", key(pid))))
+    }
+
+    async fn set(&self, pid: Pid, value: Vec<u8>, ttl: Duration) -> Result<(), HubError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key(pid))
-            .arg(json)
+            .arg(value)
             .arg("PX")
-            .arg(self.window.as_millis() as u64);
+            .arg(ttl.as_millis() as u64);
         let result: redis::RedisResult<()> = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let cmd = &cmd;
             async move { cmd.query_async(&mut conn).await }
         })
         .await;
-        self.saving.fetch_sub(1, Ordering::Relaxed);
         result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))
     }
 
-    /// Takes the record of `pid` for `user`: deleted when it is that user's (one recovery
-    /// per record), left in place when it is another user's (a `pid` is not a credential: a
-    /// stranger cannot spend someone else's record).
+    /// Takes the record of `pid` for `user`: replaced by the taker's live mark when it is
+    /// that user's (one recovery per record), left in place when it is another user's (a
+    /// `pid` is not a credential: a stranger cannot spend someone else's record), and
+    /// [`Taken::Live`] while the session still lives (marked, not kept yet).
     pub async fn take(&self, pid: Pid, user: &str) -> Result<Taken, HubError> {
         let mut invocation = TAKE.key(key(pid));
-        invocation.arg(user);
+        invocation
+            .arg(user)
+            .arg(live_mark(user))
+            .arg(LIVE_TTL.as_millis() as u64);
         let taken: redis::Value = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let invocation = &invocation;
@@ -455,6 +498,7 @@ impl ResumeStore {
         match taken {
             redis::Value::Nil => Ok(Taken::Nothing),
             redis::Value::Int(0) => Ok(Taken::OtherUser),
+            redis::Value::Int(1) => Ok(Taken::Live),
             redis::Value::BulkString(raw) => serde_json::from_slice(&raw)
                 .map(Taken::Record)
                 .map_err(|e| HubError::Redis(format!("{}: bad record: {e}", key(pid)))),
@@ -469,16 +513,24 @@ impl ResumeStore {
 /// What [`ResumeStore::take`] found.
 #[derive(Debug)]
 pub enum Taken {
-    /// No record: never written, expired, or already used.
+    /// Nothing: never written, expired, or the session ended without being kept.
     Nothing,
-    /// The record of another user (left in place).
+    /// The record or mark of another user (left in place).
     OtherUser,
-    /// The user's record (now deleted).
+    /// The session still lives (or its instance died before keeping it): it was not kept.
+    Live,
+    /// The user's record (now the taker's live mark).
     Record(Record),
 }
 
-/// KEYS[1] the record. ARGV[1] the user asking. The record if it is that user's (and deletes
-/// it), 0 if it is another user's, nil if there is none.
+/// What a live session's key holds until the session is kept or ends.
+fn live_mark(user: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"user": user, "live": true})).expect("JSON")
+}
+
+/// KEYS[1] the record. ARGV[1] the user asking, ARGV[2] its live mark, ARGV[3] the mark's TTL
+/// in ms. The record if it is that user's (replaced by the mark), 0 if it is another user's,
+/// 1 if it is a live mark, nil if there is none.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -486,8 +538,22 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local ok, record = pcall(cjson.decode, raw)
 if ok and type(record) == 'table' and record.user ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+if ok and type(record) == 'table' and record.live then return 1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return raw
+"#,
+    )
+});
+
+/// KEYS[1] the record. Deletes it when it is a live mark.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, record = pcall(cjson.decode, raw)
+if ok and type(record) == 'table' and record.live then return redis.call('DEL', KEYS[1]) end
+return 0
 "#,
     )
 });

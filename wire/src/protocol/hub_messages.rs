@@ -37,6 +37,16 @@ pub enum HubMessage {
 pub enum HubCommand {
     /// `disconnect`: close the session (`POST /api/users/{userId}/disconnect`).
     Disconnect,
+    /// `takeover`: a new connection presented the resume token `pid` (32 hex digits) of a
+    /// session of the user, on any instance. Without `kept`, the session holding that token
+    /// closes as replaced and is kept for resume; with `kept` (sent after a session was
+    /// written to Redis), a connection waiting to resume that token takes its record.
+    Takeover {
+        /// The resume token (the session's private id).
+        pid: String,
+        /// The session was kept (its record is in Redis).
+        kept: bool,
+    },
 }
 
 impl HubMessage {
@@ -44,6 +54,7 @@ impl HubMessage {
     pub fn kind(&self) -> &'static str {
         match self {
             HubMessage::Command(HubCommand::Disconnect) => "disconnect",
+            HubMessage::Command(HubCommand::Takeover { .. }) => "takeover",
         }
     }
 
@@ -52,6 +63,12 @@ impl HubMessage {
         let mut object = Map::new();
         object.insert(HUB_KEY.into(), Value::from(self.kind()));
         object.insert("userId".into(), user_id_json(user));
+        if let HubMessage::Command(HubCommand::Takeover { pid, kept }) = self {
+            object.insert("pid".into(), Value::from(pid.as_str()));
+            if *kept {
+                object.insert("kept".into(), Value::Bool(true));
+            }
+        }
         // `$` sorts before every letter: `$hub` is the first key of the serialized map.
         serde_json::to_vec(&object).expect("JSON maps serialize")
     }
@@ -71,6 +88,15 @@ struct HubCheck<'a> {
     kind: Cow<'a, str>,
     #[serde(rename = "userId", borrow)]
     user_id: IdValue<'a>,
+    #[serde(default, borrow)]
+    pid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    kept: Option<bool>,
+}
+
+/// True for a resume token: 32 hex digits.
+fn is_pid(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Validates a hub message received on the channel of `channel_user`.
@@ -82,6 +108,17 @@ pub fn parse_hub_message(
     let user = check_user(&check.user_id, Some(channel_user))?;
     let message = match &*check.kind {
         "disconnect" => HubMessage::Command(HubCommand::Disconnect),
+        "takeover" => match check.pid.as_deref() {
+            Some(pid) if is_pid(pid) => HubMessage::Command(HubCommand::Takeover {
+                pid: pid.to_owned(),
+                kept: check.kept.unwrap_or(false),
+            }),
+            _ => {
+                return Err(PayloadError(
+                    "takeover needs `pid`, a resume token of 32 hex digits".into(),
+                ))
+            }
+        },
         other => {
             return Err(PayloadError(format!(
                 "unknown hub message kind `{}`",
@@ -120,6 +157,28 @@ mod tests {
     }
 
     #[test]
+    fn takeover_names_a_resume_token_and_may_say_it_was_kept() {
+        let pid = "0123456789abcdef0123456789ABCDEF".to_owned();
+        for kept in [false, true] {
+            let takeover = HubMessage::Command(HubCommand::Takeover {
+                pid: pid.clone(),
+                kept,
+            });
+            let payload = takeover.payload("ann");
+            assert!(is_hub_message(&payload));
+            assert_eq!(parse_hub_message("ann", &payload).unwrap().1, takeover);
+        }
+        let asked = HubMessage::Command(HubCommand::Takeover {
+            pid: pid.clone(),
+            kept: false,
+        });
+        assert_eq!(
+            String::from_utf8(asked.payload("7")).unwrap(),
+            format!(r#"{{"$hub":"takeover","pid":"{pid}","userId":7}}"#)
+        );
+    }
+
+    #[test]
     fn malformed_hub_messages_are_invalid_payloads() {
         let on_user_1 = |payload: &str| parse_inbound("user:notifications:1", payload.as_bytes());
         for bad in [
@@ -131,6 +190,8 @@ mod tests {
         ] {
             assert!(on_user_1(bad).is_err(), "{bad}");
         }
+        let bad_pid = r#"{"$hub":"takeover","userId":1,"pid":"../x"}"#;
+        assert!(on_user_1(bad_pid).is_err());
         let later = r#"{"userId":1,"type":"t","title":"t","message":"m","$hub":"disconnect"}"#;
         let err = on_user_1(later).unwrap_err();
         assert!(err.0.contains("$hub"), "{err}");

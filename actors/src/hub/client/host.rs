@@ -193,11 +193,17 @@ pub(super) enum Outcome {
         id: Option<Value>,
         result: Result<MessageId, HubError>,
     },
-    /// The record a resume names was taken.
+    /// The record a resume names was taken (`registered`: the session already registered,
+    /// waiting for a live session to hand it over).
     Taken {
         pid: crate::features::session_resume::Pid,
         offset: Option<u64>,
         taken: Result<crate::features::session_resume::Taken, HubError>,
+        registered: bool,
+    },
+    /// The live session asked to hand over `pid` did not say it was kept in time.
+    HandoverTimeout {
+        pid: crate::features::session_resume::Pid,
     },
     Restored {
         ok: bool,

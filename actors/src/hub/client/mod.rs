@@ -52,11 +52,12 @@ use hub_wire::protocol::{
 };
 
 mod host;
+mod pacing;
 mod resume;
 
 use host::Outcome;
 pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT};
-pub use resume::Ask;
+pub use resume::{Ask, HANDOVER_WAIT};
 
 /// Most requests that may wait while a registration or join is in flight; more are refused
 /// as rate limited (the rate limit lets a burst of 40 through by default).
@@ -111,11 +112,13 @@ pub struct ClientCore {
     /// Counts expiry watches: only the latest one (the current token's) closes the session.
     expiry_generation: u32,
     /// A resumable session's tracker and paced events (`None`: not resumable).
-    resume: Option<Box<resume::Resumable>>,
+    resume: Option<Box<pacing::Resumable>>,
     /// The session is being restored from a resume record (taken, `connected` not sent).
     restoring: bool,
     /// The session ended (it left the registry): outcomes that come back are dropped.
     ended: bool,
+    /// A resume waiting for the live session holding its token to hand it over.
+    handover: Option<Box<resume::Handover>>,
     /// What the client asked of session resume, until it connects.
     resume_ask: Option<Ask>,
     /// The client asked to resume a session: `connected` says whether it did.
@@ -192,6 +195,7 @@ impl ClientCore {
             resume: None,
             restoring: false,
             ended: false,
+            handover: None,
             resume_ask: None,
             resume_asked: false,
             env,
@@ -252,6 +256,7 @@ impl ClientCore {
     /// Leaves the registry (idempotent): the session ended.
     pub fn unregister(&mut self) {
         self.ended = true;
+        self.forget_mark();
         if self.tracked {
             self.tracked = false;
             self.env.registry.do_send(Unregister { id: self.id });
@@ -261,6 +266,7 @@ impl ClientCore {
     /// The registry already removed this session (it was kicked).
     pub fn forget_registration(&mut self) {
         self.ended = true;
+        self.forget_mark();
         self.tracked = false;
     }
 
@@ -324,7 +330,10 @@ impl ClientCore {
     pub fn on_deliver(&mut self, msg: Deliver, io: &mut impl ClientIo) {
         self.queued.sub(msg.bytes);
         for delivery in msg {
-            if self.must_hold(&delivery.scope) {
+            // Commands act at once, even before `connected` (a resume waiting for a handover
+            // acts on `takeover`): only the client's events wait.
+            let command = matches!(delivery.item, Item::Command(_));
+            if !command && self.must_hold(&delivery.scope) {
                 if !self.queued.try_add(delivery.cost()) {
                     return io.kick(KickReason::QueueFull);
                 }
@@ -360,6 +369,7 @@ impl ClientCore {
                 io.close(close::DISCONNECTED, "disconnected by the server");
                 ControlFlow::Break(())
             }
+            HubCommand::Takeover { pid, kept } => self.on_takeover(pid, *kept, io),
         }
     }
 
@@ -468,161 +478,52 @@ impl ClientCore {
     /// arrive meanwhile wait in the core, so that `Connected` comes first and means "your
     /// events reach you".
     fn register(&mut self, io: &mut impl ClientIo) {
-        let Some(identity) = self.identity.clone() else {
+        let Some(request) = self.registration(io) else {
             return;
         };
-        let user = identity.user_id.clone();
-        let request = self.env.registry.send(Register {
-            id: self.id,
-            identity,
-            addr: io.address(),
-            queued: self.queued.clone(),
-        });
-        self.busy.get_or_insert_default();
-        let (inbox, since) = (self.env.inbox.clone(), self.inbox_since);
-        io.spawn(Step::new(async move {
-            let ok = request.await.is_ok();
-            // Read once subscribed: every notification is in the read or arrives live.
-            let missed = match (ok, since) {
-                (true, Some(since)) => Some(inbox.after(&user, since).await),
-                _ => None,
-            };
-            Resumed(Outcome::Registered { ok, missed })
-        }));
+        let finish = self.registered_step();
+        io.spawn(Step::new(
+            async move { finish(request.await.is_ok()).await },
+        ));
     }
 
-    /// Registers a resumed session: rejoins `rooms` (through the registry, as joins do) and
-    /// reads what followed each cursor, then answers `Connected` with `recovered: true` and
-    /// writes the missed notifications, then each room's missed messages (room by room, in
-    /// the order given), before any live event. When any read is incomplete (a gap longer
-    /// than the history or inbox keeps), the rooms are left and `recovered` is false: a
-    /// normal connect, except that the notifications read are still written (as with
-    /// `since`).
-    pub fn restore(&mut self, inbox: Cursor, rooms: Vec<(RoomId, Cursor)>, io: &mut impl ClientIo) {
-        let Some(identity) = self.identity.clone() else {
-            return;
-        };
-        let user = identity.user_id.clone();
-        let registry = self.env.registry.clone();
-        let register = registry.send(Register {
-            id: self.id,
-            identity,
-            addr: io.address(),
-            queued: self.queued.clone(),
-        });
-        self.busy.get_or_insert_default();
-        let (id, env) = (self.id, self.env.clone());
-        io.spawn(Step::new(async move {
-            if register.await.is_err() {
-                let inbox = Err(HubError::Redis("registry unavailable".into()));
-                return Resumed(Outcome::Restored {
-                    ok: false,
-                    inbox,
-                    rooms: Vec::new(),
-                });
-            }
-            // Every room subscribed before reading: what the reads miss arrives live.
-            let joins = rooms.iter().map(|(room, _)| {
-                registry.send(Join {
-                    id,
-                    room: room.clone(),
-                })
-            });
-            let joined = futures_util::future::join_all(joins).await;
-            let _turn = env.join_reads.acquire().await;
-            let reads = rooms.iter().zip(&joined).map(|((room, cursor), joined)| {
-                let history = &env.history;
-                async move {
-                    match joined {
-                        Ok(_) => Some(history.since(room, *cursor).await),
-                        Err(_) => None,
-                    }
-                }
-            });
-            let (inbox, reads) = futures_util::future::join(
-                env.inbox.since(&user, inbox),
-                futures_util::future::join_all(reads),
-            )
-            .await;
-            let rooms = rooms.into_iter().map(|(room, _)| room).zip(reads).collect();
-            Resumed(Outcome::Restored {
-                ok: true,
-                inbox,
-                rooms,
-            })
-        }));
-    }
-
-    /// The reads of a [`ClientCore::restore`] are back.
-    fn restored(
+    /// Asks the registry for the session's events; `None` before authentication.
+    fn registration(
         &mut self,
-        inbox: Result<Recent, HubError>,
-        rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
         io: &mut impl ClientIo,
-    ) {
-        self.tracked = true;
-        self.restoring = false;
-        let Some(identity) = self.identity.clone() else {
-            return;
-        };
-        let complete =
-            |read: &Result<Recent, HubError>| matches!(read, Ok(r) if r.recovered == Some(true));
-        let recovered = complete(&inbox)
-            && rooms
-                .iter()
-                .all(|(_, read)| read.as_ref().is_some_and(complete));
-        if !recovered {
-            if let Some(r) = self.resume.as_mut() {
-                r.tracker.restart();
-            }
-        }
-        self.count_resume(if recovered { "recovered" } else { "incomplete" });
-        let inbox = inbox
-            .map_err(|e| {
-                self.env.metrics.inbox_read_errors.inc();
-                warn!(
-                    "session {:x}: the inbox could not be read again: {e}",
-                    self.id
-                )
-            })
-            .ok();
-        io.reply(
-            Reply::Connected {
-                session_id: format!("{}-{:x}", self.env.instance_id, self.id),
-                user_id: identity.user_id.clone(),
-                resumption: self.resumption(None, recovered),
-            },
-            None,
+    ) -> Option<actix::dev::Request<Registry, Register>> {
+        let identity = self.identity.clone()?;
+        self.busy.get_or_insert_default();
+        Some(self.env.registry.send(Register {
+            id: self.id,
+            identity,
+            addr: io.address(),
+            queued: self.queued.clone(),
+        }))
+    }
+
+    /// What follows the registration (`true`: it succeeded): a resumable session is marked
+    /// live (see [`ClientCore::connect`]), and with `since` the inbox after it is read (once
+    /// subscribed: every notification is in the read or arrives live).
+    fn registered_step(&self) -> impl FnOnce(bool) -> LocalBoxFuture<'static, Resumed> {
+        let (inbox, since, user) = (
+            self.env.inbox.clone(),
+            self.inbox_since,
+            self.user().to_owned(),
         );
-        if let Some(inbox) = inbox {
-            self.env
-                .metrics
-                .notifications_replayed
-                .inc_by(inbox.messages.len() as u64);
-            replay(self, OutKind::Notification, &Scope::User, &inbox, io);
-            self.inbox_replayed = inbox.ids;
-        }
-        for (room, read) in rooms {
-            match read {
-                Some(Ok(read)) if recovered => {
-                    let scope = Scope::Room(room.clone());
-                    self.rooms.push(JoinedRoom {
-                        room,
-                        delivered: Vec::new(),
-                    });
-                    replay(self, OutKind::Chat, &scope, &read, io);
-                    if let Some(joined) = self.rooms.last_mut() {
-                        joined.delivered = read.ids;
+        let mark = self.live_mark();
+        move |ok| {
+            Box::pin(async move {
+                let missed = async {
+                    match (ok, since) {
+                        (true, Some(since)) => Some(inbox.after(&user, since).await),
+                        _ => None,
                     }
-                }
-                Some(_) => self.env.registry.do_send(Leave { id: self.id, room }),
-                None => {}
-            }
+                };
+                let (missed, ()) = futures_util::future::join(missed, mark).await;
+                Resumed(Outcome::Registered { ok, missed })
+            })
         }
-        self.registered = true;
-        self.watch_expiry(io);
-        self.pump(io);
-        self.unbusy(io);
     }
 
     /// Feeds the outcome of a [`Step`] back.
@@ -647,7 +548,13 @@ impl ClientCore {
                 inbox,
                 rooms,
             } => self.restored(inbox, rooms, io),
-            Outcome::Taken { pid, offset, taken } => self.recover(pid, offset, taken, io),
+            Outcome::Taken {
+                pid,
+                offset,
+                taken,
+                registered,
+            } => self.recover(pid, offset, taken, registered, io),
+            Outcome::HandoverTimeout { pid } => self.handover_timeout(pid, io),
             Outcome::Joined {
                 room,
                 id,

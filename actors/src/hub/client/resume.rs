@@ -1,21 +1,29 @@
-//! Session resume in the core, the same for both ways in (native `/ws` and Socket.IO): the
-//! session's [`Tracker`] (an offset for every event it writes, its rooms' cursors), the events
-//! that wait for the client's proofs ([`Paced`]), taking the record a reconnecting client
-//! names and resuming from it ([`ClientCore::restore`]), and keeping the session in Redis when
-//! its transport drops. The records, their Redis key and the offset arithmetic are in
-//! [`crate::features::session_resume`]; hosts only encode the offset and the token, carry
-//! proofs in their pings, and say when their transport dropped.
+//! Session resume in the core, the same for both ways in (native `/ws` and Socket.IO): taking
+//! the record a reconnecting client names and resuming from it ([`ClientCore::restore`]),
+//! taking a session over from the live connection that still holds its token (`takeover`),
+//! and keeping the session in Redis when its transport drops. The session's offsets and
+//! cursors are its [`Tracker`], paced by the client's proofs (`pacing.rs`); the records, their
+//! Redis key and the offset arithmetic are in [`crate::features::session_resume`]. Hosts only
+//! encode the offset and the token, carry proofs in their pings, and say when their transport
+//! dropped.
 //!
-//! A resumable session hands its client at most [`RING_MAX`] stream events and half its queue
-//! bound in bytes that the client has not proven it read; the rest waits here, in order, until
-//! a pong (a ping is sent for it). So a connection that died silently never takes more than
-//! the ring can place, and a replay of any size goes out as fast as the client reads it,
-//! without counting against the queue bound.
-//!
-//! [`RING_MAX`]: crate::features::session_resume::RING_MAX
+//! A resumable session's key in Redis always says where it is: its live mark while it lives
+//! (written with its registration), its record once kept (a transport drop, a slow consumer,
+//! a shutdown, or a takeover), nothing once it ended otherwise. A client that comes back
+//! before the hub noticed its drop finds the mark: its new session registers (so it hears the
+//! user's hub messages), asks the live one to hand over (`takeover`), and takes the record
+//! when the old session says it was kept (`takeover` with `kept`, sent after every save), or
+//! once [`HANDOVER_WAIT`] has passed.
 
+use std::time::Duration;
+
+use super::pacing::Resumable;
 use super::*;
-use crate::features::session_resume::{plan, Pid, Proof, Taken, Tracker};
+use crate::features::session_resume::{plan, Pid, ResumeStore, Taken, Tracker};
+use hub_wire::protocol::HubMessage;
+
+/// How long a resume waits for the live session holding its token to say it was kept.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 
 /// What a connecting client asks of session resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,65 +52,16 @@ impl From<protocol::ResumeAsk> for Ask {
     }
 }
 
-/// A resumable session's state: its tracker and what waits for the client's proofs.
-pub(super) struct Resumable {
-    pub(super) tracker: Tracker,
-    /// In order; empty (and unallocated) while the client keeps up.
-    paced: VecDeque<Paced>,
-}
-
-/// Something written to a resumable session that waits for room ([`Tracker::has_room`]).
-pub(super) enum Paced {
-    /// An event for `scope` (`order`: its stream id); `counted` bytes of it are in the
-    /// session's queued bytes (0 for a replay: its size is bounded by the reads, and it must
-    /// not count against the queue bound).
-    Event {
-        event: Arc<Outbound>,
-        scope: Scope,
-        order: Option<MessageId>,
-        counted: usize,
-    },
-    /// A `joined` reply: it moves the room's cursor, so it keeps its place among the events.
-    Joined {
-        room: RoomId,
-        info: JoinInfo,
-        last: Option<MessageId>,
-        id: Option<Value>,
-    },
-}
-
-impl Paced {
-    /// Its bytes, and whether it takes a ring entry.
-    fn size(&self) -> (usize, bool) {
-        match self {
-            Paced::Event {
-                event,
-                scope,
-                order,
-                ..
-            } => {
-                let stream = order.is_some() && !matches!(scope, Scope::Topic(_));
-                (event.native().len(), stream)
-            }
-            Paced::Joined { info, .. } => (joined_bytes(info), true),
-        }
-    }
-
-    fn counted(&self) -> usize {
-        match self {
-            Paced::Event { counted, .. } => *counted,
-            Paced::Joined { .. } => 0,
-        }
-    }
-}
-
-/// About the size of a `joined` frame.
-fn joined_bytes(info: &JoinInfo) -> usize {
-    128 + info
-        .history
-        .iter()
-        .map(|m| m.get().len() + 1)
-        .sum::<usize>()
+/// A resume waiting for the live session holding its token to hand it over.
+pub(super) struct Handover {
+    pid: Pid,
+    offset: Option<u64>,
+    /// The live session was asked (a `takeover` published).
+    asked: bool,
+    /// A `kept` for the token came before the ask.
+    noticed: bool,
+    /// The record is being taken again.
+    taking: bool,
 }
 
 /// "From now on" in stream ids (this host's clock).
@@ -113,17 +72,37 @@ fn now_id() -> MessageId {
     MessageId { ms, seq: 0 }
 }
 
+/// Takes the record of `pid` for `user` on a task of its own: when the session ends before it
+/// can use the record, the record is written back instead of being lost with the session.
+fn take(
+    store: ResumeStore,
+    pid: Pid,
+    user: String,
+) -> impl std::future::Future<Output = Result<Taken, HubError>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix::spawn(async move {
+        let taken = store.take(pid, &user).await;
+        if let Err(Ok(Taken::Record(record))) = tx.send(taken) {
+            put_back(&store, pid, &record).await;
+        }
+    });
+    async move {
+        rx.await
+            .unwrap_or_else(|_| Err(HubError::Redis("the take was abandoned".into())))
+    }
+}
+
+/// Writes a taken record back (the session that took it ended before using it).
+async fn put_back(store: &ResumeStore, pid: Pid, record: &crate::features::session_resume::Record) {
+    if let Err(e) = store.save(pid, record).await {
+        warn!("resume record {pid} taken by a session that ended, not written back: {e}");
+    }
+}
+
 impl ClientCore {
     /// What the client asked of session resume (`auth` may still ask instead).
     pub fn set_resume_ask(&mut self, ask: Option<Ask>) {
         self.resume_ask = ask;
-    }
-
-    fn start_tracking(&mut self, tracker: Tracker) {
-        self.resume = Some(Box::new(Resumable {
-            tracker,
-            paced: VecDeque::new(),
-        }));
     }
 
     /// Registers the authenticated session. When the hub keeps sessions and the client asked,
@@ -138,7 +117,7 @@ impl ClientCore {
         let inbox = self
             .inbox_since
             .map_or_else(|| Cursor::After(now_id()), Cursor::Seen);
-        self.start_tracking(Tracker::new(inbox));
+        self.resume = Some(Resumable::new(Tracker::new(inbox)));
         let Ask::Continue { pid, offset } = ask else {
             return self.register(io);
         };
@@ -146,32 +125,29 @@ impl ClientCore {
             self.count_resume("refused");
             return self.register(io);
         };
-        let user = self.user().to_owned();
         self.busy.get_or_insert_default();
-        // Taken on a task of its own: when the session ends before it can use the record, the
-        // record is written back instead of being lost with the session.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        actix::spawn(async move {
-            let taken = store.take(pid, &user).await;
-            if let Err(Ok(Taken::Record(record))) = tx.send(taken) {
-                put_back(&store, pid, &record).await;
-            }
-        });
+        let taken = take(store, pid, self.user().to_owned());
         io.spawn(Step::new(async move {
-            let taken = rx
-                .await
-                .unwrap_or_else(|_| Err(HubError::Redis("the take was abandoned".into())));
-            Resumed(Outcome::Taken { pid, offset, taken })
+            let taken = taken.await;
+            Resumed(Outcome::Taken {
+                pid,
+                offset,
+                taken,
+                registered: false,
+            })
         }));
     }
 
-    /// The record a resume asked for was read (and deleted when it was the user's): resumes
-    /// when the client's offset can be placed in it, otherwise connects normally.
+    /// The record a resume asked for was read (and replaced by this session's live mark when
+    /// it was the user's): resumes when the client's offset can be placed in it; asks the
+    /// live session holding the token to hand over; otherwise connects normally.
+    /// `registered`: the session registered already, waiting for a handover.
     pub(super) fn recover(
         &mut self,
         pid: Pid,
         offset: Option<u64>,
         taken: Result<Taken, HubError>,
+        registered: bool,
         io: &mut impl ClientIo,
     ) {
         let (id, user) = (self.id, self.user().to_owned());
@@ -185,11 +161,26 @@ impl ClientCore {
                 log::info!("session {id:x} of user {user}: resume refused: another user's token");
                 "refused"
             }
+            Ok(Taken::Live) => match self.handover.as_deref_mut() {
+                None => return self.await_handover(pid, offset, io),
+                Some(h) if !h.asked && h.noticed => return self.take_again(io),
+                Some(h) if !h.asked => return self.ask_handover(io),
+                Some(_) => {
+                    log::info!(
+                        "session {id:x} of user {user}: resume refused: the live session \
+                         holding the token did not hand it over within {HANDOVER_WAIT:?}"
+                    );
+                    "expired"
+                }
+            },
             Ok(Taken::Record(record)) => match offset.and_then(|o| Some((o, plan(&record, o)?))) {
                 Some((offset, plan)) => {
-                    self.start_tracking(Tracker::resumed(pid, &record, &plan, offset));
+                    self.handover = None;
+                    self.resume = Some(Resumable::new(Tracker::resumed(
+                        pid, &record, &plan, offset,
+                    )));
                     self.restoring = true;
-                    return self.restore(plan.inbox, plan.rooms, io);
+                    return self.restore(plan.inbox, plan.rooms, registered, io);
                 }
                 None => {
                     log::info!(
@@ -202,8 +193,174 @@ impl ClientCore {
                 }
             },
         };
+        self.handover = None;
         self.count_resume(refused);
-        self.register(io);
+        if registered {
+            let finish = self.registered_step();
+            io.spawn(Step::new(finish(true)));
+        } else {
+            self.register(io);
+        }
+    }
+
+    /// The token's session lives (or its instance died before keeping it): registers, so that
+    /// the user's hub messages reach this session, then takes the record again (the old
+    /// session may have been kept meanwhile) before asking it to hand over.
+    fn await_handover(&mut self, pid: Pid, offset: Option<u64>, io: &mut impl ClientIo) {
+        let Some(request) = self.registration(io) else {
+            return;
+        };
+        self.handover = Some(Box::new(Handover {
+            pid,
+            offset,
+            asked: false,
+            noticed: false,
+            taking: true,
+        }));
+        let (store, user) = (self.env.resume.clone(), self.user().to_owned());
+        io.spawn(Step::new(async move {
+            if request.await.is_err() {
+                return Resumed(Outcome::Registered {
+                    ok: false,
+                    missed: None,
+                });
+            }
+            let taken = match store {
+                Some(store) => take(store, pid, user).await,
+                None => Ok(Taken::Nothing),
+            };
+            Resumed(Outcome::Taken {
+                pid,
+                offset,
+                taken,
+                registered: true,
+            })
+        }));
+    }
+
+    /// Asks the live session holding the token to hand it over (`takeover`, on the user's
+    /// channel, heard by every instance holding the user), and gives it [`HANDOVER_WAIT`].
+    fn ask_handover(&mut self, io: &mut impl ClientIo) {
+        let Some(h) = self.handover.as_deref_mut() else {
+            return;
+        };
+        h.asked = true;
+        h.taking = false;
+        let pid = h.pid;
+        let (publisher, user) = (self.env.publisher.clone(), self.user().to_owned());
+        let id = self.id;
+        actix::spawn(async move {
+            let ask = HubMessage::Command(HubCommand::Takeover {
+                pid: pid.to_string(),
+                kept: false,
+            });
+            if let Err(e) = publisher.publish_hub(&user, &ask).await {
+                warn!("session {id:x}: takeover not asked: {e}");
+            }
+        });
+        io.spawn(Step::new(async move {
+            tokio::time::sleep(HANDOVER_WAIT).await;
+            Resumed(Outcome::HandoverTimeout { pid })
+        }));
+    }
+
+    /// Takes the record the handover waits for again.
+    fn take_again(&mut self, io: &mut impl ClientIo) {
+        let (Some(h), Some(store)) = (self.handover.as_deref_mut(), self.env.resume.clone()) else {
+            return;
+        };
+        h.taking = true;
+        let (pid, offset) = (h.pid, h.offset);
+        let taken = take(store, pid, self.user().to_owned());
+        io.spawn(Step::new(async move {
+            let taken = taken.await;
+            Resumed(Outcome::Taken {
+                pid,
+                offset,
+                taken,
+                registered: true,
+            })
+        }));
+    }
+
+    /// The live session did not say it was kept in time: one last take.
+    pub(super) fn handover_timeout(&mut self, pid: Pid, io: &mut impl ClientIo) {
+        if self
+            .handover
+            .as_deref()
+            .is_some_and(|h| h.pid == pid && !h.taking)
+        {
+            self.take_again(io);
+        }
+    }
+
+    /// A `takeover` hub message for `pid` (as written): without `kept`, this session closes
+    /// as replaced when it holds that token, kept for resume; with `kept`, a handover waiting
+    /// for it takes the record.
+    pub(super) fn on_takeover(
+        &mut self,
+        pid: &str,
+        kept: bool,
+        io: &mut impl ClientIo,
+    ) -> ControlFlow<()> {
+        let Some(pid) = Pid::parse(pid) else {
+            return ControlFlow::Continue(());
+        };
+        if kept {
+            if let Some(h) = self.handover.as_deref_mut().filter(|h| h.pid == pid) {
+                if !h.asked {
+                    h.noticed = true;
+                } else if !h.taking {
+                    self.take_again(io);
+                }
+            }
+            return ControlFlow::Continue(());
+        }
+        let holds = self.resume.as_ref().is_some_and(|r| r.tracker.pid == pid);
+        if !holds || !(self.registered || self.restoring) {
+            return ControlFlow::Continue(());
+        }
+        log::info!(
+            "session {:x} of user {}: replaced by a new connection with its resume token",
+            self.id,
+            self.user()
+        );
+        self.env.metrics.takeovers.inc();
+        self.keep_for_resume();
+        io.close(close::REPLACED, "replaced by a new connection");
+        ControlFlow::Break(())
+    }
+
+    /// Marks this resumable session live in Redis (see the module docs); a no-op future when
+    /// it is not resumable.
+    pub(super) fn live_mark(&self) -> LocalBoxFuture<'static, ()> {
+        let (Some(store), Some(r)) = (self.env.resume.clone(), self.resume.as_ref()) else {
+            return Box::pin(async {});
+        };
+        let (pid, user, id) = (r.tracker.pid, self.user().to_owned(), self.id);
+        Box::pin(async move {
+            if let Err(e) = store.mark_live(pid, &user).await {
+                warn!("session {id:x}: not marked live (a takeover will not find it): {e}");
+            }
+        })
+    }
+
+    /// The session ended without being kept: its live mark goes.
+    pub(super) fn forget_mark(&mut self) {
+        let Some(r) = self.resume.take() else {
+            return;
+        };
+        let Some(store) = self.env.resume.clone() else {
+            return;
+        };
+        if self.registered || self.restoring {
+            let pid = r.tracker.pid;
+            actix::spawn(async move {
+                if let Err(e) = store.forget(pid).await {
+                    warn!("{e}");
+                }
+            });
+        }
     }
 
     /// The session ended while its resume was being taken: a record it took goes back.
@@ -231,162 +388,156 @@ impl ClientCore {
         }
     }
 
-    /// What a ping sent now asks a resumable session's client to prove (`None`: not
-    /// resumable). Hosts carry it in their heartbeat pings too.
-    pub fn proof_point(&self) -> Option<Proof> {
-        self.resume.as_ref().map(|r| r.tracker.proof_point())
-    }
-
-    /// The client answered a ping that carried `proof`: it read everything sent before it.
-    /// What waited for that goes out.
-    pub fn proved(&mut self, proof: Proof, io: &mut impl ClientIo) {
-        if let Some(r) = self.resume.as_mut() {
-            r.tracker.prove(proof);
-            self.pump(io);
-        }
-    }
-
-    /// Writes an event the client wants: at once, or in a resumable session after what waits
-    /// for room. A live event that waits counts against the queue bound.
-    pub(super) fn write(&mut self, delivery: Delivery, io: &mut impl ClientIo) {
-        let counted = delivery.cost();
-        let Delivery {
-            item: Item::Event(event),
-            scope,
-            order,
-        } = delivery
-        else {
-            return;
-        };
-        let Some(r) = self.resume.as_mut() else {
-            return io.deliver(&event, None);
-        };
-        if !self.queued.try_add(counted) {
-            return io.kick(KickReason::QueueFull);
-        }
-        r.paced.push_back(Paced::Event {
-            event,
-            scope,
-            order,
-            counted,
-        });
-        self.pump(io);
-    }
-
-    /// Writes a replayed event (`order` its stream id): at once, or in a resumable session
-    /// after what waits, without counting against the queue bound.
-    pub(super) fn write_replay(
+    /// Registers a resumed session: rejoins `rooms` (through the registry, as joins do) and
+    /// reads what followed each cursor, then answers `Connected` with `recovered: true` and
+    /// writes the missed notifications, then each room's missed messages (room by room, in
+    /// the order given), before any live event. When any read is incomplete (a gap longer
+    /// than the history or inbox keeps), the rooms are left and `recovered` is false: a
+    /// normal connect, except that the notifications read are still written (as with
+    /// `since`).
+    ///
+    /// `registered`: the session is registered already (it waited for a live session to hand
+    /// the token over).
+    pub(super) fn restore(
         &mut self,
-        event: Arc<Outbound>,
-        scope: Scope,
-        order: MessageId,
+        inbox: Cursor,
+        rooms: Vec<(RoomId, Cursor)>,
+        registered: bool,
         io: &mut impl ClientIo,
     ) {
-        match self.resume.as_mut() {
-            None => io.deliver(&event, None),
-            Some(r) => r.paced.push_back(Paced::Event {
-                event,
-                scope,
-                order: Some(order),
-                counted: 0,
-            }),
-        }
-    }
-
-    /// Answers `joined`: at once, or in a resumable session in its place among the events,
-    /// with its offset.
-    pub(super) fn write_joined(
-        &mut self,
-        room: RoomId,
-        info: JoinInfo,
-        last: Option<MessageId>,
-        id: Option<Value>,
-        io: &mut impl ClientIo,
-    ) {
-        match self.resume.as_mut() {
-            None => io.reply(Reply::Joined { room, info, last }, id),
-            Some(r) => {
-                r.paced.push_back(Paced::Joined {
-                    room,
-                    info,
-                    last,
-                    id,
-                });
-                self.pump(io);
-            }
-        }
-    }
-
-    /// Writes what waits, in order, while the client has room; asks for a proof when it
-    /// runs short.
-    pub(super) fn pump(&mut self, io: &mut impl ClientIo) {
-        let window = self.env.limits.queue_bytes / 2;
-        loop {
-            let Some(r) = self.resume.as_mut() else {
+        let register = if registered {
+            None
+        } else {
+            let Some(request) = self.registration(io) else {
                 return;
             };
-            let Some(next) = r.paced.front() else {
-                break;
-            };
-            let (bytes, stream) = next.size();
-            if !r.tracker.has_room(bytes, stream, window) {
-                break;
-            }
-            let next = r.paced.pop_front().expect("checked");
-            self.queued.sub(next.counted());
-            self.emit(next, io);
-        }
-        let Some(r) = self.resume.as_mut() else {
-            return;
+            Some(request)
         };
-        let blocked = !r.paced.is_empty();
-        if r.tracker.should_ask(blocked, window) {
-            r.tracker.asked();
-            io.ping(r.tracker.proof_point());
-        }
-        if !blocked && r.paced.capacity() > 0 {
-            r.paced = VecDeque::new();
-        }
+        self.busy.get_or_insert_default();
+        let (id, env, user) = (self.id, self.env.clone(), self.user().to_owned());
+        let registry = env.registry.clone();
+        io.spawn(Step::new(async move {
+            if let Some(register) = register {
+                if register.await.is_err() {
+                    let inbox = Err(HubError::Redis("registry unavailable".into()));
+                    return Resumed(Outcome::Restored {
+                        ok: false,
+                        inbox,
+                        rooms: Vec::new(),
+                    });
+                }
+            }
+            // Every room subscribed before reading: what the reads miss arrives live.
+            let joins = rooms.iter().map(|(room, _)| {
+                registry.send(Join {
+                    id,
+                    room: room.clone(),
+                })
+            });
+            let joined = futures_util::future::join_all(joins).await;
+            let _turn = env.join_reads.acquire().await;
+            let reads = rooms.iter().zip(&joined).map(|((room, cursor), joined)| {
+                let history = &env.history;
+                async move {
+                    match joined {
+                        Ok(_) => Some(history.since(room, *cursor).await),
+                        Err(_) => None,
+                    }
+                }
+            });
+            let (inbox, reads) = futures_util::future::join(
+                env.inbox.since(&user, inbox),
+                futures_util::future::join_all(reads),
+            )
+            .await;
+            let rooms = rooms.into_iter().map(|(room, _)| room).zip(reads).collect();
+            Resumed(Outcome::Restored {
+                ok: true,
+                inbox,
+                rooms,
+            })
+        }));
     }
 
-    /// Writes one paced item with its offset.
-    fn emit(&mut self, item: Paced, io: &mut impl ClientIo) {
-        match item {
-            Paced::Event {
-                event,
-                scope,
-                order,
-                ..
-            } => {
-                if !self.still_wanted(&scope) {
-                    self.env.metrics.dropped_deliveries.inc();
-                    return;
+    /// The reads of a [`ClientCore::restore`] are back.
+    pub(super) fn restored(
+        &mut self,
+        inbox: Result<Recent, HubError>,
+        rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        io: &mut impl ClientIo,
+    ) {
+        self.tracked = true;
+        self.restoring = false;
+        let Some(identity) = self.identity.clone() else {
+            return;
+        };
+        let complete =
+            |read: &Result<Recent, HubError>| matches!(read, Ok(r) if r.recovered == Some(true));
+        let recovered = complete(&inbox)
+            && rooms
+                .iter()
+                .all(|(_, read)| read.as_ref().is_some_and(complete));
+        if !recovered {
+            if let Some(r) = self.resume.as_mut() {
+                // A new token: the old one's mark goes, the new one is marked live.
+                let old = r.tracker.pid;
+                r.tracker.restart();
+                if let Some(store) = self.env.resume.clone() {
+                    let mark = self.live_mark();
+                    actix::spawn(async move {
+                        let _ = store.forget(old).await;
+                        mark.await;
+                    });
                 }
-                let Some(r) = self.resume.as_mut() else {
-                    return;
-                };
-                let from = match (&scope, order) {
-                    (Scope::User, Some(id)) => Some((None, id)),
-                    (Scope::Room(room), Some(id)) => Some((Some(room), id)),
-                    _ => None,
-                };
-                let offset = r.tracker.next(from, event.native().len());
-                io.deliver(&event, Some(offset));
-            }
-            Paced::Joined {
-                room,
-                mut info,
-                last,
-                id,
-            } => {
-                let Some(r) = self.resume.as_mut() else {
-                    return;
-                };
-                let cursor = last.map_or(Cursor::After(MessageId::default()), Cursor::Seen);
-                info.offset = Some(r.tracker.joined(&room, cursor, joined_bytes(&info)));
-                io.reply(Reply::Joined { room, info, last }, id);
             }
         }
+        self.count_resume(if recovered { "recovered" } else { "incomplete" });
+        let inbox = inbox
+            .map_err(|e| {
+                self.env.metrics.inbox_read_errors.inc();
+                warn!(
+                    "session {:x}: the inbox could not be read again: {e}",
+                    self.id
+                )
+            })
+            .ok();
+        io.reply(
+            Reply::Connected {
+                session_id: format!("{}-{:x}", self.env.instance_id, self.id),
+                user_id: identity.user_id.clone(),
+                resumption: self.resumption(None, recovered),
+            },
+            None,
+        );
+        if let Some(inbox) = inbox {
+            self.env
+                .metrics
+                .notifications_replayed
+                .inc_by(inbox.messages.len() as u64);
+            replay(self, OutKind::Notification, &Scope::User, &inbox, io);
+            self.inbox_replayed = inbox.ids;
+        }
+        for (room, read) in rooms {
+            match read {
+                Some(Ok(read)) if recovered => {
+                    let scope = Scope::Room(room.clone());
+                    self.rooms.push(JoinedRoom {
+                        room,
+                        delivered: Vec::new(),
+                    });
+                    replay(self, OutKind::Chat, &scope, &read, io);
+                    if let Some(joined) = self.rooms.last_mut() {
+                        joined.delivered = read.ids;
+                    }
+                }
+                Some(_) => self.env.registry.do_send(Leave { id: self.id, room }),
+                None => {}
+            }
+        }
+        self.registered = true;
+        self.watch_expiry(io);
+        self.pump(io);
+        self.unbusy(io);
     }
 
     /// The transport dropped (not a goodbye, not a close by the hub for the client's fault,
@@ -419,16 +570,5 @@ impl ClientCore {
                 .with_label_values(&[result])
                 .inc();
         });
-    }
-}
-
-/// Writes a taken record back (the session that took it ended before using it).
-async fn put_back(
-    store: &crate::features::session_resume::ResumeStore,
-    pid: Pid,
-    record: &crate::features::session_resume::Record,
-) {
-    if let Err(e) = store.save(pid, record).await {
-        warn!("resume record {pid} taken by a session that ended, not written back: {e}");
     }
 }
