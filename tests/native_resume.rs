@@ -10,11 +10,11 @@ mod common;
 
 use common::{
     eventually, hub,
-    resume::{chat, kept, marked_live, notify, record_exists, resume_key, Loss},
+    resume::{chat, kept, marked_live, notify, record_exists, resume_key, rita, Loss},
     Client, Hub, Redis,
 };
 use jsonwebtoken::{encode, EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A resuming client: what it saw (notification titles and chat messages, in order) and the
 /// offsets of its events.
@@ -53,13 +53,6 @@ impl Seen {
     fn last_offset(&self) -> u64 {
         *self.offsets.last().expect("an event seen")
     }
-}
-
-/// Connects `rita` to `hub` with `query` after `userId=rita&`; the client and `connected`.
-async fn rita(hub: &Hub, query: &str) -> (Client, Value) {
-    let mut client = Client::connect(&hub.ws_url(&format!("userId=rita&{query}"))).await;
-    let connected = client.recv_type("connected").await;
-    (client, connected)
 }
 
 /// Connects to `first`, loses the connection, sends while the client is away, resumes on

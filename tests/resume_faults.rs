@@ -9,59 +9,17 @@ mod sio_common;
 
 use common::{
     eventually, hub,
-    resume::{chat, kept, notify, notify_with},
-    Client, Hub, RawClient, Redis,
+    resume::{
+        chat, kept, notify, notify_with, reset, resume_native, rita, silent_rita, silent_sio_rita,
+    },
+    Client, RawClient, Redis,
 };
 use serde_json::{json, Value};
-use sio_common::Ws;
+use sio_common::{resume_sio, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The inbox keeps more than the tests send (the default keeps 100).
 const INBOX: (&str, &str) = ("HUB_INBOX_MAXLEN", "1000");
-
-/// Connects `rita` with `query` after `userId=rita&`; the client and its `connected`.
-async fn rita(hub: &Hub, query: &str) -> (Client, Value) {
-    let mut client = Client::connect(&hub.ws_url(&format!("userId=rita&{query}"))).await;
-    let connected = client.recv_type("connected").await;
-    (client, connected)
-}
-
-/// A resumable `rita` on a bare socket with a receive buffer of `rcvbuf` bytes, which reads
-/// nothing after `connected` (nor answers pings); the client and its resume token.
-async fn silent_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
-    let mut raw = RawClient::connect_with_rcvbuf(hub.port, "userId=rita&resume=true", rcvbuf).await;
-    let connected: Value = serde_json::from_str(&raw.read_frames_until_text().await).unwrap();
-    assert_eq!(connected["type"], "connected", "{connected}");
-    let token = connected["resume"].as_str().expect("a resume token");
-    (raw, token.to_owned())
-}
-
-/// A Socket.IO `rita` on a bare WebSocket with a receive buffer of `rcvbuf` bytes, which reads
-/// nothing after the CONNECT reply; the client and its `pid`.
-async fn silent_sio_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
-    let path = "/socket.io/?EIO=4&transport=websocket";
-    let mut raw = RawClient::connect_to_with_rcvbuf(hub.port, path, rcvbuf).await;
-    assert!(raw.read_frames_until_text().await.starts_with('0'), "open");
-    raw.send_text(r#"40{"userId":"rita"}"#).await;
-    let reply = raw.read_frames_until_text().await;
-    let reply: Value =
-        serde_json::from_str(reply.strip_prefix("40").expect("CONNECT reply")).unwrap();
-    (raw, reply["pid"].as_str().expect("a pid").to_owned())
-}
-
-/// Ends a connection with a reset, as a dead network's connection ends for the hub.
-fn reset(raw: RawClient) {
-    raw.stream.set_zero_linger().unwrap();
-    drop(raw);
-}
-
-/// Resumes `rita`'s native session `token` from `offset`; asserts it resumed.
-async fn resume_native(hub: &Hub, token: &str, offset: u64) -> Client {
-    let (client, connected) = rita(hub, &format!("resume={token}&offset={offset}")).await;
-    assert_eq!(connected["resumed"], true, "{connected}");
-    assert_eq!(connected["resume"], token, "{connected}");
-    client
-}
 
 /// Reads `n` notifications and checks they are titled `0..n`, in order, with growing offsets.
 async fn notifications_in_order(client: &mut Client, n: usize) {
@@ -73,17 +31,6 @@ async fn notifications_in_order(client: &mut Client, n: usize) {
         assert!(offset > last, "offsets grow: {last} then {frame}");
         last = offset;
     }
-}
-
-/// Resumes `rita`'s Socket.IO session `pid` from `offset`; asserts it resumed.
-async fn resume_sio(hub: &Hub, pid: &str, offset: &str) -> Ws {
-    let (mut ws, _) = Ws::open(hub.port, "/socket.io/").await;
-    let auth = json!({"userId": "rita", "pid": pid, "offset": offset});
-    ws.send(&format!("40{auth}")).await;
-    let reply = ws.text().await;
-    let reply: Value = serde_json::from_str(reply.strip_prefix("40").unwrap()).unwrap();
-    assert_eq!(reply["pid"], pid, "recovered: {reply}");
-    ws
 }
 
 /// Reads `n` Socket.IO notifications and checks they are titled `0..n`, in order, each with

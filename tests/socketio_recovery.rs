@@ -233,11 +233,7 @@ async fn after_the_window_the_client_connects_anew() {
 
 /// Opens a WebSocket Engine.IO session and CONNECTs with `auth`; the CONNECT reply.
 async fn connect(hub: &Hub, auth: Value) -> (Ws, Value) {
-    let (mut ws, _) = Ws::open(hub.port, "/socket.io/").await;
-    ws.send(&format!("40{auth}")).await;
-    let text = ws.text().await;
-    let reply = serde_json::from_str(text.strip_prefix("40").expect("a CONNECT reply")).unwrap();
-    (ws, reply)
+    sio_common::connect_with(hub.port, &auth).await
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! What the session resume tests share (native `/ws` and Socket.IO): notifications through
 //! the inbox, chat that is surely in the history, and the resume records in Redis.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::{eventually, notification, Client, Redis};
+use super::{eventually, notification, Client, Hub, RawClient, Redis};
 
 /// `FCALL relay_notify`, as a service sends a notification through the inbox.
 pub async fn notify(redis: &Redis, user: &str, title: &str) {
@@ -78,4 +78,48 @@ pub enum Loss {
     Drop,
     /// The hub it is connected to shuts down (SIGTERM).
     Shutdown,
+}
+
+/// Connects `rita` with `query` after `userId=rita&`; the client and its `connected`.
+pub async fn rita(hub: &Hub, query: &str) -> (Client, Value) {
+    let mut client = Client::connect(&hub.ws_url(&format!("userId=rita&{query}"))).await;
+    let connected = client.recv_type("connected").await;
+    (client, connected)
+}
+
+/// A resumable `rita` on a bare socket with a receive buffer of `rcvbuf` bytes, which reads
+/// nothing after `connected` (nor answers pings); the client and its resume token.
+pub async fn silent_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
+    let mut raw = RawClient::connect_with_rcvbuf(hub.port, "userId=rita&resume=true", rcvbuf).await;
+    let connected: Value = serde_json::from_str(&raw.read_frames_until_text().await).unwrap();
+    assert_eq!(connected["type"], "connected", "{connected}");
+    let token = connected["resume"].as_str().expect("a resume token");
+    (raw, token.to_owned())
+}
+
+/// A Socket.IO `rita` on a bare WebSocket with a receive buffer of `rcvbuf` bytes, which reads
+/// nothing after the CONNECT reply; the client and its `pid`.
+pub async fn silent_sio_rita(hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
+    let path = "/socket.io/?EIO=4&transport=websocket";
+    let mut raw = RawClient::connect_to_with_rcvbuf(hub.port, path, rcvbuf).await;
+    assert!(raw.read_frames_until_text().await.starts_with('0'), "open");
+    raw.send_text(r#"40{"userId":"rita"}"#).await;
+    let reply = raw.read_frames_until_text().await;
+    let reply: Value =
+        serde_json::from_str(reply.strip_prefix("40").expect("CONNECT reply")).unwrap();
+    (raw, reply["pid"].as_str().expect("a pid").to_owned())
+}
+
+/// Ends a connection with a reset, as a dead network's connection ends for the hub.
+pub fn reset(raw: RawClient) {
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw);
+}
+
+/// Resumes `rita`'s native session `token` from `offset`; asserts it resumed.
+pub async fn resume_native(hub: &Hub, token: &str, offset: u64) -> Client {
+    let (client, connected) = rita(hub, &format!("resume={token}&offset={offset}")).await;
+    assert_eq!(connected["resumed"], true, "{connected}");
+    assert_eq!(connected["resume"], token, "{connected}");
+    client
 }

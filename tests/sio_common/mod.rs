@@ -449,3 +449,21 @@ impl Ws {
         }
     }
 }
+
+/// Opens a WebSocket-only Engine.IO session on a hub and CONNECTs with `auth`; the session and
+/// the CONNECT reply.
+pub async fn connect_with(port: u16, auth: &Value) -> (Ws, Value) {
+    let (mut ws, _) = Ws::open(port, "/socket.io/").await;
+    ws.send(&format!("40{auth}")).await;
+    let text = ws.text().await;
+    let reply = serde_json::from_str(text.strip_prefix("40").expect("a CONNECT reply")).unwrap();
+    (ws, reply)
+}
+
+/// Resumes `rita`'s Socket.IO session `pid` from `offset`; asserts it resumed.
+pub async fn resume_sio(hub: &crate::common::Hub, pid: &str, offset: &str) -> Ws {
+    let auth = serde_json::json!({"userId": "rita", "pid": pid, "offset": offset});
+    let (ws, reply) = connect_with(hub.port, &auth).await;
+    assert_eq!(reply["pid"], pid, "recovered: {reply}");
+    ws
+}
