@@ -15,9 +15,11 @@
 //! session's other events, and never costs the session its connection. A chat append is in
 //! flight the same way (without holding events), so a client's messages keep its order.
 //!
-//! Session resume ([`ClientCore::connect`]) lives here too, so both hosts resume alike: the
-//! core numbers the events it writes (the host encodes the number), and takes and restores
-//! records.
+//! Session resume ([`ClientCore::connect`], `resume.rs`) lives here too, so both hosts resume
+//! alike: the core numbers the events it writes (the host encodes the number), paces what a
+//! resumable session sends by its client's proofs (`pacing.rs`; the host carries them in its
+//! pings), takes and restores records, and takes a live session over from its token. Hub
+//! commands (`disconnect`, `takeover`) act at once; only the client's events wait.
 
 use std::{borrow::Cow, collections::VecDeque, ops::ControlFlow, sync::Arc, time::Instant};
 
