@@ -12,6 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startBalancer } from './balancer.mjs';
+import { metric as hubMetric, until } from './harness.mjs';
 
 const [hubUrl, outDir, balancerPort] = process.argv.slice(2);
 if (!hubUrl || !outDir || !balancerPort) {
@@ -143,7 +144,7 @@ async function main() {
     balancer.hold();
     check("Alice's connection reset at the socket", balancer.cut() === 1);
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: WAIT });
-    while ((await saves()) === savedBefore) await new Promise((r) => setTimeout(r, 50));
+    await until('the hub to keep her session', async () => (await saves()) > savedBefore);
     await say(bob, 'during the drop');
     await waitForText(bob, 'during the drop');
     balancer.release();
@@ -204,11 +205,7 @@ async function main() {
 }
 
 /** The value of one sample of the hub's /metrics (0 when absent). */
-async function metric(sample) {
-  const text = await (await fetch(hubUrl + '/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
+const metric = (sample) => hubMetric(hubUrl, sample);
 
 main().then(
   () => {

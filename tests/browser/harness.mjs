@@ -4,6 +4,7 @@
 // Protocol with the Rust side (tests/common/browser.rs): the scenario prints one JSON line per
 // ask, {"ask": "...", ...}, and reads the answer as one JSON line on stdin; at the end it prints
 // its report, {"ok": true, "checks": [...]} or {"ok": false, "error": ...}.
+import { request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -17,11 +18,12 @@ export function check(name, ok, detail) {
   if (!ok) throw new Error(`check failed: ${name}${detail === undefined ? '' : ` (${JSON.stringify(detail)})`}`);
 }
 
-const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+let answers = null;
 
 /** Asks the Rust side to do something (`{ask: 'restart', ...}`); resolves with its answer. */
 export async function ask(request) {
   process.stdout.write(JSON.stringify(request) + '\n');
+  answers ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
   const { value, done } = await answers.next();
   if (done) throw new Error(`no answer to ${JSON.stringify(request)}`);
   return JSON.parse(value);
@@ -47,26 +49,35 @@ export function watchErrors(page, name) {
   });
 }
 
+/**
+ * One HTTP request on a connection of its own (a kept-alive connection the hub closed while a
+ * scenario waited would fail the next request); resolves with {status, body}.
+ */
+export function http(url, method = 'GET', body = undefined) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, agent: false, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
 /** POSTs JSON to a hub's API; returns the parsed answer (throws on a non-2xx status). */
 export async function post(hubUrl, path, body) {
-  const res = await fetch(hubUrl + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`POST ${path} answered ${res.status}: ${text}`);
-  return JSON.parse(text);
+  const res = await http(hubUrl + path, 'POST', body);
+  if (res.status < 200 || res.status > 299) throw new Error(`POST ${path} answered ${res.status}: ${res.body}`);
+  return JSON.parse(res.body);
 }
 
 /** The value of one sample of a hub's /metrics (0 when absent). */
 export async function metric(hubUrl, sample) {
-  const text = await (await fetch(hubUrl + '/metrics')).text();
-  for (const line of text.split('\n')) {
-    const at = line.lastIndexOf(' ');
-    if (!line.startsWith('#') && line.slice(0, at) === sample) return Number(line.slice(at + 1));
-  }
-  return 0;
+  const { body } = await http(hubUrl + '/metrics');
+  const line = body.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
 }
 
 /** Polls `probe` until it returns something truthy (an HTTP-side condition, not a page's). */
