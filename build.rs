@@ -27,7 +27,9 @@ fn main() {
             .filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 !name.starts_with('.')
-                    && extensions.iter().any(|ext| name.ends_with(&format!(".{ext}")))
+                    && extensions
+                        .iter()
+                        .any(|ext| name.ends_with(&format!(".{ext}")))
             })
             .collect();
         files.sort();
@@ -35,7 +37,10 @@ fn main() {
             "/// The files of `{dir}/`: (name, contents).\npub(crate) static {constant}: &[(&str, &[u8])] = &[\n"
         ));
         for file in files {
-            let name = file.file_name().and_then(|n| n.to_str()).expect("a UTF-8 name");
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a UTF-8 name");
             out.push_str(&format!(
                 "    ({name:?}, include_bytes!({:?})),\n",
                 file.display().to_string()

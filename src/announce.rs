@@ -28,13 +28,12 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
             false,
             match &config.pages {
                 Pages::Embedded => format!("  demo page:  {base}/"),
-                Pages::Dir(dir) => format!("  demo page:  {base}/   (pages from {})", dir.display()),
+                Pages::Dir(dir) => {
+                    format!("  demo page:  {base}/   (pages from {})", dir.display())
+                }
             },
         ),
-        (
-            false,
-            format!("  client:     {base}/client/relay-hub.js"),
-        ),
+        (false, format!("  client:     {base}/client/relay-hub.js")),
         (false, format!("  dashboard:  {base}/dashboard.html")),
         (
             false,
@@ -123,6 +122,7 @@ mod tests {
         for want in [
             "http://127.0.0.1:8080/",
             "http://127.0.0.1:8080/dashboard.html",
+            "http://127.0.0.1:8080/client/relay-hub.js",
             "http://127.0.0.1:8080/health",
             "auth:       DEV",
         ] {

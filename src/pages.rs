@@ -54,7 +54,13 @@ mod tests {
             set.iter().map(|(n, _)| *n).collect()
         };
         let (pages, client) = (names(PAGES), names(CLIENT));
-        for page in ["index.html", "app.js", "dashboard.html", "dashboard.js", "style.css"] {
+        for page in [
+            "index.html",
+            "app.js",
+            "dashboard.html",
+            "dashboard.js",
+            "style.css",
+        ] {
             assert!(pages.contains(&page), "{page} in {pages:?}");
         }
         for file in ["relay-hub.js", "client.js", "backoff.js", "state.js"] {

@@ -69,8 +69,10 @@ pub struct Hubs {
 impl Hubs {
     /// Starts one hub per port, each with `env`.
     pub async fn start(redis_url: String, ports: &[u16], env: &[(&str, &str)]) -> Hubs {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut slots = Vec::new();
         for &port in ports {
             let mut slot = Slot {
@@ -130,7 +132,12 @@ async fn start_slot(redis_url: &str, slot: &Slot) -> Hub {
 
 /// Runs `node tests/browser/{script} {args...}`, carrying out its asks on `hubs`; returns its
 /// report after checking that it passed and checked at least `min_checks` things.
-pub async fn run_scenario(script: &str, args: &[String], hubs: &mut Hubs, min_checks: usize) -> Value {
+pub async fn run_scenario(
+    script: &str,
+    args: &[String],
+    hubs: &mut Hubs,
+    min_checks: usize,
+) -> Value {
     require_tools();
     let mut child = tokio::process::Command::new("node")
         .arg(script_dir().join(script))
@@ -182,7 +189,10 @@ pub async fn run_scenario(script: &str, args: &[String], hubs: &mut Hubs, min_ch
     );
     assert!(status.success(), "node exited with {status}");
     let checks = report["checks"].as_array().expect("checks");
-    assert!(checks.len() >= min_checks, "every step was checked: {pretty}");
+    assert!(
+        checks.len() >= min_checks,
+        "every step was checked: {pretty}"
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{pretty}");
     report
 }
