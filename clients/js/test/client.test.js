@@ -2,7 +2,7 @@
 // tests/client_browser.rs run it against real hubs): what it sends when it connects, joins and
 // reconnects, what it delivers, and what each close code leads to.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { afterEach, test } from 'node:test';
 import { RelayHub } from '../src/relay-hub.js';
 
 /** A WebSocket the test plays the hub for. */
@@ -36,11 +36,16 @@ async function until(what, check) {
 }
 const nextSocket = (n) => until(`socket ${n}`, () => FakeSocket.all[n]);
 
+/** Every client a test made: disconnected after it, so that no timer outlives the test. */
+const made = [];
+afterEach(() => { for (const hub of made.splice(0)) hub.disconnect(); });
+
 function client(options = {}) {
   FakeSocket.all = [];
   const hub = new RelayHub('ws://hub.test/ws', {
     userId: 'u1', WebSocket: FakeSocket, minReconnectDelay: 1, maxReconnectDelay: 2, pingInterval: 0, ...options,
   });
+  made.push(hub);
   const log = [];
   for (const e of ['state', 'connected', 'disconnected', 'joined', 'notification', 'chat-message', 'presence', 'ai-chunk', 'error']) {
     hub.on(e, (payload) => log.push([e, payload]));
