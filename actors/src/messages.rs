@@ -14,7 +14,7 @@ use crate::{
     common::queued::{KickReason, QueuedBytes},
 };
 
-use hub_wire::protocol::{Member, MessageId, RoomId, Topic, UserId};
+use hub_wire::protocol::{HubCommand, Member, MessageId, RoomId, Topic, UserId};
 
 /// Identifies a session within an instance.
 pub type SessionId = u64;
@@ -170,14 +170,35 @@ pub enum Target {
     Topic(Topic),
 }
 
-/// An event, encoded once per wire protocol, for every local session matching `target`.
+/// What a dispatch brings each of its recipient sessions, shared by all of them.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// An event for the client, encoded once per wire protocol.
+    Event(Arc<Outbound>),
+    /// A hub command for the session core to act on (parsed once; see
+    /// [`hub_wire::protocol::HubMessage`]).
+    Command(Arc<HubCommand>),
+}
+
+impl Item {
+    /// The bytes it will put on a client's socket (0 for a command).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Item::Event(event) => event.native().len(),
+            Item::Command(_) => 0,
+        }
+    }
+}
+
+/// An event, encoded once per wire protocol, or a hub command, for every local session
+/// matching `target`.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Dispatch {
     /// Recipients.
     pub target: Target,
-    /// The event, shared by every recipient.
-    pub event: Arc<Outbound>,
+    /// The event or command, shared by every recipient.
+    pub item: Item,
     /// The history id of a chat message (sessions that just received it in `joined` drop
     /// the live copy).
     pub order: Option<MessageId>,
@@ -283,11 +304,11 @@ pub enum Scope {
     Topic(Topic),
 }
 
-/// One event for one session, and what it was addressed to.
+/// One event (or hub command) for one session, and what it was addressed to.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    /// The event, encoded once per wire protocol and shared by every recipient.
-    pub event: Arc<Outbound>,
+    /// The event or command, shared by every recipient.
+    pub item: Item,
     /// What it was addressed to.
     pub scope: Scope,
     /// The history id of a chat message, if it has one.
@@ -329,7 +350,7 @@ impl Deliver {
 impl Delivery {
     /// What the delivery counts against the session's queue bound.
     pub fn cost(&self) -> usize {
-        self.event.native().len() + crate::common::queued::DELIVERY_OVERHEAD
+        self.item.bytes() + crate::common::queued::DELIVERY_OVERHEAD
     }
 }
 

@@ -12,6 +12,7 @@ mod cache;
 mod chat;
 pub mod jobs;
 mod notify;
+mod users;
 
 use actix_web::{
     body::MessageBody,
@@ -274,6 +275,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(chat::configure)
             .configure(cache::configure)
             .configure(analytics::configure)
+            .configure(users::configure)
             .default_service(web::to(no_such_route)),
     );
 }

@@ -2,7 +2,7 @@
 //! `user:notifications:{userId}` (one Redis function, see `hub_actors::features::inbox`).
 
 use actix_web::{web, HttpResponse};
-use hub_wire::protocol::{now_ms, parse_inbound, USER_PREFIX};
+use hub_wire::protocol::{now_ms, parse_inbound, HUB_KEY, USER_PREFIX};
 use log::warn;
 use serde_json::{json, Map, Value};
 
@@ -28,6 +28,11 @@ async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult 
             ))
         }
     };
+    if payload.contains_key(HUB_KEY) {
+        return Err(ApiError::bad_request(format!(
+            "`{HUB_KEY}` is reserved for the hub's own messages; leave it out"
+        )));
+    }
     let channel = format!("{USER_PREFIX}{user}");
     payload.remove("inboxId"); // set by the inbox
     let bytes = serde_json::to_vec(&payload).expect("JSON maps serialize");

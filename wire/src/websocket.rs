@@ -28,6 +28,8 @@ pub mod close {
     pub const UNAUTHORIZED: u16 = 4001;
     /// The session's token expired and no fresh one came (`auth` frame) before.
     pub const TOKEN_EXPIRED: u16 = 4002;
+    /// The application disconnected the user (`POST /api/users/{userId}/disconnect`).
+    pub const DISCONNECTED: u16 = 4003;
 }
 
 /// Something the peer sent, decoded.

@@ -97,6 +97,11 @@ fn check_inbound(channel: &str, payload: &[u8]) {
             assert_eq!(original["event"], event.event.as_str());
             return;
         }
+        Inbound::Hub { user, message } => {
+            assert_eq!(channel, format!("user:notifications:{user}"));
+            assert_eq!(original["$hub"], message.kind());
+            return;
+        }
     };
     let frame: Value = serde_json::from_slice(frame).expect("frames are JSON");
     assert!(frame["type"].is_string());
@@ -145,7 +150,8 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("room-1"),
             Just("12"),
             Just("alice"),
-            Just("cache")
+            Just("cache"),
+            Just("disconnect")
         ]
         .prop_map(Value::from),
     ];
@@ -192,6 +198,7 @@ fn payload_like() -> impl Strategy<Value = Vec<u8>> {
         "data",
         "result",
         "error",
+        "$hub",
     ]);
     prop::collection::vec((keys, json_value()), 0..10).prop_map(|fields| {
         let map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();

@@ -171,6 +171,8 @@ pub struct Metrics {
     pub token_expiries: IntCounter,
     /// Fresh tokens accepted on live sessions.
     pub token_refreshes: IntCounter,
+    /// Sessions closed by a `disconnect` hub message (`POST /api/users/{id}/disconnect`).
+    pub user_disconnects: IntCounter,
     by_type: BytesByType,
     topic_subscribers: Vec<IntGauge>,
 }
@@ -476,6 +478,11 @@ impl Metrics {
                 &r,
                 "hub_token_refreshes_total",
                 "Fresh tokens accepted on live sessions",
+            ),
+            user_disconnects: counter(
+                &r,
+                "hub_user_disconnects_total",
+                "Sessions closed by POST /api/users/{userId}/disconnect (a disconnect hub message)",
             ),
             by_type: BytesByType::new(&r),
             topic_subscribers: topic_gauges(&r),

@@ -9,7 +9,7 @@ use hub_store::{Conn, ConnSettings, Store};
 
 use crate::{common::error::HubError, common::metrics::Metrics};
 
-use hub_wire::protocol::ChannelKind;
+use hub_wire::protocol::{ChannelKind, HubMessage, USER_PREFIX};
 
 /// A cheap-to-clone handle for `PUBLISH` and other commands.
 #[derive(Clone)]
@@ -51,6 +51,15 @@ impl Publisher {
             self.metrics.publish_errors.inc();
             HubError::Redis(format!("publish {channel}: {e}"))
         })
+    }
+
+    /// Sends a hub message to every session of `user` on every instance: a plain publish on
+    /// the user's channel (`SPUBLISH` on a cluster), never through the inbox (it is no
+    /// notification, and a reconnecting client must not get it replayed). Returns how many
+    /// instances hold the user.
+    pub async fn publish_hub(&self, user: &str, message: &HubMessage) -> Result<usize, HubError> {
+        let channel = format!("{USER_PREFIX}{user}");
+        self.publish(&channel, &message.payload(user)).await
     }
 
     /// Counts a failed publish made through [`Publisher::connection`] (e.g. a script).

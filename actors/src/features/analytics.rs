@@ -34,7 +34,7 @@ use serde_json::{json, Map, Value};
 use crate::{
     common::metrics::{Metrics, OutKind},
     common::outbound::Outbound,
-    messages::{Dispatch, GetSnapshot, InboundSink, RecordEvent, Target},
+    messages::{Dispatch, GetSnapshot, InboundSink, Item, RecordEvent, Target},
 };
 
 use hub_wire::protocol::{analytics_fields, now_ms, AnalyticsEvent, Topic};
@@ -548,7 +548,7 @@ impl Analytics {
         let snapshot = serde_json::to_vec(&self.snapshot()).expect("JSON values always serialize");
         let msg = Dispatch {
             target: Target::Topic(Topic::Analytics),
-            event: Arc::new(Outbound::envelope(OutKind::Analytics, &snapshot)),
+            item: Item::Event(Arc::new(Outbound::envelope(OutKind::Analytics, &snapshot))),
             order: None,
         };
         let shards = self

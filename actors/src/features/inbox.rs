@@ -89,6 +89,9 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if n.inboxId ~= nil then
     return fail('inboxId is set by the inbox; leave it out')
   end
+  if n['$hub'] ~= nil then
+    return fail("$hub is reserved for the hub's own messages; leave it out")
+  end
   for _, field in ipairs({{'type', 'title', 'message'}}) do
     if type(n[field]) ~= 'string' then return fail(field .. ' (string) is required') end
   end

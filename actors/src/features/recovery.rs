@@ -21,19 +21,42 @@ use crate::{
     common::metrics::Metrics,
     features::history::{History, Recent},
     features::inbox::Inbox,
-    messages::ChannelKey,
+    messages::{ChannelKey, Item},
 };
 
 use hub_wire::protocol::{
     now_ms, parse_inbound_timed, Inbound, MessageId, ROOM_PREFIX, USER_PREFIX,
 };
 
-/// A message to dispatch on a channel: its client frame and its history or inbox id.
+/// A message to dispatch on a channel: its client frame and its history or inbox id, or a hub
+/// message for the user's sessions (in the same stream, so it keeps its order).
 pub struct Held {
-    /// `{"type":...,"data":...}`.
+    /// `{"type":...,"data":...}` (empty for a hub message).
     pub frame: Vec<u8>,
     /// Its history or inbox id, if it has one.
     pub id: Option<MessageId>,
+    /// A hub message, ready to dispatch (on a user channel; never in a stream).
+    pub hub: Option<Item>,
+}
+
+impl Held {
+    /// A chat message or notification.
+    pub fn frame(frame: Vec<u8>, id: Option<MessageId>) -> Held {
+        Held {
+            frame,
+            id,
+            hub: None,
+        }
+    }
+
+    /// A hub message.
+    pub fn hub(item: Item) -> Held {
+        Held {
+            frame: Vec::new(),
+            id: None,
+            hub: Some(item),
+        }
+    }
 }
 
 /// Where a channel's gap starts.
@@ -216,7 +239,7 @@ impl Recovery {
                         _ => continue,
                     };
                     if id.is_some_and(|id| id > last) {
-                        out.push(Held { frame, id });
+                        out.push(Held::frame(frame, id));
                     }
                 }
             }

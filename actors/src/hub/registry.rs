@@ -18,9 +18,9 @@ use crate::{
     common::queued::{KickReason, QueuedBytes},
     features::presence::LocalPresence,
     messages::{
-        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Join,
-        Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic, ShardId,
-        Target, Unregister,
+        ChannelKey, CloseAll, Deliver, Delivery, Dispatch, DispatchBatch, Ingest, Interest, Item,
+        Join, Leave, LocalMembers, Pending, Register, Scope, SessionAddr, SessionId, SetTopic,
+        ShardId, Target, Unregister,
     },
 };
 
@@ -165,9 +165,13 @@ impl Registry {
                     .get(topic)
                     .map(|ids| group(&mut grouped, ids.iter(), &msg, Scope::Topic(*topic))),
             };
-            let event = &msg.event;
-            self.metrics
-                .frames_out(event.kind(), recipients.unwrap_or(0), event.native().len());
+            if let Item::Event(event) = &msg.item {
+                self.metrics.frames_out(
+                    event.kind(),
+                    recipients.unwrap_or(0),
+                    event.native().len(),
+                );
+            }
         }
         let mut dropped = Vec::new();
         for (id, deliver) in grouped.drain() {
@@ -208,7 +212,7 @@ fn group<'a>(
     let mut n = 0;
     for id in ids {
         let delivery = Delivery {
-            event: msg.event.clone(),
+            item: msg.item.clone(),
             scope: scope.clone(),
             order: msg.order,
         };

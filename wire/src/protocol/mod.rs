@@ -1,12 +1,14 @@
 //! Wire types of the hub's protocol (`docs/protocol.md`), one contract per file:
 //! `client_frames` (what a client sends, parsed and validated), `server_frames` (the JSON of
-//! the hub's replies and events) and `payloads` (what services publish to Redis, validated).
+//! the hub's replies and events), `payloads` (what services publish to Redis, validated) and
+//! `hub_messages` (what the hub itself tells every session of a user, on the user's channel).
 //! This file holds what they share: ids, channel names, error codes, topics.
 //!
 //! Everything here is pure: parse a frame or payload, or build the JSON of a reply. The
 //! actors call these functions; tests and fuzzers call them directly.
 
 mod client_frames;
+mod hub_messages;
 mod payloads;
 mod server_frames;
 
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, value::RawValue, Map, Value};
 
 pub use client_frames::*;
+pub use hub_messages::*;
 pub use payloads::*;
 pub use server_frames::*;
 

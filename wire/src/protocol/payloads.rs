@@ -120,6 +120,14 @@ pub enum Inbound {
     },
     /// An analytics event for the aggregator.
     Analytics(AnalyticsEvent),
+    /// A hub message for every session of `user` (a payload on the user's channel whose first
+    /// key is `$hub`; see [`HubMessage`]).
+    Hub {
+        /// Recipient.
+        user: UserId,
+        /// What it says.
+        message: HubMessage,
+    },
 }
 
 /// An `analytics:events` payload.
@@ -210,7 +218,7 @@ impl fmt::Display for PayloadError {
 }
 
 /// A user id as services write it: a string or an integer.
-enum IdValue<'a> {
+pub(super) enum IdValue<'a> {
     Str(Cow<'a, str>),
     Int(i64),
     UInt(u64),
@@ -268,6 +276,9 @@ struct NotificationCheck<'a> {
     message: Cow<'a, str>,
     #[serde(default, deserialize_with = "lenient_ms")]
     timestamp: Option<f64>,
+    /// Refused: only the hub's own messages carry it, as their first key.
+    #[serde(rename = "$hub", default)]
+    hub: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -394,7 +405,7 @@ impl<'de> serde::de::Visitor<'de> for StrictJson {
     }
 }
 
-fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadError> {
+pub(super) fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadError> {
     // serde accepts a JSON array for a struct; `docs/protocol.md` says "one JSON object".
     if trim_ascii(payload).first() != Some(&b'{') {
         return Err(PayloadError("payload is not a JSON object".into()));
@@ -404,7 +415,10 @@ fn check_object<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, PayloadE
     serde_json::from_slice(payload).map_err(|e| PayloadError(format!("invalid payload: {e}")))
 }
 
-fn check_user(id: &IdValue<'_>, channel_user: Option<&str>) -> Result<UserId, PayloadError> {
+pub(super) fn check_user(
+    id: &IdValue<'_>,
+    channel_user: Option<&str>,
+) -> Result<UserId, PayloadError> {
     let id = id.canonical();
     if !is_valid_user_id(&id) {
         return Err(PayloadError(format!("invalid userId `{}`", clip(&id))));
@@ -432,8 +446,17 @@ pub fn parse_inbound_timed(
     payload: &[u8],
 ) -> Result<(Inbound, Option<f64>), PayloadError> {
     match ChannelKind::of(channel) {
+        ChannelKind::User(user) if is_hub_message(payload) => {
+            let (user, message) = parse_hub_message(user, payload)?;
+            Ok((Inbound::Hub { user, message }, None))
+        }
         ChannelKind::User(user) => {
             let check: NotificationCheck = check_object(payload)?;
+            if check.hub.is_some() {
+                return Err(PayloadError(format!(
+                    "`{HUB_KEY}` is reserved for the hub's own messages"
+                )));
+            }
             let user = check_user(&check.user_id, Some(user))?;
             let inbound = Inbound::Notification {
                 user,

@@ -19,7 +19,7 @@
 //! core numbers the events it writes (the host encodes the number), and takes and restores
 //! records.
 
-use std::{borrow::Cow, collections::VecDeque, sync::Arc, time::Instant};
+use std::{borrow::Cow, collections::VecDeque, ops::ControlFlow, sync::Arc, time::Instant};
 
 use actix::Addr;
 use futures_util::future::LocalBoxFuture;
@@ -41,14 +41,14 @@ use crate::{
     features::session_resume::{Cursor, Tracker},
     hub::registry::Registry,
     messages::{
-        Deliver, Delivery, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
+        Deliver, Delivery, Item, Join, Leave, Register, Scope, SessionAddr, SessionId, SetTopic,
         Unregister,
     },
 };
 
 use hub_wire::protocol::{
-    self, ClientError, ClientFrame, ErrorCode, JoinInfo, MessageId, Request, Resumption, RoomId,
-    Topic, UserId,
+    self, ClientError, ClientFrame, ErrorCode, HubCommand, JoinInfo, MessageId, Request,
+    Resumption, RoomId, Topic, UserId,
 };
 
 mod host;
@@ -322,16 +322,37 @@ impl ClientCore {
                     return io.kick(KickReason::QueueFull);
                 }
                 self.busy.get_or_insert_default().held.push(delivery);
-            } else if self.wants(&delivery.scope, delivery.order) {
-                self.write(&delivery, io);
+            } else if self.take(delivery, io).is_break() {
+                return;
             }
         }
     }
 
-    /// Writes a delivery, with its offset when the session is resumable.
-    fn write(&mut self, delivery: &Delivery, io: &mut impl ClientIo) {
-        let offset = resume::next_offset(&mut self.resume, &delivery.scope, delivery.order);
-        io.deliver(&delivery.event, offset);
+    /// Writes a delivered event the client still wants, or acts on a hub command; `Break`
+    /// once the session is closing (nothing after it is for the client).
+    fn take(&mut self, delivery: Delivery, io: &mut impl ClientIo) -> ControlFlow<()> {
+        match &delivery.item {
+            Item::Event(event) => {
+                if self.wants(&delivery.scope, delivery.order) {
+                    let offset =
+                        resume::next_offset(&mut self.resume, &delivery.scope, delivery.order);
+                    io.deliver(event, offset);
+                }
+                ControlFlow::Continue(())
+            }
+            Item::Command(command) => self.on_command(command, io),
+        }
+    }
+
+    /// Acts on a hub command (`docs/protocol.md#hub-messages`).
+    fn on_command(&mut self, command: &HubCommand, io: &mut impl ClientIo) -> ControlFlow<()> {
+        match command {
+            HubCommand::Disconnect => {
+                self.env.metrics.user_disconnects.inc();
+                io.close(close::DISCONNECTED, "disconnected by the server");
+                ControlFlow::Break(())
+            }
+        }
     }
 
     fn must_hold(&self, scope: &Scope) -> bool {
@@ -351,8 +372,8 @@ impl ClientCore {
         } = *flight;
         for delivery in held {
             self.queued.sub(delivery.cost());
-            if self.wants(&delivery.scope, delivery.order) {
-                self.write(&delivery, io);
+            if self.take(delivery, io).is_break() {
+                return;
             }
         }
         while let Some((parsed, _)) = deferred.pop_front() {

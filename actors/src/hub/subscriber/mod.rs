@@ -45,14 +45,14 @@ use crate::{
     features::inbox::Inbox,
     features::recovery::{Held, Recovery},
     messages::{
-        AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, StopSubscriber,
-        Target, MAX_SHARDS,
+        AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, Item,
+        StopSubscriber, Target, MAX_SHARDS,
     },
 };
 
 use hub_wire::protocol::{
-    parse_inbound_timed, ChannelKind, Inbound, MessageId, Topic, FIXED_CHANNELS, ROOM_PREFIX,
-    USER_PREFIX,
+    parse_inbound_timed, ChannelKind, HubMessage, Inbound, MessageId, Topic, FIXED_CHANNELS,
+    ROOM_PREFIX, USER_PREFIX,
 };
 use routing::WarnLimiter;
 

@@ -39,7 +39,25 @@ impl WarnLimiter {
     }
 }
 
+/// What a hub message brings each of the user's sessions: a command, parsed once, for their
+/// cores to act on (a client-visible kind would be encoded here once, as an [`Item::Event`]).
+fn hub_item(message: HubMessage) -> Item {
+    match message {
+        HubMessage::Command(command) => Item::Command(Arc::new(command)),
+    }
+}
+
 impl Subscriber {
+    /// The shards needing `key` (a bit set) and the target they deliver it to.
+    fn local(&self, key: ChannelKey) -> Option<(u64, Target)> {
+        let shards = self.channels.get(&key)?.shards;
+        let target = match key {
+            ChannelKey::User(user) => Target::User(user),
+            ChannelKey::Room(room) => Target::Room(room),
+        };
+        Some((shards, target))
+    }
+
     /// Queues the frame for the shards needing `key`; returns them (a bit set, 0 for none).
     pub(super) fn dispatch(
         &mut self,
@@ -48,12 +66,8 @@ impl Subscriber {
         kind: OutKind,
         order: Option<MessageId>,
     ) -> u64 {
-        let Some(shards) = self.channels.get(&key).map(|ch| ch.shards) else {
+        let Some((shards, target)) = self.local(key) else {
             return 0;
-        };
-        let target = match key {
-            ChannelKey::User(user) => Target::User(user),
-            ChannelKey::Room(room) => Target::Room(room),
         };
         self.send_to(shards, target, frame, kind, order);
         shards
@@ -98,6 +112,13 @@ impl Subscriber {
     pub(super) fn dispatch_ordered(&mut self, key: ChannelKey, held: Held) -> u64 {
         if self.channels.contains_key(&key) {
             self.recovery.dispatched(&key, held.id);
+        }
+        if let Some(item) = held.hub {
+            let Some((shards, target)) = self.local(key) else {
+                return 0;
+            };
+            self.queue(shards, target, item, None);
+            return shards;
         }
         let kind = match key {
             ChannelKey::Room(_) => OutKind::Chat,
@@ -154,9 +175,14 @@ impl Subscriber {
             OutKind::Presence => Outbound::whole(kind, frame),
             _ => Outbound::from_envelope(kind, frame),
         };
+        self.queue(shards, target, Item::Event(Arc::new(event)), order);
+    }
+
+    /// Queues an event or command for the shards in `shards`.
+    fn queue(&mut self, shards: u64, target: Target, item: Item, order: Option<MessageId>) {
         let msg = Dispatch {
             target,
-            event: Arc::new(event),
+            item,
             order,
         };
         for (i, shard) in self.shards.iter().enumerate() {
@@ -174,10 +200,7 @@ impl Subscriber {
                 continue;
             }
             if let Some(addr) = &self.shards[i] {
-                let bytes = queued
-                    .iter()
-                    .map(|d| d.event.native().len() + FRAME_OVERHEAD)
-                    .sum();
+                let bytes = queued.iter().map(|d| d.item.bytes() + FRAME_OVERHEAD).sum();
                 addr.do_send(DispatchBatch {
                     frames: std::mem::take(queued),
                     credit: self.backlog.take(bytes),
@@ -207,7 +230,11 @@ impl Subscriber {
         };
         let shards = match inbound {
             Inbound::Notification { user, frame, id } => {
-                self.dispatch_live(ChannelKey::User(user), Held { frame, id })
+                self.dispatch_live(ChannelKey::User(user), Held::frame(frame, id))
+            }
+            // In the user's stream, in order with its notifications.
+            Inbound::Hub { user, message } => {
+                self.dispatch_live(ChannelKey::User(user), Held::hub(hub_item(message)))
             }
             Inbound::AiResult { user, frame } => {
                 self.dispatch_fixed(ChannelKey::User(user), &frame, OutKind::AiResult)
@@ -221,7 +248,7 @@ impl Subscriber {
                 if foreign_id {
                     self.metrics.chat_foreign_ids.inc();
                 }
-                self.dispatch_live(ChannelKey::Room(room), Held { frame, id })
+                self.dispatch_live(ChannelKey::Room(room), Held::frame(frame, id))
             }
             // Every instance hears every presence event; only those with local members of the
             // room (a subscribed room channel) deliver it.

@@ -1,0 +1,138 @@
+//! Hub messages: what the hub itself tells every session of a user, on every instance. They
+//! travel on the user's own channel `user:notifications:{id}` (so only the instances holding
+//! the user hear them, and they keep their order with the user's notifications) as a JSON
+//! object whose **first key is `"$hub"`**, naming the kind:
+//! `{"$hub":"<kind>","userId":"<id>",...}`.
+//!
+//! Only the hub writes them ([`HubMessage::payload`]): services must not send `$hub`
+//! (`POST /api/notify` and `relay_notify` refuse a notification carrying it, and a
+//! notification with a `$hub` key that is not its first is an invalid payload).
+//!
+//! Two sorts of kinds:
+//! - a **command** ([`HubCommand`]) is for the session core to act on (close the session,
+//!   leave a room): parsed once here, shared by every recipient session;
+//! - a client-visible **event** would carry its client frame instead, which the subscriber
+//!   encodes once (`common/outbound.rs`) for every recipient, like a notification.
+//!
+//! Adding a kind: a variant (of [`HubCommand`] for a command, of [`HubMessage`] with its frame
+//! for an event), its name in [`HubMessage::kind`] and [`parse_hub_message`], and what to do
+//! with it: the core's match on [`HubCommand`], or the subscriber's match on [`HubMessage`]
+//! (which turns an event into the shared encoded frame).
+
+use super::payloads::{check_object, check_user, IdValue};
+use super::*;
+
+/// The key that makes a payload on a user channel a hub message when it comes first.
+pub const HUB_KEY: &str = "$hub";
+
+/// A hub message, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubMessage {
+    /// For the session core of each of the user's sessions to act on.
+    Command(HubCommand),
+}
+
+/// What the session core does for a hub message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubCommand {
+    /// `disconnect`: close the session (`POST /api/users/{userId}/disconnect`).
+    Disconnect,
+}
+
+impl HubMessage {
+    /// The kind, as named by `$hub`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HubMessage::Command(HubCommand::Disconnect) => "disconnect",
+        }
+    }
+
+    /// The payload the hub publishes on `user:notifications:{user}`.
+    pub fn payload(&self, user: &str) -> Vec<u8> {
+        let mut object = Map::new();
+        object.insert(HUB_KEY.into(), Value::from(self.kind()));
+        object.insert("userId".into(), user_id_json(user));
+        // `$` sorts before every letter: `$hub` is the first key of the serialized map.
+        serde_json::to_vec(&object).expect("JSON maps serialize")
+    }
+}
+
+/// True when the payload's first key is `$hub` (a hub message, not a notification).
+pub fn is_hub_message(payload: &[u8]) -> bool {
+    let Some(rest) = trim_ascii(payload).strip_prefix(b"{") else {
+        return false;
+    };
+    trim_ascii(rest).starts_with(b"\"$hub\"")
+}
+
+#[derive(Deserialize)]
+struct HubCheck<'a> {
+    #[serde(rename = "$hub", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+}
+
+/// Validates a hub message received on the channel of `channel_user`.
+pub fn parse_hub_message(
+    channel_user: &str,
+    payload: &[u8],
+) -> Result<(UserId, HubMessage), PayloadError> {
+    let check: HubCheck = check_object(payload)?;
+    let user = check_user(&check.user_id, Some(channel_user))?;
+    let message = match &*check.kind {
+        "disconnect" => HubMessage::Command(HubCommand::Disconnect),
+        other => {
+            return Err(PayloadError(format!(
+                "unknown hub message kind `{}`",
+                clip(other)
+            )))
+        }
+    };
+    Ok((user, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_key_of_hub_makes_a_hub_message() {
+        let disconnect = HubMessage::Command(HubCommand::Disconnect);
+        let payload = disconnect.payload("42");
+        assert_eq!(payload, br#"{"$hub":"disconnect","userId":42}"#);
+        assert!(is_hub_message(&payload));
+        assert_eq!(
+            parse_inbound("user:notifications:42", &payload),
+            Ok(Inbound::Hub {
+                user: "42".into(),
+                message: disconnect.clone()
+            })
+        );
+        let spaced = br#" {  "$hub" : "disconnect", "userId": "a@b" }"#;
+        assert!(is_hub_message(spaced));
+        assert_eq!(
+            parse_hub_message("a@b", spaced).unwrap(),
+            ("a@b".into(), disconnect)
+        );
+        assert!(!is_hub_message(br#"{"userId":1,"$hub":"disconnect"}"#));
+        assert!(!is_hub_message(br#"["$hub"]"#));
+    }
+
+    #[test]
+    fn malformed_hub_messages_are_invalid_payloads() {
+        let on_user_1 = |payload: &str| parse_inbound("user:notifications:1", payload.as_bytes());
+        for bad in [
+            r#"{"$hub":"dance","userId":1}"#,
+            r#"{"$hub":"disconnect","userId":2}"#,
+            r#"{"$hub":"disconnect"}"#,
+            r#"{"$hub":7,"userId":1}"#,
+            r#"{"$hub":"disconnect","userId":1"#,
+        ] {
+            assert!(on_user_1(bad).is_err(), "{bad}");
+        }
+        let later = r#"{"userId":1,"type":"t","title":"t","message":"m","$hub":"disconnect"}"#;
+        let err = on_user_1(later).unwrap_err();
+        assert!(err.0.contains("$hub"), "{err}");
+    }
+}
