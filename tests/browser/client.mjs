@@ -13,7 +13,8 @@
 //   session outlives its first tokens through refreshes on the live session; when the callback
 //   fails until the token runs out (close 4002), it reconnects with a fresh one.
 // - two-hubs: the page's URL list holds two hubs; the first one stops, the client goes on at the
-//   second with its session, and nothing is missed.
+//   second with its session, and nothing is missed; then the application disconnects the user
+//   (4003) and the client stays disconnected.
 import { createHmac } from 'node:crypto';
 import { startBalancer } from './balancer.mjs';
 import { ask, check, launch, metric, pageErrors, post, run, until, watchErrors } from './harness.mjs';
@@ -97,15 +98,28 @@ async function started(page) {
   await awaitCount(page, 'joined', 1);
 }
 
+/** A client of `urls` on a page of `hub`, started, that got n1 and c1 sent through `api`. */
+async function startedWithFirstEvents(browser, urls, api) {
+  const page = await clientPage(browser, hub, urls, { userId: USER });
+  await started(page);
+  await notify(api, 'n1');
+  await chat(api, 'c1');
+  await awaitChat(page, 'c1');
+  await awaitNotification(page, 'n1');
+  return page;
+}
+
+/** Stops hub 0 with `signal`, sends n{n} and c{c} through `second` while it is down. */
+async function stopAndSend(signal, n, c) {
+  await ask({ ask: 'stop', hub: 0, signal });
+  await notify(second, `n${n}`);
+  await chat(second, `c${c}`);
+}
+
 const scenarios = {
   async 'socket-kill'(browser) {
     const balancer = await startBalancer(new URL(hub).port, config.balancerPort);
-    const page = await clientPage(browser, hub, [`ws://127.0.0.1:${balancer.port}/ws`], { userId: USER });
-    await started(page);
-    await notify(hub, 'n1');
-    await chat(hub, 'c1');
-    await awaitChat(page, 'c1');
-    await awaitNotification(page, 'n1');
+    const page = await startedWithFirstEvents(browser, [`ws://127.0.0.1:${balancer.port}/ws`], hub);
 
     // Reset at the socket; hold the client back until the hub kept its session.
     const saved = await metric(hub, 'hub_sio_recovery_saves_total{result="saved"}');
@@ -143,15 +157,8 @@ const scenarios = {
 
   async restart(browser) {
     // `hub` restarts; `second` (same Redis, not in the client's list) takes the API calls.
-    const page = await clientPage(browser, hub, [hub + '/ws'], { userId: USER });
-    await started(page);
-    await notify(second, 'n1');
-    await chat(second, 'c1');
-    await awaitChat(page, 'c1');
-
-    await ask({ ask: 'stop', hub: 0, signal: 'TERM' });
-    await notify(second, 'n2');
-    await chat(second, 'c2');
+    const page = await startedWithFirstEvents(browser, [hub + '/ws'], second);
+    await stopAndSend('TERM', 2, 2);
     await ask({ ask: 'start', hub: 0 });
     await awaitCount(page, 'connected', 2);
     const afterTerm = (await recorded(page, 'connected'))[1];
@@ -161,9 +168,7 @@ const scenarios = {
     await awaitChat(page, 'c2');
     await deliveredExactly(page, 'after a graceful restart', ['n1', 'n2', 'n3'], ['c1', 'c2']);
 
-    await ask({ ask: 'stop', hub: 0, signal: 'KILL' });
-    await notify(second, 'n4');
-    await chat(second, 'c3');
+    await stopAndSend('KILL', 4, 3);
     await ask({ ask: 'start', hub: 0 });
     await awaitCount(page, 'connected', 3);
     const afterKill = (await recorded(page, 'connected'))[2];
@@ -223,15 +228,9 @@ const scenarios = {
   },
 
   async 'two-hubs'(browser) {
-    const page = await clientPage(browser, hub, [hub + '/ws', second + '/ws'], { userId: USER });
-    await started(page);
+    const page = await startedWithFirstEvents(browser, [hub + '/ws', second + '/ws'], second);
     check('the client connected to the first hub in its list', (await recorded(page, 'connected'))[0].url.includes(new URL(hub).host));
-    await notify(second, 'n1');
-    await chat(second, 'c1');
-    await awaitChat(page, 'c1');
-    await ask({ ask: 'stop', hub: 0, signal: 'TERM' });
-    await notify(second, 'n2');
-    await chat(second, 'c2');
+    await stopAndSend('TERM', 2, 2);
     await awaitCount(page, 'connected', 2);
     const moved = (await recorded(page, 'connected'))[1];
     check('it went on at the second hub with its session', moved.url.includes(new URL(second).host) && moved.resumed === true, moved);
@@ -240,6 +239,13 @@ const scenarios = {
     await awaitNotification(page, 'n3');
     await awaitChat(page, 'c3');
     await deliveredExactly(page, 'across two hubs', ['n1', 'n2', 'n3'], ['c1', 'c2', 'c3']);
+
+    // The application disconnects the user (close 4003): the client stops and stays stopped.
+    await post(second, `/api/users/${USER}/disconnect`, {});
+    await awaitCount(page, 'disconnected', 1);
+    const ended = await page.evaluate(() => ({ state: window.client.state, log: window.rec.log.slice(-2) }));
+    check('a server disconnect (4003) stops the client: it does not fight it',
+      ended.state === 'disconnected' && JSON.stringify(ended.log.at(-1)) === JSON.stringify(['disconnected', { code: 4003, reason: 'disconnected by the server' }]), ended);
   },
 };
 
