@@ -40,6 +40,17 @@ const nextSocket = (n) => until(`socket ${n}`, () => FakeSocket.all[n]);
 const made = [];
 afterEach(() => { for (const hub of made.splice(0)) hub.disconnect(); });
 
+/** Connects `hub` (a resumable session, token `tok`) and has it join `room` with no history. */
+async function inRoom(hub, room) {
+  hub.joinRoom(room);
+  hub.connect();
+  const ws = await nextSocket(0);
+  ws.push({ type: 'connected', sessionId: 's-1', userId: 'u1', resume: 'tok' });
+  ws.push({ type: 'joined', room, id: ws.last('join-room').id, history: [], members: [], memberCount: 0 });
+  await tick();
+  return ws;
+}
+
 function client(options = {}) {
   FakeSocket.all = [];
   const hub = new RelayHub('ws://hub.test/ws', {
@@ -76,12 +87,7 @@ test('dev mode: userId and resume in the query; rooms joined after connected', a
 
 test('a drop: resumes with the token and last offset; repeats by offset and id are dropped', async () => {
   const { hub, events } = client();
-  hub.joinRoom('r1');
-  hub.connect();
-  let ws = await nextSocket(0);
-  ws.push({ type: 'connected', sessionId: 's-1', userId: 'u1', resume: 'tok' });
-  ws.push({ type: 'joined', room: 'r1', id: ws.last('join-room').id, history: [], members: [], memberCount: 0 });
-  await tick();
+  let ws = await inRoom(hub, 'r1');
   ws.push({ type: 'notification', data: { inboxId: '5-0', title: 'n1' }, offset: 1 });
   ws.push({ type: 'chat-message', data: { id: '6-0', roomId: 'r1', message: 'c1' }, offset: 2 });
   ws.end(1006);
@@ -225,12 +231,7 @@ test('joins refused by the hub reject and drop the room; unavailable is retried'
 
 test('events of rooms left are not delivered; a room left while away is left after a resume', async () => {
   const { hub, events } = client();
-  hub.joinRoom('r1');
-  hub.connect();
-  let ws = await nextSocket(0);
-  ws.push({ type: 'connected', sessionId: 's', userId: 'u1', resume: 'tok' });
-  ws.push({ type: 'joined', room: 'r1', id: ws.last('join-room').id, history: [], members: [], memberCount: 0 });
-  await tick();
+  let ws = await inRoom(hub, 'r1');
   ws.end(1006);
   await hub.leaveRoom('r1');
   ws = await nextSocket(1);
