@@ -432,16 +432,17 @@ impl ResumeStore {
         self.saving.fetch_add(1, Ordering::Relaxed);
         let json = serde_json::to_vec(record).expect("a record serializes");
         let result = self.set(pid, json, self.window).await;
-        self.saving.fetch_sub(1, Ordering::Relaxed);
-        result?;
-        let kept = HubMessage::Command(HubCommand::Takeover {
-            pid: pid.to_string(),
-            kept: true,
-        });
-        if let Err(e) = self.publisher.publish_hub(&record.user, &kept).await {
-            log::warn!("{}: kept, but not announced: {e}", key(pid));
+        if result.is_ok() {
+            let kept = HubMessage::Command(HubCommand::Takeover {
+                pid: pid.to_string(),
+                kept: true,
+            });
+            if let Err(e) = self.publisher.publish_hub(&record.user, &kept).await {
+                log::warn!("{}: kept, but not announced: {e}", key(pid));
+            }
         }
-        Ok(())
+        self.saving.fetch_sub(1, Ordering::Relaxed);
+        result
     }
 
     /// Marks the session `pid` of `user` live: a connection presenting its token while it

@@ -110,19 +110,35 @@ impl ClientCore {
         else {
             return;
         };
+        let window = self.window();
         let Some(r) = self.resume.as_mut() else {
             return io.deliver(&event, None);
         };
-        if !self.queued.try_add(counted) {
-            return io.kick(KickReason::QueueFull);
-        }
-        r.paced.push_back(Paced::Event {
+        let mut item = Paced::Event {
             event,
             scope,
             order,
-            counted,
-        });
+            counted: 0,
+        };
+        let (bytes, stream) = item.size();
+        if r.paced.is_empty() && r.tracker.has_room(bytes, stream, window) {
+            // The common case: nothing waits, and the client keeps up.
+            self.emit(item, io);
+            return self.ask_if_short(io);
+        }
+        if !self.queued.try_add(counted) {
+            return io.kick(KickReason::QueueFull);
+        }
+        if let Paced::Event { counted: c, .. } = &mut item {
+            *c = counted;
+        }
+        r.paced.push_back(item);
         self.pump(io);
+    }
+
+    /// What a resumable session may have out unproven, in bytes: half its queue bound.
+    fn window(&self) -> usize {
+        self.env.limits.queue_bytes / 2
     }
 
     /// Writes a replayed event (`order` its stream id): at once, or in a resumable session
@@ -172,7 +188,7 @@ impl ClientCore {
     /// Writes what waits, in order, while the client has room; asks for a proof when it
     /// runs short.
     pub(super) fn pump(&mut self, io: &mut impl ClientIo) {
-        let window = self.env.limits.queue_bytes / 2;
+        let window = self.window();
         loop {
             let Some(r) = self.resume.as_mut() else {
                 return;
@@ -188,6 +204,13 @@ impl ClientCore {
             self.queued.sub(next.counted());
             self.emit(next, io);
         }
+        self.ask_if_short(io);
+    }
+
+    /// Asks for a proof (a ping) when the session runs short of room or is blocked; frees
+    /// the queue once nothing waits.
+    fn ask_if_short(&mut self, io: &mut impl ClientIo) {
+        let window = self.window();
         let Some(r) = self.resume.as_mut() else {
             return;
         };

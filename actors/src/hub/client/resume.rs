@@ -189,6 +189,12 @@ impl ClientCore {
                         record.floor,
                         record.seq
                     );
+                    // The take left this session's mark under the token: it goes.
+                    if let Some(store) = self.env.resume.clone() {
+                        actix::spawn(async move {
+                            let _ = store.forget(pid).await;
+                        });
+                    }
                     "refused"
                 }
             },
