@@ -10,7 +10,9 @@ mod common;
 
 use common::{
     eventually, hub,
-    resume::{chat, kept, marked_live, notify, record_exists, resume_key, rita, Loss},
+    resume::{
+        chat, kept, marked_live, notify, record_exists, resume_key, rita, saves_counted, Loss,
+    },
     Client, Hub, Redis,
 };
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -85,14 +87,7 @@ async fn resumes_everything(redis: &Redis, first: &Hub, then: &Hub, loss: Loss) 
     }
     kept(redis, &token).await;
     if loss == Loss::Drop {
-        // Counted once Redis answered the write (the record may be visible a little before).
-        eventually("the save counted", || async {
-            let saved = first
-                .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
-                .await;
-            (saved == 1.0).then_some(())
-        })
-        .await;
+        saves_counted(first, 1.0).await;
     }
     notify(redis, "rita", "n2").await;
     chat(&mut chatter, "c2").await;

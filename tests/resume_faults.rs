@@ -10,9 +10,10 @@ mod sio_common;
 use common::{
     eventually, hub,
     resume::{
-        chat, kept, notify, notify_with, reset, resume_native, rita, silent_rita, silent_sio_rita,
+        chat, expect_chat, expect_notification, kept, notify, notify_with, reset, resumable_rita,
+        resume_native, silent_rita, silent_sio_rita,
     },
-    Client, RawClient, Redis,
+    Client, Hub, RawClient, Redis,
 };
 use serde_json::{json, Value};
 use sio_common::{resume_sio, Ws};
@@ -109,73 +110,83 @@ impl Kick {
     }
 }
 
-/// A native client whose network dies silently stops reading; the hub drops it as a slow
-/// consumer: it is kept all the same, and resumes with everything, once and in order.
-async fn a_native_client_dropped_for_not_reading_resumes(kick: Kick) {
+/// Both ways in.
+#[derive(Clone, Copy)]
+enum Way {
+    Native,
+    SocketIo,
+}
+
+impl Way {
+    /// A resumable `rita` that reads nothing after connecting, with a receive buffer of
+    /// `rcvbuf` bytes; the client and its resume token (`pid`).
+    async fn silent(self, hub: &Hub, rcvbuf: u32) -> (RawClient, String) {
+        match self {
+            Way::Native => silent_rita(hub, rcvbuf).await,
+            Way::SocketIo => silent_sio_rita(hub, rcvbuf).await,
+        }
+    }
+
+    /// Resumes `token` from offset 0; checks that `n` notifications titled `0..n` follow, in
+    /// order.
+    async fn resumes_with(self, hub: &Hub, token: &str, n: usize) {
+        match self {
+            Way::Native => {
+                let mut client = resume_native(hub, token, 0).await;
+                notifications_in_order(&mut client, n).await;
+            }
+            Way::SocketIo => {
+                let mut ws = resume_sio(hub, token, "0").await;
+                sio_notifications_in_order(&mut ws, n).await;
+            }
+        }
+    }
+}
+
+/// A client whose network dies silently stops reading; the hub drops it as a slow consumer:
+/// it is kept all the same, and resumes with everything, once and in order.
+async fn a_client_dropped_for_not_reading_resumes(way: Way, kick: Kick) {
     let redis = Redis::start().await;
     let hub = hub(&redis, &kick.env()).await;
-    let (_silent, token) = silent_rita(&hub, 4096).await;
+    let (_silent, token) = way.silent(&hub, 4096).await;
     let kept_in_the_inbox = kick.flood(&redis).await;
     eventually("the silent client to be dropped", || async {
         (hub.kicks().await == 1.0).then_some(())
     })
     .await;
     kept(&redis, &token).await;
-
-    let mut client = resume_native(&hub, &token, 0).await;
-    notifications_in_order(&mut client, kept_in_the_inbox).await;
+    way.resumes_with(&hub, &token, kept_in_the_inbox).await;
     assert_eq!(hub.kicks().await, 1.0, "the replay kicks nobody");
 }
 
 #[tokio::test]
 async fn a_native_client_dropped_for_the_write_timeout_resumes() {
-    a_native_client_dropped_for_not_reading_resumes(Kick::WriteTimeout).await;
+    a_client_dropped_for_not_reading_resumes(Way::Native, Kick::WriteTimeout).await;
 }
 
 #[tokio::test]
 async fn a_native_client_dropped_for_the_queue_bound_resumes() {
-    a_native_client_dropped_for_not_reading_resumes(Kick::QueueBound).await;
-}
-
-/// The same for a Socket.IO client, with connection state recovery.
-async fn a_socketio_client_dropped_for_not_reading_recovers(kick: Kick) {
-    let redis = Redis::start().await;
-    let hub = hub(&redis, &kick.env()).await;
-    let (_silent, pid) = silent_sio_rita(&hub, 4096).await;
-    let kept_in_the_inbox = kick.flood(&redis).await;
-    eventually("the silent client to be dropped", || async {
-        (hub.kicks().await == 1.0).then_some(())
-    })
-    .await;
-    kept(&redis, &pid).await;
-
-    let mut ws = resume_sio(&hub, &pid, "0").await;
-    sio_notifications_in_order(&mut ws, kept_in_the_inbox).await;
-    assert_eq!(hub.kicks().await, 1.0, "the replay kicks nobody");
+    a_client_dropped_for_not_reading_resumes(Way::Native, Kick::QueueBound).await;
 }
 
 #[tokio::test]
 async fn a_socketio_client_dropped_for_the_write_timeout_recovers() {
-    a_socketio_client_dropped_for_not_reading_recovers(Kick::WriteTimeout).await;
+    a_client_dropped_for_not_reading_resumes(Way::SocketIo, Kick::WriteTimeout).await;
 }
 
 #[tokio::test]
 async fn a_socketio_client_dropped_for_the_queue_bound_recovers() {
-    a_socketio_client_dropped_for_not_reading_recovers(Kick::QueueBound).await;
+    a_client_dropped_for_not_reading_resumes(Way::SocketIo, Kick::QueueBound).await;
 }
 
 /// More stream events than the resume ring holds (256) are written for a client whose network
 /// died: the hub never hands it more than the ring can place, so the offset it comes back
 /// with is placed, and the inbox fills the whole gap.
-async fn more_than_the_ring_into_a_dead_socket(sio: bool) {
+async fn more_than_the_ring_into_a_dead_socket(way: Way) {
     const EVENTS: usize = 300;
     let redis = Redis::start().await;
     let hub = hub(&redis, &[INBOX]).await;
-    let (silent, token) = if sio {
-        silent_sio_rita(&hub, 1 << 20).await
-    } else {
-        silent_rita(&hub, 1 << 20).await
-    };
+    let (silent, token) = way.silent(&hub, 1 << 20).await;
     notify_many(&redis, EVENTS, 1).await;
     eventually("every notification fanned out to the session", || async {
         let out = hub
@@ -186,24 +197,17 @@ async fn more_than_the_ring_into_a_dead_socket(sio: bool) {
     .await;
     reset(silent);
     kept(&redis, &token).await;
-
-    if sio {
-        let mut ws = resume_sio(&hub, &token, "0").await;
-        sio_notifications_in_order(&mut ws, EVENTS).await;
-    } else {
-        let mut client = resume_native(&hub, &token, 0).await;
-        notifications_in_order(&mut client, EVENTS).await;
-    }
+    way.resumes_with(&hub, &token, EVENTS).await;
 }
 
 #[tokio::test]
 async fn a_native_client_resumes_after_more_events_than_the_ring_holds() {
-    more_than_the_ring_into_a_dead_socket(false).await;
+    more_than_the_ring_into_a_dead_socket(Way::Native).await;
 }
 
 #[tokio::test]
 async fn a_socketio_client_recovers_after_more_events_than_the_ring_holds() {
-    more_than_the_ring_into_a_dead_socket(true).await;
+    more_than_the_ring_into_a_dead_socket(Way::SocketIo).await;
 }
 
 /// A replay several times the queue bound (four rooms' missed messages) is paced to what the
@@ -220,8 +224,7 @@ async fn a_replay_bigger_than_the_queue_bound_does_not_kick_the_client() {
     ];
     let hub = hub(&redis, &env).await;
     let mut chatter = hub.user("chatter").await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     for room in ROOMS {
         chatter.join(room).await;
         client.join(room).await;
@@ -284,8 +287,7 @@ async fn watch_record(redis: &Redis, token: &str) -> impl futures_util::Stream<I
 async fn a_drop_during_a_restore_keeps_the_session() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     client.join("room-r").await;
     drop(client);
     kept(&redis, &token).await;
@@ -310,11 +312,7 @@ async fn a_drop_during_a_restore_keeps_the_session() {
     chatter.join("room-r").await;
     chat(&mut chatter, "missed").await;
     let mut client = resume_native(&hub, &token, 0).await;
-    assert_eq!(
-        client.recv_type("chat-message").await["data"]["message"],
-        "missed",
-        "in the room again"
-    );
+    expect_chat(&mut client, "missed").await; // in the room again
 }
 
 /// Joining a room the session is already in keeps what the resume ring knows of the room: a
@@ -325,8 +323,7 @@ async fn a_room_joined_again_keeps_its_place() {
     let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
     let mut chatter = hub.user("chatter").await;
     chatter.join("room-r").await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     client.join("room-r").await;
     chat(&mut chatter, "c1").await;
     let c1 = client.recv_type("chat-message").await;
@@ -344,14 +341,8 @@ async fn a_room_joined_again_keeps_its_place() {
 
     let mut client = resume_native(&hub, &token, after_c1).await;
     chat(&mut chatter, "c3").await;
-    assert_eq!(
-        client.recv_type("chat-message").await["data"]["message"],
-        "c2"
-    );
-    assert_eq!(
-        client.recv_type("chat-message").await["data"]["message"],
-        "c3"
-    );
+    expect_chat(&mut client, "c2").await;
+    expect_chat(&mut client, "c3").await;
 }
 
 /// In a resumable session `joined` has an offset: a client that read it (its history has
@@ -362,8 +353,7 @@ async fn joined_has_an_offset_and_a_client_that_read_it_gets_nothing_twice() {
     let hub = hub(&redis, &[("HUB_WORKERS", "1")]).await;
     let mut chatter = hub.user("chatter").await;
     chatter.join("room-r").await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     let first = client.join("room-r").await;
     let joined_at = first["offset"].as_u64().expect("`joined` has an offset");
     chat(&mut chatter, "c1").await;
@@ -377,10 +367,7 @@ async fn joined_has_an_offset_and_a_client_that_read_it_gets_nothing_twice() {
 
     let mut client = resume_native(&hub, &token, rejoined_at).await;
     chat(&mut chatter, "c2").await;
-    assert_eq!(
-        client.recv_type("chat-message").await["data"]["message"],
-        "c2"
-    );
+    expect_chat(&mut client, "c2").await;
 }
 
 /// A Pong the hub did not ask for proves nothing: the hub keeps what it needs to place an
@@ -389,13 +376,9 @@ async fn joined_has_an_offset_and_a_client_that_read_it_gets_nothing_twice() {
 async fn pongs_nobody_asked_for_do_not_trim_the_resume_ring() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     notify(&redis, "rita", "n1").await;
-    assert_eq!(
-        client.recv_type("notification").await["data"]["title"],
-        "n1"
-    );
+    expect_notification(&mut client, "n1").await;
     for _ in 0..2 {
         client.send_message(Message::Pong(Vec::new().into())).await;
     }
@@ -411,14 +394,8 @@ async fn pongs_nobody_asked_for_do_not_trim_the_resume_ring() {
     // As if n1 had not been read: it comes again.
     let mut client = resume_native(&hub, &token, 0).await;
     notify(&redis, "rita", "n2").await;
-    assert_eq!(
-        client.recv_type("notification").await["data"]["title"],
-        "n1"
-    );
-    assert_eq!(
-        client.recv_type("notification").await["data"]["title"],
-        "n2"
-    );
+    expect_notification(&mut client, "n1").await;
+    expect_notification(&mut client, "n2").await;
 }
 
 /// A client whose missed events were all outside the streams (an AI result) gets no replay on
@@ -427,8 +404,7 @@ async fn pongs_nobody_asked_for_do_not_trim_the_resume_ring() {
 async fn a_client_can_resume_twice_from_an_offset_before_an_ai_result() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
-    let (mut client, connected) = rita(&hub, "resume=true").await;
-    let token = connected["resume"].as_str().unwrap().to_owned();
+    let (mut client, token) = resumable_rita(&hub).await;
     notify(&redis, "rita", "n1").await;
     let n1 = client.recv_type("notification").await;
     let offset = n1["offset"].as_u64().unwrap();
@@ -444,8 +420,5 @@ async fn a_client_can_resume_twice_from_an_offset_before_an_ai_result() {
     kept(&redis, &token).await;
     let mut client = resume_native(&hub, &token, offset).await;
     notify(&redis, "rita", "n2").await;
-    assert_eq!(
-        client.recv_type("notification").await["data"]["title"],
-        "n2"
-    );
+    expect_notification(&mut client, "n2").await;
 }

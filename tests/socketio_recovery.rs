@@ -13,7 +13,7 @@ use sio_common::Ws;
 
 use common::{
     eventually, hub,
-    resume::{chat, notify, record_exists, resume_key, Loss},
+    resume::{chat, notify, record_exists, resume_key, saves_counted, Loss},
     Client, Hub, Redis,
 };
 use serde_json::{json, Value};
@@ -156,14 +156,7 @@ async fn recovers_everything(redis: &Redis, first: &Hub, then: &Hub, loss: Loss)
         1.0
     );
     if loss == Loss::Drop {
-        // Counted once Redis answered the write (the record may be visible a little before).
-        eventually("the save counted", || async {
-            let saved = first
-                .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
-                .await;
-            (saved == 1.0).then_some(())
-        })
-        .await;
+        saves_counted(first, 1.0).await;
     }
 }
 

@@ -9,7 +9,10 @@ mod sio_common;
 
 use common::{
     hub,
-    resume::{chat, notify, reset, resume_native, rita, silent_rita},
+    resume::{
+        chat, expect_chat, expect_notification, notify, reset, resume_native, rita, saves_counted,
+        silent_rita,
+    },
     ChannelWatch, Client, Ending, Hub, Redis,
 };
 use serde_json::{json, Value};
@@ -41,8 +44,8 @@ async fn a_native_client_back_before_the_hub_noticed_takes_its_session_over() {
     notify(&redis, "rita", "n2").await;
     chat(&mut chatter, "c1").await;
     let mut new = resume_native(&second, &token, offset).await;
-    assert_eq!(new.recv_type("notification").await["data"]["title"], "n2");
-    assert_eq!(new.recv_type("chat-message").await["data"]["message"], "c1");
+    expect_notification(&mut new, "n2").await;
+    expect_chat(&mut new, "c1").await;
     assert_eq!(
         old.expect_close().await,
         Ending::Close(4004),
@@ -52,8 +55,8 @@ async fn a_native_client_back_before_the_hub_noticed_takes_its_session_over() {
 
     chat(&mut chatter, "c2").await;
     notify(&redis, "rita", "n3").await;
-    assert_eq!(new.recv_type("chat-message").await["data"]["message"], "c2");
-    assert_eq!(new.recv_type("notification").await["data"]["title"], "n3");
+    expect_chat(&mut new, "c2").await;
+    expect_notification(&mut new, "n3").await;
 }
 
 #[tokio::test]
@@ -135,19 +138,13 @@ async fn a_session_kept_on_its_own_while_its_takeover_is_asked_still_resumes() {
         reset(old);
     });
     assert_eq!(connected["resumed"], true, "{connected}");
-    assert_eq!(new.recv_type("notification").await["data"]["title"], "n1");
+    expect_notification(&mut new, "n1").await;
     assert_eq!(
         first.metric("hub_sio_takeovers_total").await,
         0.0,
         "the old session dropped on its own: nobody was replaced"
     );
-    common::eventually("the old session's save counted", || async {
-        let saved = first
-            .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
-            .await;
-        (saved == 1.0).then_some(())
-    })
-    .await;
+    saves_counted(&first, 1.0).await;
 }
 
 /// An instance killed before it kept its sessions leaves their tokens marked live: a client

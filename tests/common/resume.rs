@@ -63,6 +63,18 @@ pub async fn marked_live(redis: &Redis, token: &str) -> bool {
         .is_some_and(|v| v["live"] == true)
 }
 
+/// Waits until `hub` counted `n` sessions kept (once Redis answered the write and the
+/// announcement: the record may be visible a little before).
+pub async fn saves_counted(hub: &Hub, n: f64) {
+    eventually("the saves counted", || async {
+        let saved = hub
+            .metric("hub_sio_recovery_saves_total{result=\"saved\"}")
+            .await;
+        (saved == n).then_some(())
+    })
+    .await;
+}
+
 /// Waits until the session of `token` is kept in Redis.
 pub async fn kept(redis: &Redis, token: &str) {
     eventually("the session kept in Redis", || async {
@@ -122,4 +134,23 @@ pub async fn resume_native(hub: &Hub, token: &str, offset: u64) -> Client {
     assert_eq!(connected["resumed"], true, "{connected}");
     assert_eq!(connected["resume"], token, "{connected}");
     client
+}
+
+/// A resumable `rita` on `hub`; the client and its resume token.
+pub async fn resumable_rita(hub: &Hub) -> (Client, String) {
+    let (client, connected) = rita(hub, "resume=true").await;
+    let token = connected["resume"].as_str().expect("a resume token");
+    (client, token.to_owned())
+}
+
+/// The next frame of `client` is the notification titled `title`.
+pub async fn expect_notification(client: &mut Client, title: &str) {
+    let frame = client.recv_type("notification").await;
+    assert_eq!(frame["data"]["title"], title, "{frame}");
+}
+
+/// The next frame of `client` is the chat message `message`.
+pub async fn expect_chat(client: &mut Client, message: &str) {
+    let frame = client.recv_type("chat-message").await;
+    assert_eq!(frame["data"]["message"], message, "{frame}");
 }

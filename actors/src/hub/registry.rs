@@ -471,6 +471,36 @@ mod tests {
         }
     }
 
+    /// A shard whose subscriber confirms subscriptions only when told to, and that subscriber.
+    fn registry_of(roster: Recipient<PresenceChange>) -> (Addr<Registry>, Addr<Subscriber>) {
+        let subscriber = Subscriber::default().start();
+        let presence = Arc::new(LocalPresence::new(roster, 100));
+        let registry = Registry::new(
+            0,
+            Arc::new([subscriber.clone().recipient()]),
+            Arc::new(Metrics::new()),
+            presence,
+        )
+        .start();
+        (registry, subscriber)
+    }
+
+    /// Session 7 of user 1 (Ann) registering at `addr`.
+    fn ann(addr: SessionAddr, queued: Arc<QueuedBytes>) -> Register {
+        let identity = Arc::new(Identity {
+            user_id: "1".into(),
+            name: "Ann".into(),
+            admin: false,
+            expires_at: None,
+        });
+        Register {
+            id: 7,
+            identity,
+            addr,
+            queued,
+        }
+    }
+
     /// A session actor on the registry's thread that records the most bytes it ever found
     /// queued for it when it took a delivery out of its mailbox, and whether it was kicked.
     #[derive(Default)]
@@ -515,34 +545,15 @@ mod tests {
     #[test]
     fn a_burst_of_batches_never_piles_up_in_a_waiting_sessions_mailbox() {
         actix::System::new().block_on(async {
-            let subscriber = Subscriber::default().start();
             let roster = Roster(Arc::new(Mutex::new(Vec::new()))).start();
-            let presence = Arc::new(LocalPresence::new(roster.recipient(), 100));
-            let registry = Registry::new(
-                0,
-                Arc::new([subscriber.clone().recipient()]),
-                Arc::new(Metrics::new()),
-                presence,
-            )
-            .start();
+            let (registry, subscriber) = registry_of(roster.recipient());
             let queued = Arc::new(QueuedBytes::new(1 << 20));
             let reader = Reader {
                 queued: Some(queued.clone()),
                 ..Reader::default()
             };
             let (most, kicked) = (reader.most.clone(), reader.kicked.clone());
-            let identity = Arc::new(Identity {
-                user_id: "1".into(),
-                name: "Ann".into(),
-                admin: false,
-                expires_at: None,
-            });
-            registry.do_send(Register {
-                id: 7,
-                identity,
-                addr: SessionAddr::new(reader.start()),
-                queued,
-            });
+            registry.do_send(ann(SessionAddr::new(reader.start()), queued));
             let backlog = crate::common::backlog::Backlog::new(
                 usize::MAX,
                 prometheus::IntGauge::new("backlog", "test").unwrap(),
@@ -602,27 +613,11 @@ mod tests {
         actix::System::new().block_on(async {
             let changes = Arc::new(Mutex::new(Vec::new()));
             let roster = Roster(changes.clone()).start();
-            let subscriber = Subscriber::default().start();
-            let presence = Arc::new(LocalPresence::new(roster.clone().recipient(), 100));
-            let registry = Registry::new(
-                0,
-                Arc::new([subscriber.clone().recipient()]),
-                Arc::new(Metrics::new()),
-                presence,
-            )
-            .start();
-            let identity = Arc::new(Identity {
-                user_id: "1".into(),
-                name: "Ann".into(),
-                admin: false,
-                expires_at: None,
-            });
-            registry.do_send(Register {
-                id: 7,
-                identity,
-                addr: SessionAddr::new(Session),
-                queued: Arc::new(QueuedBytes::new(1 << 20)),
-            });
+            let (registry, subscriber) = registry_of(roster.clone().recipient());
+            registry.do_send(ann(
+                SessionAddr::new(Session),
+                Arc::new(QueuedBytes::new(1 << 20)),
+            ));
             let join = registry.send(Join {
                 id: 7,
                 room: "r".into(),

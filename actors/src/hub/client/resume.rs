@@ -126,6 +126,18 @@ impl ClientCore {
             return self.register(io);
         };
         self.busy.get_or_insert_default();
+        self.spawn_take(store, pid, offset, false, io);
+    }
+
+    /// Takes the record of `pid` ([`take`]) and feeds it to [`ClientCore::recover`].
+    fn spawn_take(
+        &self,
+        store: ResumeStore,
+        pid: Pid,
+        offset: Option<u64>,
+        registered: bool,
+        io: &mut impl ClientIo,
+    ) {
         let taken = take(store, pid, self.user().to_owned());
         io.spawn(Step::new(async move {
             let taken = taken.await;
@@ -133,7 +145,7 @@ impl ClientCore {
                 pid,
                 offset,
                 taken,
-                registered: false,
+                registered,
             })
         }));
     }
@@ -277,16 +289,7 @@ impl ClientCore {
         };
         h.taking = true;
         let (pid, offset) = (h.pid, h.offset);
-        let taken = take(store, pid, self.user().to_owned());
-        io.spawn(Step::new(async move {
-            let taken = taken.await;
-            Resumed(Outcome::Taken {
-                pid,
-                offset,
-                taken,
-                registered: true,
-            })
-        }));
+        self.spawn_take(store, pid, offset, true, io);
     }
 
     /// The live session did not say it was kept in time: one last take.
