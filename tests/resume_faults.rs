@@ -422,3 +422,22 @@ async fn a_client_can_resume_twice_from_an_offset_before_an_ai_result() {
     notify(&redis, "rita", "n2").await;
     expect_notification(&mut client, "n2").await;
 }
+
+/// On Socket.IO, a `joined` emitted as an event carries its offset as its last argument, like
+/// the other events (socket.io-client tracks it), and in its reply object.
+#[tokio::test]
+async fn a_socketio_joined_event_carries_its_offset_last() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let (mut ws, _) = sio_common::connect_with(hub.port, &json!({"userId": "rita"})).await;
+    ws.send(r#"42["join-room","room-r"]"#).await;
+    let joined = loop {
+        let text = ws.text_skipping_pings().await;
+        let event: Value = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+        if event[0] == "joined" {
+            break event;
+        }
+    };
+    let offset = joined[2].as_str().expect("the offset, last");
+    assert_eq!(joined[1]["offset"].to_string(), offset, "{joined}");
+}
