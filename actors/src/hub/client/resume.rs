@@ -107,7 +107,8 @@ impl ClientCore {
 
     /// Registers the authenticated session. When the hub keeps sessions and the client asked,
     /// the session is resumable, and with a token of the same user whose offset can be
-    /// placed, it resumes ([`ClientCore::restore`]); otherwise it connects normally.
+    /// placed, it resumes (restoring its rooms and replaying what the client missed); when the
+    /// token names a live session, it takes that session over; otherwise it connects normally.
     pub fn connect(&mut self, io: &mut impl ClientIo) {
         let ask = self.resume_ask.take();
         self.resume_asked = matches!(ask, Some(Ask::Continue { .. }));
