@@ -61,6 +61,27 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                 }
             ),
         ),
+        (false, format!("  {}", config.rooms_mode())),
+        (
+            false,
+            format!(
+                "  proxies:    {}",
+                if config.trusted_proxies.is_empty() {
+                    "none trusted (clients are counted by their socket's address)".to_string()
+                } else {
+                    let blocks: Vec<String> = config
+                        .trusted_proxies
+                        .blocks()
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect();
+                    format!(
+                        "X-Forwarded-For / Forwarded read from {}",
+                        blocks.join(", ")
+                    )
+                }
+            ),
+        ),
         (false, format!("  redis:      {}", config.redis)),
         (false, format!("  {}", config.api_mode())),
         (
@@ -123,7 +144,11 @@ mod tests {
             .filter(|(w, _)| *w)
             .map(|(_, l)| l.as_str())
             .collect();
-        assert_eq!(warnings.len(), 2, "dev mode and the open API: {warnings:?}");
+        assert_eq!(
+            warnings.len(),
+            3,
+            "dev mode, the open API and the open rooms: {warnings:?}"
+        );
         let anywhere = startup_lines(&config, "0.0.0.0:9000".parse().unwrap());
         assert!(anywhere[1].1.contains("http://localhost:9000/"));
     }

@@ -17,6 +17,7 @@
 use std::{
     collections::VecDeque,
     fmt,
+    net::IpAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, LazyLock,
@@ -29,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     common::error::HubError,
+    common::metrics::Metrics,
     connections::publisher::{retry_on_dead_connection, Publisher},
+    features::resume_records::{self, Listed, RecordCaps},
 };
 
 use hub_wire::protocol::{MessageId, RoomId};
@@ -307,6 +310,8 @@ pub struct ResumeStore {
     publisher: Publisher,
     window: Duration,
     saving: Arc<AtomicUsize>,
+    caps: RecordCaps,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ResumeStore {
@@ -316,7 +321,17 @@ impl ResumeStore {
             publisher,
             window,
             saving: Arc::default(),
+            caps: RecordCaps::default(),
+            metrics: None,
         }
+    }
+
+    /// Keeps at most `caps` records per user and per address (evictions counted in
+    /// `metrics`).
+    pub fn with_caps(mut self, caps: RecordCaps, metrics: Arc<Metrics>) -> ResumeStore {
+        self.caps = caps;
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Saves in flight (shutdown waits for them).
@@ -324,9 +339,22 @@ impl ResumeStore {
         self.saving.load(Ordering::Relaxed)
     }
 
-    /// Writes `record` under `pid` with the window as TTL.
-    pub async fn save(&self, pid: Pid, record: &Record) -> Result<(), HubError> {
+    /// Writes `record` under `pid` with the window as TTL, listed under its user and the
+    /// client's address (`addr`); the oldest records past either cap are deleted
+    /// ([`resume_records`]).
+    pub async fn save(
+        &self,
+        pid: Pid,
+        record: &Record,
+        addr: Option<IpAddr>,
+    ) -> Result<(), HubError> {
         self.saving.fetch_add(1, Ordering::Relaxed);
+        let result = self.write(pid, record, addr).await;
+        self.saving.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn write(&self, pid: Pid, record: &Record, addr: Option<IpAddr>) -> Result<(), HubError> {
         let json = serde_json::to_vec(record).expect("a record serializes");
         let mut cmd = redis::cmd("SET");
         cmd.arg(key(pid))
@@ -339,8 +367,26 @@ impl ResumeStore {
             async move { cmd.query_async(&mut conn).await }
         })
         .await;
-        self.saving.fetch_sub(1, Ordering::Relaxed);
-        result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))
+        result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))?;
+        let listed = Listed {
+            user: &record.user,
+            addr,
+            window: self.window,
+        };
+        resume_records::list(
+            &self.publisher,
+            pid,
+            listed,
+            self.caps,
+            self.metrics.as_deref(),
+        )
+        .await
+    }
+
+    /// Deletes every record of `user` (`POST /api/users/{userId}/disconnect`); returns how
+    /// many there were.
+    pub async fn forget_user(&self, user: &str) -> Result<usize, HubError> {
+        resume_records::forget_user(&self.publisher, user).await
     }
 
     /// Takes the record of `pid` for `user`: deleted when it is that user's (one recovery

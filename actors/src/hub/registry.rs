@@ -493,6 +493,8 @@ mod tests {
                 name: "Ann".into(),
                 admin: false,
                 expires_at: None,
+                issued_at: None,
+                rooms: None,
             });
             registry.do_send(Register {
                 id: 7,

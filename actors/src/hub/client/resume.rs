@@ -65,10 +65,11 @@ impl ClientCore {
         self.resume_ask = ask;
     }
 
-    /// Registers the authenticated session. When the hub keeps sessions and the client asked,
-    /// the session is resumable, and with a token of the same user whose offset can be
-    /// placed, it resumes ([`ClientCore::restore`]); otherwise it connects normally.
-    pub fn connect(&mut self, io: &mut impl ClientIo) {
+    /// Registers the authenticated session (once its token passed the revocation check). When
+    /// the hub keeps sessions and the client asked, the session is resumable, and with a token
+    /// of the same user whose offset can be placed, it resumes ([`ClientCore::restore`]);
+    /// otherwise it connects normally.
+    pub(super) fn connect_checked(&mut self, io: &mut impl ClientIo) {
         let ask = self.resume_ask.take();
         self.resume_asked = matches!(ask, Some(Ask::Continue { .. }));
         let (Some(store), Some(ask)) = (self.env.resume.clone(), ask) else {
@@ -172,9 +173,9 @@ impl ClientCore {
             return;
         }
         let record = tracker.record(self.user());
-        let (metrics, id, pid) = (self.env.metrics.clone(), self.id, tracker.pid);
+        let (metrics, id, pid, peer) = (self.env.metrics.clone(), self.id, tracker.pid, self.peer);
         actix::spawn(async move {
-            let result = match store.save(pid, &record).await {
+            let result = match store.save(pid, &record, peer).await {
                 Ok(()) => "saved",
                 Err(e) => {
                     warn!("session {id:x}: not kept for resume: {e}");
