@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod resume;
+pub mod room_hook;
 
 use std::{
     collections::BTreeSet,
