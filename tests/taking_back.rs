@@ -118,7 +118,10 @@ async fn a_member_removed_mid_session_leaves_on_every_instance() {
         assert_eq!(joined["room"], "private-9", "{joined}");
     }
     let next = sio_next(&mut ann_sio).await;
-    assert!(next.starts_with(r#"42["notification""#), "no message of the room: {next}");
+    assert!(
+        next.starts_with(r#"42["notification""#),
+        "no message of the room: {next}"
+    );
     let event = sio_next(&mut ann_sio).await;
     assert!(event.starts_with(r#"42["joined",{"#), "{event}");
     let (status, body) = a.http("PUT", "/api/rooms/a%20b/members/ann", &[], "").await;
