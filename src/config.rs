@@ -893,6 +893,40 @@ mod tests {
     }
 
     #[test]
+    fn room_rules_proxies_and_user_limits() {
+        let jwt = ("HUB_JWT_SECRET", SECRET);
+        let c = config(&[jwt]).unwrap();
+        assert!(c.public_rooms.is_empty() && c.room_hook.is_none());
+        assert!(c.open_doors().is_empty(), "{:?}", c.open_doors());
+        let hook = ("HUB_ROOM_AUTH_URL", "https://app.example.com/room-auth");
+        let no_key = config(&[jwt, hook]).unwrap_err();
+        assert!(no_key.contains("HUB_ROOM_AUTH_KEY"), "{no_key}");
+        let no_url = config(&[jwt, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap_err();
+        assert!(no_url.starts_with("HUB_ROOM_AUTH_KEY"), "{no_url}");
+        let plain = ("HUB_ROOM_AUTH_URL", "http://app.example.com/room-auth");
+        let err = config(&[jwt, plain, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap_err();
+        assert!(err.starts_with("HUB_ROOM_AUTH_URL"), "{err}");
+        let c = config(&[jwt, hook, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap();
+        assert_eq!(c.room_hook.unwrap().timeout, Duration::from_millis(2000));
+        let bad = config(&[jwt, ("HUB_PUBLIC_ROOMS", "lobby, a b")]).unwrap_err();
+        assert!(bad.starts_with("HUB_PUBLIC_ROOMS"), "{bad}");
+        let all = config(&[jwt, ("HUB_PUBLIC_ROOMS", "*")]).unwrap();
+        assert!(all.open_doors()[0].contains("PUBLIC ROOMS"));
+        assert!(all.rooms_mode().contains("public: *"));
+        let bad = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8,proxy")]).unwrap_err();
+        assert!(bad.starts_with("HUB_TRUSTED_PROXIES"), "{bad}");
+        let anyone = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0")]).unwrap();
+        assert!(anyone.open_doors()[0].contains("0.0.0.0/0"));
+        let unlimited = config(&[jwt, ("HUB_USER_MESSAGES_PER_SEC", "0")]).unwrap();
+        assert!(unlimited.open_doors()[0].contains("HUB_USER_MESSAGES_PER_SEC=0"));
+        assert_eq!(c.user_messages, DEFAULT_USER_MESSAGES);
+        assert!(config(&[("HUB_AUTH", "dev")])
+            .unwrap()
+            .rooms_mode()
+            .contains("open"));
+    }
+
+    #[test]
     fn needs_an_auth_mode() {
         let err = config(&[]).unwrap_err();
         assert!(err.contains("HUB_JWT_SECRET"), "{err}");

@@ -335,3 +335,30 @@ async fn per_user_limits_hold_across_all_sessions_on_every_instance() {
     bob.join("r").await;
     assert!(posted(&mut bob, "r", "bob's").await);
 }
+
+/// A session kept for resume when its user is removed from a room comes back without it.
+#[tokio::test]
+async fn a_removal_reaches_sessions_kept_for_resume() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut dropped = Client::connect(&hub.ws_url("userId=ann&resume=true")).await;
+    let pid = dropped.recv_type("connected").await["resume"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    dropped.join("team-1").await;
+    dropped.join("team-2").await;
+    drop(dropped);
+    kept(&redis, &pid).await;
+    api(&hub, "DELETE", "/api/rooms/team-1/members/ann", "").await;
+    let query = format!("userId=ann&resume={pid}&offset=0");
+    let mut back = Client::connect(&hub.ws_url(&query)).await;
+    let connected = back.recv_type("connected").await;
+    assert_eq!(connected["resumed"], true, "{connected}");
+    back.send(json!({"type": "chat-message", "room": "team-1", "message": "x"}))
+        .await;
+    back.expect_error("not_in_room").await;
+    back.send(json!({"type": "chat-message", "room": "team-2", "message": "y"}))
+        .await;
+    assert_eq!(back.recv_type("chat-message").await["data"]["message"], "y");
+}

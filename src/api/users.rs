@@ -37,14 +37,22 @@ fn member(path: &(String, String)) -> Result<(RoomId, &str), ApiError> {
 }
 
 /// `DELETE /api/rooms/{roomId}/members/{userId}`: every session of the user leaves the room
-/// on every instance (`left` with reason `removed`), and every instance forgets its cached
-/// room hook answers for the pair. Answers `202 {"status":"published","instances":N}`.
+/// on every instance (`left` with reason `removed`), every instance forgets its cached room
+/// hook answers for the pair, and the user's resume records forget the room. Answers `202 {"status":"published","instances":N}`.
 async fn remove_member(state: State, path: web::Path<(String, String)>) -> ApiResult {
     let (room, user) = member(&path)?;
     let forget = room_access_payload(user, &room);
     super::publish(&state, ROOM_ACCESS, &forget).await?;
-    let message = HubMessage::Command(HubCommand::RoomRemove { room });
-    publish_to(&state, user, &message).await
+    let message = HubMessage::Command(HubCommand::RoomRemove { room: room.clone() });
+    let answer = publish_to(&state, user, &message).await?;
+    // A session kept for resume must not come back into the room either.
+    if let Some(resume) = &state.resume {
+        resume.forget_room(user, &room).await.map_err(|e| {
+            warn!("DELETE /api/rooms/{room}/members/{user}: {e}");
+            ApiError::unavailable("the user's resume records could not be updated; try again")
+        })?;
+    }
+    Ok(answer)
 }
 
 /// `PUT /api/rooms/{roomId}/members/{userId}`: every session of the user joins the room on

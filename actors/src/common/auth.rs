@@ -498,6 +498,46 @@ mod tests {
     }
 
     #[test]
+    fn room_claims_room_tokens_and_the_longest_lifetime() {
+        let auth = hs("k", None).with_max_lifetime(Duration::from_secs(3600));
+        let now = exp(0);
+        let with = |claims: Value| auth.verify_token(&token(Algorithm::HS256, claims, "k"));
+        let id = with(json!({"sub": "1", "exp": now + 60, "rooms": ["a", "t-*"]})).unwrap();
+        let rooms = id.rooms.unwrap();
+        assert!(rooms.matches("a") && rooms.matches("t-9") && !rooms.matches("b"));
+        let bad = with(json!({"sub": "1", "exp": now + 60, "rooms": "a"})).unwrap_err();
+        assert!(bad.to_string().contains("bad `rooms` claim"), "{bad}");
+        assert!(with(json!({"sub": "1", "exp": now + 60, "rooms": ["a b"]})).is_err());
+        // Longer than the lifetime: by `exp - iat`, or `exp - now` without `iat`.
+        let long = with(json!({"sub": "1", "exp": now + 60, "iat": now - 7200})).unwrap_err();
+        assert!(
+            long.to_string().contains("HUB_MAX_TOKEN_LIFETIME_SECS"),
+            "{long}"
+        );
+        assert!(with(json!({"sub": "1", "exp": now + 7200})).is_err());
+        assert_eq!(
+            with(json!({"sub": "1", "exp": now + 60, "iat": now}))
+                .unwrap()
+                .issued_at,
+            Some(now as u64)
+        );
+        // A room token grants one room, and is no connection token.
+        let room_token = token(
+            Algorithm::HS256,
+            json!({"sub": "7", "exp": now + 60, "room": "r"}),
+            "k",
+        );
+        let grant = auth.verify_room_token(&room_token).unwrap();
+        assert_eq!((&*grant.user_id, &*grant.room), ("7", "r"));
+        assert!(auth.verify_token(&room_token).is_err());
+        let plain = token(Algorithm::HS256, json!({"sub": "7", "exp": now + 60}), "k");
+        assert!(auth.verify_room_token(&plain).is_err(), "no `room` claim");
+        let expired = token(Algorithm::HS256, json!({"sub": "7", "exp": now - 60}), "k");
+        assert_eq!(auth.verify_token(&expired), Err(AuthError::Expired));
+        assert!(!AuthError::Expired.counts_as_failure());
+    }
+
+    #[test]
     fn dev_mode_validates_ids() {
         let no_keys = || Arc::new(KeyStore::new(Vec::new(), false));
         let auth = Authenticator::new(no_keys(), None, true);

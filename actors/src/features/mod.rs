@@ -2,7 +2,8 @@
 //! [`inbox`]es, gap [`recovery`] after a pub/sub outage (with the history and the inboxes),
 //! local [`presence`] and the cross-instance [`roster`], Socket.IO [`session_resume`], live [`analytics`] and the health
 //! [`canary`]; who may join and post in a room ([`room_access`], with the application's
-//! [`room_hook`]), token [`revocation`] and per-user limits ([`user_limits`]). They depend on [`crate::common`], [`crate::messages`] and
+//! [`room_hook`]), token [`revocation`], per-user limits ([`user_limits`]) and the caps on
+//! resume records ([`resume_records`]). They depend on [`crate::common`], [`crate::messages`] and
 //! [`crate::connections`], never on the hub's actors or the transports.
 
 pub mod analytics;

@@ -3,7 +3,8 @@
 //! (`sio:recovery:addr:{address}`, IPv6 per /64), sorted sets of private ids by expiry; past
 //! `HUB_RESUME_RECORDS_PER_USER` or `HUB_RESUME_RECORDS_PER_ADDRESS` the oldest records are
 //! deleted (a record holds 10-40 KB for the recovery window). The user's list also lets
-//! `POST /api/users/{userId}/disconnect` delete every record of the user.
+//! `POST /api/users/{userId}/disconnect` delete every record of the user, and
+//! `DELETE /api/rooms/{room}/members/{userId}` take the room out of them.
 
 use std::{net::IpAddr, sync::LazyLock, time::Duration};
 
@@ -14,7 +15,7 @@ use crate::{
     common::error::HubError,
     common::metrics::Metrics,
     connections::publisher::{retry_on_dead_connection, Publisher},
-    features::session_resume::{key, Pid},
+    features::session_resume::{key, Pid, Record},
 };
 
 /// Most records kept per user and per client address; past them the oldest go.
@@ -55,7 +56,7 @@ pub struct Listed<'a> {
     pub window: Duration,
 }
 
-/// Lists the record `pid` (already written) under its user and address, and deletes the
+/// Lists the record `pid` (about to be written) under its user and address, and deletes the
 /// oldest records past the caps (counted in `metrics`).
 pub async fn list(
     publisher: &Publisher,
@@ -105,6 +106,44 @@ pub async fn forget_user(publisher: &Publisher, user: &str) -> Result<usize, Hub
         .await
         .map_err(|e| HubError::Redis(format!("DEL {index}: {e}")))?;
     Ok(deleted)
+}
+
+/// Takes `room` out of every record of `user` (`DELETE /api/rooms/{room}/members/{userId}`:
+/// a session resumed later does not come back into it); returns how many records had it.
+/// A record is rewritten only while it exists (`SET XX KEEPTTL`): one taken meanwhile stays
+/// taken.
+pub async fn forget_room(publisher: &Publisher, user: &str, room: &str) -> Result<usize, HubError> {
+    let index = user_index(user);
+    let mut range = redis::cmd("ZRANGE");
+    range.arg(&index).arg(0).arg(-1);
+    let pids: Vec<String> = query(publisher, &range)
+        .await
+        .map_err(|e| HubError::Redis(format!("ZRANGE {index}: {e}")))?;
+    let mut changed = 0;
+    for pid in pids.iter().filter_map(|p| Pid::parse(p)) {
+        let mut get = redis::cmd("GET");
+        get.arg(key(pid));
+        let raw: Option<Vec<u8>> = query(publisher, &get)
+            .await
+            .map_err(|e| HubError::Redis(format!("GET {}: {e}", key(pid))))?;
+        let Some(mut record) = raw.and_then(|r| serde_json::from_slice::<Record>(&r).ok()) else {
+            continue;
+        };
+        if !record.rooms.iter().any(|(r, _)| &**r == room) {
+            continue;
+        }
+        record.rooms.retain(|(r, _)| &**r != room);
+        let mut set = redis::cmd("SET");
+        set.arg(key(pid))
+            .arg(serde_json::to_vec(&record).expect("a record serializes"))
+            .arg("XX")
+            .arg("KEEPTTL");
+        query::<Option<String>>(publisher, &set)
+            .await
+            .map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 /// Deletes records (one key per command: on a cluster they live in different slots); returns

@@ -354,20 +354,9 @@ impl ResumeStore {
         result
     }
 
+    /// Lists the record first, then writes it: a record that exists is always listed (so
+    /// that deleting a user's records, or a room from them, finds it).
     async fn write(&self, pid: Pid, record: &Record, addr: Option<IpAddr>) -> Result<(), HubError> {
-        let json = serde_json::to_vec(record).expect("a record serializes");
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key(pid))
-            .arg(json)
-            .arg("PX")
-            .arg(self.window.as_millis() as u64);
-        let result: redis::RedisResult<()> = retry_on_dead_connection(|| {
-            let mut conn = self.publisher.connection();
-            let cmd = &cmd;
-            async move { cmd.query_async(&mut conn).await }
-        })
-        .await;
-        result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))?;
         let listed = Listed {
             user: &record.user,
             addr,
@@ -380,13 +369,31 @@ impl ResumeStore {
             self.caps,
             self.metrics.as_deref(),
         )
-        .await
+        .await?;
+        let json = serde_json::to_vec(record).expect("a record serializes");
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key(pid))
+            .arg(json)
+            .arg("PX")
+            .arg(self.window.as_millis() as u64);
+        let result: redis::RedisResult<()> = retry_on_dead_connection(|| {
+            let mut conn = self.publisher.connection();
+            let cmd = &cmd;
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await;
+        result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))
     }
 
     /// Deletes every record of `user` (`POST /api/users/{userId}/disconnect`); returns how
     /// many there were.
     pub async fn forget_user(&self, user: &str) -> Result<usize, HubError> {
         resume_records::forget_user(&self.publisher, user).await
+    }
+
+    /// Takes `room` out of every record of `user`; returns how many had it.
+    pub async fn forget_room(&self, user: &str, room: &str) -> Result<usize, HubError> {
+        resume_records::forget_room(&self.publisher, user, room).await
     }
 
     /// Takes the record of `pid` for `user`: deleted when it is that user's (one recovery
