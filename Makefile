@@ -28,15 +28,22 @@ check-run:
 	scripts/check-run.sh
 
 ## Unit and integration tests (each integration test starts its own redis-server and hub;
-## tests/browser.rs also needs /usr/bin/chromium: apt-get install -y chromium), then the
-## `make run` check (check-run).
-test: tests/browser/node_modules tests/socketio/node_modules
+## tests/browser.rs and tests/client_browser.rs also need /usr/bin/chromium: apt-get install -y
+## chromium), the browser client's type check and unit tests (clients/js), then the `make run`
+## check (check-run).
+test: tests/browser/node_modules tests/socketio/node_modules clients/js/node_modules
+	npm test --prefix clients/js --silent
 	cargo test --workspace --all-targets
 	scripts/check-run.sh
 
 ## playwright-core for the browser test (it drives the system Chromium, no browser download).
 tests/browser/node_modules: tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## TypeScript for the browser client's type check (its only dependency, a dev one).
+clients/js/node_modules: clients/js/package-lock.json
+	npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ## socket.io-client for the Socket.IO end-to-end tests (tests/socketio_client.rs).

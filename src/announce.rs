@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::Config;
+use crate::{config::Config, pages::Pages};
 
 /// The lines to log at startup: `(is_warning, text)`.
 pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> {
@@ -24,7 +24,16 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                 config.instance_id
             ),
         ),
-        (false, format!("  demo page:  {base}/")),
+        (
+            false,
+            match &config.pages {
+                Pages::Embedded => format!("  demo page:  {base}/"),
+                Pages::Dir(dir) => {
+                    format!("  demo page:  {base}/   (pages from {})", dir.display())
+                }
+            },
+        ),
+        (false, format!("  client:     {base}/client/relay-hub.js")),
         (false, format!("  dashboard:  {base}/dashboard.html")),
         (
             false,
@@ -134,6 +143,7 @@ mod tests {
         for want in [
             "http://127.0.0.1:8080/",
             "http://127.0.0.1:8080/dashboard.html",
+            "http://127.0.0.1:8080/client/relay-hub.js",
             "http://127.0.0.1:8080/health",
             "auth:       DEV",
         ] {

@@ -235,7 +235,10 @@ const SERVE: &[(&str, &str)] = &[
         "HUB_ROOM_PRESENCE_LIMIT",
         "Rooms with more users get no presence events [default: 1000]",
     ),
-    ("HUB_STATIC_DIR", "Where the demo pages live"),
+    (
+        "HUB_STATIC_DIR",
+        "Serve the demo pages from this directory [default: built in]",
+    ),
     ("HUB_INSTANCE_ID", "This instance's id [default: random]"),
     (
         "HUB_SHUTDOWN_BATCH",

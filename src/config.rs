@@ -23,6 +23,8 @@ use hub_jobs::WorkerConfig;
 use hub_store::Store;
 use hub_wire::protocol::RoomPatterns;
 
+use crate::pages::Pages;
+
 /// Everything the hub needs to start.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -62,8 +64,8 @@ pub struct Config {
     pub ingest_connections: usize,
     /// Session limits (`HUB_MAX_FRAME_BYTES`, `HUB_RATE_PER_SEC`, ...).
     pub limits: Limits,
-    /// Where the demo pages live (`HUB_STATIC_DIR`).
-    pub static_dir: PathBuf,
+    /// Where the demo pages come from: built in, or `HUB_STATIC_DIR`.
+    pub pages: Pages,
     /// This instance's id in `/health` and session ids (`HUB_INSTANCE_ID`).
     pub instance_id: String,
     /// Sessions closed per batch at shutdown, 0 = all at once (`HUB_SHUTDOWN_BATCH`).
@@ -589,17 +591,9 @@ impl Config {
                 burst: positive(vars, burst, u64::from(d.burst))? as u32,
             })
         };
-        let static_dir = vars
+        let pages = vars
             .get("HUB_STATIC_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let local = PathBuf::from("static");
-                if local.join("index.html").is_file() {
-                    local
-                } else {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static")
-                }
-            });
+            .map_or(Pages::Embedded, |dir| Pages::Dir(PathBuf::from(dir)));
         Ok(Config {
             host,
             port,
@@ -617,7 +611,7 @@ impl Config {
             workers,
             ingest_connections,
             limits,
-            static_dir,
+            pages,
             instance_id: vars.get("HUB_INSTANCE_ID").unwrap_or_else(random_id),
             shutdown_batch: parse(vars, "HUB_SHUTDOWN_BATCH", 0, "a number of sessions")?,
             shutdown_pause: millis(vars, "HUB_SHUTDOWN_BATCH_PAUSE_MS", 0)?,

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: configuration from the environment.
 //! - [`upgrade`]: WebSocket upgrades (path, origin, credentials) that start session actors.
-//! - [`routes`]: `/health`, `/metrics` and the static demo pages.
+//! - [`routes`]: `/health`, `/metrics`, the demo pages and the browser client.
+//! - [`pages`]: the demo pages and the browser client, built into the binary.
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`worker`]: the `relay-hub worker` subcommand (job worker with the demo handler).
 //! - [`socketio_routes`]: Engine.IO/Socket.IO over HTTP (`/socket.io/`): long-polling routes,
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod compliance;
 pub mod config;
 pub mod handshake;
+pub mod pages;
 pub mod routes;
 pub mod socketio_routes;
 pub mod state;
@@ -292,7 +294,6 @@ pub async fn run(
         metrics: metrics.clone(),
         instance_id: instance_id.clone(),
         started: Instant::now(),
-        static_dir: Arc::new(config.static_dir.clone()),
         config: config.clone(),
         publisher: publisher.clone(),
         history: history.clone(),

@@ -1,4 +1,5 @@
-//! HTTP routes besides the WebSocket upgrade: `/health`, `/metrics` and the static demo pages.
+//! HTTP routes besides the WebSocket upgrade: `/health`, `/metrics`, the demo pages and the
+//! browser client (`/client/relay-hub.js` and its modules).
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 
@@ -11,6 +12,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .route("/", web::get().to(index))
+        .route("/client/{file}", web::get().to(client_file))
         .route("/{file}", web::get().to(static_file));
 }
 
@@ -57,11 +59,19 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn index(state: web::Data<AppState>) -> HttpResponse {
-    serve(&state, "index.html").await
+    page(&state, "index.html").await
 }
 
 async fn static_file(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
-    serve(&state, &file).await
+    page(&state, &file).await
+}
+
+/// `GET /client/{file}`: the browser client's modules (`relay-hub.js` imports the others).
+async fn client_file(file: web::Path<String>) -> HttpResponse {
+    match checked(&file) {
+        Some(mime) => found(mime, crate::pages::client_file(&file)),
+        None => not_found(),
+    }
 }
 
 fn content_type(name: &str) -> Option<&'static str> {
@@ -77,26 +87,33 @@ fn content_type(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Serves a file of the static directory (flat names only, known types only).
-async fn serve(state: &AppState, name: &str) -> HttpResponse {
+/// The content type of `name` when it is a flat file name of a known type.
+fn checked(name: &str) -> Option<&'static str> {
     let safe = !name.starts_with('.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    let (true, Some(mime)) = (safe, content_type(name)) else {
-        return not_found();
-    };
-    match actix_web::rt::task::spawn_blocking({
-        let path = state.static_dir.join(name);
-        move || std::fs::read(path)
-    })
-    .await
-    {
-        Ok(Ok(body)) => HttpResponse::Ok()
+    safe.then(|| content_type(name)).flatten()
+}
+
+/// Serves a demo page (flat names only, known types only), built in or from `HUB_STATIC_DIR`.
+async fn page(state: &AppState, name: &str) -> HttpResponse {
+    match checked(name) {
+        Some(mime) => found(mime, state.config.pages.page(name).await),
+        None => not_found(),
+    }
+}
+
+fn found(mime: &str, body: Option<std::borrow::Cow<'static, [u8]>>) -> HttpResponse {
+    match body {
+        Some(body) => HttpResponse::Ok()
             .content_type(mime)
             .insert_header(("cache-control", "no-cache"))
-            .body(body),
-        _ => not_found(),
+            .body(match body {
+                std::borrow::Cow::Borrowed(bytes) => bytes::Bytes::from_static(bytes),
+                std::borrow::Cow::Owned(bytes) => bytes::Bytes::from(bytes),
+            }),
+        None => not_found(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the HTTP handlers share (the routes of `routes.rs` and the API of `api/`).
 
-use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
+use std::{sync::Arc, time::Duration, time::Instant};
 
 use actix::Addr;
 use hub_actors::{
@@ -23,8 +23,6 @@ pub struct AppState {
     pub instance_id: Arc<str>,
     /// When the instance started.
     pub started: Instant,
-    /// Directory of the demo pages.
-    pub static_dir: Arc<PathBuf>,
     /// Instance configuration.
     pub config: Arc<Config>,
     /// Publishes to Redis on the instance's command connection.

@@ -1,7 +1,9 @@
 // relay-hub live analytics dashboard: plain JS, no build step, charts drawn on <canvas>.
-// Subscribes to topic `analytics` over /ws and polls /health for the instance figures.
+// Subscribes to topic `analytics` with the browser client and polls /health for the instance
+// figures.
+import { RelayHub } from '/client/relay-hub.js';
+
 (() => {
-  'use strict';
   const $ = (id) => document.getElementById(id);
   const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2',
     '#db2777', '#65a30d', '#ea580c', '#4b5563'];
@@ -9,10 +11,7 @@
   const HEALTH_EVERY_MS = 2000;
 
   const state = {
-    ws: null,
-    wanted: false,
-    attempt: 0,
-    timer: null,
+    client: null,               // the RelayHub
     colors: new Map(),          // model -> colour, stable for the page's life
     snapshots: [],              // {t, data}
     health: [],                 // {t, connections, rooms, users}
@@ -37,7 +36,7 @@
     return state.colors.get(model);
   }
 
-  // ---- connection -----------------------------------------------------------------------------
+  // ---- connection (the browser client: reconnects, re-subscribes by itself) --------------------
 
   function setStatus(s) {
     const el = $('status');
@@ -45,61 +44,26 @@
     el.className = 'status ' + s;
   }
 
-  function wsUrl() {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const q = new URLSearchParams();
-    const token = $('token').value.trim();
-    if (token) q.set('token', token);
-    else q.set('userId', $('user-id').value.trim() || 'dashboard');
-    return `${proto}//${location.host}/ws?${q}`;
-  }
-
   function connect() {
-    clearTimeout(state.timer);
-    if (state.ws) { state.ws.onclose = null; state.ws.close(); }
+    if (state.client) state.client.disconnect();
     $('connect-error').textContent = '';
-    setStatus(state.attempt ? 'reconnecting' : 'connecting');
-    const ws = new WebSocket(wsUrl());
-    state.ws = ws;
-    ws.onmessage = (ev) => {
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch { return; }
-      onFrame(frame);
-    };
-    ws.onclose = (ev) => {
-      if (state.ws !== ws) return;
-      state.ws = null;
-      if (ev.code === 4001) {
-        $('connect-error').textContent = 'Authentication failed: check the token.';
-        state.wanted = false;
+    const token = $('token').value.trim();
+    const client = new RelayHub('/ws', token ? { token } : { userId: $('user-id').value.trim() || 'dashboard' });
+    state.client = client;
+    client.on('connecting', ({ attempt }) => setStatus(attempt ? 'reconnecting' : 'connecting'));
+    client.on('connected', () => setStatus('connected'));
+    client.on('disconnected', ({ code }) => {
+      setStatus('disconnected');
+      if (code === 4001 || code === 4002) $('connect-error').textContent = 'Authentication failed: check the token.';
+    });
+    client.on('analytics', onSnapshot);
+    client.subscribe('analytics').catch((err) => {
+      if (err.code === 'forbidden') {
+        $('connect-error').textContent =
+          'The hub refused the analytics topic: in JWT mode the token needs "role":"admin".';
       }
-      if (!state.wanted) { setStatus('disconnected'); return; }
-      state.attempt += 1;
-      const base = Math.min(10000, 500 * 2 ** (state.attempt - 1));
-      setStatus('reconnecting');
-      state.timer = setTimeout(connect, base / 2 + Math.random() * base / 2);
-    };
-  }
-
-  function onFrame(frame) {
-    switch (frame.type) {
-      case 'connected':
-        state.attempt = 0;
-        setStatus('connected');
-        state.ws.send(JSON.stringify({ type: 'subscribe', topic: 'analytics', id: 'analytics' }));
-        break;
-      case 'analytics':
-        onSnapshot(frame.data);
-        break;
-      case 'error':
-        if (frame.code === 'forbidden') {
-          $('connect-error').textContent =
-            'The hub refused the analytics topic: in JWT mode the token needs "role":"admin".';
-        }
-        break;
-      default:
-        break;
-    }
+    });
+    client.connect();
   }
 
   // ---- data -----------------------------------------------------------------------------------
@@ -381,8 +345,6 @@
 
   $('connect-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    state.wanted = true;
-    state.attempt = 0;
     sessionStorage.setItem('relay-hub-dashboard-token', $('token').value.trim());
     connect();
   });
@@ -396,6 +358,5 @@
   pollHealth();
   setInterval(pollHealth, HEALTH_EVERY_MS);
   // Connect at once: dev mode needs no token, and a saved token is reused.
-  state.wanted = true;
   connect();
 })();

@@ -262,7 +262,7 @@ async fn the_dashboard_is_served() {
     let hub = hub(&redis, &[]).await;
     for (path, needle) in [
         ("/dashboard.html", "<canvas id=\"chart-qps\""),
-        ("/dashboard.js", "topic: 'analytics'"),
+        ("/dashboard.js", "subscribe('analytics')"),
         ("/dashboard.css", ".charts"),
     ] {
         let (status, body) = hub.http("GET", path, &[], "").await;

@@ -1,18 +1,22 @@
 // End-to-end test of the demo page in headless Chromium (Debian's /usr/bin/chromium, driven
 // by playwright-core). Run by tests/browser.rs:
 //
-//   node tests/browser/chat.mjs <hubUrl> <outDir>
+//   node tests/browser/chat.mjs <hubUrl> <outDir> <balancerPort>
 //
+// Alice's page comes through a TCP balancer (balancer.mjs) on <balancerPort> (the hub allows
+// that origin), so that the test can reset her connection at the socket.
 // Prints one JSON line ({"ok":true,"checks":[...],"screenshots":[...]} or {"ok":false,
 // "error":...}) and exits 0 only when every check passed. Screenshots go to <outDir>.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { startBalancer } from './balancer.mjs';
+import { metric as hubMetric, until } from './harness.mjs';
 
-const [hubUrl, outDir] = process.argv.slice(2);
-if (!hubUrl || !outDir) {
-  console.error('usage: node chat.mjs <hubUrl> <outDir>');
+const [hubUrl, outDir, balancerPort] = process.argv.slice(2);
+if (!hubUrl || !outDir || !balancerPort) {
+  console.error('usage: node chat.mjs <hubUrl> <outDir> <balancerPort>');
   process.exit(2);
 }
 mkdirSync(outDir, { recursive: true });
@@ -35,12 +39,12 @@ async function shot(page, name, { fullPage = true } = {}) {
   screenshots.push(path);
 }
 
-async function openUser(browser, userId, name, viewport = { width: 1280, height: 800 }) {
+async function openUser(browser, userId, name, viewport = { width: 1280, height: 800 }, origin = hubUrl) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
   page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`${name} console: ${msg.text()}`); });
-  await page.goto(hubUrl + '/');
+  await page.goto(origin + '/');
   await page.fill('#user-id', userId);
   await page.fill('#user-name', name);
   await page.click('#connect');
@@ -48,7 +52,7 @@ async function openUser(browser, userId, name, viewport = { width: 1280, height:
   await page.fill('#room-input', ROOM);
   await page.press('#room-input', 'Enter');
   await page.waitForFunction(
-    (room) => window.hub.state.rooms.get(room)?.joined === true, ROOM, { timeout: WAIT });
+    (room) => window.demo.chat.rooms.get(room)?.joined === true, ROOM, { timeout: WAIT });
   return page;
 }
 
@@ -82,9 +86,10 @@ async function main() {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage', '--disable-gpu'],
   });
+  const balancer = await startBalancer(new URL(hubUrl).port, Number(balancerPort));
   let alice;
   try {
-    alice = await openUser(browser, '1', 'Alice');
+    alice = await openUser(browser, '1', 'Alice', undefined, `http://127.0.0.1:${balancer.port}`);
     const bob = await openUser(browser, '2', 'Bob');
 
     // Both see each other in the members panel.
@@ -124,16 +129,26 @@ async function main() {
     check('Alice shows the missed messages exactly once, in order',
       JSON.stringify(afterRecovery) === JSON.stringify(['Hello from Alice', 'Hi Alice, Bob here', ...missed]),
       afterRecovery);
-    const join = await alice.evaluate((room) => window.hub.stats.joins.filter((j) => j.room === room).at(-1), ROOM);
+    const join = await alice.evaluate((room) => window.demo.chat.joins.filter((j) => j.room === room).at(-1), ROOM);
     check('the re-join asked with since and was recovered from history',
-      join && join.since !== null && join.recovered === true && join.history === 3, join);
+      join && join.rejoin && join.recovered === true && join.missed === 3, join);
     check('Alice sees the recovery notice',
       /Recovered 3 missed messages/.test(await alice.textContent('#notice')), await alice.textContent('#notice'));
 
-    // An unplanned drop: the page reconnects by itself with backoff and stays exact.
-    await alice.evaluate(() => window.hub.state.ws.close());
+    // An unplanned drop: Alice's connection is reset at the socket (no close frame). Her page
+    // is held back until the hub kept her session; Bob speaks meanwhile; she resumes by herself
+    // and shows every message once.
+    const saves = () => metric('hub_sio_recovery_saves_total{result="saved"}');
+    const savedBefore = await saves();
+    const connectsBefore = await alice.evaluate(() => window.demo.stats.connects);
+    balancer.hold();
+    check("Alice's connection reset at the socket", balancer.cut() === 1);
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: WAIT });
+    await until('the hub to keep her session', async () => (await saves()) > savedBefore);
     await say(bob, 'during the drop');
+    await waitForText(bob, 'during the drop');
+    balancer.release();
+    await alice.waitForFunction((n) => window.demo.stats.connects > n, connectsBefore, { timeout: WAIT });
     await alice.waitForSelector('#status[data-state="connected"]', { timeout: WAIT });
     await waitForText(alice, 'during the drop');
     await say(bob, 'after the drop');
@@ -184,9 +199,13 @@ async function main() {
     if (alice) await shot(alice, 'failure-alice.png').catch(() => {});
     throw err;
   } finally {
+    balancer.close();
     await browser.close();
   }
 }
+
+/** The value of one sample of the hub's /metrics (0 when absent). */
+const metric = (sample) => hubMetric(hubUrl, sample);
 
 main().then(
   () => {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod browser;
 pub mod cluster;
 pub mod resume;
 pub mod room_hook;
@@ -306,7 +307,24 @@ pub async fn hub_with_url(redis_url: &str, env: &[(&str, &str)]) -> Hub {
 
 /// Starts a hub on a given port (e.g. to restart one where its clients reconnect).
 pub async fn hub_on_port(redis_url: &str, port: u16, env: &[(&str, &str)]) -> Hub {
+    start_hub(redis_url, port, env, None).await
+}
+
+/// Starts a hub whose working directory is `dir` (not the source tree).
+pub async fn hub_in_dir(redis: &Redis, dir: &std::path::Path, env: &[(&str, &str)]) -> Hub {
+    start_hub(&redis.url(), free_port(), env, Some(dir)).await
+}
+
+async fn start_hub(
+    redis_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
+) -> Hub {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-hub"));
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORT", port.to_string())

@@ -4,8 +4,8 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::{
+    close::CloseReason,
     request::{ErrorCode, TransportKind},
-    socket::CloseReason,
 };
 
 /// Engine.IO metrics of one instance.

@@ -5,38 +5,25 @@
 //! that arrive on other workers reach it through its address (long-polling) or hand it their
 //! socket (a WebSocket upgrade moves the socket to the session's thread).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use dashmap::DashMap;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::oneshot;
 
 use super::{
+    config::EngineConfig,
     metrics::EngineMetrics,
     packet,
     request::{ErrorCode, HttpReply, TransportKind},
+    sessions::Sessions,
     socket::{
-        AttachWebSocket, CloseSession, EngineConfig, EngineHandler, EngineSocket, Initial, PollGet,
-        PostBegin, PostBody, PostFailure,
+        messages::{AttachWebSocket, CloseSession, PollGet, PostBegin, PostBody, PostFailure},
+        EngineHandler, EngineSocket, Initial,
     },
 };
 use crate::common::limits::ConnectionPermit;
-
-/// What every session of an endpoint shares.
-pub struct EngineEnv {
-    /// Protocol parameters.
-    pub config: EngineConfig,
-    /// Metrics to count into.
-    pub metrics: Arc<EngineMetrics>,
-}
 
 /// What the layer above learns about a new session's handshake request.
 #[derive(Debug)]
@@ -53,59 +40,18 @@ pub struct Handshake {
     pub permit: Option<ConnectionPermit>,
 }
 
-/// An Engine.IO endpoint's sessions, shared by every worker thread.
-pub struct Endpoint<H: EngineHandler> {
-    env: Arc<EngineEnv>,
-    sessions: DashMap<Arc<str>, Addr<EngineSocket<H>>>,
-    closing: AtomicBool,
-}
+/// An Engine.IO endpoint: its sessions by id, shared by every worker thread.
+pub type Endpoint<H> = Sessions<Addr<EngineSocket<H>>>;
 
 impl<H: EngineHandler> Endpoint<H> {
-    /// An endpoint with no sessions.
-    pub fn new(config: EngineConfig, metrics: Arc<EngineMetrics>) -> Arc<Self> {
-        Arc::new(Endpoint {
-            env: Arc::new(EngineEnv { config, metrics }),
-            sessions: DashMap::new(),
-            closing: AtomicBool::new(false),
-        })
-    }
-
-    pub(crate) fn env(&self) -> &Arc<EngineEnv> {
-        &self.env
-    }
-
-    pub(crate) fn forget(&self, sid: &str) {
-        self.sessions.remove(sid);
-    }
-
-    /// Open sessions.
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// True when no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
-    /// A session by id.
-    pub fn session(&self, sid: &str) -> Option<Addr<EngineSocket<H>>> {
-        self.sessions.get(sid).map(|s| s.value().clone())
-    }
-
-    /// Refuses new sessions from now on (shutdown).
-    pub fn refuse_new(&self) {
-        self.closing.store(true, Ordering::Relaxed);
-    }
-
     /// Refuses new sessions from now on and closes every open one; returns how many.
     pub fn close_all(&self) -> usize {
         self.refuse_new();
         let mut n = 0;
-        for session in self.sessions.iter() {
-            session.value().do_send(CloseSession);
+        self.each(|session| {
+            session.do_send(CloseSession);
             n += 1;
-        }
+        });
         n
     }
 
@@ -166,32 +112,32 @@ impl<H: EngineHandler> EngineWorker<H> {
             handshake.permit,
         );
         let addr = socket.start();
-        self.endpoint.sessions.insert(sid.clone(), addr);
+        self.endpoint.insert(sid.clone(), addr);
         sid
     }
 
     fn refuse(&self, code: ErrorCode) -> HttpReply {
-        self.endpoint.env.metrics.refused(code);
+        self.endpoint.env().metrics.refused(code);
         HttpReply::error(code)
     }
 }
 
 impl<H: EngineHandler> EngineService for EngineWorker<H> {
     fn config(&self) -> &EngineConfig {
-        &self.endpoint.env.config
+        &self.endpoint.env().config
     }
 
     fn metrics(&self) -> &EngineMetrics {
-        &self.endpoint.env.metrics
+        &self.endpoint.env().metrics
     }
 
     fn is_closing(&self) -> bool {
-        self.endpoint.closing.load(Ordering::Relaxed)
+        self.endpoint.is_closing()
     }
 
     fn open_polling(&self, handshake: Handshake) -> HttpReply {
         let sid = self.start(handshake, Initial::Polling);
-        let config = &self.endpoint.env.config;
+        let config = &self.endpoint.env().config;
         let open = packet::open(
             &sid,
             &["websocket"],
@@ -250,7 +196,7 @@ impl<H: EngineHandler> EngineService for EngineWorker<H> {
     }
 
     fn has_session(&self, sid: &str) -> bool {
-        self.endpoint.sessions.contains_key(sid)
+        self.endpoint.contains(sid)
     }
 
     fn upgrade(&self, sid: &str, socket: std::net::TcpStream, leftover: Vec<u8>, accept: [u8; 28]) {
