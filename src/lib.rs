@@ -230,14 +230,14 @@ pub async fn run(
         publisher.clone(),
         config.max_token_lifetime + Duration::from_secs(hub_actors::common::auth::LEEWAY_SECS),
     );
-    let rooms = Arc::new(RoomAccess::new(
-        config.dev_auth,
-        config.public_rooms.clone(),
-        room_hook,
-        auth.clone(),
-        revocations.clone(),
-        metrics.clone(),
-    ));
+    let rooms = Arc::new(RoomAccess {
+        open: config.dev_auth,
+        public: config.public_rooms.clone(),
+        hook: room_hook,
+        auth: auth.clone(),
+        revocations: revocations.clone(),
+        metrics: metrics.clone(),
+    });
     let user_limits = UserLimits::new(publisher.clone(), config.user_messages, config.user_joins);
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.

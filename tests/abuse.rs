@@ -7,7 +7,7 @@
 mod common;
 mod sio_common;
 
-use common::resume::{kept, record_exists};
+use common::resume::{kept, record_exists, resume_token};
 use common::*;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
@@ -154,10 +154,7 @@ async fn without_trusted_proxies_forwarding_headers_are_ignored() {
 async fn dropped_session(hub: &Hub, redis: &Redis, user: &str, source: [u8; 4]) -> String {
     let url = hub.ws_url(&format!("userId={user}&resume=true"));
     let mut c = Client::try_connect_from(source, &url, &[]).await.unwrap();
-    let pid = c.recv_type("connected").await["resume"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = resume_token(&mut c).await;
     drop(c);
     kept(redis, &pid).await;
     pid

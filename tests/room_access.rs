@@ -34,6 +34,13 @@ async fn token_hub(redis: &Redis, env: &[(&str, &str)]) -> Hub {
     hub(redis, &all).await
 }
 
+/// [`token_hub`] asking `hook`, with `env` on top.
+async fn hooked_hub(redis: &Redis, hook: &Hook, env: &[(&str, &str)]) -> Hub {
+    let mut all = hook.env().to_vec();
+    all.extend_from_slice(env);
+    token_hub(redis, &all).await
+}
+
 async fn connect(hub: &Hub, token: &str) -> Client {
     let mut c = Client::connect(&hub.ws_url(&format!("token={token}"))).await;
     c.recv_type("connected").await;
@@ -125,15 +132,7 @@ async fn each_way_in_and_each_refusal() {
         ttl: None,
     })
     .await;
-    let hub = token_hub(
-        &redis,
-        &[
-            ("HUB_PUBLIC_ROOMS", "lobby, pub-*"),
-            ("HUB_ROOM_AUTH_URL", &hook.url),
-            ("HUB_ROOM_AUTH_KEY", "hook-key"),
-        ],
-    )
-    .await;
+    let hub = hooked_hub(&redis, &hook, &[("HUB_PUBLIC_ROOMS", "lobby, pub-*")]).await;
     let claims = json!({"rooms": ["support-42", "team-7-*"]});
     let mut c = connect(&hub, &token("42", claims)).await;
     for room in ["lobby", "pub-news", "support-42", "team-7-dev", "hooked-1"] {
@@ -176,7 +175,7 @@ async fn each_way_in_and_each_refusal() {
         asked[0].body,
         json!({"userId": 42, "room": "hooked-1", "action": "join"})
     );
-    assert_eq!(asked[0].authorization.as_deref(), Some("Bearer hook-key"));
+    assert_eq!(asked[0].authorization.as_deref(), Some("Bearer k"));
     let scrape = Scrape::of(&hub).await;
     let allowed = |by| scrape.value("hub_room_joins_allowed_total", &[("by", by)]);
     let refused_by = |reason| scrape.value("hub_room_joins_refused_total", &[("reason", reason)]);
@@ -262,21 +261,10 @@ async fn a_hook_that_times_out_or_answers_garbage_is_a_refusal() {
         "wrong" => Answer::Body(r#"{"allow":"yes"}"#),
         "broken" => Answer::Status(500),
         "moved" => Answer::Status(302),
-        _ => Answer::Decide {
-            allow: true,
-            ttl: None,
-        },
+        _ => Answer::ALLOW,
     })
     .await;
-    let hub = token_hub(
-        &redis,
-        &[
-            ("HUB_ROOM_AUTH_URL", &hook.url),
-            ("HUB_ROOM_AUTH_KEY", "k"),
-            ("HUB_ROOM_AUTH_TIMEOUT_MS", "300"),
-        ],
-    )
-    .await;
+    let hub = hooked_hub(&redis, &hook, &[("HUB_ROOM_AUTH_TIMEOUT_MS", "300")]).await;
     let mut c = connect(&hub, &token("5", json!({}))).await;
     for room in ["slow", "garbage", "wrong", "broken", "moved"] {
         let reply = try_join(&mut c, json!({ "room": room })).await;
@@ -304,22 +292,14 @@ async fn a_slow_hook_stalls_no_other_session_or_join() {
     let redis = Redis::start().await;
     let hook = Hook::serve(|asked| match asked["room"].as_str().unwrap() {
         "slow" => Answer::Hold,
-        _ => Answer::Decide {
-            allow: true,
-            ttl: None,
-        },
+        _ => Answer::ALLOW,
     })
     .await;
-    let hub = token_hub(
-        &redis,
-        &[
-            ("HUB_PUBLIC_ROOMS", "lobby"),
-            ("HUB_ROOM_AUTH_URL", &hook.url),
-            ("HUB_ROOM_AUTH_KEY", "k"),
-            ("HUB_ROOM_AUTH_TIMEOUT_MS", "30000"),
-        ],
-    )
-    .await;
+    let env = [
+        ("HUB_PUBLIC_ROOMS", "lobby"),
+        ("HUB_ROOM_AUTH_TIMEOUT_MS", "30000"),
+    ];
+    let hub = hooked_hub(&redis, &hook, &env).await;
     let mut other = connect(&hub, &token("2", json!({}))).await;
     join_and_leave(&mut other, "cached").await;
     let mut waiting = connect(&hub, &token("1", json!({}))).await;
@@ -370,18 +350,11 @@ async fn answers_are_cached_for_their_ttl_and_posting_asks_the_hook() {
                 allow: asked["userId"] == "editor",
                 ttl: None,
             },
-            _ => Answer::Decide {
-                allow: true,
-                ttl: None,
-            },
+            _ => Answer::ALLOW,
         }
     })
     .await;
-    let hub = token_hub(
-        &redis,
-        &[("HUB_ROOM_AUTH_URL", &hook.url), ("HUB_ROOM_AUTH_KEY", "k")],
-    )
-    .await;
+    let hub = hooked_hub(&redis, &hook, &[]).await;
     let mut reader = connect(&hub, &token("reader", json!({}))).await;
     let mut editor = connect(&hub, &token("editor", json!({}))).await;
     for _ in 0..3 {

@@ -6,7 +6,7 @@
 mod common;
 mod sio_common;
 
-use common::resume::kept;
+use common::resume::{kept, resume_token};
 use common::room_hook::{Answer, Hook};
 use common::*;
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -133,15 +133,8 @@ async fn a_member_removed_mid_session_leaves_on_every_instance() {
 #[tokio::test]
 async fn a_removal_drops_cached_hook_answers_on_every_instance() {
     let redis = Redis::start().await;
-    let hook = Hook::serve(|_| Answer::Decide {
-        allow: true,
-        ttl: None,
-    })
-    .await;
-    let env = [
-        ("HUB_ROOM_AUTH_URL", hook.url.as_str()),
-        ("HUB_ROOM_AUTH_KEY", "k"),
-    ];
+    let hook = Hook::serve(|_| Answer::ALLOW).await;
+    let env = hook.env();
     let a = token_hub(&redis, &env).await;
     let b = token_hub(&redis, &env).await;
     let mut on_b = connect(&b, &format!("token={}", token("ann"))).await;
@@ -172,10 +165,7 @@ async fn disconnect_with_revocation_closes_everywhere_and_refuses_old_tokens_and
     let old = token_at("ann", unix_now() - 5);
     // A resumable session whose connection drops: kept in Redis for resume.
     let mut dropped = Client::connect(&a.ws_url(&format!("token={old}&resume=true"))).await;
-    let pid = dropped.recv_type("connected").await["resume"]
-        .as_str()
-        .expect("a resume token")
-        .to_owned();
+    let pid = resume_token(&mut dropped).await;
     drop(dropped);
     kept(&redis, &pid).await;
     let mut on_a = connect(&a, &format!("token={old}")).await;
@@ -242,10 +232,7 @@ async fn a_plain_disconnect_deletes_resume_records_and_lets_the_user_back() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let mut dropped = Client::connect(&hub.ws_url("userId=ann&resume=true")).await;
-    let pid = dropped.recv_type("connected").await["resume"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = resume_token(&mut dropped).await;
     drop(dropped);
     kept(&redis, &pid).await;
     let reply = api(&hub, "POST", "/api/users/ann/disconnect", "").await;
@@ -342,10 +329,7 @@ async fn a_removal_reaches_sessions_kept_for_resume() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
     let mut dropped = Client::connect(&hub.ws_url("userId=ann&resume=true")).await;
-    let pid = dropped.recv_type("connected").await["resume"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = resume_token(&mut dropped).await;
     dropped.join("team-1").await;
     dropped.join("team-2").await;
     drop(dropped);

@@ -29,6 +29,14 @@ pub async fn chat(sender: &mut Client, message: &str) {
     }
 }
 
+/// The `resume` token of a client that asked for a resumable session (its `connected`).
+pub async fn resume_token(client: &mut Client) -> String {
+    client.recv_type("connected").await["resume"]
+        .as_str()
+        .expect("a resume token")
+        .to_owned()
+}
+
 /// Whether the resume record of `token` (a `pid`) is in Redis.
 pub async fn record_exists(redis: &Redis, token: &str) -> bool {
     redis::cmd("EXISTS")

@@ -24,6 +24,14 @@ pub enum Answer {
     Hold,
 }
 
+impl Answer {
+    /// `200 {"allow": true}`.
+    pub const ALLOW: Answer = Answer::Decide {
+        allow: true,
+        ttl: None,
+    };
+}
+
 /// One request the hub made.
 #[derive(Clone, Debug)]
 pub struct Asked {
@@ -69,6 +77,11 @@ impl Hook {
             }
         });
         hook
+    }
+
+    /// The hub's settings for this hook (`HUB_ROOM_AUTH_URL`, `HUB_ROOM_AUTH_KEY` = `k`).
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [("HUB_ROOM_AUTH_URL", &self.url), ("HUB_ROOM_AUTH_KEY", "k")]
     }
 
     /// Answers from now on with `policy`.

@@ -94,12 +94,7 @@ pub async fn list(
 /// Deletes every record of `user`; returns how many there were.
 pub async fn forget_user(publisher: &Publisher, user: &str) -> Result<usize, HubError> {
     let index = user_index(user);
-    let mut range = redis::cmd("ZRANGE");
-    range.arg(&index).arg(0).arg(-1);
-    let pids: Vec<String> = query(publisher, &range)
-        .await
-        .map_err(|e| HubError::Redis(format!("ZRANGE {index}: {e}")))?;
-    let deleted = delete(publisher, pids.iter().filter_map(|p| Pid::parse(p))).await?;
+    let deleted = delete(publisher, listed(publisher, user).await?.into_iter()).await?;
     let mut del = redis::cmd("DEL");
     del.arg(&index);
     query::<()>(publisher, &del)
@@ -113,14 +108,8 @@ pub async fn forget_user(publisher: &Publisher, user: &str) -> Result<usize, Hub
 /// A record is rewritten only while it exists (`SET XX KEEPTTL`): one taken meanwhile stays
 /// taken.
 pub async fn forget_room(publisher: &Publisher, user: &str, room: &str) -> Result<usize, HubError> {
-    let index = user_index(user);
-    let mut range = redis::cmd("ZRANGE");
-    range.arg(&index).arg(0).arg(-1);
-    let pids: Vec<String> = query(publisher, &range)
-        .await
-        .map_err(|e| HubError::Redis(format!("ZRANGE {index}: {e}")))?;
     let mut changed = 0;
-    for pid in pids.iter().filter_map(|p| Pid::parse(p)) {
+    for pid in listed(publisher, user).await? {
         let mut get = redis::cmd("GET");
         get.arg(key(pid));
         let raw: Option<Vec<u8>> = query(publisher, &get)
@@ -144,6 +133,17 @@ pub async fn forget_room(publisher: &Publisher, user: &str, room: &str) -> Resul
         changed += 1;
     }
     Ok(changed)
+}
+
+/// The private ids listed under `user`.
+async fn listed(publisher: &Publisher, user: &str) -> Result<Vec<Pid>, HubError> {
+    let index = user_index(user);
+    let mut range = redis::cmd("ZRANGE");
+    range.arg(&index).arg(0).arg(-1);
+    let pids: Vec<String> = query(publisher, &range)
+        .await
+        .map_err(|e| HubError::Redis(format!("ZRANGE {index}: {e}")))?;
+    Ok(pids.iter().filter_map(|p| Pid::parse(p)).collect())
 }
 
 /// Deletes records (one key per command: on a cluster they live in different slots); returns

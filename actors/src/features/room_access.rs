@@ -35,15 +35,6 @@ pub enum Grant {
 }
 
 impl Grant {
-    /// Every grant, for metric labels.
-    pub const ALL: [Grant; 5] = [
-        Grant::Dev,
-        Grant::Public,
-        Grant::Claim,
-        Grant::RoomToken,
-        Grant::Hook,
-    ];
-
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -57,7 +48,8 @@ impl Grant {
 }
 
 /// Why a join or a post was refused (the label of `hub_room_joins_refused_total` and
-/// `hub_room_posts_refused_total`), with the error for the client.
+/// `hub_room_posts_refused_total`, whose labels `common/metrics.rs` lists), with the error for
+/// the client.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
     /// The label.
@@ -65,16 +57,6 @@ pub struct Refusal {
     /// `forbidden` (or `unavailable` when the hook gave no answer), with the room.
     pub error: ClientError,
 }
-
-/// Every refusal reason, for metric labels.
-pub const REFUSAL_REASONS: [&str; 6] = [
-    "not_granted",
-    "bad_room_token",
-    "revoked",
-    "hook_denied",
-    "hook_unavailable",
-    "redis_unavailable",
-];
 
 fn refusal(reason: &'static str, code: ErrorCode, room: &RoomId, message: String) -> Refusal {
     Refusal {
@@ -86,40 +68,20 @@ fn refusal(reason: &'static str, code: ErrorCode, room: &RoomId, message: String
 /// The instance's room rules.
 pub struct RoomAccess {
     /// Dev mode: every room is open.
-    open: bool,
-    public: RoomPatterns,
-    hook: Option<RoomHook>,
-    auth: Arc<Authenticator>,
-    revocations: Revocations,
-    metrics: Arc<Metrics>,
+    pub open: bool,
+    /// `HUB_PUBLIC_ROOMS`.
+    pub public: RoomPatterns,
+    /// The application's hook, if one is configured.
+    pub hook: Option<RoomHook>,
+    /// Verifies room tokens.
+    pub auth: Arc<Authenticator>,
+    /// Refuses room tokens issued before a revocation.
+    pub revocations: Revocations,
+    /// Where the outcomes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl RoomAccess {
-    /// The rules: every room open (`open`, dev mode), or the public rooms, the tokens' claims
-    /// and room tokens (checked by `auth`, revoked per `revocations`), and the hook.
-    pub fn new(
-        open: bool,
-        public: RoomPatterns,
-        hook: Option<RoomHook>,
-        auth: Arc<Authenticator>,
-        revocations: Revocations,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        RoomAccess {
-            open,
-            public,
-            hook,
-            auth,
-            revocations,
-            metrics,
-        }
-    }
-
-    /// The hook, if one is configured.
-    pub fn hook(&self) -> Option<&RoomHook> {
-        self.hook.as_ref()
-    }
-
     /// Decides a join; counts the outcome.
     pub async fn may_join(
         &self,
@@ -156,12 +118,7 @@ impl RoomAccess {
         if let Some(hook) = &self.hook {
             return match hook.allows(&identity.user_id, room, Action::Join).await {
                 Ok(true) => Ok(Grant::Hook),
-                Ok(false) => Err(refusal(
-                    "hook_denied",
-                    ErrorCode::Forbidden,
-                    room,
-                    format!("not allowed to join `{room}` (the application's room hook said no)"),
-                )),
+                Ok(false) => Err(hook_denied(room, "join")),
                 Err(e) => Err(unavailable(room, "join", &e)),
             };
         }
@@ -229,12 +186,7 @@ impl RoomAccess {
         };
         let decided = match hook.allows(&identity.user_id, room, Action::Publish).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(refusal(
-                "hook_denied",
-                ErrorCode::Forbidden,
-                room,
-                format!("not allowed to post in `{room}` (the application's room hook said no)"),
-            )),
+            Ok(false) => Err(hook_denied(room, "post in")),
             Err(e) => Err(unavailable(room, "post", &e)),
         };
         if let Err(refused) = &decided {
@@ -242,6 +194,15 @@ impl RoomAccess {
         }
         decided
     }
+}
+
+fn hook_denied(room: &RoomId, what: &str) -> Refusal {
+    refusal(
+        "hook_denied",
+        ErrorCode::Forbidden,
+        room,
+        format!("not allowed to {what} `{room}` (the application's room hook said no)"),
+    )
 }
 
 fn unavailable(room: &RoomId, what: &str, e: &HookError) -> Refusal {
