@@ -84,7 +84,7 @@ pub struct HookConfig {
 
 type Key = (UserId, RoomId, Action);
 
-/// Cached answers, bounded: [`SHARDS`] shards of two generations each; a full young
+/// Cached answers, bounded: 16 shards of two generations each; a full young
 /// generation becomes the old one and the old one is dropped, so the cache never scans and
 /// never holds more than [`CACHE_ENTRIES`] answers. An answer read from the old generation
 /// moves to the young one.

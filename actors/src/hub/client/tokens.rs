@@ -7,8 +7,7 @@ use crate::features::revocation;
 
 impl ClientCore {
     /// Connects an authenticated session: first, for a token, the revocation check (a revoked
-    /// user's token is refused, whether it resumes or not), then
-    /// [`ClientCore::connect_checked`].
+    /// user's token is refused, whether it resumes or not), then registers it (or resumes it).
     pub fn connect(&mut self, io: &mut impl ClientIo) {
         let Some(identity) = self.identity.clone().filter(|i| !i.is_dev()) else {
             return self.connect_checked(io);
