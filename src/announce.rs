@@ -70,7 +70,7 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                 }
             ),
         ),
-        (false, format!("  {}", config.rooms_mode())),
+        (false, format!("  {}", rooms_mode(config))),
         (
             false,
             format!(
@@ -112,6 +112,21 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
             .map(|d| (true, format!("!!! {d}"))),
     );
     lines
+}
+
+/// Who may join which room, in one line for the startup log.
+pub fn rooms_mode(config: &Config) -> String {
+    if config.dev_auth {
+        return "rooms:      open to everyone (dev mode)".into();
+    }
+    let mut ways = vec!["`rooms` claims and room tokens".to_string()];
+    if !config.public_rooms.is_empty() {
+        ways.push(format!("public: {}", config.public_rooms));
+    }
+    if let Some(hook) = &config.room_hook {
+        ways.push(format!("hook: {}", hook.url));
+    }
+    format!("rooms:      {}", ways.join("; "))
 }
 
 /// Where token keys come from, for the startup banner.

@@ -192,19 +192,6 @@ fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, String> {
 /// cannot take all of an instance's file descriptors.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
-/// Chat messages per user per second across all its sessions, and the burst, by default.
-pub const DEFAULT_USER_MESSAGES: Rate = Rate {
-    per_sec: 10,
-    burst: 20,
-};
-
-/// Joins per user per second across all its sessions, and the burst, by default (a page
-/// opening its rooms in several tabs joins many at once).
-pub const DEFAULT_USER_JOINS: Rate = Rate {
-    per_sec: 10,
-    burst: 50,
-};
-
 /// Most Redis pub/sub connections per instance.
 pub const MAX_INGEST_CONNECTIONS: usize = 16;
 
@@ -673,12 +660,12 @@ impl Config {
             user_messages: rate(
                 "HUB_USER_MESSAGES_PER_SEC",
                 "HUB_USER_MESSAGE_BURST",
-                DEFAULT_USER_MESSAGES,
+                Rate::DEFAULT_MESSAGES,
             )?,
             user_joins: rate(
                 "HUB_USER_JOINS_PER_SEC",
                 "HUB_USER_JOIN_BURST",
-                DEFAULT_USER_JOINS,
+                Rate::DEFAULT_JOINS,
             )?,
         })
     }
@@ -746,21 +733,6 @@ impl Config {
             }
         }
         doors
-    }
-
-    /// Who may join which room, in one line for the startup log.
-    pub fn rooms_mode(&self) -> String {
-        if self.dev_auth {
-            return "rooms:      open to everyone (dev mode)".into();
-        }
-        let mut ways = vec!["`rooms` claims and room tokens".to_string()];
-        if !self.public_rooms.is_empty() {
-            ways.push(format!("public: {}", self.public_rooms));
-        }
-        if let Some(hook) = &self.room_hook {
-            ways.push(format!("hook: {}", hook.url));
-        }
-        format!("rooms:      {}", ways.join("; "))
     }
 
     /// How `/api/*` is protected, in one line for the startup log.
@@ -906,18 +878,16 @@ mod tests {
         assert!(bad.starts_with("HUB_PUBLIC_ROOMS"), "{bad}");
         let all = config(&[jwt, ("HUB_PUBLIC_ROOMS", "*")]).unwrap();
         assert!(all.open_doors()[0].contains("PUBLIC ROOMS"));
-        assert!(all.rooms_mode().contains("public: *"));
+        assert!(crate::announce::rooms_mode(&all).contains("public: *"));
         let bad = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8,proxy")]).unwrap_err();
         assert!(bad.starts_with("HUB_TRUSTED_PROXIES"), "{bad}");
         let anyone = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0")]).unwrap();
         assert!(anyone.open_doors()[0].contains("0.0.0.0/0"));
         let unlimited = config(&[jwt, ("HUB_USER_MESSAGES_PER_SEC", "0")]).unwrap();
         assert!(unlimited.open_doors()[0].contains("HUB_USER_MESSAGES_PER_SEC=0"));
-        assert_eq!(c.user_messages, DEFAULT_USER_MESSAGES);
-        assert!(config(&[("HUB_AUTH", "dev")])
-            .unwrap()
-            .rooms_mode()
-            .contains("open"));
+        assert_eq!(c.user_messages, Rate::DEFAULT_MESSAGES);
+        let dev = config(&[("HUB_AUTH", "dev")]).unwrap();
+        assert!(crate::announce::rooms_mode(&dev).contains("open"));
     }
 
     #[test]

@@ -24,6 +24,21 @@ pub struct Rate {
     pub burst: u32,
 }
 
+impl Rate {
+    /// Chat messages per user per second across all its sessions, and the burst, by default.
+    pub const DEFAULT_MESSAGES: Rate = Rate {
+        per_sec: 10,
+        burst: 20,
+    };
+
+    /// Joins per user per second across all its sessions, and the burst, by default (a page
+    /// opening its rooms in several tabs joins many at once).
+    pub const DEFAULT_JOINS: Rate = Rate {
+        per_sec: 10,
+        burst: 50,
+    };
+}
+
 /// What is limited per user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserAction {
