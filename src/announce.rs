@@ -70,6 +70,27 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
                 }
             ),
         ),
+        (false, format!("  {}", rooms_mode(config))),
+        (
+            false,
+            format!(
+                "  proxies:    {}",
+                if config.trusted_proxies.is_empty() {
+                    "none trusted (clients are counted by their socket's address)".to_string()
+                } else {
+                    let blocks: Vec<String> = config
+                        .trusted_proxies
+                        .blocks()
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect();
+                    format!(
+                        "X-Forwarded-For / Forwarded read from {}",
+                        blocks.join(", ")
+                    )
+                }
+            ),
+        ),
         (false, format!("  redis:      {}", config.redis)),
         (false, format!("  {}", config.api_mode())),
         (
@@ -91,6 +112,21 @@ pub fn startup_lines(config: &Config, local: SocketAddr) -> Vec<(bool, String)> 
             .map(|d| (true, format!("!!! {d}"))),
     );
     lines
+}
+
+/// Who may join which room, in one line for the startup log.
+pub fn rooms_mode(config: &Config) -> String {
+    if config.dev_auth {
+        return "rooms:      open to everyone (dev mode)".into();
+    }
+    let mut ways = vec!["`rooms` claims and room tokens".to_string()];
+    if !config.public_rooms.is_empty() {
+        ways.push(format!("public: {}", config.public_rooms));
+    }
+    if let Some(hook) = &config.room_hook {
+        ways.push(format!("hook: {}", hook.url));
+    }
+    format!("rooms:      {}", ways.join("; "))
 }
 
 /// Where token keys come from, for the startup banner.
@@ -133,7 +169,11 @@ mod tests {
             .filter(|(w, _)| *w)
             .map(|(_, l)| l.as_str())
             .collect();
-        assert_eq!(warnings.len(), 2, "dev mode and the open API: {warnings:?}");
+        assert_eq!(
+            warnings.len(),
+            3,
+            "dev mode, the open API and the open rooms: {warnings:?}"
+        );
         let anywhere = startup_lines(&config, "0.0.0.0:9000".parse().unwrap());
         assert!(anywhere[1].1.contains("http://localhost:9000/"));
     }

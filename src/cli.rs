@@ -115,6 +115,51 @@ const SERVE: &[(&str, &str)] = &[
         "HUB_MAX_CONNECTIONS_PER_IP",
         "Most open connections per client IP, 0 = unlimited [default: 256]",
     ),
+    (
+        "HUB_TRUSTED_PROXIES",
+        "Proxies (addresses, CIDRs, comma-separated) whose X-Forwarded-For / Forwarded headers name the client",
+    ),
+    (
+        "HUB_PUBLIC_ROOMS",
+        "Rooms any signed-in user may join: names and prefix* patterns, comma-separated; * for all",
+    ),
+    (
+        "HUB_ROOM_AUTH_URL",
+        "The application's room hook, asked who may join and post (https://, or http:// to loopback)",
+    ),
+    (
+        "HUB_ROOM_AUTH_KEY",
+        "Bearer key the hub sends to the room hook (prefer the variable: flags show in ps)",
+    ),
+    (
+        "HUB_ROOM_AUTH_TIMEOUT_MS",
+        "Time the room hook has to answer; later is a refusal [default: 2000]",
+    ),
+    (
+        "HUB_MAX_TOKEN_LIFETIME_SECS",
+        "Longest token lifetime accepted (exp - iat), also how long a revocation is kept [default: 86400]",
+    ),
+    (
+        "HUB_USER_MESSAGES_PER_SEC",
+        "Chat messages per user per second across all its sessions, 0 = unlimited [default: 10]",
+    ),
+    (
+        "HUB_USER_MESSAGE_BURST",
+        "Chat messages per user at once [default: 20]",
+    ),
+    (
+        "HUB_USER_JOINS_PER_SEC",
+        "Joins per user per second across all its sessions, 0 = unlimited [default: 10]",
+    ),
+    ("HUB_USER_JOIN_BURST", "Joins per user at once [default: 50]"),
+    (
+        "HUB_RESUME_RECORDS_PER_USER",
+        "Resume records kept per user; the oldest go first [default: 16]",
+    ),
+    (
+        "HUB_RESUME_RECORDS_PER_ADDRESS",
+        "Resume records kept per client address (IPv6 per /64) [default: 256]",
+    ),
     ("HUB_WORKERS", "HTTP worker threads [default: CPU count]"),
     (
         "HUB_INGEST_CONNECTIONS",

@@ -9,14 +9,19 @@ use std::{
 };
 
 use hub_actors::{
+    common::client_addr::TrustedProxies,
     common::limits::Limits,
     connections::jwks::{check_url, JwksSource},
     features::history::HistoryConfig,
     features::inbox::InboxConfig,
+    features::resume_records::RecordCaps,
+    features::room_hook::HookConfig,
+    features::user_limits::Rate,
     messages::MAX_SHARDS,
 };
 use hub_jobs::WorkerConfig;
 use hub_store::Store;
+use hub_wire::protocol::RoomPatterns;
 
 use crate::pages::Pages;
 
@@ -100,6 +105,25 @@ pub struct Config {
     /// How long a dropped Socket.IO session can be recovered, zero = no recovery
     /// (`HUB_SIO_RECOVERY_SECS`).
     pub sio_recovery: Duration,
+    /// Most resume records per user and per client address (`HUB_RESUME_RECORDS_PER_USER`,
+    /// `HUB_RESUME_RECORDS_PER_ADDRESS`).
+    pub resume_caps: RecordCaps,
+    /// Rooms any signed-in user may join (`HUB_PUBLIC_ROOMS`).
+    pub public_rooms: RoomPatterns,
+    /// The application's room hook (`HUB_ROOM_AUTH_URL`, `HUB_ROOM_AUTH_KEY`,
+    /// `HUB_ROOM_AUTH_TIMEOUT_MS`).
+    pub room_hook: Option<HookConfig>,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed
+    /// (`HUB_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// The longest token lifetime accepted, and how long a revocation is kept
+    /// (`HUB_MAX_TOKEN_LIFETIME_SECS`).
+    pub max_token_lifetime: Duration,
+    /// Chat messages per user across every session (`HUB_USER_MESSAGES_PER_SEC`,
+    /// `HUB_USER_MESSAGE_BURST`).
+    pub user_messages: Rate,
+    /// Joins per user across every session (`HUB_USER_JOINS_PER_SEC`, `HUB_USER_JOIN_BURST`).
+    pub user_joins: Rate,
 }
 
 /// Everything `relay-hub worker` needs (no auth mode: a worker serves no clients).
@@ -518,6 +542,42 @@ impl Config {
         if presence_ttl < Duration::from_millis(300) {
             return Err("HUB_PRESENCE_TTL_MS: must be at least 300".into());
         }
+        let room_hook = match (vars.get("HUB_ROOM_AUTH_URL"), vars.get("HUB_ROOM_AUTH_KEY")) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err("HUB_ROOM_AUTH_KEY: set only with HUB_ROOM_AUTH_URL".into())
+            }
+            (Some(_), None) => {
+                return Err(
+                    "HUB_ROOM_AUTH_URL needs HUB_ROOM_AUTH_KEY, the bearer key the hub sends to the hook (e.g. `openssl rand -hex 32`)"
+                        .into(),
+                )
+            }
+            (Some(url), Some(key)) => {
+                check_url(&url).map_err(|e| format!("HUB_ROOM_AUTH_URL: {e}"))?;
+                Some(HookConfig {
+                    url,
+                    key,
+                    timeout: Duration::from_millis(positive(
+                        vars,
+                        "HUB_ROOM_AUTH_TIMEOUT_MS",
+                        2000,
+                    )?),
+                })
+            }
+        };
+        let public_rooms =
+            RoomPatterns::parse_list(&vars.get("HUB_PUBLIC_ROOMS").unwrap_or_default())
+                .map_err(|e| format!("HUB_PUBLIC_ROOMS: {e}"))?;
+        let trusted_proxies =
+            TrustedProxies::parse(&vars.get("HUB_TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| format!("HUB_TRUSTED_PROXIES: {e}"))?;
+        let rate = |per_sec: &str, burst: &str, d: Rate| -> Result<Rate, String> {
+            Ok(Rate {
+                per_sec: parse(vars, per_sec, d.per_sec, "a number per second")?,
+                burst: positive(vars, burst, u64::from(d.burst))? as u32,
+            })
+        };
         let pages = vars
             .get("HUB_STATIC_DIR")
             .map_or(Pages::Embedded, |dir| Pages::Dir(PathBuf::from(dir)));
@@ -577,6 +637,36 @@ impl Config {
                 120,
                 "a number of seconds",
             )?),
+            resume_caps: RecordCaps {
+                per_user: positive(
+                    vars,
+                    "HUB_RESUME_RECORDS_PER_USER",
+                    RecordCaps::default().per_user as u64,
+                )? as usize,
+                per_address: positive(
+                    vars,
+                    "HUB_RESUME_RECORDS_PER_ADDRESS",
+                    RecordCaps::default().per_address as u64,
+                )? as usize,
+            },
+            public_rooms,
+            room_hook,
+            trusted_proxies,
+            max_token_lifetime: Duration::from_secs(positive(
+                vars,
+                "HUB_MAX_TOKEN_LIFETIME_SECS",
+                hub_actors::common::auth::DEFAULT_MAX_TOKEN_LIFETIME.as_secs(),
+            )?),
+            user_messages: rate(
+                "HUB_USER_MESSAGES_PER_SEC",
+                "HUB_USER_MESSAGE_BURST",
+                Rate::DEFAULT_MESSAGES,
+            )?,
+            user_joins: rate(
+                "HUB_USER_JOINS_PER_SEC",
+                "HUB_USER_JOIN_BURST",
+                Rate::DEFAULT_JOINS,
+            )?,
         })
     }
 
@@ -614,6 +704,33 @@ impl Config {
         }
         if self.max_connections_per_ip == 0 {
             doors.push("no per-IP connection limit (HUB_MAX_CONNECTIONS_PER_IP=0)".into());
+        }
+        if self.dev_auth {
+            doors.push("ROOMS OPEN: in dev mode every user may join and post in every room".into());
+        } else if self.public_rooms.is_everything() {
+            doors.push(
+                "PUBLIC ROOMS: every signed-in user may join every room (HUB_PUBLIC_ROOMS=*)"
+                    .into(),
+            );
+        }
+        let everyone = ["0.0.0.0/0", "::/0"];
+        if let Some(all) = self
+            .trusted_proxies
+            .blocks()
+            .iter()
+            .find(|b| everyone.contains(&b.to_string().as_str()))
+        {
+            doors.push(format!(
+                "HUB_TRUSTED_PROXIES includes {all}: any client can set its own address with X-Forwarded-For and escape the per-address limits"
+            ));
+        }
+        for (rate, name) in [
+            (self.user_messages, "HUB_USER_MESSAGES_PER_SEC"),
+            (self.user_joins, "HUB_USER_JOINS_PER_SEC"),
+        ] {
+            if rate.per_sec == 0 {
+                doors.push(format!("no per-user limit ({name}=0)"));
+            }
         }
         doors
     }
@@ -739,6 +856,38 @@ mod tests {
         let c = config(&[("HUB_JWT_SECRET", SECRET)]).unwrap();
         assert_eq!(c.max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
         assert!(c.max_connections_per_ip > 0);
+    }
+
+    #[test]
+    fn room_rules_proxies_and_user_limits() {
+        let jwt = ("HUB_JWT_SECRET", SECRET);
+        let c = config(&[jwt]).unwrap();
+        assert!(c.public_rooms.is_empty() && c.room_hook.is_none());
+        assert!(c.open_doors().is_empty(), "{:?}", c.open_doors());
+        let hook = ("HUB_ROOM_AUTH_URL", "https://app.example.com/room-auth");
+        let no_key = config(&[jwt, hook]).unwrap_err();
+        assert!(no_key.contains("HUB_ROOM_AUTH_KEY"), "{no_key}");
+        let no_url = config(&[jwt, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap_err();
+        assert!(no_url.starts_with("HUB_ROOM_AUTH_KEY"), "{no_url}");
+        let plain = ("HUB_ROOM_AUTH_URL", "http://app.example.com/room-auth");
+        let err = config(&[jwt, plain, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap_err();
+        assert!(err.starts_with("HUB_ROOM_AUTH_URL"), "{err}");
+        let c = config(&[jwt, hook, ("HUB_ROOM_AUTH_KEY", "k")]).unwrap();
+        assert_eq!(c.room_hook.unwrap().timeout, Duration::from_millis(2000));
+        let bad = config(&[jwt, ("HUB_PUBLIC_ROOMS", "lobby, a b")]).unwrap_err();
+        assert!(bad.starts_with("HUB_PUBLIC_ROOMS"), "{bad}");
+        let all = config(&[jwt, ("HUB_PUBLIC_ROOMS", "*")]).unwrap();
+        assert!(all.open_doors()[0].contains("PUBLIC ROOMS"));
+        assert!(crate::announce::rooms_mode(&all).contains("public: *"));
+        let bad = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8,proxy")]).unwrap_err();
+        assert!(bad.starts_with("HUB_TRUSTED_PROXIES"), "{bad}");
+        let anyone = config(&[jwt, ("HUB_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0")]).unwrap();
+        assert!(anyone.open_doors()[0].contains("0.0.0.0/0"));
+        let unlimited = config(&[jwt, ("HUB_USER_MESSAGES_PER_SEC", "0")]).unwrap();
+        assert!(unlimited.open_doors()[0].contains("HUB_USER_MESSAGES_PER_SEC=0"));
+        assert_eq!(c.user_messages, Rate::DEFAULT_MESSAGES);
+        let dev = config(&[("HUB_AUTH", "dev")]).unwrap();
+        assert!(crate::announce::rooms_mode(&dev).contains("open"));
     }
 
     #[test]

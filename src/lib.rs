@@ -54,8 +54,12 @@ use hub_actors::{
     features::canary::{self, Canary, CanaryState},
     features::history::History,
     features::inbox::Inbox,
+    features::revocation::Revocations,
+    features::room_access::RoomAccess,
+    features::room_hook::RoomHook,
     features::roster::{RoomMembers, Roster, RosterConfig},
     features::session_resume::ResumeStore,
+    features::user_limits::UserLimits,
     hub::client::{SessionEnv, JOIN_READS_IN_FLIGHT},
     hub::registry::Registry,
     hub::subscriber::{IngestSlot, Subscriber},
@@ -157,6 +161,10 @@ pub async fn run(
         // Redis may be down at start: the subscriber loads it once Redis answers.
         warn!("{e}; loading it once Redis answers");
     }
+    let room_hook = config
+        .room_hook
+        .clone()
+        .map(|hook| RoomHook::new(hook, metrics.clone()));
     let ingest = config.ingest_connections;
     let connected = Arc::new(AtomicUsize::new(0));
     let subscribers: Vec<Addr<Subscriber>> = (0..ingest)
@@ -174,6 +182,7 @@ pub async fn run(
             );
             let (config, instance_id) = (config.clone(), instance_id.clone());
             let (analytics_sink, canary_state) = (analytics_sink.clone(), canary_state.clone());
+            let room_hook = room_hook.clone();
             // Each on a thread of its own: parsing and routing scale with the connections.
             Subscriber::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                 let subscriber = Subscriber::new(target, metrics)
@@ -184,10 +193,14 @@ pub async fn run(
                 if index != 0 {
                     return subscriber;
                 }
-                subscriber
+                let subscriber = subscriber
                     .with_sink(analytics_sink)
                     .with_sink(canary_state)
-                    .with_canary(canary::channel(&instance_id))
+                    .with_canary(canary::channel(&instance_id));
+                match room_hook {
+                    Some(hook) => subscriber.with_sink(Arc::new(hook)),
+                    None => subscriber,
+                }
             })
         })
         .collect();
@@ -210,8 +223,22 @@ pub async fn run(
     let auth = Arc::new(
         Authenticator::new(keys, config.jwt_audience.as_deref(), config.dev_auth)
             .with_issuer(config.jwt_issuer.as_deref())
-            .with_failure_budget(config.auth_failures_per_minute),
+            .with_failure_budget(config.auth_failures_per_minute)
+            .with_max_lifetime(config.max_token_lifetime),
     );
+    let revocations = Revocations::new(
+        publisher.clone(),
+        config.max_token_lifetime + Duration::from_secs(hub_actors::common::auth::LEEWAY_SECS),
+    );
+    let rooms = Arc::new(RoomAccess {
+        open: config.dev_auth,
+        public: config.public_rooms.clone(),
+        hook: room_hook,
+        auth: auth.clone(),
+        revocations: revocations.clone(),
+        metrics: metrics.clone(),
+    });
+    let user_limits = UserLimits::new(publisher.clone(), config.user_messages, config.user_joins);
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.
     let roster_conn = Publisher::new(&target, metrics.clone())
@@ -247,8 +274,10 @@ pub async fn run(
     ));
     let socketio = Endpoint::<SocketIo<HubApp>>::new(engine_config(&limits), engine_metrics);
     let session_ids = Arc::new(AtomicU64::new(1));
-    let resume = (!config.sio_recovery.is_zero())
-        .then(|| ResumeStore::new(publisher.clone(), config.sio_recovery));
+    let resume = (!config.sio_recovery.is_zero()).then(|| {
+        ResumeStore::new(publisher.clone(), config.sio_recovery)
+            .with_caps(config.resume_caps, metrics.clone())
+    });
     let saves = resume.clone();
     let join_reads = Arc::new(tokio::sync::Semaphore::new(JOIN_READS_IN_FLIGHT));
     let sio_config = Arc::new(SioConfig {
@@ -274,6 +303,8 @@ pub async fn run(
         analytics,
         canary: canary_state,
         api_errors: api::register_error_counter(&metrics.registry),
+        revocations: revocations.clone(),
+        resume: resume.clone(),
     };
 
     let local_addr = listener.local_addr()?;
@@ -325,6 +356,9 @@ pub async fn run(
                     instance_id: instance_id.clone(),
                     session_ids: session_ids.clone(),
                     resume: resume.clone(),
+                    rooms: rooms.clone(),
+                    revocations: revocations.clone(),
+                    user_limits: user_limits.clone(),
                 });
                 let sio_config = sio_config.clone();
                 let sio_env = env.clone();

@@ -32,7 +32,8 @@ use crate::{config::Config, handshake::UpgradeError};
 pub struct Gate {
     /// Allowed browser origins; `None` allows any (and CORS answers `*`).
     pub origins: Option<Arc<Config>>,
-    /// Connection limits; a session holds a slot from its handshake to its end.
+    /// Connection limits; a session holds a slot from its handshake to its end (counted by
+    /// the client's address: behind a trusted proxy, the one it forwards).
     pub limiter: Option<Arc<ConnectionLimiter>>,
     /// Where refused connections are counted (`hub_connections_rejected_total`).
     pub metrics: Option<Arc<Metrics>>,
@@ -45,6 +46,25 @@ struct Caller<'a> {
 }
 
 impl Gate {
+    /// The client's address: the socket's peer, or behind a trusted proxy
+    /// (`HUB_TRUSTED_PROXIES`) the address its forwarding headers name.
+    fn client(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &actix_http::header::HeaderMap,
+    ) -> Option<std::net::SocketAddr> {
+        let (Some(peer), Some(config)) = (peer, &self.origins) else {
+            return peer;
+        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let ip = config.trusted_proxies.client(
+            peer.ip(),
+            header("forwarded"),
+            header("x-forwarded-for"),
+        );
+        Some(std::net::SocketAddr::new(ip, peer.port()))
+    }
+
     fn reject(&self, reason: &str) {
         if let Some(m) = &self.metrics {
             m.reject(reason);
@@ -194,7 +214,7 @@ async fn polling(
     let headers = req.headers();
     let caller = Caller {
         origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        peer: req.peer_addr(),
+        peer: mounts.gate.client(req.peer_addr(), headers),
     };
     let cors = mounts.gate.cors_origin(&caller);
     if req.method() == HttpMethod::OPTIONS {
@@ -302,7 +322,7 @@ async fn upgrade_io(
     let headers = req.headers();
     let caller = Caller {
         origin: headers.get("origin").and_then(|v| v.to_str().ok()),
-        peer: req.peer_addr(),
+        peer: mounts.gate.client(req.peer_addr(), headers),
     };
     let method = if req.method() == HttpMethod::GET {
         Method::Get

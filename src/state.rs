@@ -6,7 +6,8 @@ use actix::Addr;
 use hub_actors::{
     common::metrics::Metrics, connections::publisher::Publisher, features::analytics::Analytics,
     features::canary::CanaryState, features::history::History, features::inbox::Inbox,
-    features::presence::LocalPresence, features::roster::RoomMembers,
+    features::presence::LocalPresence, features::revocation::Revocations,
+    features::roster::RoomMembers, features::session_resume::ResumeStore,
 };
 use hub_jobs::{stats::JobMetrics, JobQueue, QueueSettings};
 use hub_store::Conn;
@@ -42,6 +43,10 @@ pub struct AppState {
     pub canary: Arc<CanaryState>,
     /// `hub_api_errors_total{status}`.
     pub api_errors: prometheus::IntCounterVec,
+    /// Token revocations (`POST /api/users/{userId}/disconnect`).
+    pub revocations: Revocations,
+    /// Session resume records (`None`: resume is off).
+    pub resume: Option<ResumeStore>,
 }
 
 /// What the job routes share: the queue and its metrics.

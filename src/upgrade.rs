@@ -100,7 +100,7 @@ impl Upgrader {
                     .map_err(UpgradeError)?;
                 Ok(())
             }
-            Ok((accept, identity, (since, resume), permit)) => {
+            Ok((accept, identity, (since, resume, peer), permit)) => {
                 transport::write_all(&io, &transport::switching_protocols(&accept))
                     .await
                     .map_err(UpgradeError)?;
@@ -110,6 +110,7 @@ impl Upgrader {
                     Session::new(id, self.env.clone(), io, leftover, identity, Some(permit));
                 session.set_inbox_since(since);
                 session.set_resume_ask(resume);
+                session.set_peer(peer);
                 session.start();
                 Ok(())
             }
@@ -118,7 +119,8 @@ impl Upgrader {
 
     /// Checks the request; returns the `Sec-WebSocket-Accept` value, the identity (`None`
     /// when the client will authenticate with its first frame), the last `inboxId` the client
-    /// saw (`?since=`) and the connection's permit.
+    /// saw (`?since=`) and the connection's permit. Per-address limits count the client's
+    /// address: the socket's peer, or behind a trusted proxy the one it forwards.
     fn decide(&self, req: &Request) -> Result<Accepted, Refusal> {
         if req.path() != "/ws" {
             return Err(refusal(
@@ -158,7 +160,14 @@ impl Upgrader {
                 ));
             }
         }
-        let peer = req.peer_addr().map(|a| a.ip());
+        let peer = req.peer_addr().map(|a| {
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            self.shared.config.trusted_proxies.client(
+                a.ip(),
+                header("forwarded"),
+                header("x-forwarded-for"),
+            )
+        });
         let failures = self.env.auth.failures();
         if peer.is_some_and(|ip| failures.exhausted(ip)) {
             return Err(refusal(
@@ -172,16 +181,17 @@ impl Upgrader {
         let identity = self
             .identity(req.uri().query().unwrap_or(""))
             .map_err(|e| {
-                if let Some(ip) = peer {
-                    failures.record(ip);
-                }
-                refusal(
-                    401,
-                    "Unauthorized",
-                    "unauthorized",
-                    "unauthorized",
-                    e.to_string(),
-                )
+                // An expired token was once good: no attacker's guess, and no reason to lock
+                // the address out (a laptop waking up with an old one).
+                let metric = if e.counts_as_failure() {
+                    if let Some(ip) = peer {
+                        failures.record(ip);
+                    }
+                    "unauthorized"
+                } else {
+                    "expired_token"
+                };
+                refusal(401, "Unauthorized", "unauthorized", metric, e.to_string())
             })?;
         let since = inbox_since(req.uri().query().unwrap_or(""))
             .map_err(|e| refusal(400, "Bad Request", "bad_request", "bad_since", e))?;
@@ -190,7 +200,7 @@ impl Upgrader {
         let permit = self
             .shared
             .limiter
-            .try_acquire(req.peer_addr().map(|a| a.ip()))
+            .try_acquire(peer)
             .map_err(|limit| match limit {
                 LimitExceeded::Total => refusal(
                     503,
@@ -212,7 +222,7 @@ impl Upgrader {
             .get("sec-websocket-key")
             .map(|k| ws::hash_key(k.as_bytes()))
             .expect("verify_handshake checked the key");
-        Ok((key, identity, (since, resume), permit))
+        Ok((key, identity, (since, resume, peer), permit))
     }
 
     fn identity(&self, query: &str) -> Result<Option<Identity>, AuthError> {
@@ -237,12 +247,12 @@ impl Upgrader {
 }
 
 /// What an accepted upgrade carries on to the session: the `Sec-WebSocket-Accept` value, the
-/// identity, the inbox `since` with what the client asked of session resume, and the
-/// connection's permit.
+/// identity, the inbox `since` with what the client asked of session resume and the client's
+/// address (behind trusted proxies), and the connection's permit.
 type Accepted = (
     [u8; 28],
     Option<Identity>,
-    (Option<MessageId>, Option<Ask>),
+    (Option<MessageId>, Option<Ask>, Option<std::net::IpAddr>),
     ConnectionPermit,
 );
 

@@ -89,14 +89,25 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
     assert_eq!(
         hub.metric("hub_connections_rejected_total{reason=\"unauthorized\"}")
             .await,
-        9.0
+        8.0
+    );
+    assert_eq!(
+        hub.metric("hub_connections_rejected_total{reason=\"expired_token\"}")
+            .await,
+        1.0,
+        "expired tokens are counted apart (and not against the address's budget)"
     );
 }
 
 #[tokio::test]
 async fn a_valid_token_connects_as_its_subject() {
     let redis = Redis::start().await;
-    let hub = hub(&redis, &[("HUB_JWT_SECRET", SECRET)]).await;
+    // Room `r` is public: with tokens, rooms are closed unless something grants them.
+    let hub = hub(
+        &redis,
+        &[("HUB_JWT_SECRET", SECRET), ("HUB_PUBLIC_ROOMS", "r")],
+    )
+    .await;
     let mut c = Client::connect(&hub.ws_url(&format!("token={}", valid("77")))).await;
     assert_eq!(c.recv_type("connected").await["userId"], 77);
     let joined = c.join("r").await;

@@ -238,7 +238,9 @@ async fn since_returns_only_newer_messages_and_flags_gaps() {
 #[tokio::test]
 async fn a_clients_messages_keep_the_order_it_sent_them_in() {
     let redis = Redis::start().await;
-    let hub = hub(&redis, &[("HUB_RATE_BURST", "100")]).await;
+    // One user's 60 messages at once: above the per-session burst and the per-user budget.
+    let limits = [("HUB_RATE_BURST", "100"), ("HUB_USER_MESSAGE_BURST", "100")];
+    let hub = hub(&redis, &limits).await;
     let mut ann = hub.user("1").await;
     ann.join("r").await;
     // Read by the hub in one go: each becomes a Redis call of its own. 60 fit in what a

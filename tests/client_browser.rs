@@ -57,7 +57,9 @@ async fn a_restarted_hub_resumes_or_recovers_with_since_and_misses_nothing() {
 
 #[tokio::test]
 async fn a_token_is_refreshed_through_the_callback_and_an_expired_one_replaced() {
-    client_scenario("token", 1, &[("HUB_JWT_SECRET", SECRET)], 5).await;
+    // With tokens, rooms are closed unless granted: the scenario's room is public here.
+    let env = [("HUB_JWT_SECRET", SECRET), ("HUB_PUBLIC_ROOMS", "lobby")];
+    client_scenario("token", 1, &env, 5).await;
 }
 
 #[tokio::test]

@@ -139,6 +139,8 @@ async fn join_floods_hit_the_room_limit_and_leave_nothing_behind() {
             ("HUB_RATE_PER_SEC", "100000"),
             ("HUB_RATE_BURST", "100000"),
             ("HUB_ERROR_BURST", "1000"),
+            ("HUB_USER_JOINS_PER_SEC", "100000"),
+            ("HUB_USER_JOIN_BURST", "100000"),
         ],
     )
     .await;

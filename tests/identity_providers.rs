@@ -121,6 +121,36 @@ async fn rs256_es256_and_eddsa_tokens_from_a_jwks_connect() {
     assert_eq!(hub.metric("hub_jwks_keys").await, 3.0);
 }
 
+/// A JWKS URL that redirects elsewhere (here to real keys) is not followed: a redirect could
+/// lead from `https://` to plain `http://` or to another host.
+#[tokio::test]
+async fn a_jwks_redirect_is_not_followed() {
+    let redis = Redis::start().await;
+    let jwks = Jwks::serve(&["rsa-a"]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let target = jwks.url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0; 4096];
+            let _ = stream.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    let moved = Jwks {
+        url: redirector,
+        keys: jwks.keys.clone(),
+    };
+    let hub = idp_hub(&redis, &moved).await;
+    let token = signed("rsa-a", Some("rsa-a"), &claims("10"));
+    assert_eq!(connect_as(&hub, &token).await, Err(401));
+    assert!(hub.metric("hub_jwks_fetches_total{result=\"error\"}").await >= 1.0);
+    assert_eq!(hub.metric("hub_jwks_keys").await, 0.0);
+}
+
 #[tokio::test]
 async fn a_rotated_key_is_fetched_when_a_token_names_it_and_a_retired_one_stops_working() {
     let redis = Redis::start().await;

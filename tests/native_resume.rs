@@ -293,7 +293,9 @@ fn jwt(sub: &str) -> String {
 #[tokio::test]
 async fn the_auth_frame_asks_for_and_resumes_a_session() {
     let redis = Redis::start().await;
-    let hub = hub(&redis, &[("HUB_JWT_SECRET", SECRET)]).await;
+    // With tokens, rooms are closed unless something grants them: room-r is public here.
+    let env = [("HUB_JWT_SECRET", SECRET), ("HUB_PUBLIC_ROOMS", "room-r")];
+    let hub = hub(&redis, &env).await;
     let mut client = Client::connect(&hub.ws_url("")).await;
     client
         .send(json!({"type": "auth", "token": jwt("tess"), "resume": true}))

@@ -221,6 +221,7 @@ async fn a_replay_bigger_than_the_queue_bound_does_not_kick_the_client() {
         ("HUB_SESSION_QUEUE_BYTES", "65536"),
         ("HUB_RATE_PER_SEC", "1000"),
         ("HUB_RATE_BURST", "1000"),
+        ("HUB_USER_MESSAGES_PER_SEC", "0"),
     ];
     let hub = hub(&redis, &env).await;
     let mut chatter = hub.user("chatter").await;

@@ -381,12 +381,17 @@ async fn a_token_refreshes_over_socketio_and_its_expiry_disconnects() {
         let claims = json!({"sub": sub, "exp": exp});
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
     };
-    // Past `exp` but inside the 5 s leeway: the session lives 2 to 3 seconds.
-    let arg = json!({"expiring": token("1", now - 2), "other": token("2", now + 600)});
+    // Past `exp` but inside the 5 s leeway: the session lives 2 to 4 seconds.
+    let arg = json!({
+        "expiring": token("1", now - 2),
+        "later": token("1", now - 1),
+        "other": token("2", now + 600),
+    });
     let out = Scenario::start(hub.port, "expiry", &arg.to_string())
         .await
         .result()
         .await;
+    assert_eq!(out["refusedSame"]["error"]["code"], "bad_request", "{out}");
     assert_eq!(out["refreshed"]["type"], "token-refreshed", "{out}");
     assert_eq!(out["refusedOther"]["error"]["code"], "forbidden", "{out}");
     assert_eq!(out["expired"]["code"], "unauthorized", "{out}");

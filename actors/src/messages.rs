@@ -391,6 +391,8 @@ pub trait InboundSink: Send + Sync {
     fn analytics(&self, _event: hub_wire::protocol::AnalyticsEvent) {}
     /// Called for every message on the instance's canary channel.
     fn canary(&self, _payload: &[u8]) {}
+    /// Called when `user` was taken out of `room` (`hub:room-access`).
+    fn room_removed(&self, _user: &UserId, _room: &RoomId) {}
 }
 
 // ---------------------------------------------------------------------------------------------

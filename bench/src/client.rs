@@ -46,10 +46,31 @@ pub async fn open_with(
     proto: Proto,
     user: &str,
 ) -> io::Result<Client> {
+    open_path(target, source, rcvbuf, proto, (&proto.path(user), user)).await
+}
+
+/// Connects a native client with a token (`/ws?token=...`) and waits for `connected`.
+pub async fn open_with_token(
+    target: SocketAddr,
+    source: Option<Ipv4Addr>,
+    token: &str,
+) -> io::Result<Client> {
+    let path = format!("/ws?token={token}");
+    open_path(target, source, None, Proto::Native, (&path, "")).await
+}
+
+/// Connects on `path` (the Socket.IO CONNECT names `user`) and waits for `connected`.
+async fn open_path(
+    target: SocketAddr,
+    source: Option<Ipv4Addr>,
+    rcvbuf: Option<u32>,
+    proto: Proto,
+    (path, user): (&str, &str),
+) -> io::Result<Client> {
     let setup = async {
         let mut stream = ws::connect(target, source, rcvbuf).await?;
         let host = target.to_string();
-        let leftover = ws::handshake(&mut stream, &host, &proto.path(user)).await?;
+        let leftover = ws::handshake(&mut stream, &host, path).await?;
         let mut client = Client {
             stream: Rc::new(stream),
             decoder: Decoder::with(Vec::new()),

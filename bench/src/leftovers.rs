@@ -15,11 +15,12 @@ use crate::{scenario::health, stack};
 
 /// The channels a hub instance subscribes to for its whole life (`FIXED_CHANNELS` in
 /// `wire/src/protocol/`), plus its own canary channel `hub:canary:{instanceId}`.
-const FIXED: [&str; 4] = [
+const FIXED: [&str; 5] = [
     "ai:results",
     "cache:invalidate",
     "analytics:events",
     "hub:presence",
+    "hub:room-access",
 ];
 
 /// Channels per `PUBSUB NUMSUB` / keys per `EXISTS` call.

@@ -66,6 +66,7 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
                  [--rate 2000] [--slow-rate 1000] [--seconds 10] [--max-p99-ratio 2]
                  [--queue-bytes 1048576 (HUB_SESSION_QUEUE_BYTES of the hub it starts)]
   join-storm     [--members 5000] [--workers 4] [--rate 200] [--seconds 5]
+  room-hook      [--clients 1000] [--workers 2]  (join p99: public, hooked uncached, cached)
 
 ingest: notification saturation with 1, 2, 4 ... Redis pub/sub connections per hub (medians,
 ratio against one), as a Markdown section on stdout (make bench appends it to BENCHMARKS.md):
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
         "instance-kill" => block_on(scenario::instance_kill::run(args)),
         "slow-consumer" => block_on(scenario::slow::run(args)),
         "join-storm" => block_on(scenario::storm::run(args)),
+        "room-hook" => block_on(scenario::room_hook::run(args)),
         "idle-worker" => {
             return match block_on(scenario::idle::worker(args)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! ([`socketio`], [`jobs`]), every command, and the raw JSON lines.
 
 mod jobs;
+mod room_hook;
 mod socketio;
 
 use std::fmt::Write as _;
@@ -548,6 +549,7 @@ fn details(w: &mut String, ctx: &Context, runs: &[Run]) {
     );
     slow_consumers(w, runs);
     join_storm(w, runs);
+    room_hook::render(w, runs);
     if let Some(r) = find(runs, "hub x3 idle") {
         let _ = writeln!(w, "### three hub instances on one Redis\n\n| instance | connected | failed | RSS per connection (bytes) | connections it reports |\n|---|---|---|---|---|");
         if let Some(servers) = r.result["servers"].as_array() {

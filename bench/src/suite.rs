@@ -567,6 +567,17 @@ pub fn run(mut args: Args) -> Result<(), String> {
             s(sizes.members),
         ],
     );
+    // The room hook's cost: join storms of `users` (1,000) with and without cached answers.
+    runner.run(
+        "hub room hook",
+        &[
+            s("room-hook"),
+            s("--hub-bin"),
+            hub_bin.display().to_string(),
+            s("--clients"),
+            s(sizes.users),
+        ],
+    );
     let spec = pinned::HubSpec {
         bin: &hub_bin,
         cpu: server_cpu,

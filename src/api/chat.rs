@@ -15,7 +15,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/rooms/{roomId}", "GET").route(web::get().to(room_info)));
 }
 
-fn room_from_path(room: &str) -> Result<RoomId, ApiError> {
+/// A room name from a route's path (`400 invalid_room` otherwise).
+pub(super) fn room_from_path(room: &str) -> Result<RoomId, ApiError> {
     if is_valid_room(room) {
         Ok(room.into())
     } else {

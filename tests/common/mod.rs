@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod resume;
+pub mod room_hook;
 
 use std::{
     collections::BTreeSet,

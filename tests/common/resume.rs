@@ -39,6 +39,14 @@ pub async fn chat(sender: &mut Client, message: &str) {
     }
 }
 
+/// The `resume` token of a client that asked for a resumable session (its `connected`).
+pub async fn resume_token(client: &mut Client) -> String {
+    client.recv_type("connected").await["resume"]
+        .as_str()
+        .expect("a resume token")
+        .to_owned()
+}
+
 /// What Redis holds under the resume key of `token` (a `pid`), as JSON.
 pub async fn resume_key(redis: &Redis, token: &str) -> Option<serde_json::Value> {
     let raw: Option<String> = redis::cmd("GET")

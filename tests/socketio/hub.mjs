@@ -106,17 +106,19 @@ async function refused(token) {
 
 // arg: {"expiring": <token about to expire>, "fresh": <token for another user>}.
 async function expiry(arg) {
-  const { expiring, other } = JSON.parse(arg);
+  const { expiring, later, other } = JSON.parse(arg);
   const socket = io(base, { auth: { token: expiring }, reconnection: false });
   await once(socket, "connect");
   const error = once(socket, "error");
   const disconnect = once(socket, "disconnect");
-  // A refresh with the same token is accepted; one for another user is refused.
-  const [refreshed] = await withAck(socket, "auth", { token: expiring });
+  // A refresh with the same token is refused (it would not push the expiry back), so is one
+  // for another user; one that expires later is accepted.
+  const [refusedSame] = await withAck(socket, "auth", { token: expiring });
   const [refusedOther] = await withAck(socket, "auth", { token: other });
+  const [refreshed] = await withAck(socket, "auth", { token: later });
   const [expired] = await error;
   const [reason] = await disconnect;
-  done({ refreshed, refusedOther, expired, reason });
+  done({ refusedSame, refreshed, refusedOther, expired, reason });
 }
 
 async function reconnect() {

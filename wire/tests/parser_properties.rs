@@ -97,6 +97,10 @@ fn check_inbound(channel: &str, payload: &[u8]) {
             assert_eq!(original["event"], event.event.as_str());
             return;
         }
+        Inbound::RoomAccess { user, room } => {
+            assert!(is_valid_user_id(user) && is_valid_room(room));
+            return;
+        }
         Inbound::Hub { user, message } => {
             assert_eq!(channel, format!("user:notifications:{user}"));
             assert_eq!(original["$hub"], message.kind());
@@ -123,8 +127,9 @@ const KEYS: [&str; 11] = [
     "room", "message", "since", "topic", "token", "id", "userId", "username", "extra", "type",
     "roomId",
 ];
-const CHANNELS: [&str; 9] = [
+const CHANNELS: [&str; 10] = [
     "hub:presence",
+    "hub:room-access",
     "user:notifications:12",
     "user:notifications:alice",
     "ai:results",

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{common::auth_budget::AuthFailureBudget, common::keys::KeyStore};
 
-use hub_wire::protocol::{is_valid_user_id, UserId};
+use hub_wire::protocol::{is_valid_room, is_valid_user_id, RoomId, RoomPatterns, UserId};
 
 /// Who a session is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,28 @@ pub struct Identity {
     /// When the token expires (Unix seconds, leeway included); `None` in dev mode. The
     /// session is closed then unless the client sent a fresh token.
     pub expires_at: Option<u64>,
+    /// When the token was issued (`iat`, Unix seconds), if it says; revocation compares it.
+    pub issued_at: Option<u64>,
+    /// The rooms the token's `rooms` claim lets the user join (`None`: no claim).
+    pub rooms: Option<RoomPatterns>,
+}
+
+impl Identity {
+    /// True for a dev-mode identity (no token: nothing to expire or revoke).
+    pub fn is_dev(&self) -> bool {
+        self.expires_at.is_none()
+    }
+}
+
+/// A verified room token: who may join which room, and when it was issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomGrant {
+    /// The user (`sub`).
+    pub user_id: UserId,
+    /// The room (`room`).
+    pub room: RoomId,
+    /// `iat`, if the token has one.
+    pub issued_at: Option<u64>,
 }
 
 /// Why authentication failed.
@@ -30,14 +52,25 @@ pub struct Identity {
 pub enum AuthError {
     /// No credentials were given.
     Missing,
+    /// A token signed by the hub's keys that has expired: once good, so not counted against
+    /// the address's failure budget (a client waking up with an old token is no attacker).
+    Expired,
     /// Credentials were given and refused.
     Invalid(String),
+}
+
+impl AuthError {
+    /// True when the failure counts against the client address's budget.
+    pub fn counts_as_failure(&self) -> bool {
+        !matches!(self, AuthError::Expired)
+    }
 }
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthError::Missing => f.write_str("missing credentials"),
+            AuthError::Expired => f.write_str("invalid credentials: token expired"),
             AuthError::Invalid(why) => write!(f, "invalid credentials: {why}"),
         }
     }
@@ -51,6 +84,7 @@ pub struct Authenticator {
     validation: Validation,
     dev: bool,
     failures: Arc<AuthFailureBudget>,
+    max_lifetime: Duration,
 }
 
 impl fmt::Debug for Authenticator {
@@ -76,9 +110,51 @@ struct Claims {
     #[serde(default)]
     exp: Option<u64>,
     #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     role: Option<Value>,
+    /// Connection tokens: the rooms the user may join.
+    #[serde(default)]
+    rooms: Option<Value>,
+    /// Room tokens: the one room they grant.
+    #[serde(default)]
+    room: Option<Value>,
+}
+
+impl Subject {
+    fn into_user(self) -> Result<String, AuthError> {
+        let user_id = match self {
+            Subject::Str(s) => s,
+            Subject::Num(n) => n.to_string(),
+        };
+        if !is_valid_user_id(&user_id) {
+            return Err(AuthError::Invalid("`sub` is not a valid user id".into()));
+        }
+        Ok(user_id)
+    }
+}
+
+/// The `rooms` claim: an array of room names and `prefix*` patterns.
+fn rooms_claim(value: Option<Value>) -> Result<Option<RoomPatterns>, AuthError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let bad = |why: String| AuthError::Invalid(format!("bad `rooms` claim: {why}"));
+    let Value::Array(entries) = value else {
+        return Err(bad(
+            "an array of room names and prefix* patterns expected".into()
+        ));
+    };
+    let names = entries
+        .iter()
+        .map(|e| {
+            e.as_str()
+                .ok_or_else(|| bad("its entries must be strings".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RoomPatterns::parse(names).map(Some).map_err(bad)
 }
 
 /// Failed authentications allowed per client address and minute by default.
@@ -106,6 +182,14 @@ pub fn clean_name(name: Option<&str>, fallback: &str) -> Arc<str> {
 /// Seconds a token's `exp` and `nbf` may be off (clock skew between the issuer and the hub).
 pub const LEEWAY_SECS: u64 = 5;
 
+/// The longest token lifetime accepted by default (`HUB_MAX_TOKEN_LIFETIME_SECS`): a revocation
+/// is kept this long, so no token issued before it can outlive it.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+fn now_secs() -> u64 {
+    hub_wire::protocol::now_ms() / 1000
+}
+
 impl Authenticator {
     /// An authenticator for tokens verified by `keys` (none: tokens are refused), an
     /// optional required audience, and dev mode.
@@ -131,7 +215,19 @@ impl Authenticator {
                 DEFAULT_AUTH_FAILURES_PER_MINUTE,
                 Duration::from_secs(60),
             )),
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
         }
+    }
+
+    /// Refuses tokens that live longer than `max` (`exp - iat`, or `exp - now` without `iat`).
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// The longest token lifetime accepted (how long a revocation must be kept).
+    pub fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
     }
 
     /// Allows `per_minute` failed authentications per client address (0 = unlimited).
@@ -166,8 +262,50 @@ impl Authenticator {
         self.dev
     }
 
-    /// Verifies a JWT with the key its header names, and only that key's algorithm.
+    /// Verifies a connection token (a JWT, with the key its header names and only that key's
+    /// algorithm). A room token (with a `room` claim) is not a connection token.
     pub fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = self.verified_claims(token)?;
+        if claims.room.is_some() {
+            return Err(AuthError::Invalid(
+                "a room token (with a `room` claim) is not a connection token".into(),
+            ));
+        }
+        let user_id = claims.sub.into_user()?;
+        let admin = match &claims.role {
+            Some(Value::String(r)) => r == "admin",
+            Some(Value::Array(roles)) => roles.iter().any(|r| r == "admin"),
+            _ => false,
+        };
+        Ok(Identity {
+            name: clean_name(claims.name.as_deref(), &user_id),
+            user_id: user_id.into(),
+            admin,
+            expires_at: claims.exp.map(|exp| exp.saturating_add(LEEWAY_SECS)),
+            issued_at: claims.iat,
+            rooms: rooms_claim(claims.rooms)?,
+        })
+    }
+
+    /// Verifies a room token: signed like connection tokens, with `sub` and `room` (a room
+    /// name) claims.
+    pub fn verify_room_token(&self, token: &str) -> Result<RoomGrant, AuthError> {
+        let claims = self.verified_claims(token)?;
+        let room = match claims.room {
+            Some(Value::String(room)) if is_valid_room(&room) => room,
+            Some(_) => return Err(AuthError::Invalid("`room` is not a room name".into())),
+            None => return Err(AuthError::Invalid("missing claim `room`".into())),
+        };
+        Ok(RoomGrant {
+            user_id: claims.sub.into_user()?.into(),
+            room: room.into(),
+            issued_at: claims.iat,
+        })
+    }
+
+    /// A token's claims, once its signature, algorithm, `exp`, `nbf`, `aud`, `iss` and
+    /// lifetime are checked.
+    fn verified_claims(&self, token: &str) -> Result<Claims, AuthError> {
         if !self.keys.enabled() {
             return Err(AuthError::Invalid("tokens are not enabled".into()));
         }
@@ -183,25 +321,18 @@ impl Authenticator {
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![key.alg];
-        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| refused(e.kind()))?;
-        let user_id = match data.claims.sub {
-            Subject::Str(s) => s,
-            Subject::Num(n) => n.to_string(),
-        };
-        if !is_valid_user_id(&user_id) {
-            return Err(AuthError::Invalid("`sub` is not a valid user id".into()));
+        let claims = decode::<Claims>(token, &key.key, &validation)
+            .map_err(|e| refused(e.kind()))?
+            .claims;
+        let exp = claims.exp.unwrap_or_default();
+        let lifetime = exp.saturating_sub(claims.iat.unwrap_or_else(now_secs));
+        if lifetime > self.max_lifetime.as_secs() + LEEWAY_SECS {
+            return Err(AuthError::Invalid(format!(
+                "token lifetime over {} s (HUB_MAX_TOKEN_LIFETIME_SECS)",
+                self.max_lifetime.as_secs()
+            )));
         }
-        let admin = match &data.claims.role {
-            Some(Value::String(r)) => r == "admin",
-            Some(Value::Array(roles)) => roles.iter().any(|r| r == "admin"),
-            _ => false,
-        };
-        Ok(Identity {
-            name: clean_name(data.claims.name.as_deref(), &user_id),
-            user_id: user_id.into(),
-            admin,
-            expires_at: data.claims.exp.map(|exp| exp.saturating_add(LEEWAY_SECS)),
-        })
+        Ok(claims)
     }
 
     /// Trusts a `userId` (and optional `name`) from the query string, in dev mode only.
@@ -219,6 +350,8 @@ impl Authenticator {
             name: clean_name(name, user_id),
             admin: true,
             expires_at: None,
+            issued_at: None,
+            rooms: None,
         })
     }
 }
@@ -250,7 +383,7 @@ fn names_an_unknown_alg(token: &str) -> bool {
 /// The documented reason for a refused token (docs/security.md lists them).
 fn refused(kind: &ErrorKind) -> AuthError {
     let why = match kind {
-        ErrorKind::ExpiredSignature => "token expired".to_string(),
+        ErrorKind::ExpiredSignature => return AuthError::Expired,
         ErrorKind::ImmatureSignature => "token not valid yet (nbf)".to_string(),
         ErrorKind::InvalidSignature => "bad signature".to_string(),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
@@ -362,6 +495,46 @@ mod tests {
             auth.verify_token(&missing).is_err(),
             "aud is required once configured"
         );
+    }
+
+    #[test]
+    fn room_claims_room_tokens_and_the_longest_lifetime() {
+        let auth = hs("k", None).with_max_lifetime(Duration::from_secs(3600));
+        let now = exp(0);
+        let with = |claims: Value| auth.verify_token(&token(Algorithm::HS256, claims, "k"));
+        let id = with(json!({"sub": "1", "exp": now + 60, "rooms": ["a", "t-*"]})).unwrap();
+        let rooms = id.rooms.unwrap();
+        assert!(rooms.matches("a") && rooms.matches("t-9") && !rooms.matches("b"));
+        let bad = with(json!({"sub": "1", "exp": now + 60, "rooms": "a"})).unwrap_err();
+        assert!(bad.to_string().contains("bad `rooms` claim"), "{bad}");
+        assert!(with(json!({"sub": "1", "exp": now + 60, "rooms": ["a b"]})).is_err());
+        // Longer than the lifetime: by `exp - iat`, or `exp - now` without `iat`.
+        let long = with(json!({"sub": "1", "exp": now + 60, "iat": now - 7200})).unwrap_err();
+        assert!(
+            long.to_string().contains("HUB_MAX_TOKEN_LIFETIME_SECS"),
+            "{long}"
+        );
+        assert!(with(json!({"sub": "1", "exp": now + 7200})).is_err());
+        assert_eq!(
+            with(json!({"sub": "1", "exp": now + 60, "iat": now}))
+                .unwrap()
+                .issued_at,
+            Some(now as u64)
+        );
+        // A room token grants one room, and is no connection token.
+        let room_token = token(
+            Algorithm::HS256,
+            json!({"sub": "7", "exp": now + 60, "room": "r"}),
+            "k",
+        );
+        let grant = auth.verify_room_token(&room_token).unwrap();
+        assert_eq!((&*grant.user_id, &*grant.room), ("7", "r"));
+        assert!(auth.verify_token(&room_token).is_err());
+        let plain = token(Algorithm::HS256, json!({"sub": "7", "exp": now + 60}), "k");
+        assert!(auth.verify_room_token(&plain).is_err(), "no `room` claim");
+        let expired = token(Algorithm::HS256, json!({"sub": "7", "exp": now - 60}), "k");
+        assert_eq!(auth.verify_token(&expired), Err(AuthError::Expired));
+        assert!(!AuthError::Expired.counts_as_failure());
     }
 
     #[test]

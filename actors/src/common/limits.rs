@@ -53,8 +53,9 @@ mod tests {
     }
 }
 
-/// Counts open WebSocket connections, in total and per client IP, and refuses new ones past
-/// the configured limits (0 = unlimited).
+/// Counts open WebSocket connections, in total and per client address (IPv6 per /64:
+/// [`crate::common::client_addr::limit_key`]), and refuses new ones past the configured limits
+/// (0 = unlimited).
 #[derive(Debug, Default)]
 pub struct ConnectionLimiter {
     max_total: usize,
@@ -100,7 +101,9 @@ impl ConnectionLimiter {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(LimitExceeded::Total);
         }
-        let ip = ip.filter(|_| self.max_per_ip > 0);
+        let ip = ip
+            .filter(|_| self.max_per_ip > 0)
+            .map(crate::common::client_addr::limit_key);
         if let Some(ip) = ip {
             let mut n = self.per_ip.entry(ip).or_insert(0);
             if *n >= self.max_per_ip {
@@ -161,5 +164,20 @@ mod limiter_tests {
         drop(p1);
         assert_eq!(limiter.open(), 2);
         assert!(limiter.try_acquire(Some(a)).is_ok());
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_address() {
+        let limiter = Arc::new(ConnectionLimiter::new(0, 1));
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let _p = limiter.try_acquire(Some(a)).unwrap();
+        assert_eq!(
+            limiter.try_acquire(Some(same_64)).unwrap_err(),
+            LimitExceeded::PerIp
+        );
+        assert!(limiter
+            .try_acquire(Some("2001:db8:0:1::1".parse().unwrap()))
+            .is_ok());
     }
 }

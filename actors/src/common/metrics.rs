@@ -81,8 +81,9 @@ pub const IN_KINDS: [&str; 9] = [
 ];
 
 /// Reasons a WebSocket upgrade is refused.
-pub const REJECT_REASONS: [&str; 7] = [
+pub const REJECT_REASONS: [&str; 8] = [
     "unauthorized",
+    "expired_token",
     "forbidden_origin",
     "not_found",
     "bad_handshake",
@@ -173,10 +174,88 @@ pub struct Metrics {
     pub token_refreshes: IntCounter,
     /// Sessions closed by a `disconnect` hub message (`POST /api/users/{id}/disconnect`).
     pub user_disconnects: IntCounter,
+    /// Sessions taken out of a room by the application (`room-remove`).
+    pub room_removals: IntCounter,
+    /// Room access, the room hook, revocation and per-user limits.
+    access: AccessMetrics,
     /// Sessions closed because a new connection presented their resume token (`takeover`).
     pub takeovers: IntCounter,
     by_type: BytesByType,
     topic_subscribers: Vec<IntGauge>,
+}
+
+/// Room access (`docs/security.md#room-access`), token revocation and per-user limits.
+struct AccessMetrics {
+    joins_allowed: IntCounterVec,
+    joins_refused: IntCounterVec,
+    posts_refused: IntCounterVec,
+    hook_answers: IntCounterVec,
+    user_rate_limited: IntCounterVec,
+    revocations: IntCounterVec,
+    resume_evictions: IntCounterVec,
+}
+
+impl AccessMetrics {
+    fn new(r: &Registry) -> Self {
+        AccessMetrics {
+            joins_allowed: counter_vec(
+                r,
+                "hub_room_joins_allowed_total",
+                "Joins allowed by the room rules, by what allowed them",
+                "by",
+                &["dev", "public", "claim", "room_token", "hook"],
+            ),
+            joins_refused: counter_vec(
+                r,
+                "hub_room_joins_refused_total",
+                "Joins refused by the room rules, by reason",
+                "reason",
+                &[
+                    "not_granted",
+                    "bad_room_token",
+                    "revoked",
+                    "hook_denied",
+                    "hook_unavailable",
+                    "redis_unavailable",
+                ],
+            ),
+            posts_refused: counter_vec(
+                r,
+                "hub_room_posts_refused_total",
+                "Chat messages refused by the room hook, by reason",
+                "reason",
+                &["hook_denied", "hook_unavailable"],
+            ),
+            hook_answers: counter_vec(
+                r,
+                "hub_room_hook_answers_total",
+                "Answers of the room hook: cached, allow, deny (from the backend), timeout, error",
+                "result",
+                &["cached", "allow", "deny", "timeout", "error"],
+            ),
+            user_rate_limited: counter_vec(
+                r,
+                "hub_user_rate_limited_total",
+                "Chat messages and joins refused by the per-user limits, by action",
+                "action",
+                &["chat", "join"],
+            ),
+            revocations: counter_vec(
+                r,
+                "hub_token_revocation_checks_total",
+                "Tokens refused as revoked, and checks Redis could not answer (let through)",
+                "result",
+                &["refused", "unchecked"],
+            ),
+            resume_evictions: counter_vec(
+                r,
+                "hub_resume_records_evicted_total",
+                "Resume records deleted to keep the per-user or per-address cap",
+                "cap",
+                &["user", "address"],
+            ),
+        }
+    }
 }
 
 /// Bytes in and out per frame type, parallel to `hub_frames_in_total`/`hub_frames_out_total`.
@@ -486,6 +565,12 @@ impl Metrics {
                 "hub_user_disconnects_total",
                 "Sessions closed by POST /api/users/{userId}/disconnect (a disconnect hub message)",
             ),
+            room_removals: counter(
+                &r,
+                "hub_room_removals_total",
+                "Sessions taken out of a room by DELETE /api/rooms/{room}/members/{userId}",
+            ),
+            access: AccessMetrics::new(&r),
             takeovers: counter(
                 &r,
                 "hub_sio_takeovers_total",
@@ -572,6 +657,47 @@ impl Metrics {
     /// Counts a refused upgrade.
     pub fn reject(&self, reason: &str) {
         self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a join the room rules allowed, by what allowed it.
+    pub fn room_join_allowed(&self, by: &str) {
+        self.access.joins_allowed.with_label_values(&[by]).inc();
+    }
+
+    /// Counts a join the room rules refused.
+    pub fn room_join_refused(&self, reason: &str) {
+        self.access.joins_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a chat message the room hook refused.
+    pub fn room_post_refused(&self, reason: &str) {
+        self.access.posts_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an answer of the room hook.
+    pub fn room_hook(&self, result: &str) {
+        self.access.hook_answers.with_label_values(&[result]).inc();
+    }
+
+    /// Counts an action refused by the per-user limits.
+    pub fn user_rate_limited(&self, action: &str) {
+        self.access
+            .user_rate_limited
+            .with_label_values(&[action])
+            .inc();
+    }
+
+    /// Counts a revocation check's outcome (`refused`, `unchecked`).
+    pub fn revocations(&self, result: &str) {
+        self.access.revocations.with_label_values(&[result]).inc();
+    }
+
+    /// Counts resume records evicted to keep a cap (`user`, `address`).
+    pub fn resume_evicted(&self, cap: &str, n: usize) {
+        self.access
+            .resume_evictions
+            .with_label_values(&[cap])
+            .inc_by(n as u64);
     }
 
     /// The Prometheus text exposition of every metric.

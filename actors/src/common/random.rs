@@ -1,27 +1,19 @@
-//! Unguessable ids (Engine.IO session ids, Socket.IO recovery ids).
+//! Unguessable ids (Engine.IO session ids, session resume tokens), from the operating
+//! system's CSPRNG.
 
-use std::{
-    collections::hash_map::RandomState,
-    hash::{BuildHasher, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
-};
-
-/// 128 random bits: SipHash keyed with the thread's random keys (from the OS) over a
-/// process-wide counter is a PRF, so outputs cannot be predicted from earlier ones.
+/// 128 random bits from the operating system (`getrandom`).
 pub fn random_bits() -> u128 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static KEYS: RandomState = RandomState::new();
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    u128::from_ne_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_do_not_repeat() {
+        let ids: std::collections::HashSet<u128> =
+            (0..1000).map(|_| super::random_bits()).collect();
+        assert_eq!(ids.len(), 1000);
     }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (a, b) = KEYS.with(|keys| {
-        let word = |i: u64| {
-            let mut h = keys.build_hasher();
-            h.write_u64(n);
-            h.write_u64(i);
-            h.finish()
-        };
-        (word(0), word(1))
-    });
-    (u128::from(a) << 64) | u128::from(b)
 }

@@ -2,7 +2,8 @@
 //! every refresh interval, and at once when a token names a key id the hub does not know
 //! (such fetches at most once per [`MIN_GAP`], so made-up ids cannot make the hub hammer the
 //! provider).
-//! A failed fetch keeps the keys in force and is retried after [`MIN_GAP`].
+//! A failed fetch keeps the keys in force and is retried after [`MIN_GAP`]. Redirects are not
+//! followed.
 
 use std::{
     sync::Arc,
@@ -106,12 +107,26 @@ pub async fn load(store: &KeyStore, url: &str, metrics: &Metrics) -> bool {
     }
 }
 
+/// Fetches the document. Redirects are not followed: one could lead from `https://` to plain
+/// `http://` or to another host, past [`check_url`].
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
+        .max_redirects(0)
         .build();
     let agent = ureq::Agent::new_with_config(config);
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    if response.status().is_redirection() {
+        let to = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("?");
+        return Err(format!(
+            "redirects are not followed ({} to {to}); configure the final URL",
+            response.status().as_u16()
+        ));
+    }
     response
         .body_mut()
         .with_config()

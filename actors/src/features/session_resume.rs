@@ -23,6 +23,7 @@
 use std::{
     collections::VecDeque,
     fmt,
+    net::IpAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, LazyLock,
@@ -35,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     common::error::HubError,
+    common::metrics::Metrics,
     connections::publisher::{retry_on_dead_connection, Publisher},
+    features::resume_records::{self, Listed, RecordCaps},
 };
 
 use hub_wire::protocol::{HubCommand, HubMessage, MessageId, RoomId};
@@ -408,6 +411,8 @@ pub struct ResumeStore {
     publisher: Publisher,
     window: Duration,
     saving: Arc<AtomicUsize>,
+    caps: RecordCaps,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ResumeStore {
@@ -417,7 +422,17 @@ impl ResumeStore {
             publisher,
             window,
             saving: Arc::default(),
+            caps: RecordCaps::default(),
+            metrics: None,
         }
+    }
+
+    /// Keeps at most `caps` records per user and per address (evictions counted in
+    /// `metrics`).
+    pub fn with_caps(mut self, caps: RecordCaps, metrics: Arc<Metrics>) -> ResumeStore {
+        self.caps = caps;
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Saves in flight (shutdown waits for them).
@@ -426,12 +441,17 @@ impl ResumeStore {
     }
 
     /// Writes `record` under `pid` with the window as TTL (replacing the session's live
-    /// mark), then tells the user's channel it was kept (`takeover` with `kept`): a connection
-    /// waiting to resume it takes it now.
-    pub async fn save(&self, pid: Pid, record: &Record) -> Result<(), HubError> {
+    /// mark), listed under its user and the client's address (`addr`; the oldest records past
+    /// either cap are deleted, [`resume_records`]), then tells the user's channel it was kept
+    /// (`takeover` with `kept`): a connection waiting to resume it takes it now.
+    pub async fn save(
+        &self,
+        pid: Pid,
+        record: &Record,
+        addr: Option<IpAddr>,
+    ) -> Result<(), HubError> {
         self.saving.fetch_add(1, Ordering::Relaxed);
-        let json = serde_json::to_vec(record).expect("a record serializes");
-        let result = self.set(pid, json, self.window).await;
+        let result = self.write(pid, record, addr).await;
         if result.is_ok() {
             let kept = HubMessage::Command(HubCommand::Takeover {
                 pid: pid.to_string(),
@@ -443,6 +463,26 @@ impl ResumeStore {
         }
         self.saving.fetch_sub(1, Ordering::Relaxed);
         result
+    }
+
+    /// Lists the record first, then writes it: a record that exists is always listed (so
+    /// that deleting a user's records, or a room from them, finds it).
+    async fn write(&self, pid: Pid, record: &Record, addr: Option<IpAddr>) -> Result<(), HubError> {
+        let listed = Listed {
+            user: &record.user,
+            addr,
+            window: self.window,
+        };
+        resume_records::list(
+            &self.publisher,
+            pid,
+            listed,
+            self.caps,
+            self.metrics.as_deref(),
+        )
+        .await?;
+        let json = serde_json::to_vec(record).expect("a record serializes");
+        self.set(pid, json, self.window).await
     }
 
     /// Marks the session `pid` of `user` live: a connection presenting its token while it
@@ -477,6 +517,17 @@ impl ResumeStore {
         })
         .await;
         result.map_err(|e| HubError::Redis(format!("SET {}: {e}", key(pid))))
+    }
+
+    /// Deletes every record of `user` (`POST /api/users/{userId}/disconnect`); returns how
+    /// many there were.
+    pub async fn forget_user(&self, user: &str) -> Result<usize, HubError> {
+        resume_records::forget_user(&self.publisher, user).await
+    }
+
+    /// Takes `room` out of every record of `user`; returns how many had it.
+    pub async fn forget_room(&self, user: &str, room: &str) -> Result<usize, HubError> {
+        resume_records::forget_room(&self.publisher, user, room).await
     }
 
     /// Takes the record of `pid` for `user`: replaced by the taker's live mark when it is

@@ -492,6 +492,8 @@ mod tests {
             name: "Ann".into(),
             admin: false,
             expires_at: None,
+            issued_at: None,
+            rooms: None,
         });
         Register {
             id: 7,

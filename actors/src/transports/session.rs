@@ -92,6 +92,11 @@ impl Session {
         self.core.set_inbox_since(since);
     }
 
+    /// The client's address (behind trusted proxies).
+    pub fn set_peer(&mut self, peer: Option<std::net::IpAddr>) {
+        self.core.set_peer(peer);
+    }
+
     /// What the client asked of session resume in its upgrade request.
     pub fn set_resume_ask(&mut self, ask: Option<Ask>) {
         self.core.set_resume_ask(ask);
@@ -309,6 +314,11 @@ impl ClientIo for NativeIo<'_> {
 
     fn close(&mut self, code: u16, reason: &'static str) {
         self.closing.get_or_insert((code, reason));
+    }
+
+    fn refuse(&mut self, err: ClientError) {
+        self.error(err);
+        self.close(close::UNAUTHORIZED, "token revoked");
     }
 
     /// Writes an event: the shared frame, or in a resumable session a copy of it with

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod notify;
 pub mod redis_restart;
 pub mod room;
+pub mod room_hook;
 pub mod slow;
 pub mod soak;
 pub mod storm;

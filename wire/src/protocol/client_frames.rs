@@ -20,12 +20,14 @@ pub enum Request {
     },
     /// `{"type":"ping"}`.
     Ping,
-    /// `{"type":"join-room","room":...,"since"?:...}`.
+    /// `{"type":"join-room","room":...,"since"?:...,"token"?:...}`.
     JoinRoom {
         /// The validated room id.
         room: RoomId,
         /// The last history id the client saw, for recovery.
         since: Option<MessageId>,
+        /// A room token granting this join (`docs/security.md#room-access`).
+        token: Option<String>,
     },
     /// `{"type":"leave-room","room":...}`.
     LeaveRoom {
@@ -93,6 +95,8 @@ pub struct ClientError {
     pub message: Cow<'static, str>,
     /// The offending frame's `id`, when it had a valid one.
     pub id: Option<Value>,
+    /// The room it is about, when it is about one (a refused join or post).
+    pub room: Option<RoomId>,
 }
 
 impl ClientError {
@@ -102,7 +106,14 @@ impl ClientError {
             code,
             message: message.into(),
             id: None,
+            room: None,
         }
+    }
+
+    /// The same error, naming `room`.
+    pub fn in_room(mut self, room: RoomId) -> Self {
+        self.room = Some(room);
+        self
     }
 
     fn with_id(mut self, id: &Option<Value>) -> Self {
@@ -164,7 +175,8 @@ pub fn parse_request(
         "join-room" => {
             let room = take_room(map)?;
             let since = take_since(map)?;
-            Request::JoinRoom { room, since }
+            let token = take_optional_string(map, "token")?;
+            Request::JoinRoom { room, since, token }
         }
         "leave-room" => Request::LeaveRoom {
             room: take_room(map)?,

@@ -14,6 +14,8 @@
 //! - a client-visible **event** would carry its client frame instead, which the subscriber
 //!   encodes once (`common/outbound.rs`) for every recipient, like a notification.
 //!
+//! Kinds: `disconnect`, `room-remove`, `room-add` (all commands).
+//!
 //! Adding a kind: a variant (of [`HubCommand`] for a command, of [`HubMessage`] with its frame
 //! for an event), its name in [`HubMessage::kind`] and [`parse_hub_message`], and what to do
 //! with it: the core's match on [`HubCommand`], or the subscriber's match on [`HubMessage`]
@@ -37,6 +39,18 @@ pub enum HubMessage {
 pub enum HubCommand {
     /// `disconnect`: close the session (`POST /api/users/{userId}/disconnect`).
     Disconnect,
+    /// `room-remove` (`"room"`): leave the room, telling the client `left` with reason
+    /// `removed` (`DELETE /api/rooms/{room}/members/{userId}`).
+    RoomRemove {
+        /// The room.
+        room: RoomId,
+    },
+    /// `room-add` (`"room"`): join the room as if the client had asked, without the access
+    /// check (`PUT /api/rooms/{room}/members/{userId}`).
+    RoomAdd {
+        /// The room.
+        room: RoomId,
+    },
     /// `takeover`: a new connection presented the resume token `pid` (32 hex digits) of a
     /// session of the user, on any instance. Without `kept`, the session holding that token
     /// closes as replaced and is kept for resume; with `kept` (sent after a session was
@@ -54,6 +68,8 @@ impl HubMessage {
     pub fn kind(&self) -> &'static str {
         match self {
             HubMessage::Command(HubCommand::Disconnect) => "disconnect",
+            HubMessage::Command(HubCommand::RoomRemove { .. }) => "room-remove",
+            HubMessage::Command(HubCommand::RoomAdd { .. }) => "room-add",
             HubMessage::Command(HubCommand::Takeover { .. }) => "takeover",
         }
     }
@@ -63,10 +79,16 @@ impl HubMessage {
         let mut object = Map::new();
         object.insert(HUB_KEY.into(), Value::from(self.kind()));
         object.insert("userId".into(), user_id_json(user));
-        if let HubMessage::Command(HubCommand::Takeover { pid, kept }) = self {
-            object.insert("pid".into(), Value::from(pid.as_str()));
-            if *kept {
-                object.insert("kept".into(), Value::Bool(true));
+        match self {
+            HubMessage::Command(HubCommand::Disconnect) => {}
+            HubMessage::Command(HubCommand::RoomRemove { room } | HubCommand::RoomAdd { room }) => {
+                object.insert("room".into(), Value::from(&**room));
+            }
+            HubMessage::Command(HubCommand::Takeover { pid, kept }) => {
+                object.insert("pid".into(), Value::from(pid.as_str()));
+                if *kept {
+                    object.insert("kept".into(), Value::Bool(true));
+                }
             }
         }
         // `$` sorts before every letter: `$hub` is the first key of the serialized map.
@@ -88,6 +110,10 @@ struct HubCheck<'a> {
     kind: Cow<'a, str>,
     #[serde(rename = "userId", borrow)]
     user_id: IdValue<'a>,
+    /// `room-remove`, `room-add`.
+    #[serde(default, borrow)]
+    room: Option<Cow<'a, str>>,
+    /// `takeover`.
     #[serde(default, borrow)]
     pid: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -106,8 +132,17 @@ pub fn parse_hub_message(
 ) -> Result<(UserId, HubMessage), PayloadError> {
     let check: HubCheck = check_object(payload)?;
     let user = check_user(&check.user_id, Some(channel_user))?;
+    let room = || match check.room.as_deref() {
+        Some(room) if is_valid_room(room) => Ok(RoomId::from(room)),
+        _ => Err(PayloadError(format!(
+            "`{}` needs a valid `room`",
+            clip(&check.kind)
+        ))),
+    };
     let message = match &*check.kind {
         "disconnect" => HubMessage::Command(HubCommand::Disconnect),
+        "room-remove" => HubMessage::Command(HubCommand::RoomRemove { room: room()? }),
+        "room-add" => HubMessage::Command(HubCommand::RoomAdd { room: room()? }),
         "takeover" => match check.pid.as_deref() {
             Some(pid) if is_pid(pid) => HubMessage::Command(HubCommand::Takeover {
                 pid: pid.to_owned(),
@@ -153,6 +188,15 @@ mod tests {
             ("a@b".into(), disconnect)
         );
         assert!(!is_hub_message(br#"{"userId":1,"$hub":"disconnect"}"#));
+        let remove = HubMessage::Command(HubCommand::RoomRemove { room: "r-1".into() });
+        let payload = remove.payload("u");
+        assert_eq!(
+            payload,
+            br#"{"$hub":"room-remove","room":"r-1","userId":"u"}"#
+        );
+        assert_eq!(parse_hub_message("u", &payload).unwrap().1, remove);
+        let add = HubMessage::Command(HubCommand::RoomAdd { room: "r-1".into() });
+        assert_eq!(parse_hub_message("u", &add.payload("u")).unwrap().1, add);
         assert!(!is_hub_message(br#"["$hub"]"#));
     }
 
@@ -187,6 +231,8 @@ mod tests {
             r#"{"$hub":"disconnect"}"#,
             r#"{"$hub":7,"userId":1}"#,
             r#"{"$hub":"disconnect","userId":1"#,
+            r#"{"$hub":"room-remove","userId":1}"#,
+            r#"{"$hub":"room-add","userId":1,"room":"a b"}"#,
         ] {
             assert!(on_user_1(bad).is_err(), "{bad}");
         }

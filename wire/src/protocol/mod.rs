@@ -1,7 +1,8 @@
 //! Wire types of the hub's protocol (`docs/protocol.md`), one contract per file:
 //! `client_frames` (what a client sends, parsed and validated), `server_frames` (the JSON of
 //! the hub's replies and events), `payloads` (what services publish to Redis, validated) and
-//! `hub_messages` (what the hub itself tells every session of a user, on the user's channel).
+//! `hub_messages` (what the hub itself tells every session of a user, on the user's channel);
+//! `room_patterns` holds the room name patterns of token claims and settings.
 //! This file holds what they share: ids, channel names, error codes, topics.
 //!
 //! Everything here is pure: parse a frame or payload, or build the JSON of a reply. The
@@ -10,6 +11,7 @@
 mod client_frames;
 mod hub_messages;
 mod payloads;
+mod room_patterns;
 mod server_frames;
 
 use std::{borrow::Cow, fmt, sync::Arc};
@@ -20,6 +22,7 @@ use serde_json::{json, value::RawValue, Map, Value};
 pub use client_frames::*;
 pub use hub_messages::*;
 pub use payloads::*;
+pub use room_patterns::*;
 pub use server_frames::*;
 
 /// A user id in its canonical string form (the suffix of `user:notifications:{id}`).
@@ -41,12 +44,17 @@ pub const ANALYTICS_EVENTS: &str = "analytics:events";
 /// room on any instance, or its last one left). Every instance subscribes to it and delivers
 /// each event to its local members of the room; see `roster.rs` for who publishes.
 pub const PRESENCE_EVENTS: &str = "hub:presence";
+/// Hub-internal channel telling every instance that a user was taken out of a room
+/// (`DELETE /api/rooms/{room}/members/{userId}`): each drops its cached room hook answers for
+/// the pair.
+pub const ROOM_ACCESS: &str = "hub:room-access";
 /// The channels every instance subscribes to for its whole life.
-pub const FIXED_CHANNELS: [&str; 4] = [
+pub const FIXED_CHANNELS: [&str; 5] = [
     AI_RESULTS,
     CACHE_INVALIDATE,
     ANALYTICS_EVENTS,
     PRESENCE_EVENTS,
+    ROOM_ACCESS,
 ];
 
 /// Error codes of error frames (`docs/protocol.md#error-codes`); `unavailable` is for a request

@@ -18,6 +18,8 @@ pub enum ChannelKind<'a> {
     Analytics,
     /// `hub:presence`.
     Presence,
+    /// `hub:room-access`.
+    RoomAccess,
     /// Anything else.
     Other,
 }
@@ -35,6 +37,7 @@ impl ChannelKind<'_> {
                 CACHE_INVALIDATE => ChannelKind::CacheInvalidate,
                 ANALYTICS_EVENTS => ChannelKind::Analytics,
                 PRESENCE_EVENTS => ChannelKind::Presence,
+                ROOM_ACCESS => ChannelKind::RoomAccess,
                 _ => ChannelKind::Other,
             }
         }
@@ -48,13 +51,14 @@ impl ChannelKind<'_> {
     }
 
     /// Metric labels of the kinds (no ids), in [`ChannelKind::index`] order.
-    pub const LABELS: [&'static str; 7] = [
+    pub const LABELS: [&'static str; 8] = [
         "user:notifications",
         AI_RESULTS,
         "chat:room",
         CACHE_INVALIDATE,
         ANALYTICS_EVENTS,
         PRESENCE_EVENTS,
+        ROOM_ACCESS,
         "other",
     ];
 
@@ -67,7 +71,8 @@ impl ChannelKind<'_> {
             ChannelKind::CacheInvalidate => 3,
             ChannelKind::Analytics => 4,
             ChannelKind::Presence => 5,
-            ChannelKind::Other => 6,
+            ChannelKind::RoomAccess => 6,
+            ChannelKind::Other => 7,
         }
     }
 }
@@ -120,6 +125,13 @@ pub enum Inbound {
     },
     /// An analytics event for the aggregator.
     Analytics(AnalyticsEvent),
+    /// `user` was taken out of `room`: cached room hook answers for the pair are dropped.
+    RoomAccess {
+        /// The user.
+        user: UserId,
+        /// The room.
+        room: RoomId,
+    },
     /// A hub message for every session of `user` (a payload on the user's channel whose first
     /// key is `$hub`; see [`HubMessage`]).
     Hub {
@@ -324,6 +336,20 @@ struct PresenceCheck<'a> {
     user_id: IdValue<'a>,
     #[serde(borrow)]
     username: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct RoomAccessCheck<'a> {
+    #[serde(rename = "userId", borrow)]
+    user_id: IdValue<'a>,
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+}
+
+/// The payload of `hub:room-access`: `{"userId","room"}`.
+pub fn room_access_payload(user: &str, room: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"userId": user_id_json(user), "room": room}))
+        .expect("JSON values serialize")
 }
 
 #[derive(Deserialize)]
@@ -533,6 +559,18 @@ pub fn parse_inbound_timed(
             event.check()?;
             let timestamp = event.timestamp;
             Ok((Inbound::Analytics(event), timestamp))
+        }
+        ChannelKind::RoomAccess => {
+            let check: RoomAccessCheck = check_object(payload)?;
+            if !is_valid_room(&check.room) {
+                return Err(PayloadError("invalid room name".into()));
+            }
+            let user = check_user(&check.user_id, None)?;
+            let inbound = Inbound::RoomAccess {
+                user,
+                room: check.room.as_ref().into(),
+            };
+            Ok((inbound, None))
         }
         ChannelKind::Other => Err(PayloadError(format!(
             "unexpected channel `{}`",

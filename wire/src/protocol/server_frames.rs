@@ -106,9 +106,14 @@ pub fn joined_frame(room: &str, info: &JoinInfo, id: &Option<Value>) -> Vec<u8> 
     .expect("the joined frame always serializes")
 }
 
-/// `{"type":"left","room":...}`.
-pub fn left_frame(room: &str, id: &Option<Value>) -> Vec<u8> {
-    with_id(json!({"type": "left", "room": room}), id)
+/// `{"type":"left","room":...,"reason"?:...}` (`reason` when the hub took the session out of
+/// the room: `removed`).
+pub fn left_frame(room: &str, reason: Option<&str>, id: &Option<Value>) -> Vec<u8> {
+    let mut frame = json!({"type": "left", "room": room});
+    if let Some(reason) = reason {
+        frame["reason"] = json!(reason);
+    }
+    with_id(frame, id)
 }
 
 /// `{"type":"token-refreshed","expiresAt":...}`: a fresh token was accepted.
@@ -131,10 +136,18 @@ pub fn topic_frame(subscribed: bool, topic: Topic, id: &Option<Value>) -> Vec<u8
 
 /// `{"type":"error","code":...,"message":...,"id"?:...}`.
 pub fn error_frame(err: &ClientError) -> Vec<u8> {
-    with_id(
-        json!({"type": "error", "code": err.code.as_str(), "message": &*err.message}),
-        &err.id,
-    )
+    with_id(error_json(err, json!({"type": "error"})), &err.id)
+}
+
+/// `code`, `message` and (when the error is about one) `room` of an error, added to `base`
+/// (an object): the body of the native error frame and of Socket.IO's errors.
+pub fn error_json(err: &ClientError, mut base: Value) -> Value {
+    base["code"] = json!(err.code.as_str());
+    base["message"] = json!(&*err.message);
+    if let Some(room) = &err.room {
+        base["room"] = json!(&**room);
+    }
+    base
 }
 
 /// `{"type":"presence","room":...,"event":"join"|"leave","userId":...,"username":...}`.

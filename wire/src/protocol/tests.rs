@@ -69,6 +69,7 @@ fn room_id_names_the_room_as_well_as_room() {
         Ok(Request::JoinRoom {
             room: "r1".into(),
             since: MessageId::parse("5-0"),
+            token: None,
         })
     );
     assert_eq!(
@@ -191,10 +192,15 @@ fn join_since_must_be_a_message_id() {
         f.request,
         Request::JoinRoom {
             room: "r".into(),
-            since: Some(MessageId { ms: 12, seq: 3 })
+            since: Some(MessageId { ms: 12, seq: 3 }),
+            token: None,
         }
     );
     let e = parse(r#"{"type":"join-room","room":"r","since":"yesterday"}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let f = parse(r#"{"type":"join-room","room":"r","token":"a.b.c"}"#).unwrap();
+    assert!(matches!(f.request, Request::JoinRoom { token: Some(t), .. } if t == "a.b.c"));
+    let e = parse(r#"{"type":"join-room","room":"r","token":7}"#).unwrap_err();
     assert_eq!(e.code, ErrorCode::BadRequest);
 }
 

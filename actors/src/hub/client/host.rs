@@ -35,6 +35,12 @@ pub struct SessionEnv {
     pub session_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Where sessions are kept for resume, both ways in (`None`: off).
     pub resume: Option<crate::features::session_resume::ResumeStore>,
+    /// Who may join and post in which room.
+    pub rooms: Arc<crate::features::room_access::RoomAccess>,
+    /// Token revocations, checked when a token-authenticated session connects or refreshes.
+    pub revocations: crate::features::revocation::Revocations,
+    /// Chat messages and joins per user across every session.
+    pub user_limits: crate::features::user_limits::UserLimits,
 }
 
 impl SessionEnv {
@@ -71,10 +77,12 @@ pub enum Reply {
         /// it recovered from); `None` when the history is empty.
         last: Option<MessageId>,
     },
-    /// Answer to `leave-room`.
+    /// Answer to `leave-room`, or the hub took the session out of the room (`reason`).
     Left {
         /// The room.
         room: RoomId,
+        /// Why the hub took the session out (`removed`); `None` for an answer.
+        reason: Option<&'static str>,
     },
     /// Answer to `subscribe` (`on`) or `unsubscribe`.
     Topic {
@@ -110,7 +118,7 @@ impl Reply {
             } => protocol::connected_frame(session_id, user_id, resumption),
             Reply::Pong => protocol::pong_frame(id),
             Reply::Joined { room, info, .. } => protocol::joined_frame(room, info, id),
-            Reply::Left { room } => protocol::left_frame(room, id),
+            Reply::Left { room, reason } => protocol::left_frame(room, *reason, id),
             Reply::Topic { topic, on } => protocol::topic_frame(*on, *topic, id),
             Reply::TokenRefreshed { expires_at } => {
                 protocol::token_refreshed_frame(*expires_at, id)
@@ -140,6 +148,10 @@ pub trait ClientIo {
     fn reply(&mut self, reply: Reply, to: Option<Value>);
     /// Sends an error (its `id` says which request it answers).
     fn error(&mut self, err: ClientError);
+    /// Refuses the session's credentials after they were read (a revoked token), before
+    /// `connected`: the native protocol sends `err` and closes with 4001, Socket.IO answers the
+    /// CONNECT with `CONNECT_ERROR`.
+    fn refuse(&mut self, err: ClientError);
     /// Ends the connection with a WebSocket close code.
     fn close(&mut self, code: u16, reason: &'static str);
     /// Writes an event (already counted in metrics); `offset` is its number in a resumable
@@ -173,6 +185,17 @@ impl Step {
 /// The outcome of a [`Step`].
 pub struct Resumed(pub(super) Outcome);
 
+/// Why a join did not happen.
+pub(super) enum JoinFailure {
+    /// The registry was gone (shutting down).
+    Registry,
+    /// Redis could not read the history or members.
+    Redis(HubError),
+    /// Refused: not allowed (`forbidden`, `unavailable` for a hook without an answer) or over
+    /// the user's join rate.
+    Refused(ClientError),
+}
+
 pub(super) enum Outcome {
     Registered {
         ok: bool,
@@ -184,14 +207,24 @@ pub(super) enum Outcome {
         id: Option<Value>,
         since: Option<MessageId>,
         already: bool,
-        result: Result<(Recent, MemberList), Option<HubError>>,
+        result: Result<(Recent, MemberList), JoinFailure>,
     },
-    /// The token of expiry watch `generation` expired.
-    Expired { generation: u32 },
+    /// The expiry timer went off (the token may have been refreshed meanwhile).
+    Expired,
+    /// The revocation check of a connecting session's token.
+    Admitted {
+        revoked_at: Result<Option<u64>, HubError>,
+    },
+    /// The revocation check of a fresh token.
+    Refreshed {
+        fresh: Box<Identity>,
+        id: Option<Value>,
+        revoked_at: Result<Option<u64>, HubError>,
+    },
     Published {
         room: RoomId,
         id: Option<Value>,
-        result: Result<MessageId, HubError>,
+        result: Result<MessageId, ClientError>,
     },
     /// The record a resume names was taken (`registered`: the session already registered,
     /// waiting for a live session to hand it over).

@@ -56,10 +56,13 @@ use hub_wire::protocol::{
 mod host;
 mod pacing;
 mod resume;
+mod rooms;
+mod tokens;
 
-use host::Outcome;
 pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT};
+use host::{JoinFailure, Outcome};
 pub use resume::{Ask, HANDOVER_WAIT};
+use rooms::JoinKind;
 
 /// Most requests that may wait while a registration or join is in flight; more are refused
 /// as rate limited (the rate limit lets a burst of 40 through by default).
@@ -70,11 +73,21 @@ const DEFERRED_MAX: usize = 64;
 struct InFlight {
     /// The room of the join in flight: its events wait in `held` until `joined`.
     joining: Option<RoomId>,
+    /// The application removed the session from `joining` meanwhile (`room-remove`).
+    join_removed: bool,
     /// Requests that arrived meanwhile, in order.
-    deferred: VecDeque<(Result<ClientFrame, ClientError>, usize)>,
+    deferred: VecDeque<Deferred>,
     /// Events the client must not see yet (before `connected`, or its joining room's before
     /// `joined`), in order; counted in `queued`.
     held: Vec<Delivery>,
+}
+
+/// What waits for a request in flight to finish.
+enum Deferred {
+    /// A client request (or the parser's refusal of it).
+    Request(Result<ClientFrame, ClientError>),
+    /// A join the application granted (`room-add`).
+    Granted(RoomId),
 }
 
 /// A room the session is in.
@@ -111,8 +124,11 @@ pub struct ClientCore {
     /// The inbox ids replayed at `connected`, ascending: live copies are dropped (see
     /// [`JoinedRoom::delivered`]).
     inbox_replayed: Vec<MessageId>,
-    /// Counts expiry watches: only the latest one (the current token's) closes the session.
-    expiry_generation: u32,
+    /// The expiry timer is running (there is at most one per session).
+    expiry_armed: bool,
+    /// The client's address (behind trusted proxies), for the per-address cap of resume
+    /// records.
+    peer: Option<std::net::IpAddr>,
     /// A resumable session's tracker and paced events (`None`: not resumable).
     resume: Option<Box<pacing::Resumable>>,
     /// The session is being restored from a resume record (taken, `connected` not sent).
@@ -193,7 +209,8 @@ impl ClientCore {
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             inbox_since: None,
             inbox_replayed: Vec::new(),
-            expiry_generation: 0,
+            expiry_armed: false,
+            peer: None,
             resume: None,
             restoring: false,
             ended: false,
@@ -208,6 +225,11 @@ impl ClientCore {
     /// registers.
     pub fn set_inbox_since(&mut self, since: Option<MessageId>) {
         self.inbox_since = since;
+    }
+
+    /// The client's address (behind trusted proxies).
+    pub fn set_peer(&mut self, peer: Option<std::net::IpAddr>) {
+        self.peer = peer;
     }
 
     /// The bytes held for the client; the host's writer adds to and takes from the same
@@ -314,7 +336,7 @@ impl ClientCore {
                 let message = "too many requests waiting for an earlier one to finish";
                 return self.reject(error_with_id(ErrorCode::RateLimited, message, id), io);
             }
-            flight.deferred.push_back((parsed, bytes));
+            flight.deferred.push_back(Deferred::Request(parsed));
             return;
         }
         self.handle(parsed, io);
@@ -369,10 +391,13 @@ impl ClientCore {
             HubCommand::Disconnect => {
                 self.env.metrics.user_disconnects.inc();
                 io.close(close::DISCONNECTED, "disconnected by the server");
-                ControlFlow::Break(())
+                return ControlFlow::Break(());
             }
-            HubCommand::Takeover { pid, kept } => self.on_takeover(pid, *kept, io),
+            HubCommand::RoomRemove { room } => self.removed_from(room.clone(), io),
+            HubCommand::RoomAdd { room } => self.added_to(room.clone(), io),
+            HubCommand::Takeover { pid, kept } => return self.on_takeover(pid, *kept, io),
         }
+        ControlFlow::Continue(())
     }
 
     fn must_hold(&self, scope: &Scope) -> bool {
@@ -396,8 +421,11 @@ impl ClientCore {
                 return;
             }
         }
-        while let Some((parsed, _)) = deferred.pop_front() {
-            self.handle(parsed, io);
+        while let Some(waiting) = deferred.pop_front() {
+            match waiting {
+                Deferred::Request(parsed) => self.handle(parsed, io),
+                Deferred::Granted(room) => self.added_to(room, io),
+            }
             if let Some(flight) = self.busy.as_mut() {
                 flight.deferred = deferred;
                 return;
@@ -413,28 +441,18 @@ impl ClientCore {
         match request {
             Request::Auth { token, .. } => self.refresh_token(&identity, &token, id, io),
             Request::Ping => io.reply(Reply::Pong, id),
-            Request::JoinRoom { room, since } => self.join(room, since, id, io),
+            Request::JoinRoom { room, since, token } => {
+                self.join((room, since, token), JoinKind::Asked, id, io)
+            }
             Request::LeaveRoom { room } => {
                 if !self.in_room(&room) {
                     return self.reject(not_in_room(&room, id), io);
                 }
-                self.rooms.retain(|r| r.room != room);
-                if let Some(r) = self.resume.as_mut() {
-                    r.tracker.left(&room);
-                }
-                self.env.registry.do_send(Leave {
-                    id: self.id,
-                    room: room.clone(),
-                });
-                io.reply(Reply::Left { room }, id);
+                self.leave(&room);
+                io.reply(Reply::Left { room, reason: None }, id);
             }
             Request::ChatMessage { room, message } => {
-                if !self.in_room(&room) {
-                    return self.reject(not_in_room(&room, id), io);
-                }
-                let payload =
-                    protocol::chat_payload(&room, &identity.user_id, &identity.name, &message);
-                self.publish(room, payload, id, io);
+                self.publish((room, message), &identity, id, io)
             }
             Request::Subscribe(topic) => {
                 if topic == Topic::Analytics && !identity.admin {
@@ -567,14 +585,15 @@ impl ClientCore {
                 self.joined(room, id, since, already, result, io);
                 self.unbusy(io);
             }
-            Outcome::Expired { generation } => {
-                if generation == self.expiry_generation {
-                    self.env.metrics.token_expiries.inc();
-                    let message = "token expired: reconnect with a fresh one, or send `auth` \
-                                   with a fresh token before it expires";
-                    io.error(ClientError::new(ErrorCode::Unauthorized, message));
-                    io.close(close::TOKEN_EXPIRED, "token expired");
-                }
+            Outcome::Expired => self.expiry_due(io),
+            Outcome::Admitted { revoked_at } => self.admitted(revoked_at, io),
+            Outcome::Refreshed {
+                fresh,
+                id,
+                revoked_at,
+            } => {
+                self.refreshed(*fresh, id, revoked_at, io);
+                self.unbusy(io);
             }
             Outcome::Published { room, id, result } => {
                 match result {
@@ -585,10 +604,9 @@ impl ClientCore {
                         },
                         id,
                     ),
-                    Err(e) => {
-                        debug!("session {}: {e}", self.id);
-                        let message = "the message could not be published; try again";
-                        self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
+                    Err(mut err) => {
+                        err.id = id;
+                        self.reject(err, io);
                     }
                 }
                 self.unbusy(io);
@@ -636,158 +654,6 @@ impl ClientCore {
         self.unbusy(io);
     }
 
-    /// Closes the session when its token expires, unless a fresh token comes first.
-    fn watch_expiry(&mut self, io: &mut impl ClientIo) {
-        let Some(expires_at) = self.identity.as_ref().and_then(|i| i.expires_at) else {
-            return;
-        };
-        self.expiry_generation = self.expiry_generation.wrapping_add(1);
-        let generation = self.expiry_generation;
-        let left_ms = expires_at
-            .saturating_mul(1000)
-            .saturating_sub(protocol::now_ms());
-        io.spawn(Step::new(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(left_ms)).await;
-            Resumed(Outcome::Expired { generation })
-        }));
-    }
-
-    /// `auth` on a live session: a fresh token for the same user pushes its expiry back.
-    fn refresh_token(
-        &mut self,
-        current: &Identity,
-        token: &str,
-        id: Option<Value>,
-        io: &mut impl ClientIo,
-    ) {
-        let fresh = match self.env.auth.verify_token(token) {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                return self.reject(
-                    error_with_id(ErrorCode::Unauthorized, e.to_string(), id),
-                    io,
-                )
-            }
-        };
-        if fresh.user_id != current.user_id {
-            let message = "a fresh token must be for the same user; reconnect to change users";
-            return self.reject(error_with_id(ErrorCode::Forbidden, message, id), io);
-        }
-        let expires_at = fresh.expires_at.unwrap_or_default();
-        self.identity = Some(Arc::new(fresh));
-        self.env.metrics.token_refreshes.inc();
-        self.watch_expiry(io);
-        io.reply(Reply::TokenRefreshed { expires_at }, id);
-    }
-
-    fn in_room(&self, room: &RoomId) -> bool {
-        self.rooms.iter().any(|r| r.room == *room)
-    }
-
-    /// Joins a room and answers `joined` with its history and members.
-    ///
-    /// Exactly once and in order: the registry adds the session to the room and resolves once
-    /// the room channel is subscribed; only then is the history read. So every message is
-    /// either in the history read or published after it, and then delivered live. Live
-    /// copies that arrive meanwhile are held in the core, and after `joined` those whose ids
-    /// it carried are dropped.
-    fn join(
-        &mut self,
-        room: RoomId,
-        since: Option<MessageId>,
-        id: Option<Value>,
-        io: &mut impl ClientIo,
-    ) {
-        let max = self.env.limits.max_rooms_per_session;
-        let already = self.in_room(&room);
-        if !already && self.rooms.len() >= max {
-            let message = format!("a session may be in at most {max} rooms");
-            return self.reject(error_with_id(ErrorCode::Forbidden, message, id), io);
-        }
-        let request = self.env.registry.send(Join {
-            id: self.id,
-            room: room.clone(),
-        });
-        let history = self.env.history.clone();
-        let members = self.env.members.clone();
-        let reads = self.env.join_reads.clone();
-        self.busy.get_or_insert_default().joining = Some(room.clone());
-        io.spawn(Step::new(async move {
-            let result = async {
-                let local = request.await.map_err(|_| None)?;
-                // Queued here rather than at Redis, where a storm of joins would time out.
-                let _turn = reads.acquire().await;
-                let (recent, members) = futures_util::future::join(
-                    history.recent(&room, since),
-                    members.list(&room, local),
-                )
-                .await;
-                match (recent, members) {
-                    (Ok(recent), Ok(members)) => Ok((recent, members)),
-                    (Err(e), _) | (_, Err(e)) => Err(Some(e)),
-                }
-            }
-            .await;
-            Resumed(Outcome::Joined {
-                room,
-                id,
-                since,
-                already,
-                result,
-            })
-        }));
-    }
-
-    fn joined(
-        &mut self,
-        room: RoomId,
-        id: Option<Value>,
-        since: Option<MessageId>,
-        already: bool,
-        result: Result<(Recent, MemberList), Option<HubError>>,
-        io: &mut impl ClientIo,
-    ) {
-        match result {
-            Ok((recent, members)) => {
-                let last = recent
-                    .ids
-                    .last()
-                    .copied()
-                    .or(since.filter(|_| recent.recovered == Some(true)));
-                match self.rooms.iter_mut().find(|r| r.room == room) {
-                    Some(joined) => joined.delivered = recent.ids,
-                    None => self.rooms.push(JoinedRoom {
-                        room: room.clone(),
-                        delivered: recent.ids,
-                    }),
-                }
-                let info = JoinInfo {
-                    history: recent.messages,
-                    members: members.members,
-                    member_count: Some(members.count),
-                    recovered: recent.recovered,
-                    offset: None,
-                };
-                self.write_joined(room, info, last, id, io);
-            }
-            Err(None) => self.reject(
-                error_with_id(ErrorCode::Unavailable, "registry unavailable", id),
-                io,
-            ),
-            Err(Some(e)) => {
-                debug!("session {}: join {room}: {e}", self.id);
-                if !already {
-                    self.env.registry.do_send(Leave {
-                        id: self.id,
-                        room: room.clone(),
-                    });
-                }
-                let message = "the room's history could not be read; try again";
-                self.reject(error_with_id(ErrorCode::Unavailable, message, id), io);
-            }
-        }
-    }
-
     fn set_topic(&mut self, topic: Topic, on: bool, id: Option<Value>, io: &mut impl ClientIo) {
         if on {
             self.topics |= topic.bit();
@@ -800,33 +666,6 @@ impl ClientCore {
             on,
         });
         io.reply(Reply::Topic { topic, on }, id);
-    }
-
-    /// Appends a chat message to the room's history and publishes it (one Redis script).
-    /// One at a time: the client's next requests wait for it, so its messages reach Redis,
-    /// and every member, in the order it sent them.
-    fn publish(
-        &mut self,
-        room: RoomId,
-        payload: Vec<u8>,
-        id: Option<Value>,
-        io: &mut impl ClientIo,
-    ) {
-        let history = self.env.history.clone();
-        self.busy.get_or_insert_default();
-        io.spawn(Step::new(async move {
-            let result = history.append(&room, &payload).await;
-            Resumed(Outcome::Published { room, id, result })
-        }));
-    }
-
-    /// True while the session is still in the room or topic `scope` names.
-    fn still_wanted(&self, scope: &Scope) -> bool {
-        match scope {
-            Scope::User => true,
-            Scope::Room(room) => self.in_room(room),
-            Scope::Topic(topic) => self.topics & topic.bit() != 0,
-        }
     }
 
     /// True when a delivery addressed to `scope` is still wanted (the session may have left

@@ -136,6 +136,15 @@ impl ClientCore {
         self.pump(io);
     }
 
+    /// True while the session is still in the room or topic `scope` names.
+    fn still_wanted(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::User => true,
+            Scope::Room(room) => self.in_room(room),
+            Scope::Topic(topic) => self.topics & topic.bit() != 0,
+        }
+    }
+
     /// What a resumable session may have out unproven, in bytes: half its queue bound.
     fn window(&self) -> usize {
         self.env.limits.queue_bytes / 2

@@ -94,7 +94,9 @@ fn take(
 
 /// Writes a taken record back (the session that took it ended before using it).
 async fn put_back(store: &ResumeStore, pid: Pid, record: &crate::features::session_resume::Record) {
-    if let Err(e) = store.save(pid, record).await {
+    // The address only caps records per client address; a record written back is listed
+    // under its user alone.
+    if let Err(e) = store.save(pid, record, None).await {
         warn!("resume record {pid} taken by a session that ended, not written back: {e}");
     }
 }
@@ -105,11 +107,12 @@ impl ClientCore {
         self.resume_ask = ask;
     }
 
-    /// Registers the authenticated session. When the hub keeps sessions and the client asked,
-    /// the session is resumable, and with a token of the same user whose offset can be
-    /// placed, it resumes (restoring its rooms and replaying what the client missed); when the
-    /// token names a live session, it takes that session over; otherwise it connects normally.
-    pub fn connect(&mut self, io: &mut impl ClientIo) {
+    /// Registers the authenticated session (once its token passed the revocation check). When
+    /// the hub keeps sessions and the client asked, the session is resumable, and with a token
+    /// of the same user whose offset can be placed, it resumes (restoring its rooms and
+    /// replaying what the client missed); when the token names a live session, it takes that
+    /// session over; otherwise it connects normally.
+    pub(super) fn connect_checked(&mut self, io: &mut impl ClientIo) {
         let ask = self.resume_ask.take();
         self.resume_asked = matches!(ask, Some(Ask::Continue { .. }));
         let (Some(store), Some(ask)) = (self.env.resume.clone(), ask) else {
@@ -566,9 +569,9 @@ impl ClientCore {
         }
         let tracker = &resumable.tracker;
         let record = tracker.record(self.user());
-        let (metrics, id, pid) = (self.env.metrics.clone(), self.id, tracker.pid);
+        let (metrics, id, pid, peer) = (self.env.metrics.clone(), self.id, tracker.pid, self.peer);
         actix::spawn(async move {
-            let result = match store.save(pid, &record).await {
+            let result = match store.save(pid, &record, peer).await {
                 Ok(()) => "saved",
                 Err(e) => {
                     warn!("session {id:x}: not kept for resume: {e}");

@@ -263,6 +263,12 @@ impl Subscriber {
                 self.send_to(u64::MAX, target, &frame, OutKind::Cache, None);
                 u64::MAX
             }
+            Inbound::RoomAccess { user, room } => {
+                for sink in &self.sinks {
+                    sink.room_removed(&user, &room);
+                }
+                0
+            }
             Inbound::Analytics(event) => {
                 if let Some((last, rest)) = self.sinks.split_last() {
                     for sink in rest {

@@ -86,8 +86,10 @@ impl HubApp {
     pub fn new(env: Arc<SessionEnv>, peer: Option<std::net::IpAddr>) -> Self {
         env.metrics.connections.inc();
         let id = env.next_session_id();
+        let mut core = ClientCore::new(id, env, None);
+        core.set_peer(peer);
         HubApp {
-            core: ClientCore::new(id, env, None),
+            core,
             peer,
             closed_by_hub: false,
             shutting_down: false,
@@ -254,8 +256,14 @@ impl SioApp for HubApp {
                 self.with_core(io, |core, io| core.connect(io));
             }
             Err(e) => {
-                self.core.env().metrics.reject("unauthorized");
-                let exhausted = self.peer.is_some_and(|ip| budget.record(ip));
+                let counts = e.counts_as_failure();
+                let metric = if counts {
+                    "unauthorized"
+                } else {
+                    "expired_token"
+                };
+                self.core.env().metrics.reject(metric);
+                let exhausted = counts && self.peer.is_some_and(|ip| budget.record(ip));
                 let _ = io.refuse(nsp, &e.to_string(), Some(&json!({"code": "unauthorized"})));
                 if exhausted {
                     io.close();
@@ -388,7 +396,7 @@ impl ClientIo for HubIo<'_, '_> {
     }
 
     fn error(&mut self, err: ClientError) {
-        let body = json!({"code": err.code.as_str(), "message": &*err.message});
+        let body = protocol::error_json(&err, json!({}));
         let text = match err.id.as_ref().and_then(Value::as_u64) {
             Some(ack) => packet::ack_raw(NSP, ack, &[&json!({"error": body}).to_string()]),
             None => packet::event_raw(NSP, "error", &[&body.to_string()]),
@@ -397,6 +405,13 @@ impl ClientIo for HubIo<'_, '_> {
     }
 
     fn close(&mut self, _code: u16, _reason: &'static str) {
+        self.close = true;
+    }
+
+    /// `CONNECT_ERROR {message, data: {code}}`, then the connection closes.
+    fn refuse(&mut self, err: ClientError) {
+        let data = json!({"code": err.code.as_str()});
+        let _ = self.io.refuse(NSP, &err.message, Some(&data));
         self.close = true;
     }
 
