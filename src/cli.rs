@@ -321,6 +321,11 @@ const SERVE: &[Setting] = &[
         "Canary age at which /health is degraded",
     ),
     s(
+        "HUB_JOB_TYPES",
+        "",
+        "Job types POST /api/jobs queues even while no worker has advertised them, comma-separated",
+    ),
+    s(
         "HUB_DISPATCH_BACKLOG_BYTES",
         "4194304",
         "Fan-out backlog above which Redis is not read",

@@ -48,11 +48,13 @@ end
     };
 }
 
-/// Enqueue, idempotent by id; optionally only when a worker advertised the job's type lately.
+/// Enqueue, idempotent by id; optionally only for a known job type (one a worker advertised
+/// within a window).
 /// KEYS: state hash, priority stream, stats, advertised types. ARGV: group, id, type, userId
-/// (JSON), priority, job (JSON), ttl ms, freshness ms (`0`: no type check).
-/// Reply: `{"queued", enqueuedAt}`, `{"duplicate", state}`, or `{"unserved", type...}` (the
-/// types advertised within the freshness window; nothing was written).
+/// (JSON), priority, job (JSON), ttl ms, live window ms, known window ms (`0`: no check).
+/// Reply: `{"queued", enqueuedAt, live}` (`live`: `1` when a worker advertised the type
+/// within the live window, else `0`), `{"duplicate", state}`, or `{"unknown", type...}` (the
+/// types advertised within the known window; nothing was written).
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -60,15 +62,15 @@ pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
 local state = redis.call('HGET', KEYS[1], 'state')
 if state then return {'duplicate', state} end
 local now = now_ms()
-local fresh = tonumber(ARGV[8])
-if fresh > 0 then
-  local seen = redis.call('ZSCORE', KEYS[4], ARGV[3])
-  if not seen or tonumber(seen) < now - fresh then
-    local reply = redis.call('ZRANGEBYSCORE', KEYS[4], now - fresh, '+inf')
-    table.insert(reply, 1, 'unserved')
-    return reply
-  end
+local seen = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[3]) or '-1')
+local known = tonumber(ARGV[9])
+if known > 0 and seen < now - known then
+  local reply = redis.call('ZRANGEBYSCORE', KEYS[4], now - known, '+inf')
+  table.insert(reply, 1, 'unknown')
+  return reply
 end
+local live = '0'
+if seen >= now - tonumber(ARGV[8]) then live = '1' end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[1], '0', 'MKSTREAM')
 end
@@ -79,7 +81,7 @@ redis.call('HSET', KEYS[1], 'id', ARGV[2], 'type', ARGV[3], 'userId', ARGV[4],
   'enqueuedAt', int(now), 'updatedAt', int(now))
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
-return {'queued', int(now)}
+return {'queued', int(now), live}
 "#
     ))
 });

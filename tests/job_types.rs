@@ -1,0 +1,281 @@
+//! Job types and the workers that handle them (docs/jobs.md#job-types-and-workers), against a
+//! private redis-server, the real hub, and real `relay-hub worker` processes (the embeddable
+//! worker library where a type no worker process has is needed): a known type is queued
+//! whatever the workers do now, and a type never seen is refused.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::jobs::{await_state, enqueue_early, get_job, worker, xlen, JSON};
+use common::{eventually, hub, Hub, Redis};
+use hub_jobs::{JobError, QueueSettings, Worker, WorkerConfig};
+use serde_json::{json, Value};
+
+/// `POST /api/jobs` as (status, JSON).
+async fn post(hub: &Hub, job: Value) -> (u16, Value) {
+    let (status, body) = hub
+        .http("POST", "/api/jobs", &[JSON], &job.to_string())
+        .await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// The Redis server's clock, in ms (the clock of the advertisements).
+async fn redis_ms(redis: &Redis) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    secs * 1000 + micros / 1000
+}
+
+/// Makes the advertisement of `kind` `age_ms` old, as if its worker had stopped then.
+async fn age_advertisement(redis: &Redis, kind: &str, age_ms: u64) {
+    let at = redis_ms(redis).await - age_ms;
+    let _: i64 = redis::cmd("ZADD")
+        .arg("jobs:types")
+        .arg(at)
+        .arg(kind)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+}
+
+/// An in-process worker for the type `square` (no worker process has it), until dropped.
+struct Squares(
+    Option<tokio::sync::oneshot::Sender<()>>,
+    tokio::task::JoinHandle<()>,
+);
+
+fn squares(redis: &Redis, settings: QueueSettings, concurrency: usize) -> Squares {
+    let store = hub_store::Store::server(&redis.url()).unwrap();
+    let config = WorkerConfig {
+        consumer: "squares".into(),
+        concurrency,
+        ..WorkerConfig::default()
+    };
+    let mut w = Worker::new(&store, settings, config).unwrap();
+    w.handle("square", |job| async move {
+        let n = job
+            .payload
+            .as_u64()
+            .ok_or_else(|| JobError::permanent("not a number"))?;
+        Ok(json!(n * n))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        w.run(async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Squares(Some(stop), run)
+}
+
+impl Squares {
+    async fn stop(mut self) {
+        let _ = self.0.take().unwrap().send(());
+        (&mut self.1).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_type_never_seen_is_refused_unless_the_caller_waits_for_a_worker() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let job = json!({"id": "j1", "type": "test_sleep", "userId": 1, "payload": {}});
+
+    // No worker ever ran: refused in plain words, nothing queued, counted.
+    let (status, err) = post(&hub, job.clone()).await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("no_worker"))
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no worker ever handled job type `test_sleep` (no type is known")
+            && message.contains("HUB_JOB_TYPES")
+            && message.contains("\"waitForWorker\": true"),
+        "{message}"
+    );
+    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
+    assert_eq!(get_job(&hub, "j1").await.0, 404);
+    assert_eq!(hub.metric("hub_jobs_rejected_total").await, 1.0);
+
+    // The caller opts in: queued for a worker yet to come (none is live), without the option
+    // in the job.
+    let mut early = job.clone();
+    early["waitForWorker"] = json!(true);
+    let (status, reply) = post(&hub, early).await;
+    assert_eq!((status, reply["workerLive"].clone()), (202, json!(false)));
+    let stored: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("jobs:stream:normal")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&stored[0].1["job"]).unwrap();
+    assert!(body.get("waitForWorker").is_none(), "{body}");
+
+    // A worker advertises its types: they are known and live, others still refused, and the
+    // early job runs.
+    let _w = worker(&redis, "w1", &[]).ready().await;
+    await_state(&hub, "j1", "done").await;
+    let (status, reply) = post(
+        &hub,
+        json!({"id": "j2", "type": "test_sleep", "userId": 1, "payload": {}}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["status"].clone(), reply["workerLive"].clone()),
+        (202, json!("queued"), json!(true))
+    );
+    let (status, err) = post(
+        &hub,
+        json!({"type": "translate", "userId": 1, "payload": {}}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("no_worker"))
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("known types: llama_inference, test_fail, test_gate, test_sleep"),
+        "{err}"
+    );
+    // A duplicate id stays idempotent, even with a type never seen.
+    let mut again = job;
+    again["type"] = json!("translate");
+    let (status, reply) = post(&hub, again).await;
+    assert_eq!((status, reply["duplicate"].clone()), (202, json!(true)));
+}
+
+#[tokio::test]
+async fn a_known_type_is_queued_while_no_worker_is_live() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_JOB_TYPES", "square")]).await;
+
+    // A worker ran, and crashed a minute ago (its deploy, or a crash loop, takes longer than
+    // the 30 s liveness window); another type was last seen two days ago.
+    let crashed = worker(&redis, "crashed", &[]).ready().await;
+    drop(crashed);
+    for kind in ["llama_inference", "test_fail", "test_gate", "test_sleep"] {
+        age_advertisement(&redis, kind, 60_000).await;
+    }
+    age_advertisement(&redis, "gone_type", 2 * 24 * 3600 * 1000).await;
+
+    // Advertised within the day: queued, and the reply says no worker is live.
+    let (status, reply) = post(
+        &hub,
+        json!({"id": "deploy-1", "type": "test_sleep", "userId": 1, "payload": {}}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["status"].clone(), reply["workerLive"].clone()),
+        (202, json!("queued"), json!(false)),
+        "{reply}"
+    );
+    // Listed in HUB_JOB_TYPES, never advertised: queued too.
+    let (status, reply) = post(
+        &hub,
+        json!({"id": "listed-1", "type": "square", "userId": 1, "payload": 3}),
+    )
+    .await;
+    assert_eq!((status, reply["workerLive"].clone()), (202, json!(false)));
+    // Seen too long ago, or never: refused, nothing queued.
+    for kind in ["gone_type", "never_seen"] {
+        let (status, err) = post(&hub, json!({"type": kind, "userId": 1, "payload": {}})).await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (400, json!("no_worker")),
+            "{kind}"
+        );
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message
+                .contains("known types: llama_inference, square, test_fail, test_gate, test_sleep"),
+            "{message}"
+        );
+    }
+    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 2);
+
+    // The workers are back: what was queued meanwhile runs.
+    let _w = worker(&redis, "back", &[]).ready().await;
+    await_state(&hub, "deploy-1", "done").await;
+    let squares = squares(&redis, QueueSettings::default(), 1);
+    assert_eq!(await_state(&hub, "listed-1", "done").await["result"], 9);
+    squares.stop().await;
+    let (_, reply) = post(
+        &hub,
+        json!({"type": "test_sleep", "userId": 1, "payload": {}}),
+    )
+    .await;
+    assert_eq!(reply["workerLive"], true);
+}
+#[tokio::test]
+async fn a_worker_without_the_jobs_type_leaves_it_for_one_that_has_it() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut user = hub.user("7").await;
+    // This worker handles llama_inference and the test types, not `square`.
+    let _other = worker(&redis, "other", &[]).ready().await;
+    enqueue_early(&hub, "sq", "square", json!(7), json!(4)).await;
+
+    // It meets the job and sets it aside: queued, no attempt counted, nothing sent to the user.
+    eventually("the job to be parked", || async {
+        let parked: Option<u64> = redis::cmd("HGET")
+            .arg("jobs:stats")
+            .arg("parked")
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        (parked == Some(1)).then_some(())
+    })
+    .await;
+    let (_, job) = get_job(&hub, "sq").await;
+    assert_eq!(
+        (job["state"].clone(), job["attempts"].clone()),
+        (json!("queued"), json!(0))
+    );
+    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
+
+    // A worker for the type comes and runs it on its first attempt.
+    let store = hub_store::Store::server(&redis.url()).unwrap();
+    let config = WorkerConfig {
+        consumer: "squares".into(),
+        ..WorkerConfig::default()
+    };
+    let mut squares = Worker::new(&store, QueueSettings::default(), config).unwrap();
+    squares.handle("square", |job| async move {
+        let n = job
+            .payload
+            .as_u64()
+            .ok_or_else(|| JobError::permanent("not a number"))?;
+        Ok(json!(n * n))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(squares.run(async {
+        let _ = stopped.await;
+    }));
+    let result = user.recv_type("ai-result").await["data"].clone();
+    assert_eq!(
+        (
+            result["jobId"].clone(),
+            result["status"].clone(),
+            result["result"].clone()
+        ),
+        (json!("sq"), json!("success"), json!(16))
+    );
+    let job = await_state(&hub, "sq", "done").await;
+    assert_eq!(
+        (job["attempts"].clone(), job["worker"].clone()),
+        (json!(1), json!("squares"))
+    );
+    assert_eq!(hub.metric("hub_jobs_parked_total").await, 1.0);
+    stop.send(()).unwrap();
+    run.await.unwrap();
+}
