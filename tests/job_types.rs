@@ -1,7 +1,8 @@
 //! Job types and the workers that handle them (docs/jobs.md#job-types-and-workers), against a
 //! private redis-server, the real hub, and real `relay-hub worker` processes (the embeddable
 //! worker library where a type no worker process has is needed): a known type is queued
-//! whatever the workers do now, and a type never seen is refused.
+//! whatever the workers do now, a type never seen is refused, and jobs set aside for a worker
+//! of their type are capped and go with their state.
 
 mod common;
 
@@ -39,6 +40,17 @@ async fn age_advertisement(redis: &Redis, kind: &str, age_ms: u64) {
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
+}
+
+/// A counter of the `jobs:stats` hash.
+async fn stat(redis: &Redis, field: &str) -> u64 {
+    let v: Option<u64> = redis::cmd("HGET")
+        .arg("jobs:stats")
+        .arg(field)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    v.unwrap_or(0)
 }
 
 /// An in-process worker for the type `square` (no worker process has it), until dropped.
@@ -278,4 +290,118 @@ async fn a_worker_without_the_jobs_type_leaves_it_for_one_that_has_it() {
     assert_eq!(hub.metric("hub_jobs_parked_total").await, 1.0);
     stop.send(()).unwrap();
     run.await.unwrap();
+}
+
+#[tokio::test]
+async fn parked_jobs_past_the_cap_are_dead_lettered_oldest_first() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut user = hub.user("5").await;
+    // A worker without the type `square`, whose queue keeps at most 2 jobs of a type parked.
+    let store = hub_store::Store::server(&redis.url()).unwrap();
+    let settings = QueueSettings {
+        parked_max: 2,
+        ..QueueSettings::default()
+    };
+    let config = WorkerConfig {
+        consumer: "cubes".into(),
+        ..WorkerConfig::default()
+    };
+    let mut cubes = Worker::new(&store, settings.clone(), config).unwrap();
+    cubes.handle("cube", |job| async move { Ok(json!(job.payload)) });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(cubes.run(async {
+        let _ = stopped.await;
+    }));
+    for i in 0..3 {
+        enqueue_early(&hub, &format!("sq-{i}"), "square", json!(5), json!(i)).await;
+        eventually("the job to be parked", || async {
+            (stat(&redis, "parked").await == i + 1).then_some(())
+        })
+        .await;
+    }
+
+    // The oldest went to the dead letters, the user was told; the two newest wait.
+    let result = user.recv_type("ai-result").await["data"].clone();
+    assert_eq!(
+        (result["jobId"].clone(), result["status"].clone()),
+        (json!("sq-0"), json!("error"))
+    );
+    assert!(
+        result["error"].as_str().unwrap().contains("parked cap"),
+        "{result}"
+    );
+    assert_eq!(get_job(&hub, "sq-0").await.1["state"], "failed");
+    assert_eq!(xlen(&redis, "jobs:parked:square").await, 2);
+    assert_eq!(xlen(&redis, "jobs:dead").await, 1);
+    assert_eq!(hub.metric("hub_jobs_failed_total").await, 1.0);
+    stop.send(()).unwrap();
+    run.await.unwrap();
+
+    // A worker of the type runs the two that waited.
+    let squares = squares(&redis, settings, 1);
+    for (id, square) in [("sq-1", 1), ("sq-2", 4)] {
+        assert_eq!(await_state(&hub, id, "done").await["result"], square);
+    }
+    squares.stop().await;
+}
+
+#[tokio::test]
+async fn a_parked_job_goes_with_its_state() {
+    let redis = Redis::start().await;
+    let ttl = [("HUB_JOB_STATE_TTL_SECS", "4")];
+    let hub = hub(&redis, &ttl).await;
+    // This worker process handles the test types, not `square`: it parks square jobs.
+    let _other = worker(&redis, "other", &ttl).ready().await;
+    let park = |id: &'static str, n: u64| {
+        let (hub, redis) = (&hub, &redis);
+        async move {
+            enqueue_early(hub, id, "square", json!(1), json!(n)).await;
+            eventually(&format!("{id} to be parked"), || async {
+                let parked = stat(redis, "parked").await;
+                (parked == if id == "old" { 1 } else { 2 }).then_some(())
+            })
+            .await;
+        }
+    };
+    let pttl = |key: &'static str| {
+        let redis = &redis;
+        async move {
+            let ms: i64 = redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut redis.conn().await)
+                .await
+                .unwrap();
+            ms
+        }
+    };
+    park("old", 2).await;
+    let parked_at = redis_ms(&redis).await;
+    // Half the TTL later, another job of the type is parked.
+    eventually("half the state TTL to pass", || async {
+        (redis_ms(&redis).await >= parked_at + 2000).then_some(())
+    })
+    .await;
+    park("new", 3).await;
+    // The parked stream lives no longer than its newest job's state (read first: both tick).
+    let state = pttl("jobs:job:new").await;
+    assert!(pttl("jobs:parked:square").await <= state);
+
+    // The first job's state expires while no worker of its type comes; then one comes (one
+    // job at a time: the expired job, were it put back, would run first). Only the live job
+    // runs; the expired one does not come back.
+    eventually("the old job's state to expire", || async {
+        (get_job(&hub, "old").await.0 == 404).then_some(())
+    })
+    .await;
+    let settings = QueueSettings {
+        state_ttl: std::time::Duration::from_secs(4),
+        ..QueueSettings::default()
+    };
+    let squares = squares(&redis, settings, 1);
+    assert_eq!(await_state(&hub, "new", "done").await["result"], 9);
+    assert_eq!(get_job(&hub, "old").await.0, 404);
+    assert_eq!(xlen(&redis, "jobs:parked:square").await, 0);
+    assert_eq!(hub.metric("hub_jobs_parked_expired_total").await, 1.0);
+    squares.stop().await;
 }

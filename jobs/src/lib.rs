@@ -18,6 +18,8 @@
 //!   attempts, result or error and timestamps; its TTL (24 h by default) restarts at every
 //!   change.
 //! - `jobs:dead`: the dead-letter stream (capped at about [`DEAD_LETTER_MAX`] entries).
+//! - `jobs:parked:{type}`: jobs set aside by workers without a handler for `type`, at most
+//!   [`QueueSettings::parked_max`]; an entry goes with its job's state (same TTL).
 //! - `jobs:stats`: cluster-wide counters and the latency histogram, written by the scripts.
 //! - `jobs:types`: the job types workers handle (sorted set, score = when a worker last
 //!   advertised the type, Redis clock in ms). Each worker advertises its types at start and
@@ -60,6 +62,9 @@ pub use worker::{Handler, JobError, Worker, WorkerConfig};
 
 /// Dead-letter entries kept (approximately; older ones are trimmed).
 pub const DEAD_LETTER_MAX: usize = 10_000;
+
+/// Jobs of one type kept parked by default ([`QueueSettings::parked_max`]).
+pub const PARKED_MAX: usize = 10_000;
 
 /// Longest job id and job type.
 pub const MAX_ID_LEN: usize = 128;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{
     scripts, stats::QueueStats, Enqueued, Job, JobState, JobStatus, JobsError, NewJob, Priority,
-    DEAD_LETTER_MAX,
+    DEAD_LETTER_MAX, PARKED_MAX,
 };
 use hub_wire::protocol::AI_RESULTS;
 
@@ -34,6 +34,9 @@ pub struct QueueSettings {
     pub known_for: Duration,
     /// Job types always known, advertised or not (the hub's `HUB_JOB_TYPES`).
     pub known_types: Vec<String>,
+    /// Jobs of one type kept parked (set aside by workers without a handler for the type);
+    /// past it the oldest are dead-lettered.
+    pub parked_max: usize,
 }
 
 /// The default prefix on Redis Cluster: the hash tag keeps every key of the queue in one slot,
@@ -61,6 +64,7 @@ impl Default for QueueSettings {
             live_window: Duration::from_secs(30),
             known_for: Duration::from_secs(24 * 3600),
             known_types: Vec::new(),
+            parked_max: PARKED_MAX,
         }
     }
 }
@@ -323,6 +327,7 @@ impl JobQueue {
             .arg(self.ttl_ms())
             .arg(&self.settings.results_channel)
             .arg(DEAD_LETTER_MAX)
+            .arg(self.settings.parked_max.max(1))
             .arg(types)
             .invoke_async(&mut self.conn.clone())
             .await
