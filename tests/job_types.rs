@@ -405,3 +405,52 @@ async fn a_parked_job_goes_with_its_state() {
     assert_eq!(hub.metric("hub_jobs_parked_expired_total").await, 1.0);
     squares.stop().await;
 }
+
+/// `n` with thousands separators, as the docs write it (`10,000`).
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The queue's figures the docs repeat are the code's: the parked and dead-letter caps, the
+/// liveness window (30 s), how long a type stays known (a day), how often workers advertise.
+#[test]
+fn the_docs_give_the_queues_figures() {
+    let read = |page: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(page);
+        let text = std::fs::read_to_string(path).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (jobs, api) = (read("docs/jobs.md"), read("docs/http-api.md"));
+    let d = QueueSettings::default();
+    assert_eq!(d.known_for.as_secs(), 24 * 3600, "the docs say a day");
+    let live = format!("{} s", d.live_window.as_secs());
+    let beat = format!("{} s", d.live_window.as_secs() / 6);
+    let wants = [
+        (
+            &jobs,
+            format!("At most {} jobs of one type", grouped(d.parked_max)),
+        ),
+        (&jobs, format!("at most {} entries", grouped(d.parked_max))),
+        (
+            &jobs,
+            format!("capped at ~{} entries", grouped(hub_jobs::DEAD_LETTER_MAX)),
+        ),
+        (&jobs, format!("advertised the type in the last {live}")),
+        (&jobs, format!("known for a day, live for {live}")),
+        (&jobs, format!("then every {beat} while it runs")),
+        (&jobs, "advertised within the last day".to_string()),
+        (&api, format!("advertised it in the last {live}")),
+        (&api, "within the last day".to_string()),
+    ];
+    for (page, want) in wants {
+        assert!(page.contains(&want), "the docs do not say `{want}`");
+    }
+}
