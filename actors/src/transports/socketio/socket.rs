@@ -144,6 +144,9 @@ pub struct SioState {
     namespaces: Vec<Namespace>,
     partial: Option<Partial>,
     next_ack: u64,
+    /// The connect timeout, until a namespace is connected (then cancelled: an idle
+    /// connection keeps no timer and no item for it).
+    connect_timeout: Option<SpawnHandle>,
 }
 
 /// The Socket.IO layer of one Engine.IO session, with the application's state.
@@ -162,6 +165,7 @@ impl<A: SioApp> SocketIo<A> {
                 namespaces: Vec::new(),
                 partial: None,
                 next_ack: 1,
+                connect_timeout: None,
             },
         }
     }
@@ -264,12 +268,14 @@ impl<A: SioApp> SocketIo<A> {
 
 impl<A: SioApp> EngineHandler for SocketIo<A> {
     fn on_open(&mut self, io: &mut EngineIo<'_, Self>) {
-        io.run_later(self.state.config.connect_timeout, |sio, io| {
+        let timer = io.run_later(self.state.config.connect_timeout, |sio, io| {
+            sio.state.connect_timeout = None;
             if !sio.state.namespaces.iter().any(|n| n.connected) {
                 debug!("socket.io {}: no namespace connected in time", io.sid());
                 io.close(CloseReason::ConnectTimeout);
             }
         });
+        self.state.connect_timeout = Some(timer);
     }
 
     fn on_message(&mut self, message: Message, io: &mut EngineIo<'_, Self>) {
@@ -370,6 +376,9 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .find(|n| *n.name == *nsp && !n.connected)
             .ok_or(EmitError::NotConnected)?;
         ns.connected = true;
+        if let Some(timer) = self.state.connect_timeout.take() {
+            self.engine().cancel(timer);
+        }
         let sid = random_id();
         self.engine()
             .send_text(&packet::connected_with_pid(nsp, &sid, pid))?;

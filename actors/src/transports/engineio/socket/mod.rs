@@ -122,8 +122,9 @@ struct Ws {
     stream: SpawnHandle,
     flush_scheduled: bool,
     awaiting_writable: bool,
-    /// A write-timeout check is scheduled.
-    stall_check: bool,
+    /// The scheduled write-timeout check, cancelled once the socket took everything (an idle
+    /// session keeps no timer for it: every session's first write waits for writability).
+    stall_check: Option<SpawnHandle>,
 }
 
 enum Transport {
@@ -144,9 +145,11 @@ struct Probe {
 pub struct Core {
     sid: Arc<str>,
     env: Arc<EngineEnv>,
-    initial: Option<Initial>,
+    /// Boxed, like `probe`: held only until the session starts (or while it upgrades), so
+    /// not inline in every session for its whole life.
+    initial: Option<Box<Initial>>,
     transport: Transport,
-    probe: Option<Probe>,
+    probe: Option<Box<Probe>>,
     /// The next ping, or the pong deadline while `awaiting_pong`.
     heartbeat: Option<SpawnHandle>,
     awaiting_pong: bool,
@@ -192,7 +195,7 @@ impl<H: EngineHandler> EngineSocket<H> {
             core: Core {
                 sid,
                 env: endpoint.env().clone(),
-                initial: Some(initial),
+                initial: Some(Box::new(initial)),
                 transport: Transport::Polling(Polling {
                     queue: VecDeque::new(),
                     queued: 0,
@@ -327,7 +330,7 @@ impl<H: EngineHandler> Actor for EngineSocket<H> {
             socket,
             leftover,
             accept,
-        }) = self.core.initial.take()
+        }) = self.core.initial.take().map(|initial| *initial)
         {
             metrics.opened(TransportKind::WebSocket);
             match self.core.open_ws(socket, leftover, &accept, ctx) {

@@ -105,11 +105,15 @@ impl Core {
             return;
         }
         match ws.writer.flush() {
-            Ok(true) => {}
+            Ok(true) => {
+                if let Some(check) = ws.stall_check.take() {
+                    ctx.cancel_future(check);
+                }
+            }
             Ok(false) => {
                 ws.awaiting_writable = true;
                 let io = ws.writer.socket();
-                if !ws.stall_check {
+                if ws.stall_check.is_none() {
                     let timeout = self.env.config.write_timeout;
                     self.watch_stall(gen, timeout, ctx);
                 }
@@ -143,13 +147,12 @@ impl Core {
         ctx: &mut Ctx<H>,
     ) {
         let Some(ws) = self.ws_mut(gen) else { return };
-        ws.stall_check = true;
-        ctx.run_later(delay, move |act, ctx| {
+        let check = ctx.run_later(delay, move |act, ctx| {
             let timeout = act.core.env.config.write_timeout;
             let Some(ws) = act.core.ws_mut(gen) else {
                 return;
             };
-            ws.stall_check = false;
+            ws.stall_check = None;
             match ws.writer.stalled_for() {
                 Some(stalled) if stalled >= timeout => {
                     if act.core.is_current(gen) {
@@ -163,6 +166,7 @@ impl Core {
                 None => {}
             }
         });
+        ws.stall_check = Some(check);
     }
 
     pub(super) fn ws_failed<H: EngineHandler>(&mut self, gen: u32, ctx: &mut Ctx<H>) {
@@ -201,7 +205,7 @@ impl Core {
             stream,
             flush_scheduled: false,
             awaiting_writable: false,
-            stall_check: false,
+            stall_check: None,
         })
     }
 
@@ -236,11 +240,11 @@ impl Core {
                         act.core.drop_probe(ctx);
                     }
                 });
-                self.probe = Some(Probe {
+                self.probe = Some(Box::new(Probe {
                     ws,
                     probed: false,
                     timeout,
-                });
+                }));
                 self.flush_ws(gen, ctx);
             }
             Err(e) => debug!("engine.io {}: upgrade socket: {e}", self.sid),
@@ -300,7 +304,8 @@ impl Core {
         };
         ctx.cancel_future(probe.timeout);
         let gen = probe.ws.gen;
-        let old = std::mem::replace(&mut self.transport, Transport::WebSocket(probe.ws));
+        let Probe { ws, .. } = *probe;
+        let old = std::mem::replace(&mut self.transport, Transport::WebSocket(ws));
         self.env.metrics.upgrades.inc();
         if let Transport::Polling(p) = old {
             if let Some(get) = p.get {
