@@ -5,6 +5,7 @@
 //! [`crate::messages::SessionAddr`]; adding one touches nothing below.
 
 pub mod engineio;
+pub mod heartbeat;
 pub mod session;
 pub mod socketio;
 pub mod transport;

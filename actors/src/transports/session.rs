@@ -33,6 +33,7 @@ use crate::{
     hub::client::{Ask, ClientCore, ClientIo, Reply, Resumed, SessionEnv, Step},
     hub::registry::report_kick,
     messages::{Close, Deliver, Kick, SessionAddr, SessionId},
+    transports::heartbeat::{self, Heartbeat},
     transports::transport::{self, close, Pushed, Reader, Writer, WsEvent},
 };
 
@@ -363,7 +364,7 @@ impl Actor for Session {
         if let Some(reader) = self.reader.take() {
             ctx.add_stream(reader);
         }
-        ctx.run_interval(env.limits.heartbeat, |act, ctx| act.heartbeat(ctx));
+        heartbeat::join(ctx.address().downgrade(), env.limits.heartbeat);
         if self.core.is_authenticated() {
             self.with_core(ctx, |core, io| core.connect(io));
         } else {
@@ -429,6 +430,14 @@ impl Handler<Deliver> for Session {
             return;
         }
         self.with_core(ctx, |core, io| core.on_deliver(msg, io));
+    }
+}
+
+impl Handler<Heartbeat> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
+        self.heartbeat(ctx);
     }
 }
 
