@@ -5,7 +5,7 @@
 //! delivers it, then the live messages it held back meanwhile, minus exact copies.
 //!
 //! Where a gap starts: the id of the last message dispatched on the channel, or, before any,
-//! the moment the channel was subscribed (an id from the hub's clock; a clock far ahead of
+//! the moment the channel was subscribed or asked for while it could not be (an id from the hub's clock; a clock far ahead of
 //! Redis's would skip what came just after the subscription).
 //!
 //! From the moment a new connection is made after a loss ([`Recovery::suspend`]) until a
@@ -120,7 +120,8 @@ impl Recovery {
         }
     }
 
-    /// Redis confirmed a subscription: a gap can start no earlier than now.
+    /// Redis confirmed a subscription, or the channel is wanted while the connection cannot
+    /// subscribe it (down, being rebuilt): a gap can start no earlier than now.
     pub fn subscribed(&mut self, key: &ChannelKey) {
         if self.recovers(key) {
             let now = MessageId {

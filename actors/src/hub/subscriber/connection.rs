@@ -94,9 +94,7 @@ impl Subscriber {
                             .chain(stream::once(async move { Event::Ended(generation) }));
                         let stream = ctx.add_stream(events);
                         act.conn = Some(Connection { sink, stream });
-                        if act.ever_connected {
-                            act.recovery.suspend();
-                        }
+                        act.recovery.suspend();
                         act.dirty = act.channels.keys().cloned().collect();
                         for ch in act.channels.values_mut() {
                             ch.queued = true;
@@ -127,6 +125,9 @@ impl Subscriber {
         self.syncing = false;
         self.ping_in_flight = false;
         self.fixed_subscribed = false;
+        if self.slot.index == 0 {
+            self.slot.fixed.send_replace(false);
+        }
         self.count_lost();
         let recovery = &mut self.recovery;
         self.channels.retain(|key, ch| {
@@ -135,10 +136,12 @@ impl Subscriber {
             }
             ch.wanted()
         });
-        for ch in self.channels.values_mut() {
+        // Waiters stay: their sessions get `connected`/`joined` once resubscribed. A channel
+        // never subscribed yet has its gap start from now (filled once it is).
+        for (key, ch) in self.channels.iter_mut() {
+            recovery.subscribed(key);
             ch.subscribed = false;
             ch.queued = false;
-            ch.waiters.clear();
         }
         self.dirty.clear();
         if self.stopping {
@@ -232,10 +235,12 @@ impl Subscriber {
                 act.count_connected();
                 act.backoff = MIN_BACKOFF;
                 if act.slot.index == 0 {
+                    act.slot.fixed.send_replace(true);
                     act.reload_inbox(ctx);
                 }
+                // Also on the first connection: channels asked for before it have gaps.
+                act.fill_gaps(ctx);
                 if act.ever_connected {
-                    act.fill_gaps(ctx);
                     act.metrics.redis_reconnects.inc();
                     info!(
                         "redis pub/sub reconnected; {} channels resubscribed",

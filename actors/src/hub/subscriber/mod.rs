@@ -34,7 +34,7 @@ use futures_util::{stream, Stream, StreamExt};
 use hub_store::Store;
 use log::{info, warn};
 use prometheus::IntCounter;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::{
     common::backlog::Backlog,
@@ -130,6 +130,21 @@ pub struct IngestSlot {
     pub total: usize,
     /// How many are connected now.
     pub connected: Arc<AtomicUsize>,
+    /// Whether connection 0 has the fixed channels (AI results, presence) subscribed now:
+    /// the other connections confirm an interest only once it has (shared).
+    pub fixed: Arc<watch::Sender<bool>>,
+}
+
+impl IngestSlot {
+    /// Connection `index` of `total`, sharing `connected` and `fixed` with the others.
+    pub fn new(index: usize, total: usize, shared: &IngestSlot) -> IngestSlot {
+        IngestSlot {
+            index,
+            total,
+            connected: shared.connected.clone(),
+            fixed: shared.fixed.clone(),
+        }
+    }
 }
 
 impl Default for IngestSlot {
@@ -138,6 +153,7 @@ impl Default for IngestSlot {
             index: 0,
             total: 1,
             connected: Arc::default(),
+            fixed: Arc::new(watch::channel(false).0),
         }
     }
 }
@@ -319,9 +335,13 @@ impl Handler<AttachShard> for Subscriber {
 impl Handler<Interest> for Subscriber {
     type Result = ResponseFuture<()>;
 
+    /// Resolves once the channel is subscribed (and, on a connection other than the first,
+    /// once the first has the fixed channels): `connected` and `joined` wait for it, across
+    /// outages. A channel asked for while the connection is down or being rebuilt has its gap
+    /// start recorded now, and is filled from its stream once subscribed.
     fn handle(&mut self, msg: Interest, ctx: &mut Context<Self>) -> Self::Result {
         let bit = 1u64 << (msg.shard % MAX_SHARDS);
-        let connected = self.conn.is_some();
+        let up = self.fixed_subscribed;
         let ch = self.channels.entry(msg.key.clone()).or_default();
         let was_wanted = ch.wanted();
         if msg.on {
@@ -330,11 +350,15 @@ impl Handler<Interest> for Subscriber {
             ch.shards &= !bit;
         }
         let changed = was_wanted != ch.wanted();
-        let wait = (msg.on && !ch.subscribed && connected).then(|| {
+        let wait = (msg.on && !ch.subscribed).then(|| {
             let (tx, rx) = oneshot::channel();
             ch.waiters.push(tx);
             rx
         });
+        if wait.is_some() && !up {
+            self.recovery.subscribed(&msg.key);
+        }
+        let fixed = (msg.on && self.slot.index != 0).then(|| self.slot.fixed.subscribe());
         if changed {
             if !ch.queued {
                 ch.queued = true;
@@ -350,6 +374,9 @@ impl Handler<Interest> for Subscriber {
         Box::pin(async move {
             if let Some(rx) = wait {
                 let _ = rx.await;
+            }
+            if let Some(mut fixed) = fixed {
+                let _ = fixed.wait_for(|up| *up).await;
             }
         })
     }

@@ -1,0 +1,147 @@
+//! The ingest side under the failures it exists for (docs/delivery.md): `connected` waits
+//! for a subscription across outages and what is sent meanwhile is filled in.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// A Notification for `user` titled `title`.
+fn note(user: &str, title: &str) -> String {
+    json!({"userId": user, "type": "info", "title": title, "message": "m"}).to_string()
+}
+
+/// `FCALL relay_notify` as a service calls it; returns the inbox id.
+async fn fcall(redis: &Redis, user: &str, payload: &str) -> String {
+    let (id, _): (String, i64) = redis::cmd("FCALL")
+        .arg("relay_notify")
+        .arg(1)
+        .arg(format!("inbox:{{user:notifications:{user}}}"))
+        .arg(payload)
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("relay_notify");
+    id
+}
+
+/// `ACL SETUSER default <rules>`.
+async fn acl(redis: &Redis, rules: &[&str]) {
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("default");
+    for rule in rules {
+        cmd.arg(*rule);
+    }
+    let _: () = cmd.query_async(&mut redis.conn().await).await.unwrap();
+}
+
+/// How many subscriptions Redis refused for a channel the ACL forbids (`ACL LOG`).
+async fn channel_denials(redis: &Redis) -> i64 {
+    let log: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    log.iter()
+        .filter(|e| matches!(e.get("reason"), Some(redis::Value::BulkString(r)) if r == b"channel"))
+        .map(|e| match e.get("count") {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A session that registers while the hub cannot subscribe (the connection cut and rebuilt,
+/// SUBSCRIBE refused) gets `connected` once it is subscribed, and an inbox notification sent
+/// in that window reaches it, filled from the inbox.
+#[tokio::test]
+async fn a_notification_sent_while_a_new_session_waits_for_its_subscription_is_delivered() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    redis.cut_pubsub().await;
+    eventually("the hub to notice", || async {
+        (hub.health().await.0 == 503).then_some(())
+    })
+    .await;
+    let mut ann = Client::connect(&hub.ws_url("userId=ann")).await;
+    // The subscriber has ann's interest (and cannot subscribe her channel).
+    eventually("the hub to want ann's channel", || async {
+        (hub.metric("hub_users").await == 1.0).then_some(())
+    })
+    .await;
+    fcall(&redis, "ann", &note("ann", "in the window")).await;
+    redis.allow_subscribe().await;
+
+    let first = ann.recv().await;
+    assert_eq!(first["type"], "connected", "{first}");
+    let frame = ann.recv_type("notification").await;
+    assert_eq!(frame["data"]["title"], "in the window");
+    fcall(&redis, "ann", &note("ann", "after")).await;
+    let frame = ann.recv_type("notification").await;
+    assert_eq!(frame["data"]["title"], "after", "nothing twice");
+}
+
+/// With several ingest connections, `connected` also waits for the first one, which carries
+/// AI results and presence: an AI result published right after `connected` is delivered,
+/// although the user's own channel was subscribed (on another connection) long before.
+#[tokio::test]
+async fn connected_waits_for_the_connection_carrying_ai_results() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[("HUB_INGEST_CONNECTIONS", "2")]).await;
+    eventually("both connections to be up", || async {
+        (hub.health().await.1["redis"]["connected"] == true).then_some(())
+    })
+    .await;
+    // The fixed channels are refused (Redis drops the connection holding them); user
+    // channels and the other connection's hello are not.
+    acl(
+        &redis,
+        &["resetchannels", "&user:*", "&chat:*", "&hub:ingest"],
+    )
+    .await;
+    eventually("the hub to notice", || async {
+        (hub.health().await.0 == 503).then_some(())
+    })
+    .await;
+    let mut clients = Vec::new();
+    for u in 0..8 {
+        let user = format!("u{u}");
+        clients.push((
+            user.clone(),
+            Client::connect(&hub.ws_url(&format!("userId={user}"))).await,
+        ));
+    }
+    // A user whose channel the second connection subscribed.
+    let users: Vec<String> = clients.iter().map(|(user, _)| user.clone()).collect();
+    let i = eventually(
+        "a user on the second connection to be subscribed",
+        || async {
+            for (i, user) in users.iter().enumerate() {
+                if redis.numsub(&format!("user:notifications:{user}")).await == 1 {
+                    return Some(i);
+                }
+            }
+            None
+        },
+    )
+    .await;
+    let (user, mut client) = clients.swap_remove(i);
+    // Its `connected` must not come while the first connection is still refused: two more
+    // refusals prove the hub went on without subscribing the fixed channels.
+    let refused = channel_denials(&redis).await;
+    tokio::select! {
+        frame = client.recv() => panic!(
+            "{user} got {frame} while the fixed channels were not subscribed"
+        ),
+        _ = eventually("two more refusals", || async {
+            (channel_denials(&redis).await >= refused + 2).then_some(())
+        }) => {}
+    }
+    acl(&redis, &["allchannels"]).await;
+    let first = client.recv().await;
+    assert_eq!(first["type"], "connected", "{first}");
+    let result = json!({"jobId": "j1", "userId": user, "status": "success", "result": {},
+                        "processingTime": 1});
+    redis.publish("ai:results", &result.to_string()).await;
+    let frame = client.recv_type("ai-result").await;
+    assert_eq!(frame["data"]["jobId"], "j1");
+}
