@@ -145,3 +145,84 @@ async fn connected_waits_for_the_connection_carrying_ai_results() {
     let frame = client.recv_type("ai-result").await;
     assert_eq!(frame["data"]["jobId"], "j1");
 }
+
+/// Cuts the hub's pub/sub off until `gap` has run, then lets it subscribe again.
+async fn outage<F: std::future::Future<Output = ()>>(redis: &Redis, hub: &Hub, gap: F) {
+    redis.cut_pubsub().await;
+    eventually("the hub to notice", || async {
+        (hub.health().await.0 == 503).then_some(())
+    })
+    .await;
+    gap.await;
+    redis.allow_subscribe().await;
+}
+
+/// A service's plain `PUBLISH` carrying a stream-shaped `inboxId` (far in the future, then
+/// long past) is delivered, but does not move where the next gap fill starts: what an outage
+/// hid right after it is delivered, once, and nothing older comes again.
+#[tokio::test]
+async fn inbox_ids_from_services_do_not_move_the_gap_fill() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut ann = hub.user("ann").await;
+    let title = |frame: serde_json::Value| frame["data"]["title"].as_str().unwrap().to_string();
+    fcall(&redis, "ann", &note("ann", "first")).await;
+    assert_eq!(title(ann.recv_type("notification").await), "first");
+    for (forged, missed) in [("99999999999999-0", "hidden?"), ("1-0", "again?")] {
+        let plain = json!({"inboxId": forged, "userId": "ann", "type": "info",
+                           "title": forged, "message": "m"});
+        redis
+            .publish("user:notifications:ann", &plain.to_string())
+            .await;
+        let frame = ann.recv_type("notification").await;
+        assert_eq!(frame["data"]["inboxId"], forged, "delivered as published");
+        outage(&redis, &hub, async {
+            fcall(&redis, "ann", &note("ann", missed)).await;
+        })
+        .await;
+        assert_eq!(title(ann.recv_type("notification").await), missed);
+    }
+    fcall(&redis, "ann", &note("ann", "live")).await;
+    assert_eq!(
+        title(ann.recv_type("notification").await),
+        "live",
+        "nothing twice"
+    );
+}
+
+/// The same for chat: a service's stream-shaped `id` does not move the room's gap fill.
+#[tokio::test]
+async fn chat_ids_from_services_do_not_move_the_gap_fill() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut ann = hub.user("ann").await;
+    ann.join("r").await;
+    let text = |frame: serde_json::Value| frame["data"]["message"].as_str().unwrap().to_string();
+    let post = |message: &str| {
+        let body = json!({"userId": "svc", "username": "svc", "message": message});
+        let hub = &hub;
+        async move {
+            let (status, reply) = hub
+                .http(
+                    "POST",
+                    "/api/chat/r",
+                    &[("content-type", "application/json")],
+                    &body.to_string(),
+                )
+                .await;
+            assert_eq!(status, 202, "{reply}");
+        }
+    };
+    let plain = json!({"id": "99999999999999-0", "roomId": "r", "userId": "svc",
+                       "username": "svc", "message": "future", "timestamp": 1});
+    redis.publish("chat:room:r", &plain.to_string()).await;
+    assert_eq!(text(ann.recv_type("chat-message").await), "future");
+    outage(&redis, &hub, post("in the gap")).await;
+    assert_eq!(text(ann.recv_type("chat-message").await), "in the gap");
+    post("live").await;
+    assert_eq!(
+        text(ann.recv_type("chat-message").await),
+        "live",
+        "nothing twice"
+    );
+}

@@ -30,13 +30,14 @@ const FIELD: &str = "m";
 
 /// KEYS[1] history stream. ARGV: `PUBLISH` or `SPUBLISH`, channel, message JSON object
 /// without `id`, max length, TTL in ms (0: none). Appends, trims exactly, refreshes the TTL,
-/// publishes the message with its new `id` first, returns the id.
+/// publishes the message with its new id first as `$id` (the hub's mark,
+/// [`protocol::HUB_CHAT_ID`]; clients get it as `id`), returns the id.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], '*', 'm', ARGV[3])
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-redis.call(ARGV[1], ARGV[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
+redis.call(ARGV[1], ARGV[2], '{"$id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
 return id
 "#,
     )

@@ -21,7 +21,7 @@ use crate::{
     features::session_resume::Cursor,
 };
 
-use hub_wire::protocol::{self, MessageId, USER_PREFIX};
+use hub_wire::protocol::{self, MessageId, HUB_INBOX_ID, USER_PREFIX};
 
 /// The Redis function services call instead of `PUBLISH`.
 pub const FUNCTION: &str = "relay_notify";
@@ -53,8 +53,8 @@ pub fn key(user: &str) -> String {
     format!("inbox:{{{USER_PREFIX}{user}}}")
 }
 
-/// Puts `"inboxId":"<id>"` first into a notification's JSON object, exactly as
-/// `relay_notify` does before publishing.
+/// Puts `"inboxId":"<id>"` first into a notification's JSON object: what clients get from a
+/// notification `relay_notify` published (with `$inboxId` first, see [`HUB_INBOX_ID`]).
 pub fn with_inbox_id(object: &[u8], id: &str) -> Vec<u8> {
     protocol::with_field_first(object, "inboxId", id)
 }
@@ -92,6 +92,9 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if n['$hub'] ~= nil then
     return fail("$hub is reserved for the hub's own messages; leave it out")
   end
+  if n['{HUB_INBOX_ID}'] ~= nil then
+    return fail("{HUB_INBOX_ID} is reserved for the inbox; leave it out")
+  end
   for _, field in ipairs({{'type', 'title', 'message'}}) do
     if type(n[field]) ~= 'string' then return fail(field .. ' (string) is required') end
   end
@@ -102,7 +105,7 @@ redis.register_function('{FUNCTION}', function(keys, args)
   local id = redis.call('XADD', key, 'MAXLEN', '=', MAXLEN, '*', 'm', payload)
   redis.call('PEXPIRE', key, TTL_MS)
   local receivers = redis.call('{publish}', channel,
-    '{{"inboxId":"' .. id .. '",' .. string.sub(payload, 2))
+    '{{"{HUB_INBOX_ID}":"' .. id .. '",' .. string.sub(payload, 2))
   return {{id, receivers}}
 end)
 "#,
@@ -220,5 +223,6 @@ mod tests {
         assert!(lib.contains("redis.call('PUBLISH', channel"));
         assert!(library(&InboxConfig::default(), true).contains("redis.call('SPUBLISH', channel"));
         assert!(lib.contains("register_function('relay_notify'"));
+        assert!(lib.contains(r#"'{"$inboxId":"' .. id"#));
     }
 }

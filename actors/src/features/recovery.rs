@@ -233,14 +233,15 @@ impl Recovery {
                          missed during the outage before the oldest kept one are lost"
                     );
                 }
-                for raw in recent.messages {
-                    let (frame, id) = match parse_inbound_timed(&channel, raw.get().as_bytes()) {
-                        Ok((Inbound::Chat { frame, id, .. }, _)) => (frame, id),
-                        Ok((Inbound::Notification { frame, id, .. }, _)) => (frame, id),
+                // The ids are the stream's own (what clients get carries them unmarked).
+                for (raw, id) in recent.messages.into_iter().zip(recent.ids) {
+                    let frame = match parse_inbound_timed(&channel, raw.get().as_bytes()) {
+                        Ok((Inbound::Chat { frame, .. }, _)) => frame,
+                        Ok((Inbound::Notification { frame, .. }, _)) => frame,
                         _ => continue,
                     };
-                    if id.is_some_and(|id| id > last) {
-                        out.push(Held::frame(frame, id));
+                    if id > last {
+                        out.push(Held::frame(frame, Some(id)));
                     }
                 }
             }
