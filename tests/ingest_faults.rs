@@ -1,9 +1,13 @@
 //! The ingest side under the failures it exists for (docs/delivery.md): `connected` waits
-//! for a subscription across outages and what is sent meanwhile is filled in.
+//! for a subscription across outages and what is sent meanwhile is filled in; only ids the
+//! hub wrote move a gap fill; writes retried after a lost reply run once.
 
 mod common;
+#[path = "common/redis_proxy.rs"]
+mod redis_proxy;
 
 use common::*;
+use redis_proxy::RedisProxy;
 use serde_json::json;
 
 /// A Notification for `user` titled `title`.
@@ -225,4 +229,109 @@ async fn chat_ids_from_services_do_not_move_the_gap_fill() {
         "live",
         "nothing twice"
     );
+}
+
+/// `XLEN key`.
+async fn xlen(redis: &Redis, key: &str) -> i64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap()
+}
+
+/// Posts `body` to the hub's API at `path`; returns the reply's JSON (after a 202).
+async fn post(hub: &Hub, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let headers = [("content-type", "application/json")];
+    let (status, reply) = hub.http("POST", path, &headers, &body.to_string()).await;
+    assert_eq!(status, 202, "{reply}");
+    serde_json::from_str(&reply).unwrap()
+}
+
+/// Drops the hub's command connection right after Redis ran the write carrying `key` (its
+/// reply never arrives), while `write` is under way; returns what `write` returned.
+async fn drop_after_the_write<T>(
+    redis: &Redis,
+    proxy: &RedisProxy,
+    key: &str,
+    write: impl std::future::Future<Output = T>,
+) -> T {
+    proxy.swallow_reply_to(key);
+    let cut = async {
+        proxy.swallowing().await;
+        eventually("the write to have run", || async {
+            (xlen(redis, key).await == 2).then_some(())
+        })
+        .await;
+        proxy.cut();
+    };
+    let (out, ()) = tokio::join!(write, cut);
+    out
+}
+
+/// A notification whose reply from Redis was lost (the connection dropped after
+/// `relay_notify` ran) is retried without running twice: one inbox entry, one delivery, and
+/// the API answers with its id.
+#[tokio::test]
+async fn a_notify_retried_after_its_reply_was_lost_is_stored_once() {
+    let redis = Redis::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let hub = hub_with_url(&proxy.url(), &[]).await;
+    let mut ann = hub.user("ann").await;
+    let title = |frame: serde_json::Value| frame["data"]["title"].as_str().unwrap().to_string();
+    let notify = |t: &str| {
+        post(
+            &hub,
+            "/api/notify",
+            serde_json::from_str(&note("ann", t)).unwrap(),
+        )
+    };
+    notify("first").await;
+    assert_eq!(title(ann.recv_type("notification").await), "first");
+
+    let key = "inbox:{user:notifications:ann}";
+    let reply = drop_after_the_write(&redis, &proxy, key, notify("once")).await;
+    let frame = ann.recv_type("notification").await;
+    assert_eq!(frame["data"]["title"], "once");
+    assert_eq!(
+        frame["data"]["inboxId"], reply["inboxId"],
+        "the first run's id"
+    );
+    notify("after").await;
+    assert_eq!(
+        title(ann.recv_type("notification").await),
+        "after",
+        "nothing twice"
+    );
+    assert_eq!(xlen(&redis, key).await, 3);
+}
+
+/// The same for a chat message appended to a room's history.
+#[tokio::test]
+async fn a_chat_append_retried_after_its_reply_was_lost_is_stored_once() {
+    let redis = Redis::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let hub = hub_with_url(&proxy.url(), &[]).await;
+    let mut ann = hub.user("ann").await;
+    ann.join("r").await;
+    let text = |frame: serde_json::Value| frame["data"]["message"].as_str().unwrap().to_string();
+    let say = |m: &str| {
+        let body = json!({"userId": "svc", "username": "svc", "message": m});
+        post(&hub, "/api/chat/r", body)
+    };
+    say("first").await;
+    assert_eq!(text(ann.recv_type("chat-message").await), "first");
+
+    let key = "chat:history:r";
+    let reply = drop_after_the_write(&redis, &proxy, key, say("once")).await;
+    let frame = ann.recv_type("chat-message").await;
+    assert_eq!(frame["data"]["message"], "once");
+    assert_eq!(frame["data"]["id"], reply["id"], "the first run's id");
+    say("after").await;
+    assert_eq!(
+        text(ann.recv_type("chat-message").await),
+        "after",
+        "nothing twice"
+    );
+    assert_eq!(xlen(&redis, key).await, 3);
 }

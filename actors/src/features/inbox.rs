@@ -16,7 +16,7 @@ use log::info;
 
 use crate::{
     common::error::HubError,
-    connections::publisher::{retry_on_dead_connection, Publisher},
+    connections::publisher::{request_id, retry_on_dead_connection, Publisher, REQUEST_TTL},
     features::history::{read_after, read_since, Recent, StreamRead},
     features::session_resume::Cursor,
 };
@@ -48,6 +48,12 @@ impl Default for InboxConfig {
     }
 }
 
+/// The key remembering one `relay_notify` call for [`REQUEST_TTL`] (its optional second key):
+/// `inbox:request:{user:notifications:ID}:<request id>`, in the slot of the user's inbox.
+pub fn request_key(user: &str, request: &str) -> String {
+    format!("inbox:request:{{{USER_PREFIX}{user}}}:{request}")
+}
+
 /// The inbox key of a user.
 pub fn key(user: &str) -> String {
     format!("inbox:{{{USER_PREFIX}{user}}}")
@@ -67,6 +73,7 @@ fn library(config: &InboxConfig, cluster: bool) -> String {
         r#"#!lua name=relayhub
 local MAXLEN = {max_len}
 local TTL_MS = {ttl_ms}
+local REQUEST_TTL_MS = {request_ttl_ms}
 local function fail(why)
   return redis.error_reply('ERR relay_notify: ' .. why)
 end
@@ -102,15 +109,28 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if key ~= 'inbox:{{' .. channel .. '}}' then
     return fail('KEYS[1] must be inbox:{{' .. channel .. '}}')
   end
+  local request = keys[2]
+  if request ~= nil then
+    local prefix = 'inbox:request:{{' .. channel .. '}}:'
+    if string.sub(request, 1, #prefix) ~= prefix or #request == #prefix then
+      return fail('KEYS[2], if given, must be ' .. prefix .. '<request id>')
+    end
+    local done = redis.call('GET', request)
+    if done then return {{done, 0}} end
+  end
   local id = redis.call('XADD', key, 'MAXLEN', '=', MAXLEN, '*', 'm', payload)
   redis.call('PEXPIRE', key, TTL_MS)
   local receivers = redis.call('{publish}', channel,
     '{{"{HUB_INBOX_ID}":"' .. id .. '",' .. string.sub(payload, 2))
+  if request ~= nil then
+    redis.call('SET', request, id, 'PX', REQUEST_TTL_MS)
+  end
   return {{id, receivers}}
 end)
 "#,
         max_len = config.max_len,
         ttl_ms = config.ttl.as_millis(),
+        request_ttl_ms = REQUEST_TTL.as_millis(),
         publish = if cluster { "SPUBLISH" } else { "PUBLISH" },
     )
 }
@@ -154,12 +174,15 @@ impl Inbox {
     }
 
     /// Appends a Notification (a JSON object, validated by the caller) to `user`'s inbox and
-    /// publishes it, atomically. Returns its inbox id and how many instances received it.
+    /// publishes it, atomically, once: a retry after a dropped connection carries the same
+    /// request key. Returns its inbox id and how many instances received it (0 when a retry
+    /// found it done).
     pub async fn notify(&self, user: &str, payload: &[u8]) -> Result<(MessageId, i64), HubError> {
-        let reply = match self.call(user, payload).await {
+        let request = request_id();
+        let reply = match self.call(user, &request, payload).await {
             Err(e) if e.to_string().contains("Function not found") => {
                 self.load().await?;
-                self.call(user, payload).await
+                self.call(user, &request, payload).await
             }
             other => other,
         };
@@ -172,9 +195,18 @@ impl Inbox {
         Ok((id, receivers))
     }
 
-    async fn call(&self, user: &str, payload: &[u8]) -> redis::RedisResult<(String, i64)> {
+    async fn call(
+        &self,
+        user: &str,
+        request: &str,
+        payload: &[u8],
+    ) -> redis::RedisResult<(String, i64)> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(FUNCTION).arg(1).arg(key(user)).arg(payload);
+        cmd.arg(FUNCTION)
+            .arg(2)
+            .arg(key(user))
+            .arg(request_key(user, request))
+            .arg(payload);
         retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let cmd = &cmd;
