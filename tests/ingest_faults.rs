@@ -335,3 +335,35 @@ async fn a_chat_append_retried_after_its_reply_was_lost_is_stored_once() {
     );
     assert_eq!(xlen(&redis, key).await, 3);
 }
+
+/// Gap reads after an outage run at most `GAP_READS` (32) at a time, and one that takes longer
+/// than the hub's 3 s Redis timeout is tried again instead of losing its gap: with every
+/// user's read held 3.5 s, each user still gets the notification the outage hid.
+#[tokio::test]
+async fn slow_gap_reads_are_bounded_and_retried() {
+    const USERS: usize = 40;
+    let redis = Redis::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let hub = hub_with_url(&proxy.url(), &[]).await;
+    let mut clients = Vec::new();
+    for u in 0..USERS {
+        clients.push(hub.user(&format!("u{u}")).await);
+    }
+    outage(&redis, &hub, async {
+        for u in 0..USERS {
+            let user = format!("u{u}");
+            fcall(&redis, &user, &note(&user, "in the gap")).await;
+        }
+        // Redis answers the first reads only after the hub gave up waiting for them.
+        proxy.hold("XRANGE", 32, std::time::Duration::from_millis(3500));
+    })
+    .await;
+    for client in &mut clients {
+        let frame = client.recv_type("notification").await;
+        assert_eq!(frame["data"]["title"], "in the gap");
+    }
+    // Sent within 2 s, well inside the hub's 3 s timeout: reads it waited for at once.
+    let at_once = proxy.sent_within(std::time::Duration::from_secs(2));
+    assert!(at_once <= 32, "{at_once} gap reads at once");
+    assert!(hub.metric("hub_gap_read_errors_total").await >= 1.0);
+}

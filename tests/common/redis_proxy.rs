@@ -1,7 +1,7 @@
 //! A TCP proxy in front of a redis-server that reads the RESP commands and replies passing
 //! through, to inject faults at an exact point: drop a connection after a command ran (its
 //! reply never reaches the client), or hold the replies to a kind of command (a slow Redis),
-//! counting how many of those commands the client sent before the first was answered.
+//! noting when the client sent each of those commands.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -41,10 +41,8 @@ struct State {
     swallow: Option<Vec<u8>>,
     /// Replies to this command (upper case) are held.
     hold: Option<(String, usize, Duration)>,
-    /// Commands of the held kind sent so far.
-    held_kind_sent: usize,
-    /// `held_kind_sent` when the first held reply was let through.
-    sent_before_first_reply: Option<usize>,
+    /// When each command of the held kind was sent.
+    held_kind_sent: Vec<Instant>,
 }
 
 impl RedisProxy {
@@ -96,14 +94,22 @@ impl RedisProxy {
     pub fn hold(&self, command: &str, count: usize, delay: Duration) {
         let mut state = self.shared.state.lock().unwrap();
         state.hold = Some((command.to_ascii_uppercase(), count, delay));
-        state.held_kind_sent = 0;
-        state.sent_before_first_reply = None;
+        state.held_kind_sent.clear();
     }
 
-    /// How many commands of the held kind the client had sent when the first held reply
-    /// reached it (`None` before).
-    pub fn sent_before_first_reply(&self) -> Option<usize> {
-        self.shared.state.lock().unwrap().sent_before_first_reply
+    /// How many commands of the held kind the client sent within `window` of the first (0
+    /// before any): with `window` shorter than the client's timeout, how many it had waiting
+    /// at once.
+    pub fn sent_within(&self, window: Duration) -> usize {
+        let state = self.shared.state.lock().unwrap();
+        let Some(first) = state.held_kind_sent.first() else {
+            return 0;
+        };
+        state
+            .held_kind_sent
+            .iter()
+            .filter(|t| t.duration_since(*first) <= window)
+            .count()
     }
 }
 
@@ -184,10 +190,6 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                         if let Some(delay) = delay {
                             tokio::time::sleep_until((arrived + delay).into()).await;
                         }
-                        let mut state = shared.state.lock().unwrap();
-                        if state.sent_before_first_reply.is_none() {
-                            state.sent_before_first_reply = Some(state.held_kind_sent);
-                        }
                     }
                     if client_tx.write_all(&buf[..used]).await.is_err() {
                         return;
@@ -247,7 +249,7 @@ fn command(buf: &[u8], frame: &Frame, conn: &Mutex<Conn>, shared: &Shared) {
         if *kind == name {
             held = *count > 0;
             *count = count.saturating_sub(1);
-            state.held_kind_sent += 1;
+            state.held_kind_sent.push(Instant::now());
         }
     }
     c.pending.push_back(held);

@@ -154,6 +154,8 @@ pub struct Metrics {
     pub chat_foreign_ids: IntCounter,
     /// Notifications delivered from the inbox after a pub/sub reconnect (missed live).
     pub notifications_gap_filled: IntCounter,
+    /// Gap reads after a pub/sub reconnect that failed (retried, up to a limit).
+    pub gap_read_errors: IntCounter,
     /// Live notifications dropped because a gap fill or a session's replay already had them.
     pub notification_duplicates: IntCounter,
     /// Notifications replayed from the inbox to sessions that reconnected with `since`.
@@ -506,6 +508,11 @@ impl Metrics {
                 &r,
                 "hub_notifications_gap_filled_total",
                 "Notifications delivered from the inbox after a Redis pub/sub reconnect",
+            ),
+            gap_read_errors: counter(
+                &r,
+                "hub_gap_read_errors_total",
+                "Gap reads after a Redis pub/sub reconnect that failed (each retried, up to 5 tries)",
             ),
             notification_duplicates: counter(
                 &r,

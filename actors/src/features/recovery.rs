@@ -178,33 +178,46 @@ impl Recovery {
         }
     }
 
-    /// Starts reading the gap of every suspended channel (once resubscribed); returns the
-    /// reads to run, each with its channel and where its gap starts.
-    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart, GapRead)> {
-        let mut reads = Vec::new();
+    /// Starts the gap of every suspended channel (once resubscribed) that is not under way
+    /// yet; returns each channel with where its gap starts, for [`Recovery::read`].
+    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart)> {
+        let mut gaps = Vec::new();
+        let (history, inbox) = (self.history.is_some(), self.inbox.is_some());
         for (key, filling) in self.filling.iter_mut() {
             let Some(&(last, dispatched)) = self.last.get(key) else {
                 continue;
             };
-            if filling.reading {
+            let recovers = match key {
+                ChannelKey::Room(_) => history,
+                ChannelKey::User(_) => inbox,
+            };
+            if filling.reading || !recovers {
                 continue;
             }
-            let key = key.clone();
-            let read: GapRead = match (&key, &self.history, &self.inbox) {
-                (ChannelKey::Room(room), Some(history), _) => {
-                    let (history, room) = (history.clone(), room.clone());
-                    Box::pin(async move { history.after(&room, last).await })
-                }
-                (ChannelKey::User(user), _, Some(inbox)) => {
-                    let (inbox, user) = (inbox.clone(), user.clone());
-                    Box::pin(async move { inbox.after(&user, last).await })
-                }
-                _ => continue,
-            };
             filling.reading = true;
-            reads.push((key, GapStart { last, dispatched }, read));
+            gaps.push((key.clone(), GapStart { last, dispatched }));
         }
-        reads
+        gaps
+    }
+
+    /// The read of `key`'s gap (again, after a failed one), or `None` when the channel no
+    /// longer waits for it (forgotten, or filled).
+    pub fn read(&self, key: &ChannelKey, start: GapStart) -> Option<GapRead> {
+        if !self.filling.contains_key(key) {
+            return None;
+        }
+        let last = start.last;
+        match (key, &self.history, &self.inbox) {
+            (ChannelKey::Room(room), Some(history), _) => {
+                let (history, room) = (history.clone(), room.clone());
+                Some(Box::pin(async move { history.after(&room, last).await }))
+            }
+            (ChannelKey::User(user), _, Some(inbox)) => {
+                let (inbox, user) = (inbox.clone(), user.clone());
+                Some(Box::pin(async move { inbox.after(&user, last).await }))
+            }
+            _ => None,
+        }
     }
 
     /// A gap read finished: what to dispatch on `key`, in order (the missed messages, then the

@@ -43,7 +43,7 @@ use crate::{
     connections::pubsub::{self, Commands, Message},
     features::history::History,
     features::inbox::Inbox,
-    features::recovery::{Held, Recovery},
+    features::recovery::{GapStart, Held, Recovery},
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, Item,
         StopSubscriber, Target, MAX_SHARDS,
@@ -76,6 +76,12 @@ pub const BACKLOG_CAP: usize = 4 << 20;
 /// Bookkeeping counted per frame in the backlog besides its bytes (the dispatch entry, the
 /// shared event and its recipient key).
 const FRAME_OVERHEAD: usize = 128;
+/// Most gap reads in flight per connection after a reconnect; the others wait their turn.
+pub const GAP_READS: usize = 32;
+/// Tries per gap read before its gap is given up (its held live messages then go out).
+const GAP_READ_TRIES: u32 = 5;
+/// Wait before a failed gap read is tried again; doubles per try.
+const GAP_RETRY: Duration = Duration::from_millis(100);
 /// At most this many "dropped payload" warnings per window; the rest are counted.
 const WARNINGS_PER_WINDOW: u32 = 10;
 const WARNING_WINDOW: Duration = Duration::from_secs(10);
@@ -186,6 +192,10 @@ pub struct Subscriber {
     command_timeout: Duration,
     /// What rooms and users missed while the connection was down.
     recovery: Recovery,
+    /// Gaps waiting for a turn to be read (with the tries made), at most [`GAP_READS`] read
+    /// at once (`gap_reads`).
+    gap_queue: std::collections::VecDeque<(ChannelKey, GapStart, u32)>,
+    gap_reads: usize,
     slot: IngestSlot,
     /// Counted in `slot.connected`.
     counted: bool,
@@ -216,6 +226,8 @@ impl Subscriber {
             canary: None,
             command_timeout: COMMAND_TIMEOUT,
             recovery: Recovery::default(),
+            gap_queue: Default::default(),
+            gap_reads: 0,
             slot: IngestSlot::default(),
             counted: false,
         }
