@@ -313,7 +313,13 @@ impl Subscriber {
                 }
                 act.repairing = false;
                 match res {
-                    Ok((sink, fresh)) => act.install(ctx, Some(sink), fresh),
+                    Ok((sink, fresh)) => {
+                        // A master new to the hub (a promoted replica) may lack the function.
+                        if !fresh.is_empty() && act.slot.index == 0 {
+                            act.reload_inbox(ctx);
+                        }
+                        act.install(ctx, Some(sink), fresh);
+                    }
                     Err(e) => warn!("redis pub/sub: reconnecting to {} failed: {e}", act.target),
                 }
                 act.reconcile(ctx);
