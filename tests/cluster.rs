@@ -377,6 +377,17 @@ async fn user_on(cluster: &Cluster, port: u16, prefix: &str) -> String {
     unreachable!()
 }
 
+/// A room whose channel is on the master `port`.
+async fn room_on(cluster: &Cluster, port: u16) -> String {
+    for i in 0.. {
+        let room = format!("r{i}");
+        if cluster.master_of(&format!("chat:room:{room}")).await == port {
+            return room;
+        }
+    }
+    unreachable!()
+}
+
 /// Waits until `/health` says `status` with `redis.nodesDown` == `down`.
 async fn health_is(hub: &Hub, status: &str, down: i64) {
     eventually(&format!("/health to say {status}, {down} down"), || async {
@@ -457,6 +468,8 @@ async fn a_failed_master_stops_only_its_slots_and_theirs_are_filled_after_the_fa
     );
     let mut gone = hub.user(&gone_user).await;
     let mut kept = hub.user(&kept_user).await;
+    let room = room_on(&cluster, failed).await;
+    gone.join(&room).await;
     // The replica has everything up to here (the inbox function included).
     fcall_on(failed, &gone_user, "before").await;
     assert_eq!(title(&mut gone).await, "before");
@@ -506,9 +519,24 @@ async fn a_failed_master_stops_only_its_slots_and_theirs_are_filled_after_the_fa
     cluster.set_acl("-ssubscribe").await;
     cluster.take_over(replica).await;
     fcall(&cluster, &gone_user, "after").await;
+    let chat_body = json!({"userId": "svc", "username": "svc", "message": "missed"});
+    let (status, body) = api(&hub, "POST", &format!("/api/chat/{room}"), &chat_body).await;
+    assert_eq!(status, 202, "{body}");
     cluster.set_acl("+ssubscribe").await;
-    assert_eq!(title(&mut gone).await, "after", "filled from the inbox");
+    // Filled from the inbox and the history (per channel, so in either order).
+    let mut filled = Vec::new();
+    for _ in 0..2 {
+        let frame = gone.recv().await;
+        filled.push(match frame["type"].as_str() {
+            Some("notification") => frame["data"]["title"].clone(),
+            Some("chat-message") => frame["data"]["message"].clone(),
+            _ => panic!("unexpected {frame}"),
+        });
+    }
+    filled.sort_by_key(|v| v.to_string());
+    assert_eq!(filled, [json!("after"), json!("missed")]);
     assert_eq!(hub.metric("hub_notifications_gap_filled_total").await, 1.0);
+    assert_eq!(hub.metric("hub_chat_gap_filled_total").await, 1.0);
     health_is(&hub, "ok", 0).await;
     fcall(&cluster, &kept_user, "later").await;
     assert_eq!(title(&mut kept).await, "later");
