@@ -334,7 +334,11 @@ impl Subscriber {
         let Some(conn) = &self.conn else {
             return self.count_lost();
         };
-        let down = conn.sink.links().iter().filter(|l| !l.is_up()).count();
+        // One server's link ending is the connection lost, handled by `lost`.
+        let down = match conn.sink.single() {
+            true => 0,
+            false => conn.sink.links().iter().filter(|l| !l.is_up()).count(),
+        };
         self.set_nodes_down(down as i64);
         if down > 0 {
             self.count_lost();
