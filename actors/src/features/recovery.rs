@@ -177,15 +177,27 @@ impl Recovery {
         }
     }
 
-    /// Starts reading the gap of every suspended channel (once resubscribed); returns the
-    /// reads to run, each with its channel and where its gap starts.
-    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart, GapRead)> {
+    /// One channel's subscription was lost (its master failed, on a cluster): its live
+    /// messages are held until its gap has been read.
+    pub fn suspend_one(&mut self, key: &ChannelKey) {
+        if self.last.contains_key(key) {
+            self.filling.entry(key.clone()).or_default();
+        }
+    }
+
+    /// Starts reading the gap of every suspended channel that is `ready` (resubscribed: read
+    /// earlier, the gap would miss what comes before the subscription); returns the reads to
+    /// run, each with its channel and where its gap starts.
+    pub fn start(
+        &mut self,
+        ready: impl Fn(&ChannelKey) -> bool,
+    ) -> Vec<(ChannelKey, GapStart, GapRead)> {
         let mut reads = Vec::new();
         for (key, filling) in self.filling.iter_mut() {
             let Some(&(last, dispatched)) = self.last.get(key) else {
                 continue;
             };
-            if filling.reading {
+            if filling.reading || !ready(key) {
                 continue;
             }
             let key = key.clone();

@@ -138,7 +138,9 @@ impl Subscriber {
     /// Reads, for every local room and user, what was appended to its history or inbox since
     /// the last message it got; live messages wait until that is delivered.
     pub(super) fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
-        for (key, start, read) in self.recovery.start() {
+        let channels = &self.channels;
+        let subscribed = |key: &ChannelKey| channels.get(key).is_some_and(|c| c.subscribed);
+        for (key, start, read) in self.recovery.start(subscribed) {
             ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, _| {
                 for held in act.recovery.finish(&key, start, res, &act.metrics) {
                     act.dispatch_ordered(key.clone(), held);
