@@ -246,7 +246,7 @@ const SERVE: &[Setting] = &[
     s(
         "HUB_PUBSUB_TIMEOUT_MS",
         "5000",
-        "Silence from Redis after which the pub/sub connection counts as dead",
+        "Silence from a Redis node after which its pub/sub connection counts as dead",
     ),
     s(
         "HUB_INBOX_MAXLEN",
