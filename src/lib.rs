@@ -262,6 +262,7 @@ pub async fn run(
         publisher.connection(),
         publisher.is_cluster(),
         config.job_state_ttl,
+        config.job_types.clone(),
         &metrics,
     ));
     let engine_metrics = Arc::new(EngineMetrics::register(

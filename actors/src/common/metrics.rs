@@ -121,6 +121,11 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     /// Pub/sub connections lost (each one is followed by a reconnect attempt).
     pub redis_reconnects: IntCounter,
+    /// Masters of a cluster whose pub/sub link is down now, summed over the ingest
+    /// connections.
+    pub redis_nodes_down: IntGauge,
+    /// Pub/sub links taken for dead because they stopped answering.
+    pub redis_unresponsive: IntCounter,
     /// Times the subscriber stopped reading Redis until the shards caught up.
     pub redis_read_pauses: IntCounter,
     /// Bytes of frames handed to the shards and not yet fanned out.
@@ -426,6 +431,16 @@ impl Metrics {
                 &r,
                 "hub_redis_reconnects_total",
                 "Redis pub/sub connections lost and re-established",
+            ),
+            redis_nodes_down: gauge(
+                &r,
+                "hub_redis_nodes_down",
+                "Cluster masters whose pub/sub link is down, summed over the ingest connections",
+            ),
+            redis_unresponsive: counter(
+                &r,
+                "hub_redis_unresponsive_total",
+                "Redis pub/sub links taken for dead because they stopped answering",
             ),
             redis_read_pauses: counter(
                 &r,

@@ -54,8 +54,7 @@ return id
 pub struct HistoryConfig {
     /// Messages in `joined` for a join without `since` (`HUB_HISTORY_LIMIT`).
     pub join_limit: usize,
-    /// Messages kept per room; older ones are trimmed (`HUB_HISTORY_MAXLEN`). Also the most
-    /// a recovery (`since`) can return.
+    /// Messages kept per room; older ones are trimmed (`HUB_HISTORY_MAXLEN`).
     pub max_len: usize,
     /// A room's history is deleted after this long without a message (`HUB_HISTORY_TTL_SECS`);
     /// `None` keeps it forever.

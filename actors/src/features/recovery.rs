@@ -178,9 +178,18 @@ impl Recovery {
         }
     }
 
-    /// Starts the gap of every suspended channel (once resubscribed) that is not under way
-    /// yet; returns each channel with where its gap starts, for [`Recovery::read`].
-    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart)> {
+    /// One channel's subscription was lost (its master failed, on a cluster): its live
+    /// messages are held until its gap has been read.
+    pub fn suspend_one(&mut self, key: &ChannelKey) {
+        if self.last.contains_key(key) {
+            self.filling.entry(key.clone()).or_default();
+        }
+    }
+
+    /// Starts the gap of every suspended channel that is `ready` (resubscribed: read earlier,
+    /// the gap would miss what comes before the subscription) and not under way yet; returns
+    /// each channel with where its gap starts, for [`Recovery::read`].
+    pub fn start(&mut self, ready: impl Fn(&ChannelKey) -> bool) -> Vec<(ChannelKey, GapStart)> {
         let mut gaps = Vec::new();
         let (history, inbox) = (self.history.is_some(), self.inbox.is_some());
         for (key, filling) in self.filling.iter_mut() {
@@ -191,7 +200,7 @@ impl Recovery {
                 ChannelKey::Room(_) => history,
                 ChannelKey::User(_) => inbox,
             };
-            if filling.reading || !recovers {
+            if filling.reading || !recovers || !ready(key) {
                 continue;
             }
             filling.reading = true;

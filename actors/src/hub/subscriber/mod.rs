@@ -19,7 +19,7 @@ mod connection;
 mod routing;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -40,7 +40,7 @@ use crate::{
     common::backlog::Backlog,
     common::metrics::{Metrics, OutKind},
     common::outbound::Outbound,
-    connections::pubsub::{self, Commands, Message},
+    connections::pubsub::{self, Commands, Link, Message},
     features::history::History,
     features::inbox::Inbox,
     features::recovery::{GapStart, Held, Recovery},
@@ -65,7 +65,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Default limit for connecting, and for a (un)subscribe or ping round trip during which
 /// nothing at all arrives from Redis (see `connection::confirmed`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the connection is checked with a PING.
+/// How often each link (each master's, on a cluster) is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most Redis messages routed before their frames are handed to the shards in one message.
 const DISPATCH_BATCH: usize = 256;
@@ -90,8 +90,10 @@ const WARNING_WINDOW: Duration = Duration::from_secs(10);
 struct Channel {
     /// Shards (bits) with a local session needing this channel.
     shards: u64,
-    /// Redis confirmed the subscription on the current connection.
+    /// Redis confirmed the subscription on the current connection...
     subscribed: bool,
+    /// ...on this link (its master's, on a cluster).
+    link: u64,
     /// Already listed in `dirty`.
     queued: bool,
     /// Interest requests waiting for the subscription.
@@ -114,12 +116,14 @@ fn channel_name(key: &ChannelKey) -> String {
 enum Event {
     /// Messages that were ready together (at most [`DISPATCH_BATCH`]).
     Messages(Vec<Message>),
-    Ended(u64),
+    /// A link's stream ended: (generation, link).
+    Ended(u64, u64),
 }
 
 struct Connection {
     sink: Commands,
-    stream: SpawnHandle,
+    /// Each link's stream, by link id.
+    streams: HashMap<u64, SpawnHandle>,
 }
 
 /// Subscribed instead of the fixed channels by every ingest connection but the first, so
@@ -180,8 +184,15 @@ pub struct Subscriber {
     /// Bumped on every connect attempt and loss; stale callbacks compare it.
     generation: u64,
     fixed_subscribed: bool,
+    /// The link the fixed channels are subscribed on.
+    fixed_link: u64,
     syncing: bool,
-    ping_in_flight: bool,
+    /// Links with a PING in flight.
+    pinging: HashSet<u64>,
+    /// Reconnecting the links that are down is scheduled or under way.
+    repairing: bool,
+    /// This connection's share of `hub_redis_nodes_down`.
+    nodes_down: i64,
     backoff: Duration,
     ever_connected: bool,
     stopping: bool,
@@ -217,8 +228,11 @@ impl Subscriber {
             conn: None,
             generation: 0,
             fixed_subscribed: false,
+            fixed_link: 0,
             syncing: false,
-            ping_in_flight: false,
+            pinging: HashSet::new(),
+            repairing: false,
+            nodes_down: 0,
             backoff: MIN_BACKOFF,
             ever_connected: false,
             stopping: false,
@@ -266,6 +280,12 @@ impl Subscriber {
             self.slot.connected.fetch_sub(1, Ordering::SeqCst);
         }
         self.metrics.redis_connected.set(0);
+    }
+
+    /// Masters (of a cluster) this connection cannot read now.
+    fn set_nodes_down(&mut self, down: i64) {
+        self.metrics.redis_nodes_down.add(down - self.nodes_down);
+        self.nodes_down = down;
     }
 
     /// After a reconnect, delivers from `history` the chat messages each local room missed
@@ -323,10 +343,10 @@ impl StreamHandler<Event> for Subscriber {
                 }
                 self.flush_batches();
             }
-            Event::Ended(generation) if generation == self.generation => {
-                self.lost(ctx, "connection closed")
+            Event::Ended(generation, link) if generation == self.generation => {
+                self.node_lost(ctx, link, "connection closed")
             }
-            Event::Ended(_) => {}
+            Event::Ended(..) => {}
         }
     }
 
@@ -402,7 +422,7 @@ impl Handler<StopSubscriber> for Subscriber {
         let sink = self.conn.as_ref().map(|c| c.sink.clone());
         let unsubscribe = async move {
             if let Some(sink) = sink {
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(&[])).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe_all()).await;
             }
         };
         Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {

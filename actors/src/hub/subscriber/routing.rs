@@ -140,7 +140,9 @@ impl Subscriber {
     /// [`GAP_READS`] reads run at once; a failed one (Redis slow past its timeout, a dropped
     /// connection) is tried again, up to [`GAP_READ_TRIES`] times.
     pub(super) fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
-        let gaps = self.recovery.start();
+        let channels = &self.channels;
+        let subscribed = |key: &ChannelKey| channels.get(key).is_some_and(|c| c.subscribed);
+        let gaps = self.recovery.start(subscribed);
         self.gap_queue
             .extend(gaps.into_iter().map(|(key, start)| (key, start, 0)));
         self.read_gaps(ctx);
