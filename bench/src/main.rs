@@ -71,7 +71,7 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
   drop           [--clients 10000] [--rooms 200] [--seconds 120] [--kill-every 15]
                  [--silent-pct 50] [--reconnect-delay-ms 1000] [--notify-rate 500]
                  [--chat-rate 50] [--senders 4] [--workers 2] [--ramp-rate 1000]
-                 [--drain-seconds 60] [--seed 22] [--replay-goal-ms 1000]
+                 [--drain-seconds 60] [--seed 22] [--replay-goal-ms 1000] [--rust-log warn]
                  [--cluster [--kill-master-at S]]
                  (the drop test: every connection killed uncleanly, resume/recovery, loss,
                  duplicates, order, replay p50/p99)

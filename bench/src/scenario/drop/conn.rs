@@ -32,6 +32,8 @@ use crate::{
 
 /// How long a connect, handshake and `connected` may take before the attempt counts as failed.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Wait before a join answered with an error is sent again.
+const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// Longest a silent socket is held (beyond the hub's 60 s client timeout).
 const ZOMBIE_LIMIT: Duration = Duration::from_secs(150);
 
@@ -226,8 +228,10 @@ async fn connection(
         resume,
         connected: false,
         closed: false,
+        join_failed: false,
         replies: Vec::new(),
     };
+    let mut join_retry_at: Option<Instant> = None;
     let mut decoder = Decoder::default();
     let mut kill_at = Instant::now() + lifetime(sh, rng);
     let mut pending = leftover;
@@ -244,6 +248,9 @@ async fn connection(
             }
             if state.closed {
                 return Ok(Ending::ClosedByHub);
+            }
+            if std::mem::take(&mut state.join_failed) {
+                join_retry_at = Some(Instant::now() + JOIN_RETRY);
             }
         }
         tokio::select! {
@@ -268,6 +275,10 @@ async fn connection(
                     reset(&mut stream);
                     Ending::Reset
                 });
+            }
+            _ = tokio::time::sleep_until(join_retry_at.unwrap_or(setup_deadline)), if join_retry_at.is_some() => {
+                join_retry_at = None;
+                write_all(&stream, &ws::text(proto.join(room).as_bytes())).await?;
             }
             _ = tokio::time::sleep_until(setup_deadline), if !state.connected => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no `connected` in time"));
@@ -333,6 +344,8 @@ struct Frames<'a> {
     resume: &'a mut Resume,
     connected: bool,
     closed: bool,
+    /// A join was answered with an error: sent again after [`JOIN_RETRY`].
+    join_failed: bool,
     replies: Vec<u8>,
 }
 
@@ -383,7 +396,12 @@ impl Frames<'_> {
             }
             Incoming::Error => {
                 let text = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
-                self.log.borrow_mut().error(text.into_owned());
+                let mut log = self.log.borrow_mut();
+                log.error(text.into_owned());
+                // A refused join (Redis unavailable for a moment): try again, as a client would.
+                if self.connected && !log.ready {
+                    self.join_failed = true;
+                }
             }
             Incoming::Other => self.offset(payload),
         }

@@ -65,6 +65,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let drain_limit: f64 = args.get("drain-seconds", 60.0)?;
     let seed: u64 = args.get("seed", 22)?;
     let replay_goal_ms: f64 = args.get("replay-goal-ms", 1000.0)?;
+    let rust_log: String = args.get("rust-log", "warn".to_string())?;
     let hub_bin: PathBuf = args.get("hub-bin", PathBuf::from("target/release/relay-hub"))?;
     let redis_bin: String = args.get("redis-server", "redis-server".to_string())?;
     args.finish()?;
@@ -81,6 +82,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     let mut env: Vec<(&str, String)> = vec![
         ("HUB_API_KEY", API_KEY.into()),
         ("HUB_WORKERS", workers.to_string()),
+        ("RUST_LOG", rust_log),
     ];
     let redis_label = if cluster {
         let c = LocalCluster::start(3, &scratch.dir)?;
