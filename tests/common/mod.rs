@@ -545,6 +545,8 @@ pub struct Client {
     /// Skip `presence` frames (the default: most tests are not about presence, and room
     /// joins and leaves of other clients would interleave with what they await).
     skip_presence: bool,
+    /// `inbox-state` frames are skipped (tests about the inbox turn this off).
+    skip_inbox_state: bool,
 }
 
 /// How a connection attempt or a connection ended.
@@ -594,6 +596,7 @@ impl Client {
             Ok((ws, _)) => Ok(Client {
                 ws,
                 skip_presence: true,
+                skip_inbox_state: true,
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect {url}: {e}"),
@@ -603,6 +606,12 @@ impl Client {
     /// Makes `recv`/`next` return `presence` frames too.
     pub fn with_presence(mut self) -> Self {
         self.skip_presence = false;
+        self
+    }
+
+    /// Makes `recv`/`next` return `inbox-state` frames too.
+    pub fn with_inbox_state(mut self) -> Self {
+        self.skip_inbox_state = false;
         self
     }
 
@@ -657,7 +666,9 @@ impl Client {
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let frame: Value = serde_json::from_str(&t).expect("server frames are JSON");
-                    if self.skip_presence && frame["type"] == "presence" {
+                    if self.skip_presence && frame["type"] == "presence"
+                        || self.skip_inbox_state && frame["type"] == "inbox-state"
+                    {
                         continue;
                     }
                     return Ok(frame);

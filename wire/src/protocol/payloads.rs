@@ -291,6 +291,42 @@ struct NotificationCheck<'a> {
     /// Refused: only the hub's own messages carry it, as their first key.
     #[serde(rename = "$hub", default)]
     hub: Option<serde::de::IgnoredAny>,
+    /// `high`, `normal` or `low`.
+    #[serde(default, borrow)]
+    priority: Option<Cow<'a, str>>,
+    /// 1-128 characters.
+    #[serde(rename = "collapseKey", default, borrow)]
+    collapse_key: Option<Cow<'a, str>>,
+    /// Milliseconds since the epoch.
+    #[serde(rename = "expiresAt", default)]
+    expires_at: Option<f64>,
+}
+
+impl NotificationCheck<'_> {
+    /// The inbox's fields (`docs/delivery.md#priorities-collapsing-and-expiry`), checked as
+    /// `relay_notify` checks them.
+    fn check_inbox_fields(&self) -> Result<(), PayloadError> {
+        if let Some(p) = self.priority.as_deref() {
+            if !matches!(p, "high" | "normal" | "low") {
+                return Err(PayloadError(
+                    "`priority` must be \"high\", \"normal\" or \"low\"".into(),
+                ));
+            }
+        }
+        if let Some(key) = self.collapse_key.as_deref() {
+            if key.is_empty() || key.len() > 128 {
+                return Err(PayloadError(
+                    "`collapseKey` must be a string of 1-128 bytes".into(),
+                ));
+            }
+        }
+        if self.expires_at.is_some_and(|x| x.is_nan() || x < 0.0) {
+            return Err(PayloadError(
+                "`expiresAt` must be a time in milliseconds since the epoch".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -483,6 +519,7 @@ pub fn parse_inbound_timed(
                     "`{HUB_KEY}` is reserved for the hub's own messages"
                 )));
             }
+            check.check_inbox_fields()?;
             let user = check_user(&check.user_id, Some(user))?;
             let inbound = Inbound::Notification {
                 user,
