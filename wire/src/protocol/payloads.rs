@@ -303,7 +303,7 @@ struct NotificationCheck<'a> {
 }
 
 impl NotificationCheck<'_> {
-    /// The inbox's fields (`docs/delivery.md#priorities-collapsing-and-expiry`), checked as
+    /// The inbox's fields (`docs/protocol.md#priorities-collapsing-and-expiry`), checked as
     /// `relay_notify` checks them.
     fn check_inbox_fields(&self) -> Result<(), PayloadError> {
         if let Some(p) = self.priority.as_deref() {
