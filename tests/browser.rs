@@ -96,7 +96,9 @@ async fn demo_page_bell_and_inbox_agree_across_two_tabs_on_two_instances_in_chro
     args.push(out_dir.display().to_string());
     run_scenario("inbox.mjs", &args, &mut hubs, 7).await;
     for name in ["inbox-tab1.png", "inbox-tab2.png"] {
-        let size = std::fs::metadata(out_dir.join(name)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(out_dir.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(size > 1000, "screenshot {name} was saved");
     }
 }
