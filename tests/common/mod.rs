@@ -542,11 +542,8 @@ pub async fn http_request(
 /// A WebSocket client speaking the native protocol.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// Skip `presence` frames (the default: most tests are not about presence, and room
-    /// joins and leaves of other clients would interleave with what they await).
-    skip_presence: bool,
-    /// `inbox-state` frames are skipped (tests about the inbox turn this off).
-    skip_inbox_state: bool,
+    /// Frame types `next` skips: `presence`, `inbox-state` unless asked (they would interleave).
+    skip: Vec<&'static str>,
 }
 
 /// How a connection attempt or a connection ended.
@@ -595,8 +592,7 @@ impl Client {
         match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => Ok(Client {
                 ws,
-                skip_presence: true,
-                skip_inbox_state: true,
+                skip: vec!["presence", "inbox-state"],
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect {url}: {e}"),
@@ -605,13 +601,13 @@ impl Client {
 
     /// Makes `recv`/`next` return `presence` frames too.
     pub fn with_presence(mut self) -> Self {
-        self.skip_presence = false;
+        self.skip.retain(|t| *t != "presence");
         self
     }
 
     /// Makes `recv`/`next` return `inbox-state` frames too.
     pub fn with_inbox_state(mut self) -> Self {
-        self.skip_inbox_state = false;
+        self.skip.retain(|t| *t != "inbox-state");
         self
     }
 
@@ -666,9 +662,8 @@ impl Client {
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let frame: Value = serde_json::from_str(&t).expect("server frames are JSON");
-                    if self.skip_presence && frame["type"] == "presence"
-                        || self.skip_inbox_state && frame["type"] == "inbox-state"
-                    {
+                    let kind = frame["type"].as_str().unwrap_or_default();
+                    if self.skip.contains(&kind) {
                         continue;
                     }
                     return Ok(frame);
