@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{
     scripts, stats::QueueStats, Enqueued, Job, JobState, JobStatus, JobsError, NewJob, Priority,
-    DEAD_LETTER_MAX,
+    DEAD_LETTER_MAX, PARKED_MAX,
 };
 use hub_wire::protocol::AI_RESULTS;
 
@@ -26,9 +26,17 @@ pub struct QueueSettings {
     pub state_ttl: Duration,
     /// The channel results are published to (`ai:results`).
     pub results_channel: String,
-    /// A job type counts as served while a worker advertised it within this window
-    /// ([`JobQueue::enqueue_if_served`]); workers advertise six times per window.
-    pub served_window: Duration,
+    /// A job type has a live worker while a worker advertised it within this window (the
+    /// enqueue reply says so); workers advertise six times per window.
+    pub live_window: Duration,
+    /// A job type is known while a worker advertised it within this window
+    /// ([`JobQueue::enqueue_if_known`]); types unseen for longer are forgotten.
+    pub known_for: Duration,
+    /// Job types always known, advertised or not (the hub's `HUB_JOB_TYPES`).
+    pub known_types: Vec<String>,
+    /// Jobs of one type kept parked (set aside by workers without a handler for the type);
+    /// past it the oldest are dead-lettered.
+    pub parked_max: usize,
 }
 
 /// The default prefix on Redis Cluster: the hash tag keeps every key of the queue in one slot,
@@ -53,7 +61,10 @@ impl Default for QueueSettings {
             group: "workers".into(),
             state_ttl: Duration::from_secs(24 * 3600),
             results_channel: AI_RESULTS.into(),
-            served_window: Duration::from_secs(30),
+            live_window: Duration::from_secs(30),
+            known_for: Duration::from_secs(24 * 3600),
+            known_types: Vec::new(),
+            parked_max: PARKED_MAX,
         }
     }
 }
@@ -173,22 +184,28 @@ impl JobQueue {
     }
 
     /// Adds a job to its priority stream unless a job with its id exists. The job's type is
-    /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_served`]).
+    /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_known`]).
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
-        self.enqueue_checked(job, 0).await
+        self.enqueue_checked(job, false).await
     }
 
-    /// Like [`JobQueue::enqueue`], but only when a worker advertised the job's type within
-    /// [`QueueSettings::served_window`]; otherwise nothing is written and the answer is
-    /// [`Enqueued::Unserved`]. A duplicate id answers [`Enqueued::Duplicate`] either way.
-    pub async fn enqueue_if_served(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
-        self.enqueue_checked(job, ms(self.settings.served_window).max(1))
-            .await
+    /// Like [`JobQueue::enqueue`], but only for a known type: one a worker advertised within
+    /// [`QueueSettings::known_for`], or one of [`QueueSettings::known_types`], whatever the
+    /// workers do now. Otherwise nothing is written and the answer is [`Enqueued::Unknown`].
+    /// A duplicate id answers [`Enqueued::Duplicate`] either way.
+    pub async fn enqueue_if_known(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
+        self.enqueue_checked(job, true).await
     }
 
-    async fn enqueue_checked(&self, job: &NewJob, served_ms: u64) -> Result<Enqueued, JobsError> {
+    async fn enqueue_checked(&self, job: &NewJob, check: bool) -> Result<Enqueued, JobsError> {
         let user = serde_json::to_string(&job.user_id).expect("JSON values serialize");
         let body = serde_json::to_string(&job.job).expect("JSON maps serialize");
+        let listed = self.settings.known_types.contains(&job.kind);
+        let known_ms = if check && !listed {
+            ms(self.settings.known_for).max(1)
+        } else {
+            0
+        };
         let reply: Vec<String> = scripts::ENQUEUE
             .key(self.state_key(&job.id))
             .key(self.stream(job.priority))
@@ -201,13 +218,22 @@ impl JobQueue {
             .arg(job.priority.as_str())
             .arg(body)
             .arg(self.ttl_ms())
-            .arg(served_ms)
+            .arg(ms(self.settings.live_window).max(1))
+            .arg(known_ms)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err(format_args!("enqueue job {}", job.id)))?;
         match reply.first().map(String::as_str) {
-            Some("queued") => Ok(Enqueued::Queued),
-            Some("unserved") => Ok(Enqueued::Unserved(reply[1..].to_vec())),
+            Some("queued") => Ok(Enqueued::Queued {
+                worker_live: reply.get(2).is_some_and(|l| l == "1"),
+            }),
+            Some("unknown") => {
+                let mut known = reply[1..].to_vec();
+                known.extend(self.settings.known_types.iter().cloned());
+                known.sort();
+                known.dedup();
+                Ok(Enqueued::Unknown(known))
+            }
             Some("duplicate") => {
                 let state = reply
                     .get(1)
@@ -301,6 +327,7 @@ impl JobQueue {
             .arg(self.ttl_ms())
             .arg(&self.settings.results_channel)
             .arg(DEAD_LETTER_MAX)
+            .arg(self.settings.parked_max.max(1))
             .arg(types)
             .invoke_async(&mut self.conn.clone())
             .await
@@ -452,10 +479,11 @@ impl JobQueue {
     }
 
     /// Marks `types` as served now (a worker's advertisement, repeated with its heartbeat);
-    /// types nobody advertised for a day are forgotten.
+    /// types nobody advertised within [`QueueSettings::known_for`] are forgotten.
     pub(crate) async fn advertise(&self, types: &[String]) -> Result<(), JobsError> {
         let mut call = scripts::ADVERTISE.prepare_invoke();
-        call.key(self.types_key()).arg(24 * 3600 * 1000u64);
+        call.key(self.types_key())
+            .arg(ms(self.settings.known_for).max(1));
         for t in types {
             call.arg(t);
         }

@@ -32,27 +32,33 @@ local function ai_result(id, user, kind, status, body)
   return '{"jobId":' .. cjson.encode(id) .. ',"userId":' .. user .. ',"type":' ..
     cjson.encode(kind) .. ',"status":"' .. status .. '",' .. body .. '}'
 end
--- Moves a job to the dead-letter stream, marks it failed, publishes the error AIResult.
-local function dead_letter(s, group, entry, h, f, err, attempts, now, ttl, dead, dead_max, stats, channel)
+-- Adds a job to the dead-letter stream, marks it failed, publishes the error AIResult.
+local function bury(h, f, err, attempts, now, ttl, dead, dead_max, stats, channel)
   redis.call('XADD', dead, 'MAXLEN', '~', dead_max, '*', 'id', f.id, 'type', f.type or '',
     'userId', f.userId, 'attempts', attempts, 'error', err, 'failedAt', now, 'job', f.job or '')
   redis.call('HSET', h, 'state', 'failed', 'error', err, 'finishedAt', now, 'updatedAt', now)
   redis.call('PEXPIRE', h, ttl)
-  redis.call('XACK', s, group, entry)
-  redis.call('XDEL', s, entry)
   redis.call('HINCRBY', stats, 'failed', 1)
   redis.call('PUBLISH', channel, ai_result(f.id, f.userId, f.type or '', 'error',
     '"error":' .. cjson.encode(err) .. ',"attempts":' .. int(attempts)))
+end
+-- Moves a job from its stream entry to the dead-letter stream (see `bury`).
+local function dead_letter(s, group, entry, h, f, err, attempts, now, ttl, dead, dead_max, stats, channel)
+  bury(h, f, err, attempts, now, ttl, dead, dead_max, stats, channel)
+  redis.call('XACK', s, group, entry)
+  redis.call('XDEL', s, entry)
 end
 "#
     };
 }
 
-/// Enqueue, idempotent by id; optionally only when a worker advertised the job's type lately.
+/// Enqueue, idempotent by id; optionally only for a known job type (one a worker advertised
+/// within a window).
 /// KEYS: state hash, priority stream, stats, advertised types. ARGV: group, id, type, userId
-/// (JSON), priority, job (JSON), ttl ms, freshness ms (`0`: no type check).
-/// Reply: `{"queued", enqueuedAt}`, `{"duplicate", state}`, or `{"unserved", type...}` (the
-/// types advertised within the freshness window; nothing was written).
+/// (JSON), priority, job (JSON), ttl ms, live window ms, known window ms (`0`: no check).
+/// Reply: `{"queued", enqueuedAt, live}` (`live`: `1` when a worker advertised the type
+/// within the live window, else `0`), `{"duplicate", state}`, or `{"unknown", type...}` (the
+/// types advertised within the known window; nothing was written).
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -60,15 +66,15 @@ pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
 local state = redis.call('HGET', KEYS[1], 'state')
 if state then return {'duplicate', state} end
 local now = now_ms()
-local fresh = tonumber(ARGV[8])
-if fresh > 0 then
-  local seen = redis.call('ZSCORE', KEYS[4], ARGV[3])
-  if not seen or tonumber(seen) < now - fresh then
-    local reply = redis.call('ZRANGEBYSCORE', KEYS[4], now - fresh, '+inf')
-    table.insert(reply, 1, 'unserved')
-    return reply
-  end
+local seen = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[3]) or '-1')
+local known = tonumber(ARGV[9])
+if known > 0 and seen < now - known then
+  local reply = redis.call('ZRANGEBYSCORE', KEYS[4], now - known, '+inf')
+  table.insert(reply, 1, 'unknown')
+  return reply
 end
+local live = '0'
+if seen >= now - tonumber(ARGV[8]) then live = '1' end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[1], '0', 'MKSTREAM')
 end
@@ -79,7 +85,7 @@ redis.call('HSET', KEYS[1], 'id', ARGV[2], 'type', ARGV[3], 'userId', ARGV[4],
   'enqueuedAt', int(now), 'updatedAt', int(now))
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
-return {'queued', int(now)}
+return {'queued', int(now), live}
 "#
     ))
 });
@@ -108,9 +114,14 @@ return now
 /// is parked (`{prefix}:parked:{type}`, the priority as its first field), queued and with no
 /// attempt counted, until a worker that handles the type claims; an entry that is no job
 /// (its `job` field is not a JSON object) is claimed anyway, to be dead-lettered.
+/// Parking is a change of the job's state, so its TTL restarts with the parked entry's id:
+/// entries older than the TTL belong to expired jobs and are trimmed (counted as
+/// `parked_expired`) whenever a parked stream is touched, and a job whose state is gone is
+/// never put back; past the parked cap the oldest
+/// parked jobs of the type are dead-lettered (the user gets the error).
 /// KEYS: streams high, normal, low; stats; dead. ARGV: prefix, group, consumer,
-/// visibility ms, max attempts, ttl ms, results channel, dead-letter cap, then the job types
-/// the worker handles.
+/// visibility ms, max attempts, ttl ms, results channel, dead-letter cap, parked cap, then
+/// the job types the worker handles.
 /// Reply: `{"job", priority, entry, job JSON, attempt, lease, enqueuedAt, id, type}`, or
 /// `{"none", last entry id of each stream}` (the marks to wait on).
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
@@ -119,24 +130,36 @@ pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local vis, max_attempts, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local channel, dead_max = ARGV[7], ARGV[8]
+local channel, dead_max, parked_max = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local prios = {'high', 'normal', 'low'}
 local now = now_ms()
 local handled = {}
-for i = 9, #ARGV do handled[ARGV[i]] = true end
+for i = 10, #ARGV do handled[ARGV[i]] = true end
 
 local function drop(s, entry)
   redis.call('XACK', s, group, entry)
   redis.call('XDEL', s, entry)
 end
 
+-- Drops the parked entries of jobs whose state expired (parked longer than the TTL ago).
+local function trim_expired(parked)
+  if now <= ttl then return end
+  local n = redis.call('XTRIM', parked, 'MINID', int(now - ttl))
+  if n > 0 then redis.call('HINCRBY', KEYS[4], 'parked_expired', n) end
+end
+
 -- Parked jobs of the handled types go back to the end of their priority stream.
 local stream_of = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   local parked = prefix .. ':parked:' .. ARGV[i]
+  trim_expired(parked)
   for _, e in ipairs(redis.call('XRANGE', parked, '-', '+', 'COUNT', 100)) do
     local flat = e[2]
-    redis.call('XADD', stream_of[flat[2]] or KEYS[2], '*', unpack(flat, 3))
+    if redis.call('EXISTS', prefix .. ':job:' .. (fields(flat).id or '')) == 1 then
+      redis.call('XADD', stream_of[flat[2]] or KEYS[2], '*', unpack(flat, 3))
+    else
+      redis.call('HINCRBY', KEYS[4], 'parked_expired', 1)
+    end
     redis.call('XDEL', parked, e[1])
   end
 end
@@ -144,11 +167,26 @@ end
 -- Sets a job of a type this worker does not handle aside for a worker that does.
 local function park(i, s, entry, flat, h, f)
   local parked = prefix .. ':parked:' .. (f.type or '')
+  trim_expired(parked)
   redis.call('XADD', parked, '*', 'priority', prios[i], unpack(flat))
   redis.call('PEXPIRE', parked, ttl)
   redis.call('HSET', h, 'state', 'queued', 'updatedAt', int(now))
+  redis.call('PEXPIRE', h, ttl)
   redis.call('HINCRBY', KEYS[4], 'parked', 1)
   drop(s, entry)
+  local over = redis.call('XLEN', parked) - parked_max
+  if over <= 0 then return end
+  for _, e in ipairs(redis.call('XRANGE', parked, '-', '+', 'COUNT', over)) do
+    local g = fields(e[2])
+    local gh = prefix .. ':job:' .. (g.id or '')
+    local attempts = tonumber(redis.call('HGET', gh, 'attempts') or '0') or 0
+    if g.id and g.userId then
+      bury(gh, g, 'no worker for job type `' .. (g.type or '') .. '` took the job while ' ..
+        int(parked_max) .. ' jobs of the type waited (the parked cap)', attempts, int(now), ttl,
+        KEYS[5], dead_max, KEYS[4], channel)
+    end
+    redis.call('XDEL', parked, e[1])
+  end
 end
 
 -- Starts the job of an entry this consumer now owns; nil when it is not runnable.

@@ -12,8 +12,13 @@ export async function startBalancer(target, port = 0) {
 
   function forward(client) {
     const upstream = net.connect(target, '127.0.0.1');
-    const pair = { client, upstream };
+    const pair = { client, upstream, websocket: false };
     pairs.add(pair);
+    // The page's assets come over kept-alive HTTP connections through here too; a connection
+    // whose first request asks for a WebSocket upgrade is the hub session.
+    client.once('data', (chunk) => {
+      pair.websocket = /\r\nupgrade:\s*websocket/i.test(chunk.toString('latin1'));
+    });
     const end = () => {
       if (!pairs.delete(pair)) return;
       client.destroy();
@@ -40,10 +45,14 @@ export async function startBalancer(target, port = 0) {
     port: server.address().port,
     /** Connections open through it. */
     open: () => pairs.size,
-    /** Resets every open connection on both sides (RST, no FIN, no close frame). */
+    /**
+     * Resets every open connection on both sides (RST, no FIN, no close frame).
+     * @returns {number} how many of them were WebSocket connections
+     */
     cut() {
-      const n = pairs.size;
+      let n = 0;
       for (const pair of [...pairs]) {
+        if (pair.websocket) n += 1;
         pairs.delete(pair);
         pair.client.resetAndDestroy();
         pair.upstream.resetAndDestroy();

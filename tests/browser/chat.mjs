@@ -142,7 +142,8 @@ async function main() {
     const savedBefore = await saves();
     const connectsBefore = await alice.evaluate(() => window.demo.stats.connects);
     balancer.hold();
-    check("Alice's connection reset at the socket", balancer.cut() === 1);
+    const cutCount = balancer.cut();
+    check("Alice's connection reset at the socket", cutCount === 1, { cutCount });
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: WAIT });
     await until('the hub to keep her session', async () => (await saves()) > savedBefore);
     await say(bob, 'during the drop');

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod jobs;
 pub mod resume;
 pub mod room_hook;
 

@@ -9,6 +9,9 @@
 local MAXLEN = __MAXLEN__
 local TTL_MS = __TTL_MS__
 local LOW_PER_MINUTE = __LOW_PER_MINUTE__
+local REQUEST_TTL_MS = __REQUEST_TTL_MS__
+-- The mark of an inbox id the hub wrote: published first in place of `inboxId`.
+local HUB_INBOX_ID = '__HUB_INBOX_ID__'
 local PREFIX = 'user:notifications:'
 
 local function fail(name, why)
@@ -121,6 +124,9 @@ redis.register_function('relay_notify', function(keys, args)
   if n['$hub'] ~= nil then
     return fail(name, "$hub is reserved for the hub's own messages; leave it out")
   end
+  if n[HUB_INBOX_ID] ~= nil then
+    return fail(name, HUB_INBOX_ID .. ' is reserved for the inbox; leave it out')
+  end
   for _, f in ipairs({ 'type', 'title', 'message' }) do
     if type(n[f]) ~= 'string' then return fail(name, f .. ' (string) is required') end
   end
@@ -137,6 +143,16 @@ redis.register_function('relay_notify', function(keys, args)
   local channel = PREFIX .. user
   if key ~= 'inbox:{' .. channel .. '}' then
     return fail(name, 'KEYS[1] must be inbox:{' .. channel .. '}')
+  end
+  -- KEYS[2], optional: the request's key; a retry of a call that ran gets its id back.
+  local request = keys[2]
+  if request ~= nil then
+    local prefix = 'inbox:request:{' .. channel .. '}:'
+    if string.sub(request, 1, #prefix) ~= prefix or #request == #prefix then
+      return fail(name, 'KEYS[2], if given, must be ' .. prefix .. '<request id>')
+    end
+    local done = redis.call('GET', request)
+    if done then return { done, 0 } end
   end
   local state, read = key .. ':state', key .. ':read'
   local now = now_ms()
@@ -186,7 +202,11 @@ redis.register_function('relay_notify', function(keys, args)
   redis.call('PEXPIRE', read, TTL_MS)
   local receivers = 0
   if not held and not (expires ~= nil and expires <= now) then
-    receivers = redis.call('__PUBLISH__', channel, '{"inboxId":"' .. id .. '",' .. string.sub(payload, 2))
+    receivers = redis.call('__PUBLISH__', channel,
+      '{"' .. HUB_INBOX_ID .. '":"' .. id .. '",' .. string.sub(payload, 2))
+  end
+  if request ~= nil then
+    redis.call('SET', request, id, 'PX', REQUEST_TTL_MS)
   end
   local extra = ''
   if #removed > 0 then extra = ',"removed":' .. id_list(removed) end

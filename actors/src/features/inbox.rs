@@ -25,12 +25,12 @@ use serde_json::value::RawValue;
 
 use crate::{
     common::error::HubError,
-    connections::publisher::{retry_on_dead_connection, Publisher},
+    connections::publisher::{request_id, retry_on_dead_connection, Publisher, REQUEST_TTL},
     features::history::{select_as, Entry, Recent},
     features::session_resume::Cursor,
 };
 
-use hub_wire::protocol::{self, InboxItem, InboxPage, Marks, MessageId, USER_PREFIX};
+use hub_wire::protocol::{self, InboxItem, InboxPage, Marks, MessageId, HUB_INBOX_ID, USER_PREFIX};
 
 /// The Redis function services call instead of `PUBLISH`.
 pub const FUNCTION: &str = "relay_notify";
@@ -61,13 +61,19 @@ impl Default for InboxConfig {
     }
 }
 
+/// The key remembering one `relay_notify` call for [`REQUEST_TTL`] (its optional second key):
+/// `inbox:request:{user:notifications:ID}:<request id>`, in the slot of the user's inbox.
+pub fn request_key(user: &str, request: &str) -> String {
+    format!("inbox:request:{{{USER_PREFIX}{user}}}:{request}")
+}
+
 /// The inbox key of a user.
 pub fn key(user: &str) -> String {
     format!("inbox:{{{USER_PREFIX}{user}}}")
 }
 
-/// Puts `"inboxId":"<id>"` first into a notification's JSON object, exactly as
-/// `relay_notify` does before publishing.
+/// Puts `"inboxId":"<id>"` first into a notification's JSON object: what clients get from a
+/// notification `relay_notify` published (with `$inboxId` first, see [`HUB_INBOX_ID`]).
 pub fn with_inbox_id(object: &[u8], id: &str) -> Vec<u8> {
     protocol::with_field_first(object, "inboxId", id)
 }
@@ -80,6 +86,8 @@ fn library(config: &InboxConfig, cluster: bool) -> String {
         .replace("__MAXLEN__", &config.max_len.to_string())
         .replace("__TTL_MS__", &config.ttl.as_millis().to_string())
         .replace("__LOW_PER_MINUTE__", &config.low_per_minute.to_string())
+        .replace("__REQUEST_TTL_MS__", &REQUEST_TTL.as_millis().to_string())
+        .replace("__HUB_INBOX_ID__", HUB_INBOX_ID)
         .replace("__PUBLISH__", if cluster { "SPUBLISH" } else { "PUBLISH" })
 }
 
@@ -141,16 +149,25 @@ impl Inbox {
         Ok(())
     }
 
-    /// `FCALL function 1 <user's inbox> args...`, loading the library first when Redis lost
-    /// it (a restart without persistence).
+    /// `FCALL function 1 <user's inbox> args...` (with a `request`, `2 <inbox> <its request
+    /// key>`: a retry after a dropped connection then runs once), loading the library first
+    /// when Redis lost it (a restart without persistence).
     async fn fcall<T: redis::FromRedisValue>(
         &self,
         function: &str,
         user: &str,
+        request: Option<&str>,
         args: &[&str],
     ) -> Result<T, HubError> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(function).arg(1).arg(key(user));
+        match request {
+            Some(request) => cmd
+                .arg(function)
+                .arg(2)
+                .arg(key(user))
+                .arg(request_key(user, request)),
+            None => cmd.arg(function).arg(1).arg(key(user)),
+        };
         for arg in args {
             cmd.arg(*arg);
         }
@@ -175,12 +192,15 @@ impl Inbox {
     }
 
     /// Appends a Notification (a JSON object, validated by the caller) to `user`'s inbox and
-    /// publishes it, atomically. Returns its inbox id and how many instances received it
-    /// live (0 when it was held back: a low-priority one over the user's cap).
+    /// publishes it, atomically, once: a retry after a dropped connection carries the same
+    /// request key. Returns its inbox id and how many instances received it live (0 when it
+    /// was held back, a low-priority one over the user's cap, or a retry found it done).
     pub async fn notify(&self, user: &str, payload: &[u8]) -> Result<(MessageId, i64), HubError> {
         let payload = std::str::from_utf8(payload)
             .map_err(|_| HubError::Redis(format!("FCALL {FUNCTION}: the payload is not UTF-8")))?;
-        let (id, receivers): (String, i64) = self.fcall(FUNCTION, user, &[payload]).await?;
+        let (id, receivers): (String, i64) = self
+            .fcall(FUNCTION, user, Some(&request_id()), &[payload])
+            .await?;
         let id = MessageId::parse(&id)
             .ok_or_else(|| HubError::Redis(format!("FCALL {FUNCTION}: odd id `{id}`")))?;
         Ok((id, receivers))
@@ -188,7 +208,7 @@ impl Inbox {
 
     /// Unread notifications in `user`'s inbox (kept, not expired, not marked read).
     pub async fn unread(&self, user: &str) -> Result<u64, HubError> {
-        let n: i64 = self.fcall("relay_inbox_unread", user, &[]).await?;
+        let n: i64 = self.fcall("relay_inbox_unread", user, None, &[]).await?;
         Ok(n.max(0) as u64)
     }
 
@@ -202,7 +222,8 @@ impl Inbox {
             Marks::UpTo(id) => vec!["upTo".to_owned(), id.to_string()],
         };
         let args: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let (unread, _changed): (i64, i64) = self.fcall("relay_inbox_read", user, &args).await?;
+        let (unread, _changed): (i64, i64) =
+            self.fcall("relay_inbox_read", user, None, &args).await?;
         Ok(unread.max(0) as u64)
     }
 
@@ -210,7 +231,8 @@ impl Inbox {
     /// count.
     pub async fn delete(&self, user: &str, id: MessageId) -> Result<(bool, u64), HubError> {
         let id = id.to_string();
-        let (deleted, unread): (i64, i64) = self.fcall("relay_inbox_delete", user, &[&id]).await?;
+        let (deleted, unread): (i64, i64) =
+            self.fcall("relay_inbox_delete", user, None, &[&id]).await?;
         Ok((deleted == 1, unread.max(0) as u64))
     }
 
@@ -225,7 +247,7 @@ impl Inbox {
         const NAME: &str = "relay_inbox_page";
         let before = before.map(|id| id.to_string()).unwrap_or_default();
         let reply: RedisValue = self
-            .fcall(NAME, user, &[&before, &limit.to_string()])
+            .fcall(NAME, user, None, &[&before, &limit.to_string()])
             .await?;
         let RedisValue::Array(values) = &reply else {
             return Err(odd(NAME, &reply));
@@ -268,7 +290,9 @@ impl Inbox {
         count: usize,
     ) -> Result<(Option<MessageId>, Vec<Entry>), HubError> {
         const NAME: &str = "relay_inbox_range";
-        let reply: RedisValue = self.fcall(NAME, user, &[start, &count.to_string()]).await?;
+        let reply: RedisValue = self
+            .fcall(NAME, user, None, &[start, &count.to_string()])
+            .await?;
         let RedisValue::Array(values) = &reply else {
             return Err(odd(NAME, &reply));
         };
@@ -351,5 +375,6 @@ mod tests {
         assert!(!lib.contains("__"), "every placeholder is filled");
         assert!(library(&InboxConfig::default(), true).contains("redis.call('SPUBLISH', channel"));
         assert!(lib.contains("register_function('relay_notify'"));
+        assert!(lib.contains("local HUB_INBOX_ID = '$inboxId'\n"));
     }
 }

@@ -506,6 +506,9 @@ export class RelayHub extends Emitter {
    * @param {Frame} reply
    */
   #onJoined(room, entry, reply) {
+    // In a resumable session `joined` takes an offset like an event: the room's place moves
+    // with it, so a resume must start after it or that room's history comes again.
+    this.#position.acceptOffset(reply.offset);
     const history = Array.isArray(reply.history) ? reply.history : [];
     const fresh = history.filter((m) => this.#position.acceptChat(room, m));
     const members = Array.isArray(reply.members) ? reply.members : [];

@@ -109,6 +109,18 @@ test('a drop: resumes with the token and last offset; repeats by offset and id a
   assert.deepEqual(events('connected').map((c) => c.resumed), [false, true]);
 });
 
+test('a joined with an offset moves the resume offset like an event', async () => {
+  const { hub } = client();
+  let ws = await inRoom(hub, 'r1');
+  ws.push({ type: 'notification', data: { inboxId: '5-0', title: 'n1' }, offset: 1 });
+  hub.joinRoom('r2');
+  ws.push({ type: 'joined', room: 'r2', id: ws.last('join-room').id, history: [], members: [], memberCount: 0, offset: 2 });
+  await tick();
+  ws.end(1006);
+  ws = await nextSocket(1);
+  assert.equal(ws.url.searchParams.get('offset'), '2');
+});
+
 test('not resumed: falls back to since for the inbox and every room, and stays exact', async () => {
   const { hub, events } = client();
   hub.joinRoom('r1');
