@@ -81,6 +81,12 @@ ratio against one), as a Markdown section on stdout (make bench appends it to BE
   ingest [--connections 1,2,4] [--server-cpus 0-N] [--client-cpus LIST] [--workers W]
          [--users 1000] [--seconds 5] [--repeats 3] [--hub-bin target/release/relay-hub]
 
+inbox: the notification centre on two hubs (one Redis): a read mark from one session to the
+user's session on the other hub (p50/p99/max), and the unread count at connect, as a Markdown
+section on stdout (make bench appends it to BENCHMARKS.md):
+  inbox [--users 100] [--marks 5000] [--rate 1000] [--connects 500]
+        [--hub-bin target/release/relay-hub]
+
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
   suite [--out BENCHMARKS.md] [--hub-bin target/release/relay-hub] [--baseline-dir bench/baseline]
@@ -128,6 +134,15 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hub-bench idle-worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "inbox" => {
+            return match suite::inbox::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hub-bench inbox: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -9,6 +9,7 @@
 //! Blocks with their own hub process: [`socketio`] (the hub through Socket.IO next to its
 //! native protocol) and [`jobs`] (the AI job queue with 1 and 4 workers).
 
+pub mod inbox;
 pub mod ingest;
 mod jobs;
 mod pinned;
