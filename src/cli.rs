@@ -246,7 +246,7 @@ const SERVE: &[Setting] = &[
     s(
         "HUB_PUBSUB_TIMEOUT_MS",
         "5000",
-        "Silence from Redis after which the pub/sub connection counts as dead",
+        "Silence from a Redis node after which its pub/sub connection counts as dead",
     ),
     s(
         "HUB_INBOX_MAXLEN",
@@ -257,6 +257,11 @@ const SERVE: &[Setting] = &[
         "HUB_INBOX_TTL_SECS",
         "86400",
         "An inbox expires this long after its last notification",
+    ),
+    s(
+        "HUB_INBOX_LOW_PER_MINUTE",
+        "10",
+        "Low-priority notifications pushed live per user and minute (0: no cap)",
     ),
     s(
         "HUB_SOCKET_SNDBUF",

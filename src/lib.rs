@@ -166,14 +166,10 @@ pub async fn run(
         .clone()
         .map(|hook| RoomHook::new(hook, metrics.clone()));
     let ingest = config.ingest_connections;
-    let connected = Arc::new(AtomicUsize::new(0));
+    let shared = IngestSlot::default();
     let subscribers: Vec<Addr<Subscriber>> = (0..ingest)
         .map(|index| {
-            let slot = IngestSlot {
-                index,
-                total: ingest,
-                connected: connected.clone(),
-            };
+            let slot = IngestSlot::new(index, ingest, &shared);
             let (target, metrics, history, inbox) = (
                 target.clone(),
                 metrics.clone(),

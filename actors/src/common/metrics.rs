@@ -33,6 +33,8 @@ pub enum OutKind {
     Analytics,
     /// `presence`.
     Presence,
+    /// `inbox-state`.
+    InboxState,
     /// Replies: `connected`, `pong`, `joined`, `left`, `subscribed`, `unsubscribed`.
     Reply,
     /// `error`.
@@ -40,13 +42,14 @@ pub enum OutKind {
 }
 
 impl OutKind {
-    const ALL: [OutKind; 8] = [
+    const ALL: [OutKind; 9] = [
         OutKind::Notification,
         OutKind::AiResult,
         OutKind::Chat,
         OutKind::Cache,
         OutKind::Analytics,
         OutKind::Presence,
+        OutKind::InboxState,
         OutKind::Reply,
         OutKind::Error,
     ];
@@ -61,6 +64,7 @@ impl OutKind {
             OutKind::Cache => "cache-invalidate",
             OutKind::Analytics => "analytics",
             OutKind::Presence => "presence",
+            OutKind::InboxState => "inbox-state",
             OutKind::Reply => "reply",
             OutKind::Error => "error",
         }
@@ -68,7 +72,7 @@ impl OutKind {
 }
 
 /// Labels of `hub_frames_in_total`: the client frame types plus `invalid`.
-pub const IN_KINDS: [&str; 9] = [
+pub const IN_KINDS: [&str; 11] = [
     "auth",
     "ping",
     "join-room",
@@ -76,6 +80,8 @@ pub const IN_KINDS: [&str; 9] = [
     "chat-message",
     "subscribe",
     "unsubscribe",
+    "mark-read",
+    "inbox-page",
     "invalid",
     "binary",
 ];
@@ -121,6 +127,11 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     /// Pub/sub connections lost (each one is followed by a reconnect attempt).
     pub redis_reconnects: IntCounter,
+    /// Masters of a cluster whose pub/sub link is down now, summed over the ingest
+    /// connections.
+    pub redis_nodes_down: IntGauge,
+    /// Pub/sub links taken for dead because they stopped answering.
+    pub redis_unresponsive: IntCounter,
     /// Times the subscriber stopped reading Redis until the shards caught up.
     pub redis_read_pauses: IntCounter,
     /// Bytes of frames handed to the shards and not yet fanned out.
@@ -154,12 +165,19 @@ pub struct Metrics {
     pub chat_foreign_ids: IntCounter,
     /// Notifications delivered from the inbox after a pub/sub reconnect (missed live).
     pub notifications_gap_filled: IntCounter,
+    /// Gap reads after a pub/sub reconnect that failed (retried, up to a limit).
+    pub gap_read_errors: IntCounter,
     /// Live notifications dropped because a gap fill or a session's replay already had them.
     pub notification_duplicates: IntCounter,
     /// Notifications replayed from the inbox to sessions that reconnected with `since`.
     pub notifications_replayed: IntCounter,
     /// Reconnecting sessions whose inbox could not be read (they got `recovered: false`).
     pub inbox_read_errors: IntCounter,
+    /// Low-priority notifications kept in the inbox but not pushed live (over the user's cap),
+    /// counted by each instance holding the user.
+    pub notifications_held: IntCounter,
+    /// Inbox requests (`mark-read`, `inbox-page`, the unread count) Redis could not answer.
+    pub inbox_errors: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -425,6 +443,16 @@ impl Metrics {
                 "hub_redis_reconnects_total",
                 "Redis pub/sub connections lost and re-established",
             ),
+            redis_nodes_down: gauge(
+                &r,
+                "hub_redis_nodes_down",
+                "Cluster masters whose pub/sub link is down, summed over the ingest connections",
+            ),
+            redis_unresponsive: counter(
+                &r,
+                "hub_redis_unresponsive_total",
+                "Redis pub/sub links taken for dead because they stopped answering",
+            ),
             redis_read_pauses: counter(
                 &r,
                 "hub_redis_read_pauses_total",
@@ -507,6 +535,11 @@ impl Metrics {
                 "hub_notifications_gap_filled_total",
                 "Notifications delivered from the inbox after a Redis pub/sub reconnect",
             ),
+            gap_read_errors: counter(
+                &r,
+                "hub_gap_read_errors_total",
+                "Gap reads after a Redis pub/sub reconnect that failed (each retried, up to 5 tries)",
+            ),
             notification_duplicates: counter(
                 &r,
                 "hub_notification_duplicates_dropped_total",
@@ -516,6 +549,16 @@ impl Metrics {
                 &r,
                 "hub_notifications_replayed_total",
                 "Notifications replayed from the inbox to sessions that reconnected with since",
+            ),
+            notifications_held: counter(
+                &r,
+                "hub_notifications_held_total",
+                "Low-priority notifications kept in the inbox but not pushed live (over the cap)",
+            ),
+            inbox_errors: counter(
+                &r,
+                "hub_inbox_errors_total",
+                "Inbox requests (mark-read, inbox-page, unread count) Redis could not answer",
             ),
             inbox_read_errors: counter(
                 &r,
