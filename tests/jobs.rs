@@ -7,107 +7,22 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
 
-use common::{eventually, hub, notification, Hub, Redis};
+use common::{
+    eventually, hub, notification,
+    worker::{worker, WorkerProc},
+    Hub, Redis,
+};
 use hub_jobs::{JobError, JobQueue, JobState, NewJob, QueueSettings, Worker, WorkerConfig};
 use serde_json::{json, Value};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
-
-/// A `relay-hub worker` process.
-struct WorkerProc {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-}
-
-/// Starts a worker named `id` against `redis` with the test handlers, no demo latency, and
-/// `env` on top. Its log (stderr, info level) is collected for [`WorkerProc::await_log`].
-fn worker(redis: &Redis, id: &str, env: &[(&str, &str)]) -> WorkerProc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-hub"));
-    cmd.arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", redis.url())
-        .env("RUST_LOG", "info")
-        .env("HUB_WORKER_ID", id)
-        .env("HUB_WORKER_TEST_HANDLERS", "1")
-        .env("HUB_DEMO_LATENCY_MS", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start relay-hub worker");
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    let echo = std::env::var("HUB_TEST_LOG").is_ok();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if echo {
-                eprintln!("{line}");
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    WorkerProc {
-        child: Some(child),
-        log,
-    }
-}
-
-impl WorkerProc {
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("worker running").id() as i32
-    }
-
-    fn signal(&self, sig: i32) {
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    async fn wait_exit(&mut self) -> Option<i32> {
-        let mut child = self.child.take().expect("worker running");
-        tokio::task::spawn_blocking(move || child.wait().unwrap().code())
-            .await
-            .unwrap()
-    }
-
-    /// Waits until the worker has advertised its job types and takes jobs.
-    async fn ready(self) -> Self {
-        self.await_log("taking jobs").await;
-        self
-    }
-
-    /// Waits until the worker's log contains `text`.
-    async fn await_log(&self, text: &str) {
-        eventually(&format!("worker log line `{text}`"), || async {
-            self.log.lock().unwrap().contains(text).then_some(())
-        })
-        .await
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// `POST /api/jobs` (202 expected); returns the reply.
 async fn post_job(hub: &Hub, headers: &[(&str, &str)], job: Value) -> Value {

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod cluster;
 pub mod resume;
 pub mod room_hook;
+pub mod worker;
 
 use std::{
     collections::BTreeSet,

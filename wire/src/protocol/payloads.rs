@@ -493,9 +493,9 @@ pub fn parse_inbound_timed(
         }
         ChannelKind::AiResults => {
             let check: AiResultCheck = check_object(payload)?;
-            if check.status != "success" && check.status != "error" {
+            if !matches!(&*check.status, "success" | "error" | "cancelled") {
                 return Err(PayloadError(
-                    "`status` must be \"success\" or \"error\"".into(),
+                    "`status` must be \"success\", \"error\" or \"cancelled\"".into(),
                 ));
             }
             let user = check_user(&check.user_id, None)?;

@@ -139,6 +139,8 @@ fn other_payloads() {
         parse_inbound(AI_RESULTS, ai),
         Ok(Inbound::AiResult { .. })
     ));
+    let cancelled = br#"{"jobId":"j1","userId":"u1","type":"t","status":"cancelled"}"#;
+    assert!(parse_inbound(AI_RESULTS, cancelled).is_ok());
     let bad_status = br#"{"jobId":"j1","userId":"u1","status":"maybe"}"#;
     assert!(parse_inbound(AI_RESULTS, bad_status).is_err());
     let chat = br#"{"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
