@@ -89,7 +89,7 @@ async fn a_worker_speaking_only_fcall_streams_and_completes_a_job_once() {
     .await;
     assert_eq!(done, 1);
 
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         result,
         json!({"jobId": "p-1", "userId": 7, "type": "py_echo", "status": "success",
@@ -171,7 +171,7 @@ async fn a_cancelled_running_job_stops_its_handler_and_is_not_retried() {
     assert_eq!(other, ["forbidden"]);
     let cancel: Vec<String> = fcall(&redis, "relay_job_cancel", &["c-1", "8"]).await;
     assert_eq!(cancel, ["cancelled", "running"]);
-    let result = owner.recv_type("ai-result").await["data"].clone();
+    let result = owner.recv_result().await["data"].clone();
     assert_eq!(
         result,
         json!({"jobId": "c-1", "userId": 8, "type": "test_gate", "status": "cancelled"})

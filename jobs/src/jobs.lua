@@ -39,6 +39,14 @@ end
 local function job_key(p, id) return p .. ':job:' .. id end
 local function chunks_key(p, id) return p .. ':chunks:' .. id end
 local function stream_key(p, prio) return p .. ':stream:' .. prio end
+-- the canonical user id of a job's raw JSON userId
+local function user_of(raw)
+  local ok, u = pcall(cjson.decode, raw or '')
+  if not ok then return nil end
+  if type(u) == 'number' then u = string.format('%d', u) end
+  return u
+end
+
 
 -- A job event for the hub (channel ai:jobs): `body` is the JSON members after `event`.
 local function job_event(id, user, event, body)
@@ -398,11 +406,7 @@ local function cancel(keys, args)
   local h = job_key(p, id)
   local st = redis.call('HMGET', h, 'state', 'userId', 'type', 'priority', 'entry', 'seq')
   if not st[1] then return {'unknown'} end
-  if args[2] and args[2] ~= '' then
-    local ok, u = pcall(cjson.decode, st[2] or '')
-    if type(u) == 'number' then u = string.format('%d', u) end
-    if not ok or u ~= args[2] then return {'forbidden'} end
-  end
+  if args[2] and args[2] ~= '' and user_of(st[2]) ~= args[2] then return {'forbidden'} end
   if st[1] ~= 'queued' and st[1] ~= 'running' then return {'finished', st[1]} end
   local now = now_ms()
   redis.call('HINCRBY', h, 'lease', 1)  -- fences the worker
@@ -448,14 +452,16 @@ local function stats(keys, args)
   return out
 end
 
--- relay_job_chunks <prefix> id after_seq -> {state, seq, s1, d1, s2, d2, ...}: the kept chunks
---   after `after_seq` (the current attempt's), with the job's state and last seq.
+-- relay_job_chunks <prefix> id after_seq [user] -> {state, seq, s1, d1, s2, d2, ...}: the kept
+--   chunks after `after_seq` (the current attempt's), with the job's state and last seq; {}
+--   for an unknown job, or another user's with `user`.
 local function chunks(keys, args)
   arg_count('relay_job_chunks', args, 2, 'id after_seq')
   local p, id = keys[1], args[1]
   local after = tonumber(args[2]) or 0
-  local st = redis.call('HMGET', job_key(p, id), 'state', 'seq')
+  local st = redis.call('HMGET', job_key(p, id), 'state', 'seq', 'userId')
   if not st[1] then return {} end
+  if args[3] and args[3] ~= '' and user_of(st[3]) ~= args[3] then return {} end
   local out = {st[1], st[2] or '0'}
   for _, e in ipairs(redis.call('XRANGE', chunks_key(p, id), '-', '+')) do
     local f = fields(e[2])

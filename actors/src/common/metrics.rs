@@ -25,6 +25,10 @@ pub enum OutKind {
     Notification,
     /// `ai-result`.
     AiResult,
+    /// `ai-chunk`.
+    AiChunk,
+    /// `ai-job`.
+    AiJob,
     /// `chat-message`.
     Chat,
     /// `cache-invalidate`.
@@ -40,9 +44,11 @@ pub enum OutKind {
 }
 
 impl OutKind {
-    const ALL: [OutKind; 8] = [
+    const ALL: [OutKind; 10] = [
         OutKind::Notification,
         OutKind::AiResult,
+        OutKind::AiChunk,
+        OutKind::AiJob,
         OutKind::Chat,
         OutKind::Cache,
         OutKind::Analytics,
@@ -57,6 +63,8 @@ impl OutKind {
         match self {
             OutKind::Notification => "notification",
             OutKind::AiResult => "ai-result",
+            OutKind::AiChunk => "ai-chunk",
+            OutKind::AiJob => "ai-job",
             OutKind::Chat => "chat-message",
             OutKind::Cache => "cache-invalidate",
             OutKind::Analytics => "analytics",
@@ -68,7 +76,7 @@ impl OutKind {
 }
 
 /// Labels of `hub_frames_in_total`: the client frame types plus `invalid`.
-pub const IN_KINDS: [&str; 9] = [
+pub const IN_KINDS: [&str; 11] = [
     "auth",
     "ping",
     "join-room",
@@ -76,6 +84,8 @@ pub const IN_KINDS: [&str; 9] = [
     "chat-message",
     "subscribe",
     "unsubscribe",
+    "cancel-job",
+    "watch-job",
     "invalid",
     "binary",
 ];

@@ -391,3 +391,60 @@ fn connected_says_how_the_session_resumes() {
         json!({"type":"connected","sessionId":"i-1","userId":7,"resume":"ab","resumed":true})
     );
 }
+
+#[test]
+fn job_events_become_chunk_and_state_frames_for_their_user() {
+    let chunk = br#"{"jobId":"j1","userId":7,"event":"chunk","seq":2,"delta":"lo"}"#;
+    match parse_inbound(AI_JOBS, chunk) {
+        Ok(Inbound::JobEvent {
+            user,
+            frame,
+            chunk: true,
+        }) => {
+            assert_eq!(&*user, "7");
+            let v: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(
+                v,
+                json!({"type": "ai-chunk", "data": {"jobId": "j1", "seq": 2, "delta": "lo"}})
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let state = br#"{"jobId":"j1","userId":"u","event":"state","state":"running","attempt":1}"#;
+    assert!(matches!(
+        parse_inbound(AI_JOBS, state),
+        Ok(Inbound::JobEvent { chunk: false, .. })
+    ));
+    for bad in [
+        &br#"{"jobId":"j1","userId":7,"event":"chunk","seq":2}"#[..],
+        br#"{"jobId":"j1","event":"chunk","seq":2,"delta":"x"}"#,
+        br#"{"jobId":"j1","userId":7,"event":"other"}"#,
+        br#"[1]"#,
+    ] {
+        assert!(parse_inbound(AI_JOBS, bad).is_err());
+    }
+}
+
+#[test]
+fn job_requests_are_validated() {
+    let parse = |s: &str| parse(s).map(|f| f.request);
+    assert_eq!(
+        parse(r#"{"type":"watch-job","jobId":"j-1","after":3}"#),
+        Ok(Request::WatchJob {
+            job: "j-1".into(),
+            after: 3
+        })
+    );
+    assert_eq!(
+        parse(r#"{"type":"cancel-job","jobId":42}"#),
+        Ok(Request::CancelJob { job: "42".into() })
+    );
+    for bad in [
+        r#"{"type":"cancel-job"}"#,
+        r#"{"type":"cancel-job","jobId":"a b"}"#,
+        r#"{"type":"watch-job","jobId":"j","after":-1}"#,
+        r#"{"type":"watch-job","jobId":"j","extra":1}"#,
+    ] {
+        assert_eq!(parse(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+    }
+}

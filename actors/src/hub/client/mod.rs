@@ -54,6 +54,7 @@ use hub_wire::protocol::{
 };
 
 mod host;
+mod jobs;
 mod pacing;
 mod resume;
 mod rooms;
@@ -462,6 +463,9 @@ impl ClientCore {
                 self.set_topic(topic, true, id, io);
             }
             Request::Unsubscribe(topic) => self.set_topic(topic, false, id, io),
+            job @ (Request::CancelJob { .. } | Request::WatchJob { .. }) => {
+                self.job_request(job, &identity, id, io)
+            }
         }
     }
 
@@ -595,6 +599,7 @@ impl ClientCore {
                 self.refreshed(*fresh, id, revoked_at, io);
                 self.unbusy(io);
             }
+            Outcome::Job { job, id, result } => self.job_answered(job, id, result, io),
             Outcome::Published { room, id, result } => {
                 match result {
                     Ok(message_id) => io.reply(
