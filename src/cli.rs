@@ -34,251 +34,345 @@ impl Vars for Cli {
     }
 }
 
-/// `(variable, help)` for options every mode reads.
-const COMMON: &[(&str, &str)] = &[
-    (
+/// A setting: its environment variable, its default as `docs/configuration.md` gives it
+/// (empty: none), and its help. `tests/configuration.rs` compares these with the docs' table
+/// both ways, and each literal default with what the configuration does without the variable.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// The variable (`HUB_JWT_SECRET`); the flag is [`flag_name`] of it.
+    pub var: &'static str,
+    /// The default, in the docs' words; `""` when there is none.
+    pub default: &'static str,
+    /// What it sets.
+    pub help: &'static str,
+}
+
+const fn s(var: &'static str, default: &'static str, help: &'static str) -> Setting {
+    Setting { var, default, help }
+}
+
+/// Settings every mode reads.
+const COMMON: &[Setting] = &[
+    s(
         "REDIS_URL",
-        "Redis every instance shares [default: redis://127.0.0.1:6379]",
+        "redis://127.0.0.1:6379",
+        "Redis every instance shares",
     ),
-    (
+    s(
         "REDIS_CLUSTER_URLS",
+        "",
         "A Redis Cluster instead: comma-separated node URLs (redis://host:port,...)",
     ),
-    (
+    s(
         "HUB_JOB_STATE_TTL_SECS",
-        "How long a job's state is kept after its last change [default: 86400]",
+        "86400",
+        "How long a job's state is kept after its last change",
     ),
 ];
 
-/// `(variable, help)` for the hub's options.
-const SERVE: &[(&str, &str)] = &[
-    ("PORT", "HTTP and WebSocket port [default: 8080]"),
-    (
-        "HUB_HOST",
-        "Bind address [default: 0.0.0.0; 127.0.0.1 in dev mode]",
-    ),
-    (
+/// The hub's settings.
+const SERVE: &[Setting] = &[
+    s("PORT", "8080", "HTTP and WebSocket port"),
+    s("HUB_HOST", "0.0.0.0; 127.0.0.1 in dev mode", "Bind address"),
+    s(
         "HUB_AUTH",
+        "",
         "`dev` trusts ?userId= (local use only, loopback unless --auth-dev-allow-remote)",
     ),
-    (
+    s(
         "HUB_AUTH_DEV_ALLOW_REMOTE",
+        "0",
         "Let dev mode listen on a non-loopback address (1 to force)",
     ),
-    (
+    s(
         "HUB_JWT_SECRET",
+        "",
         "HS256 secret for client tokens, at least 32 bytes (prefer the variable: flags show in ps)",
     ),
-    (
+    s(
         "HUB_JWT_PUBLIC_KEY_FILE",
+        "",
         "PEM public key for RS256, ES256 or EdDSA tokens (the key type sets the algorithm)",
     ),
-    (
+    s(
         "HUB_JWKS_URL",
+        "",
         "Your identity provider's JWKS (https://, or http:// to loopback); keys pin their alg",
     ),
-    (
+    s(
         "HUB_JWKS_REFRESH_SECS",
-        "Fetch the JWKS again after this many seconds (default 300; an unknown kid fetches sooner)",
+        "300",
+        "Fetch the JWKS again after this many seconds (an unknown kid fetches sooner)",
     ),
-    ("HUB_JWT_AUDIENCE", "Required `aud` claim"),
-    ("HUB_JWT_ISSUER", "Required `iss` claim"),
-    (
+    s("HUB_JWT_AUDIENCE", "", "Required `aud` claim"),
+    s("HUB_JWT_ISSUER", "", "Required `iss` claim"),
+    s(
         "HUB_API_KEY",
+        "",
         "Bearer key for /api/* (prefer the variable: flags show in ps)",
     ),
-    (
+    s(
         "HUB_API_OPEN",
+        "0",
         "Open /api/* without a key (1); without a key and this, /api/* is refused",
     ),
-    (
+    s(
         "WEBAPP_URL",
+        "",
         "The web app's origin, allowed to connect from browsers",
     ),
-    (
+    s(
         "HUB_ALLOWED_ORIGINS",
+        "",
         "More allowed browser origins, comma-separated",
     ),
-    (
+    s(
         "HUB_AUTH_FAILURES_PER_MINUTE",
-        "Failed authentications per client address and minute, 0 = unlimited [default: 20]",
+        "20",
+        "Failed authentications per client address and minute, 0 = unlimited",
     ),
-    (
+    s(
         "HUB_AUTH_TIMEOUT_MS",
-        "Time for a first-frame `auth` or a Socket.IO CONNECT [default: 10000]",
+        "10000",
+        "Time for a first-frame `auth` or a Socket.IO CONNECT",
     ),
-    (
+    s(
         "HUB_MAX_CONNECTIONS",
-        "Most open connections, 0 = unlimited [default: 0]",
+        "0",
+        "Most open connections, 0 = unlimited",
     ),
-    (
+    s(
         "HUB_MAX_CONNECTIONS_PER_IP",
-        "Most open connections per client IP, 0 = unlimited [default: 256]",
+        "256",
+        "Most open connections per client IP, 0 = unlimited",
     ),
-    (
+    s(
         "HUB_TRUSTED_PROXIES",
+        "",
         "Proxies (addresses, CIDRs, comma-separated) whose X-Forwarded-For / Forwarded headers name the client",
     ),
-    (
+    s(
         "HUB_PUBLIC_ROOMS",
+        "",
         "Rooms any signed-in user may join: names and prefix* patterns, comma-separated; * for all",
     ),
-    (
+    s(
         "HUB_ROOM_AUTH_URL",
+        "",
         "The application's room hook, asked who may join and post (https://, or http:// to loopback)",
     ),
-    (
+    s(
         "HUB_ROOM_AUTH_KEY",
+        "",
         "Bearer key the hub sends to the room hook (prefer the variable: flags show in ps)",
     ),
-    (
+    s(
         "HUB_ROOM_AUTH_TIMEOUT_MS",
-        "Time the room hook has to answer; later is a refusal [default: 2000]",
+        "2000",
+        "Time the room hook has to answer; later is a refusal",
     ),
-    (
+    s(
         "HUB_MAX_TOKEN_LIFETIME_SECS",
-        "Longest token lifetime accepted (exp - iat), also how long a revocation is kept [default: 86400]",
+        "86400",
+        "Longest token lifetime accepted (exp - iat), also how long a revocation is kept",
     ),
-    (
+    s(
         "HUB_USER_MESSAGES_PER_SEC",
-        "Chat messages per user per second across all its sessions, 0 = unlimited [default: 10]",
+        "10",
+        "Chat messages per user per second across all its sessions, 0 = unlimited",
     ),
-    (
+    s(
         "HUB_USER_MESSAGE_BURST",
-        "Chat messages per user at once [default: 20]",
+        "20",
+        "Chat messages per user at once",
     ),
-    (
+    s(
         "HUB_USER_JOINS_PER_SEC",
-        "Joins per user per second across all its sessions, 0 = unlimited [default: 10]",
+        "10",
+        "Joins per user per second across all its sessions, 0 = unlimited",
     ),
-    ("HUB_USER_JOIN_BURST", "Joins per user at once [default: 50]"),
-    (
+    s("HUB_USER_JOIN_BURST", "50", "Joins per user at once"),
+    s(
         "HUB_RESUME_RECORDS_PER_USER",
-        "Resume records kept per user; the oldest go first [default: 16]",
+        "16",
+        "Resume records kept per user; the oldest go first",
     ),
-    (
+    s(
         "HUB_RESUME_RECORDS_PER_ADDRESS",
-        "Resume records kept per client address (IPv6 per /64) [default: 256]",
+        "256",
+        "Resume records kept per client address (IPv6 per /64)",
     ),
-    ("HUB_WORKERS", "HTTP worker threads [default: CPU count]"),
-    (
+    s("HUB_WORKERS", "CPU count", "HTTP worker threads"),
+    s(
         "HUB_INGEST_CONNECTIONS",
-        "Redis pub/sub connections, each on its own thread [default: half the workers, rounded up]",
+        "half of HUB_WORKERS, rounded up",
+        "Redis pub/sub connections, each on its own thread",
     ),
-    ("HUB_MAX_FRAME_BYTES", "Largest client frame"),
-    ("HUB_MAX_MESSAGE_CHARS", "Longest chat message"),
-    (
+    s("HUB_MAX_FRAME_BYTES", "65536", "Largest client frame"),
+    s("HUB_MAX_MESSAGE_CHARS", "4000", "Longest chat message"),
+    s(
         "HUB_MAX_ROOMS_PER_SESSION",
+        "100",
         "Most rooms one session may join",
     ),
-    ("HUB_RATE_PER_SEC", "Client frames per second"),
-    ("HUB_RATE_BURST", "Client frame burst"),
-    (
+    s("HUB_RATE_PER_SEC", "20", "Client frames per second"),
+    s("HUB_RATE_BURST", "40", "Client frame burst"),
+    s(
         "HUB_ERROR_BURST",
+        "10",
         "Errors a client may cause before it is closed",
     ),
-    ("HUB_HEARTBEAT_MS", "Server ping interval"),
-    (
+    s("HUB_HEARTBEAT_MS", "30000", "Server ping interval"),
+    s(
         "HUB_CLIENT_TIMEOUT_MS",
+        "60000",
         "Silence after which a client is dropped",
     ),
-    (
+    s(
         "HUB_SESSION_QUEUE_FRAMES",
-        "Mailbox capacity, a backstop [default: HUB_SESSION_QUEUE_BYTES / 64 + 1]",
+        "HUB_SESSION_QUEUE_BYTES / 64 + 1",
+        "Mailbox capacity, a backstop",
     ),
-    (
+    s(
         "HUB_SESSION_QUEUE_BYTES",
-        "Bytes held for one client (mailbox and write queue) before it is a slow consumer [default: 1048576]",
+        "1048576",
+        "Bytes held for one client (mailbox and write queue) before it is a slow consumer",
     ),
-    (
+    s(
         "HUB_WRITE_TIMEOUT_MS",
-        "A client whose socket takes nothing this long while frames wait is a slow consumer [default: 10000]",
+        "10000",
+        "A client whose socket takes nothing this long while frames wait is a slow consumer",
     ),
-    (
+    s(
         "HUB_PUBSUB_TIMEOUT_MS",
-        "Silence from Redis after which the pub/sub connection counts as dead [default: 5000]",
+        "5000",
+        "Silence from a Redis node after which its pub/sub connection counts as dead",
     ),
-    (
+    s(
         "HUB_INBOX_MAXLEN",
-        "Notifications kept per user inbox [default: 100]",
+        "100",
+        "Notifications kept per user inbox",
     ),
-    (
+    s(
         "HUB_INBOX_TTL_SECS",
-        "An inbox expires this long after its last notification [default: 86400]",
+        "86400",
+        "An inbox expires this long after its last notification",
     ),
-    ("HUB_SOCKET_SNDBUF", "Socket send buffer, 0 = the kernel's"),
-    (
-        "HUB_HISTORY_LIMIT",
-        "Chat messages in `joined` [default: 50]",
+    s(
+        "HUB_SOCKET_SNDBUF",
+        "65536",
+        "Socket send buffer, 0 = the kernel's",
     ),
-    (
+    s("HUB_HISTORY_LIMIT", "50", "Chat messages in `joined`"),
+    s(
         "HUB_HISTORY_MAXLEN",
-        "Chat messages kept per room [default: 1000]",
+        "1000",
+        "Chat messages kept per room",
     ),
-    (
+    s(
         "HUB_HISTORY_TTL_SECS",
+        "604800",
         "Room history lifetime without messages, 0 = forever",
     ),
-    (
+    s(
         "HUB_HISTORY_RECOVERY_LIMIT",
-        "Most messages a `since` recovery returns [default: 100]",
+        "100",
+        "Most messages a `since` recovery returns",
     ),
-    (
+    s(
         "HUB_SIO_RECOVERY_SECS",
-        "Socket.IO connection state recovery window, 0 = off [default: 120]",
+        "120",
+        "Session resume window (Socket.IO recovery and native resume), 0 = off",
     ),
-    (
+    s(
         "HUB_PRESENCE_TTL_MS",
-        "Room presence heartbeat TTL [default: 15000]",
+        "15000",
+        "Room presence heartbeat TTL",
     ),
-    (
+    s(
         "HUB_ROOM_PRESENCE_LIMIT",
-        "Rooms with more users get no presence events [default: 1000]",
+        "1000",
+        "Rooms with more users get no presence events",
     ),
-    (
+    s(
         "HUB_STATIC_DIR",
-        "Serve the demo pages from this directory [default: built in]",
+        "",
+        "Serve the demo pages from this directory instead of the built-in copies",
     ),
-    ("HUB_INSTANCE_ID", "This instance's id [default: random]"),
-    (
+    s("HUB_INSTANCE_ID", "random", "This instance's id"),
+    s(
         "HUB_SHUTDOWN_BATCH",
+        "0",
         "Sessions closed per batch at shutdown, 0 = all",
     ),
-    (
+    s(
         "HUB_SHUTDOWN_BATCH_PAUSE_MS",
+        "0",
         "Pause between shutdown batches",
     ),
-    (
+    s(
         "HUB_CANARY_INTERVAL_MS",
-        "Health canary interval [default: 1000]",
+        "1000",
+        "Health canary interval",
     ),
-    (
+    s(
         "HUB_CANARY_TIMEOUT_MS",
-        "Canary age at which /health is degraded [default: 3000]",
+        "3000",
+        "Canary age at which /health is degraded",
     ),
-    (
+    s(
+        "HUB_JOB_TYPES",
+        "",
+        "Job types POST /api/jobs queues even while no worker has advertised them, comma-separated",
+    ),
+    s(
         "HUB_DISPATCH_BACKLOG_BYTES",
+        "4194304",
         "Fan-out backlog above which Redis is not read",
     ),
 ];
 
-/// `(variable, help)` for the worker's options.
-const WORKER: &[(&str, &str)] = &[
-    ("HUB_WORKER_ID", "Consumer name [default: host-pid-random]"),
-    ("HUB_WORKER_CONCURRENCY", "Jobs run at once"),
-    ("HUB_JOB_VISIBILITY_MS", "Lease of a taken job"),
-    (
+/// The worker's settings.
+const WORKER: &[Setting] = &[
+    s(
+        "HUB_WORKER_ID",
+        "{hostname}-{pid}-{random}",
+        "Consumer name",
+    ),
+    s("HUB_WORKER_CONCURRENCY", "4", "Jobs run at once"),
+    s("HUB_JOB_VISIBILITY_MS", "30000", "Lease of a taken job"),
+    s(
         "HUB_JOB_MAX_ATTEMPTS",
-        "Attempts before a job is dead-lettered [default: 3]",
+        "3",
+        "Attempts before a job is dead-lettered",
     ),
-    ("HUB_JOB_RETRY_BACKOFF_MS", "Pause before a retry"),
-    ("HUB_WORKER_DRAIN_MS", "Time to finish jobs at shutdown"),
-    (
+    s("HUB_JOB_RETRY_BACKOFF_MS", "1000", "Pause before a retry"),
+    s(
+        "HUB_WORKER_DRAIN_MS",
+        "10000",
+        "Time to finish jobs at shutdown",
+    ),
+    s(
         "HUB_DEMO_LATENCY_MS",
-        "Simulated work time of the demo handlers [default: 1000]",
+        "1000",
+        "Simulated work time of the demo handlers",
     ),
-    ("HUB_WORKER_TEST_HANDLERS", "Register the test handlers (1)"),
+    s(
+        "HUB_WORKER_TEST_HANDLERS",
+        "0",
+        "Register the test handlers (1)",
+    ),
 ];
+
+/// The hub's settings (`serve` and `check`), in the order of `--help`.
+pub fn hub_settings() -> impl Iterator<Item = &'static Setting> {
+    COMMON.iter().chain(SERVE)
+}
+
+/// The worker's settings, in the order of `--help`.
+pub fn worker_settings() -> impl Iterator<Item = &'static Setting> {
+    COMMON.iter().chain(WORKER)
+}
 
 /// Variables that are switches: `--api-open` alone means `1`.
 const SWITCHES: &[&str] = &[
@@ -295,10 +389,14 @@ pub fn flag_name(var: &str) -> String {
         .replace('_', "-")
 }
 
-fn options(table: &[(&'static str, &'static str)]) -> Vec<Arg> {
+fn options(table: &[Setting]) -> Vec<Arg> {
     table
         .iter()
-        .map(|&(var, help)| {
+        .map(|&Setting { var, default, help }| {
+            let help = match default {
+                "" => help.to_string(),
+                d => format!("{help} [default: {d}]"),
+            };
             let arg = Arg::new(var)
                 .long(flag_name(var))
                 .env(var)
@@ -342,14 +440,11 @@ pub fn command() -> Command {
         )
 }
 
-fn given(
-    matches: &ArgMatches,
-    tables: &[&[(&'static str, &'static str)]],
-) -> HashMap<&'static str, String> {
+fn given(matches: &ArgMatches, tables: &[&[Setting]]) -> HashMap<&'static str, String> {
     tables
         .iter()
         .flat_map(|t| t.iter())
-        .filter_map(|&(var, _)| {
+        .filter_map(|&Setting { var, .. }| {
             matches
                 .get_one::<String>(var)
                 .filter(|v| !v.trim().is_empty())
@@ -441,7 +536,7 @@ mod tests {
         let source = include_str!("config.rs");
         let known: Vec<&str> = [COMMON, SERVE, WORKER]
             .iter()
-            .flat_map(|t| t.iter().map(|(v, _)| *v))
+            .flat_map(|t| t.iter().map(|s| s.var))
             .collect();
         for quoted in source.split('"').skip(1).step_by(2) {
             let is_var =

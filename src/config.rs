@@ -82,6 +82,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// How long a job's state is kept after its last change (`HUB_JOB_STATE_TTL_SECS`).
     pub job_state_ttl: Duration,
+    /// Job types `POST /api/jobs` queues even when no worker advertised them (`HUB_JOB_TYPES`).
+    pub job_types: Vec<String>,
     /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
     pub history: HistoryConfig,
     /// Notification inboxes (`HUB_INBOX_MAXLEN`, `HUB_INBOX_TTL_SECS`).
@@ -616,6 +618,8 @@ impl Config {
                 "a number of failures",
             )?,
             job_state_ttl: job_state_ttl(vars)?,
+            job_types: hub_jobs::parse_types(&vars.get("HUB_JOB_TYPES").unwrap_or_default())
+                .map_err(|e| format!("HUB_JOB_TYPES: {e}"))?,
             history,
             inbox,
             presence_ttl,

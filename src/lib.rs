@@ -167,14 +167,10 @@ pub async fn run(
         .clone()
         .map(|hook| RoomHook::new(hook, metrics.clone()));
     let ingest = config.ingest_connections;
-    let connected = Arc::new(AtomicUsize::new(0));
+    let shared = IngestSlot::default();
     let subscribers: Vec<Addr<Subscriber>> = (0..ingest)
         .map(|index| {
-            let slot = IngestSlot {
-                index,
-                total: ingest,
-                connected: connected.clone(),
-            };
+            let slot = IngestSlot::new(index, ingest, &shared);
             let (target, metrics, history, inbox) = (
                 target.clone(),
                 metrics.clone(),
@@ -267,6 +263,7 @@ pub async fn run(
         publisher.connection(),
         publisher.is_cluster(),
         config.job_state_ttl,
+        config.job_types.clone(),
         &metrics,
     ));
     let engine_metrics = Arc::new(EngineMetrics::register(

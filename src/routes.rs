@@ -16,8 +16,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file}", web::get().to(static_file));
 }
 
-/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis is unreachable or the pub/sub
-/// subscription no longer delivers (the canary does not come back). `redis.reconnects`
+/// `GET /health`: 200 `ok`, or 503 `degraded` while Redis (or a master of the cluster,
+/// counted in `redis.nodesDown`) is unreachable or the pub/sub subscription no longer
+/// delivers (the canary does not come back). `redis.reconnects`
 /// counts pub/sub connections lost and re-established (e.g. Redis dropping the hub for its
 /// pub/sub output-buffer limit), so a past outage stays visible after recovery.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -41,6 +42,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "redis": {
             "connected": connected,
             "reconnects": m.redis_reconnects.get(),
+            "nodesDown": m.redis_nodes_down.get(),
             "delivering": canary.delivering,
             "canaryRoundTripMs": canary.round_trip_ms,
         },

@@ -59,10 +59,18 @@ pub struct JobsApi {
 
 impl JobsApi {
     /// The job API on `conn` (to a cluster when `cluster`), keeping job state for
-    /// `state_ttl`; registers its metrics into the instance's registry.
-    pub fn new(conn: Conn, cluster: bool, state_ttl: Duration, metrics: &Metrics) -> Self {
+    /// `state_ttl` and taking `known_types` whether advertised or not; registers its metrics
+    /// into the instance's registry.
+    pub fn new(
+        conn: Conn,
+        cluster: bool,
+        state_ttl: Duration,
+        known_types: Vec<String>,
+        metrics: &Metrics,
+    ) -> Self {
         let settings = QueueSettings {
             state_ttl,
+            known_types,
             ..QueueSettings::for_target(cluster)
         };
         JobsApi {

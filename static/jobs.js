@@ -16,7 +16,9 @@ export function setupJobForm(userId) {
         body: JSON.stringify({ type: 'llama_inference', userId: userId(), payload: { text } }),
       });
       const body = await res.json();
-      if (res.ok) logEvent(`job ${body.id} queued`, false, 'job');
+      if (res.ok && body.workerLive === false) {
+        logEvent(`job ${body.id} queued; no worker is running now (start \`relay-hub worker\`)`, false, 'job');
+      } else if (res.ok) logEvent(`job ${body.id} queued`, false, 'job');
       else logEvent(`job refused: ${body.error ? body.error.message : res.status}`, true, 'job');
     } catch (err) {
       logEvent(`job not sent: ${err}`, true, 'job');

@@ -325,3 +325,219 @@ async fn a_failed_master_is_replaced_and_delivery_resumes() {
     assert_eq!(hello["recovered"], true);
     assert_eq!(title(&mut again).await, "after");
 }
+
+/// `FCALL relay_notify` straight on the master on `port` (which serves the user's slot).
+async fn fcall_on(port: u16, user: &str, title: &str) {
+    let mut conn = common::cluster::node_conn(port).await.unwrap();
+    let _: redis::Value = redis::cmd("FCALL")
+        .arg("relay_notify")
+        .arg(1)
+        .arg(format!("inbox:{{user:notifications:{user}}}"))
+        .arg(note(user, title).to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Subscribers of the classic channel `channel` on the node on `port` (classic
+/// subscriptions are per node).
+async fn numsub(port: u16, channel: &str) -> i64 {
+    let mut conn = common::cluster::node_conn(port).await.unwrap();
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    counts[0].1
+}
+
+/// The master the hub reads the fixed channels from.
+async fn fixed_master(cluster: &Cluster) -> u16 {
+    for port in cluster.masters().await {
+        if numsub(port, "ai:results").await == 1 {
+            return port;
+        }
+    }
+    panic!("no master carries the hub's fixed channels");
+}
+
+/// A user (`{prefix}N`) whose channel is on the master `port`.
+async fn user_on(cluster: &Cluster, port: u16, prefix: &str) -> String {
+    for i in 0.. {
+        let user = format!("{prefix}{i}");
+        if cluster
+            .master_of(&format!("user:notifications:{user}"))
+            .await
+            == port
+        {
+            return user;
+        }
+    }
+    unreachable!()
+}
+
+/// A room whose channel is on the master `port`.
+async fn room_on(cluster: &Cluster, port: u16) -> String {
+    for i in 0.. {
+        let room = format!("r{i}");
+        if cluster.master_of(&format!("chat:room:{room}")).await == port {
+            return room;
+        }
+    }
+    unreachable!()
+}
+
+/// Waits until `/health` says `status` with `redis.nodesDown` == `down`.
+async fn health_is(hub: &Hub, status: &str, down: i64) {
+    eventually(&format!("/health to say {status}, {down} down"), || async {
+        let (_, health) = hub.health().await;
+        (health["status"] == status && health["redis"]["nodesDown"] == down).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_master_that_stops_answering_is_noticed_while_the_others_send() {
+    let cluster = Cluster::start(3, 0).await;
+    // Redis keeps serving the other masters' slots while one is unreachable.
+    cluster
+        .config_set("cluster-require-full-coverage", "no")
+        .await;
+    let hub = hub_on(&cluster, &[("HUB_PUBSUB_TIMEOUT_MS", "500")]).await;
+    // The hung master is not the one carrying the fixed channels: the canary keeps bytes
+    // coming from that one the whole time.
+    let fixed = fixed_master(&cluster).await;
+    let masters = cluster.masters().await;
+    let hung = *masters.iter().find(|p| **p != fixed).unwrap();
+    let (stuck_user, late_user, fine_user) = (
+        user_on(&cluster, hung, "s").await,
+        user_on(&cluster, hung, "l").await,
+        user_on(&cluster, fixed, "f").await,
+    );
+    let mut stuck = hub.user(&stuck_user).await;
+
+    cluster.signal(hung, "STOP");
+    // Noticed by its own unanswered PING, and reported.
+    health_is(&hub, "degraded", 1).await;
+    assert_eq!(hub.metric("hub_redis_unresponsive_total").await, 1.0);
+    // A session whose channel is on the hung master waits for its subscription; the other
+    // masters' channels keep working: a session there is connected (its subscribe is not
+    // stuck behind the hung master) and delivered to.
+    let mut late = Client::connect(&hub.ws_url(&format!("userId={late_user}"))).await;
+    let mut fine = hub.user(&fine_user).await;
+    fcall_on(fixed, &fine_user, "meanwhile").await;
+    assert_eq!(title(&mut fine).await, "meanwhile");
+
+    cluster.signal(hung, "CONT");
+    health_is(&hub, "ok", 0).await;
+    assert_eq!(
+        late.recv_type("connected").await["userId"],
+        json!(late_user)
+    );
+    for (client, user) in [(&mut stuck, &stuck_user), (&mut late, &late_user)] {
+        fcall_on(hung, user, "back").await;
+        assert_eq!(title(client).await, "back", "{user} is subscribed again");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_master_stops_only_its_slots_and_theirs_are_filled_after_the_failover() {
+    let mut cluster = Cluster::start(3, 1).await;
+    cluster
+        .config_set("cluster-require-full-coverage", "no")
+        .await;
+    // The test says when the replica takes over.
+    cluster
+        .config_set("cluster-replica-no-failover", "yes")
+        .await;
+    let hub = hub_on(&cluster, &[("HUB_INGEST_CONNECTIONS", "2")]).await;
+    // The failed master carries the fixed channels too.
+    let failed = fixed_master(&cluster).await;
+    let replica = cluster.replica_of(failed).await;
+    let other = *cluster
+        .masters()
+        .await
+        .iter()
+        .find(|p| **p != failed)
+        .unwrap();
+    let (gone_user, kept_user, new_user) = (
+        user_on(&cluster, failed, "g").await,
+        user_on(&cluster, other, "k").await,
+        user_on(&cluster, other, "n").await,
+    );
+    let mut gone = hub.user(&gone_user).await;
+    let mut kept = hub.user(&kept_user).await;
+    let room = room_on(&cluster, failed).await;
+    gone.join(&room).await;
+    // The replica has everything up to here (the inbox function included).
+    fcall_on(failed, &gone_user, "before").await;
+    assert_eq!(title(&mut gone).await, "before");
+    let conn = common::cluster::node_conn(failed).await.unwrap();
+    eventually("the replica to acknowledge the write", || async {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query_async(&mut conn.clone())
+            .await
+            .ok()?;
+        (acked == 1).then_some(())
+    })
+    .await;
+
+    cluster.kill(failed);
+    // One master down, counted by each ingest connection.
+    health_is(&hub, "degraded", 2).await;
+    // The other masters' channels go on: live notifications, a new session.
+    fcall_on(other, &kept_user, "during").await;
+    assert_eq!(title(&mut kept).await, "during");
+    let mut new = hub.user(&new_user).await;
+    fcall_on(other, &new_user, "hello").await;
+    assert_eq!(title(&mut new).await, "hello");
+    // The fixed channels moved to a master that answers.
+    let moved = eventually("the fixed channels to move", || async {
+        for port in cluster.masters().await {
+            if port != failed && numsub(port, "ai:results").await == 1 {
+                return Some(port);
+            }
+        }
+        None
+    })
+    .await;
+    let result = json!({"jobId": "j", "userId": kept_user, "status": "success", "result": {}});
+    let mut conn = common::cluster::node_conn(moved).await.unwrap();
+    let _: redis::Value = redis::cmd("PUBLISH")
+        .arg("ai:results")
+        .arg(result.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept.recv_type("ai-result").await["data"]["jobId"], "j");
+
+    // The hub may not subscribe until the test allows it, so what is published after the
+    // failover is surely published while the hub cannot receive it.
+    cluster.set_acl("-ssubscribe").await;
+    cluster.take_over(replica).await;
+    fcall(&cluster, &gone_user, "after").await;
+    let chat_body = json!({"userId": "svc", "username": "svc", "message": "missed"});
+    let (status, body) = api(&hub, "POST", &format!("/api/chat/{room}"), &chat_body).await;
+    assert_eq!(status, 202, "{body}");
+    cluster.set_acl("+ssubscribe").await;
+    // Filled from the inbox and the history (per channel, so in either order).
+    let mut filled = Vec::new();
+    for _ in 0..2 {
+        let frame = gone.recv().await;
+        filled.push(match frame["type"].as_str() {
+            Some("notification") => frame["data"]["title"].clone(),
+            Some("chat-message") => frame["data"]["message"].clone(),
+            _ => panic!("unexpected {frame}"),
+        });
+    }
+    filled.sort_by_key(|v| v.to_string());
+    assert_eq!(filled, [json!("after"), json!("missed")]);
+    assert_eq!(hub.metric("hub_notifications_gap_filled_total").await, 1.0);
+    assert_eq!(hub.metric("hub_chat_gap_filled_total").await, 1.0);
+    health_is(&hub, "ok", 0).await;
+    fcall(&cluster, &kept_user, "later").await;
+    assert_eq!(title(&mut kept).await, "later");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     eventually, hub,
-    worker::{worker, WorkerProc},
+    jobs::{worker, WorkerProc},
     Hub, Redis,
 };
 use serde_json::{json, Value};
@@ -62,7 +62,7 @@ async fn a_worker_speaking_only_fcall_streams_and_completes_a_job_once() {
     let claim: Vec<String> = fcall(
         &redis,
         "relay_job_claim",
-        &["py-worker", "30000", "3", "60000", "py_echo"],
+        &["py-worker", "30000", "3", "60000", "100", "py_echo"],
     )
     .await;
     assert_eq!((claim[0].as_str(), claim[7].as_str()), ("job", "p-1"));
@@ -120,7 +120,7 @@ async fn a_worker_speaking_only_fcall_streams_and_completes_a_job_once() {
     assert_eq!(failed, "stale");
 
     // Bad arguments: a clear error, nothing changed.
-    let err = try_fcall::<redis::Value>(&redis, "relay_job_claim", &["w", "soon", "3", "1"])
+    let err = try_fcall::<redis::Value>(&redis, "relay_job_claim", &["w", "soon", "3", "1", "1"])
         .await
         .unwrap_err()
         .to_string();
@@ -131,7 +131,7 @@ async fn a_worker_speaking_only_fcall_streams_and_completes_a_job_once() {
     let err = try_fcall::<redis::Value>(
         &redis,
         "relay_job_enqueue",
-        &["x y", "t", "1", "normal", "{}", "1000", "0"],
+        &["x y", "t", "1", "normal", "{}", "1000", "1", "0"],
     )
     .await
     .unwrap_err()

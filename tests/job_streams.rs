@@ -34,7 +34,7 @@ async fn enqueue_and_claim(hub: &Hub, redis: &Redis, id: &str, user: &str) -> St
     let claim: Vec<String> = fcall(
         redis,
         "relay_job_claim",
-        &["w", "30000", "3", "60000", "stream_test"],
+        &["w", "30000", "3", "60000", "100", "stream_test"],
     )
     .await;
     assert_eq!(claim[7], id);
@@ -200,7 +200,7 @@ async fn delete_cancels_a_queued_job_which_then_never_runs() {
     let claim: Vec<String> = fcall(
         &redis,
         "relay_job_claim",
-        &["w", "30000", "3", "60000", "stream_test"],
+        &["w", "30000", "3", "60000", "100", "stream_test"],
     )
     .await;
     assert_eq!(claim[0], "none", "a cancelled job is never claimed");

@@ -14,64 +14,12 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    eventually, hub, notification,
-    worker::{worker, WorkerProc},
-    Hub, Redis,
+use common::jobs::{
+    await_state, enqueue, enqueue_early, get_job, post_job, worker, xlen, WorkerProc, JSON,
 };
+use common::{eventually, hub, notification, Redis};
 use hub_jobs::{JobError, JobQueue, JobState, NewJob, QueueSettings, Worker, WorkerConfig};
 use serde_json::{json, Value};
-
-const JSON: (&str, &str) = ("content-type", "application/json");
-
-/// `POST /api/jobs` (202 expected); returns the reply.
-async fn post_job(hub: &Hub, headers: &[(&str, &str)], job: Value) -> Value {
-    let mut all = vec![JSON];
-    all.extend_from_slice(headers);
-    let (status, body) = hub.http("POST", "/api/jobs", &all, &job.to_string()).await;
-    assert_eq!(status, 202, "{body}");
-    let reply: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(reply["status"], "queued");
-    reply
-}
-
-/// Enqueues a job with the given id through `POST /api/jobs` (a worker for `kind` runs).
-async fn enqueue(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
-    let reply = post_job(
-        hub,
-        &[],
-        json!({"id": id, "type": kind, "userId": user, "payload": payload}),
-    )
-    .await;
-    assert_eq!(reply["id"], id);
-}
-
-/// Like [`enqueue`], before any worker for `kind` runs (`waitForWorker`).
-async fn enqueue_early(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
-    let reply = post_job(
-        hub,
-        &[],
-        json!({"id": id, "type": kind, "userId": user, "payload": payload,
-               "waitForWorker": true}),
-    )
-    .await;
-    assert_eq!(reply["id"], id);
-}
-
-/// `GET /api/jobs/{id}` as (status, JSON).
-async fn get_job(hub: &Hub, id: &str) -> (u16, Value) {
-    let (status, body) = hub.http("GET", &format!("/api/jobs/{id}"), &[], "").await;
-    (status, serde_json::from_str(&body).expect("JSON body"))
-}
-
-/// Waits until a job reaches `state`; returns its JSON.
-async fn await_state(hub: &Hub, id: &str, state: &str) -> Value {
-    eventually(&format!("job {id} to be {state}"), || async {
-        let (status, job) = get_job(hub, id).await;
-        (status == 200 && job["state"] == state).then_some(job)
-    })
-    .await
-}
 
 /// The runs recorded by the test handlers in `list`: (job id, worker, attempt).
 async fn runs(redis: &Redis, list: &str) -> Vec<(String, String, u32)> {
@@ -109,14 +57,6 @@ async fn set_key(redis: &Redis, key: &str) {
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
-}
-
-async fn xlen(redis: &Redis, key: &str) -> u64 {
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -600,79 +540,6 @@ async fn bad_jobs_are_refused_and_enqueue_is_idempotent() {
 }
 
 #[tokio::test]
-async fn a_type_no_worker_handles_is_refused_unless_the_caller_waits_for_a_worker() {
-    let redis = Redis::start().await;
-    let hub = hub(&redis, &[]).await;
-    let post = |job: Value| {
-        let hub = &hub;
-        async move {
-            let (status, body) = hub
-                .http("POST", "/api/jobs", &[JSON], &job.to_string())
-                .await;
-            (status, serde_json::from_str::<Value>(&body).unwrap())
-        }
-    };
-    let job = json!({"id": "j1", "type": "test_sleep", "userId": 1, "payload": {}});
-
-    // No worker yet: refused in plain words, nothing queued, counted.
-    let (status, err) = post(job.clone()).await;
-    assert_eq!(
-        (status, err["error"]["code"].clone()),
-        (400, json!("no_worker"))
-    );
-    let message = err["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("no worker handles job type `test_sleep` (no worker is running)")
-            && message.contains("\"waitForWorker\": true"),
-        "{message}"
-    );
-    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
-    assert_eq!(get_job(&hub, "j1").await.0, 404);
-    assert_eq!(hub.metric("hub_jobs_rejected_total").await, 1.0);
-
-    // The caller opts in: queued for a worker yet to come, without the option in the job.
-    let mut early = job.clone();
-    early["waitForWorker"] = json!(true);
-    early["payload"] = json!({"record": "runs"});
-    assert_eq!(post(early).await.0, 202);
-    let stored: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("jobs:stream:normal")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_str(&stored[0].1["job"]).unwrap();
-    assert!(body.get("waitForWorker").is_none(), "{body}");
-
-    // A worker advertises its types: they are accepted, others still refused, and the early
-    // job runs.
-    let _w = worker(&redis, "w1", &[]).ready().await;
-    await_state(&hub, "j1", "done").await;
-    let (status, reply) = post(json!({"id": "j2", "type": "test_sleep", "userId": 1,
-                                      "payload": {}}))
-    .await;
-    assert_eq!((status, reply["status"].clone()), (202, json!("queued")));
-    let (status, err) = post(json!({"type": "translate", "userId": 1, "payload": {}})).await;
-    assert_eq!(
-        (status, err["error"]["code"].clone()),
-        (400, json!("no_worker"))
-    );
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("types handled now: llama_inference, test_fail, test_gate, test_sleep"),
-        "{err}"
-    );
-    // A duplicate id stays idempotent, even with a type no worker handles.
-    let mut again = job;
-    again["type"] = json!("translate");
-    let (status, reply) = post(again).await;
-    assert_eq!((status, reply["duplicate"].clone()), (202, json!(true)));
-}
-
-#[tokio::test]
 async fn a_stopping_worker_finishes_or_releases_its_running_jobs() {
     let redis = Redis::start().await;
     let hub = hub(&redis, &[]).await;
@@ -791,68 +658,4 @@ async fn the_embedded_worker_library_runs_handlers_with_bounded_concurrency() {
         .expect("the worker stops")
         .unwrap();
     assert_eq!(summary.done, 6);
-}
-
-#[tokio::test]
-async fn a_worker_without_the_jobs_type_leaves_it_for_one_that_has_it() {
-    let redis = Redis::start().await;
-    let hub = hub(&redis, &[]).await;
-    let mut user = hub.user("7").await;
-    // This worker handles llama_inference and the test types, not `square`.
-    let _other = worker(&redis, "other", &[]).ready().await;
-    enqueue_early(&hub, "sq", "square", json!(7), json!(4)).await;
-
-    // It meets the job and sets it aside: queued, no attempt counted, nothing sent to the user.
-    eventually("the job to be parked", || async {
-        let parked: Option<u64> = redis::cmd("HGET")
-            .arg("jobs:stats")
-            .arg("parked")
-            .query_async(&mut redis.conn().await)
-            .await
-            .unwrap();
-        (parked == Some(1)).then_some(())
-    })
-    .await;
-    let (_, job) = get_job(&hub, "sq").await;
-    assert_eq!(
-        (job["state"].clone(), job["attempts"].clone()),
-        (json!("queued"), json!(0))
-    );
-    assert_eq!(xlen(&redis, "jobs:stream:normal").await, 0);
-
-    // A worker for the type comes and runs it on its first attempt.
-    let store = hub_store::Store::server(&redis.url()).unwrap();
-    let config = WorkerConfig {
-        consumer: "squares".into(),
-        ..WorkerConfig::default()
-    };
-    let mut squares = Worker::new(&store, QueueSettings::default(), config).unwrap();
-    squares.handle("square", |job| async move {
-        let n = job
-            .payload
-            .as_u64()
-            .ok_or_else(|| JobError::permanent("not a number"))?;
-        Ok(json!(n * n))
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(squares.run(async {
-        let _ = stopped.await;
-    }));
-    let result = user.recv_result().await["data"].clone();
-    assert_eq!(
-        (
-            result["jobId"].clone(),
-            result["status"].clone(),
-            result["result"].clone()
-        ),
-        (json!("sq"), json!("success"), json!(16))
-    );
-    let job = await_state(&hub, "sq", "done").await;
-    assert_eq!(
-        (job["attempts"].clone(), job["worker"].clone()),
-        (json!(1), json!("squares"))
-    );
-    assert_eq!(hub.metric("hub_jobs_parked_total").await, 1.0);
-    stop.send(()).unwrap();
-    run.await.unwrap();
 }

@@ -146,3 +146,29 @@ fn the_crate_root_re_exports_no_module() {
     layers.sort_unstable();
     assert_eq!(mods, layers, "the crate root declares exactly the layers");
 }
+
+/// docs/architecture.md's layer table names every file (and sub-folder) of each layer folder,
+/// in that layer's row: a module added without its line fails here.
+#[test]
+fn the_layer_table_names_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let mut missing = Vec::new();
+    for layer in LAYERS.iter().filter(|l| **l != "messages") {
+        let folder = format!("`actors/src/{layer}/`");
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&folder))
+            .unwrap_or_else(|| panic!("no row for {folder}"));
+        for entry in fs::read_dir(root.join("actors/src").join(layer)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let name = if path.is_dir() { name + "/" } else { name };
+            if name != "mod.rs" && !row.contains(&format!("`{name}`")) {
+                missing.push(format!("{layer}/{name}"));
+            }
+        }
+    }
+    missing.sort();
+    assert!(missing.is_empty(), "not in the layer table: {missing:?}");
+}

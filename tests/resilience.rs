@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{eventually, free_port, hub, hub_with_url, notification, Ending, RawClient, Redis};
+use common::{
+    eventually, free_port, hub, hub_with_url, notification, Client, Ending, RawClient, Redis,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -52,15 +54,17 @@ async fn a_hub_started_without_redis_connects_when_it_appears() {
     let hub = hub_with_url(&format!("redis://127.0.0.1:{port}"), &[]).await;
     let (status, body) = hub.health().await;
     assert_eq!((status, body["status"].clone()), (503, json!("degraded")));
-    // Sessions are accepted meanwhile; they are subscribed once Redis is there.
-    let mut c = hub.user("9").await;
-
-    let redis = Redis::start_on(port).await;
-    eventually("health to turn ok", || async {
-        (hub.health().await.0 == 200).then_some(())
+    // Sessions are accepted meanwhile; `connected` comes once Redis is there and they are
+    // subscribed.
+    let mut c = Client::connect(&hub.ws_url("userId=9")).await;
+    eventually("the hub to want the user's channel", || async {
+        (hub.metric("hub_users").await == 1.0).then_some(())
     })
     .await;
-    redis.await_numsub("user:notifications:9", 1).await;
+
+    let redis = Redis::start_on(port).await;
+    assert_eq!(c.recv().await["type"], "connected");
+    assert_eq!(redis.numsub("user:notifications:9").await, 1);
     redis
         .publish("user:notifications:9", &notification("9", "hello"))
         .await;

@@ -23,7 +23,7 @@ export declare class Queue {
   stateTtlMs: number;
   call(fn: string, ...args: Array<string | number>): Promise<any>;
   enqueue(type: string, userId: number | string, payload: unknown, options?: EnqueueOptions):
-    Promise<{ status: 'queued'; id: string; duplicate?: true }>;
+    Promise<{ status: 'queued'; id: string; workerLive?: boolean; duplicate?: true }>;
   cancel(id: string, user?: string): Promise<'cancelled' | 'finished' | 'unknown' | 'forbidden'>;
   status(id: string): Promise<Record<string, string> | null>;
   advertise(types: string[]): Promise<void>;

@@ -39,11 +39,13 @@ export class Queue {
     if (!['high', 'normal', 'low'].includes(priority)) throw new TypeError('priority must be high, normal or low');
     const job = { timestamp: Date.now(), ...extra, id, type, userId, payload, priority };
     const reply = await this.call('relay_job_enqueue', id, type, JSON.stringify(userId), priority,
-      JSON.stringify(job), this.stateTtlMs, waitForWorker ? 0 : 30000);
-    if (reply[0] === 'unserved') {
-      throw new Error(`no worker handles job type \`${type}\` (handled now: ${reply.slice(1).join(', ') || 'none'})`);
+      JSON.stringify(job), this.stateTtlMs, 30000, waitForWorker ? 0 : DAY_MS);
+    if (reply[0] === 'unknown') {
+      throw new Error(`no worker handles job type \`${type}\` (known types: ${reply.slice(1).join(', ') || 'none'})`);
     }
-    return reply[0] === 'duplicate' ? { status: 'queued', id, duplicate: true } : { status: 'queued', id };
+    return reply[0] === 'duplicate'
+      ? { status: 'queued', id, duplicate: true }
+      : { status: 'queued', id, workerLive: reply[2] === '1' };
   }
 
   /** `cancelled`, `finished`, `unknown` or `forbidden` (with `user`, not theirs). */
@@ -146,7 +148,7 @@ export class Worker {
         while (tasks.size >= this.concurrency && !stop.aborted) await Promise.race([...tasks, sleep(1000, stop)]);
         if (stop.aborted) break;
         const reply = await this.queue.call('relay_job_claim', this.consumer, this.visibilityMs, this.maxAttempts,
-          this.queue.stateTtlMs, ...types);
+          this.queue.stateTtlMs, 10000, ...types);
         if (reply[0] === 'job') {
           const task = this.attempt(new Job(this.queue, reply)).finally(() => tasks.delete(task));
           tasks.add(task);

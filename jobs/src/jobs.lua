@@ -72,17 +72,21 @@ local function expire(p, id, h, ttl)
   redis.call('PEXPIRE', h, ttl)
   redis.call('PEXPIRE', chunks_key(p, id), ttl)
 end
--- Moves a job to the dead-letter stream, marks it failed, publishes the error AIResult.
-local function dead_letter(p, s, entry, h, f, err, attempts, now, ttl)
+-- Adds a job to the dead-letter stream, marks it failed, publishes the error AIResult.
+local function bury(p, h, f, err, attempts, now, ttl)
   redis.call('XADD', p .. ':dead', 'MAXLEN', '~', DEAD_MAX, '*', 'id', f.id, 'type', f.type or '',
     'userId', f.userId, 'attempts', attempts, 'error', err, 'failedAt', now, 'job', f.job or '')
   redis.call('HSET', h, 'state', 'failed', 'error', err, 'finishedAt', now, 'updatedAt', now)
   expire(p, f.id, h, ttl)
-  drop(s, entry)
   redis.call('HINCRBY', p .. ':stats', 'failed', 1)
   ai_result(f.id, f.userId, f.type or '', 'error',
     ',"error":' .. cjson.encode(err) .. ',"attempts":' .. int(attempts),
     redis.call('HGET', h, 'seq'))
+end
+-- Moves a job from its stream entry to the dead-letter stream (see `bury`).
+local function dead_letter(p, s, entry, h, f, err, attempts, now, ttl)
+  bury(p, h, f, err, attempts, now, ttl)
+  drop(s, entry)
 end
 -- The job a lease holds: its state hash fields, or nil (with why) when the lease is lost.
 local function leased(p, id, lease, ...)
@@ -92,13 +96,14 @@ local function leased(p, id, lease, ...)
   return st, h
 end
 
--- relay_job_enqueue <prefix> id type userId(JSON) priority job(JSON) ttl_ms served_ms
+-- relay_job_enqueue <prefix> id type userId(JSON) priority job(JSON) ttl_ms live_ms known_ms
 local function enqueue(keys, args)
   local name = 'relay_job_enqueue'
-  arg_count(name, args, 7, 'id type userId(JSON) priority job(JSON) ttl_ms served_ms')
+  arg_count(name, args, 8, 'id type userId(JSON) priority job(JSON) ttl_ms live_ms known_ms')
   local p = keys[1]
   local id, kind, user, prio, job = args[1], args[2], args[3], args[4], args[5]
-  local ttl, fresh = ms_arg(name, args[6], 'ttl_ms'), ms_arg(name, args[7], 'served_ms')
+  local ttl, live_ms = ms_arg(name, args[6], 'ttl_ms'), ms_arg(name, args[7], 'live_ms')
+  local known = ms_arg(name, args[8], 'known_ms')
   if not name_ok(id) then bad(name, 'id must be 1-128 characters of A-Z a-z 0-9 : _ . -') end
   if not name_ok(kind) then bad(name, 'type must be 1-128 characters of A-Z a-z 0-9 : _ . -') end
   if not PRIO_INDEX[prio] then bad(name, 'priority must be high, normal or low') end
@@ -115,14 +120,14 @@ local function enqueue(keys, args)
   local state = redis.call('HGET', h, 'state')
   if state then return {'duplicate', state} end
   local now = now_ms()
-  if fresh > 0 then
-    local seen = redis.call('ZSCORE', p .. ':types', kind)
-    if not seen or tonumber(seen) < now - fresh then
-      local reply = redis.call('ZRANGEBYSCORE', p .. ':types', now - fresh, '+inf')
-      table.insert(reply, 1, 'unserved')
-      return reply
-    end
+  local seen = tonumber(redis.call('ZSCORE', p .. ':types', kind) or '-1')
+  if known > 0 and seen < now - known then
+    local reply = redis.call('ZRANGEBYSCORE', p .. ':types', now - known, '+inf')
+    table.insert(reply, 1, 'unknown')
+    return reply
   end
+  local live = '0'
+  if seen >= now - live_ms then live = '1' end
   local s = stream_key(p, prio)
   if redis.call('EXISTS', s) == 0 then
     redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
@@ -136,7 +141,7 @@ local function enqueue(keys, args)
   redis.call('PEXPIRE', h, ttl)
   redis.call('HINCRBY', p .. ':stats', 'enqueued', 1)
   state_event(id, user, 'queued', ',"attempt":0')
-  return {'queued', int(now)}
+  return {'queued', int(now), live}
 end
 
 -- relay_job_advertise <prefix> forget_ms type...
@@ -150,42 +155,71 @@ local function advertise(keys, args)
   return now
 end
 
--- relay_job_claim <prefix> consumer visibility_ms max_attempts ttl_ms type...
+-- relay_job_claim <prefix> consumer visibility_ms max_attempts ttl_ms parked_max type...
 local function claim(keys, args)
   local name = 'relay_job_claim'
-  arg_count(name, args, 4, 'consumer visibility_ms max_attempts ttl_ms type...')
+  arg_count(name, args, 5, 'consumer visibility_ms max_attempts ttl_ms parked_max type...')
   local p, consumer = keys[1], args[1]
   local vis = ms_arg(name, args[2], 'visibility_ms')
   local max_attempts = ms_arg(name, args[3], 'max_attempts')
   local ttl = ms_arg(name, args[4], 'ttl_ms')
+  local parked_max = ms_arg(name, args[5], 'parked_max')
   if consumer == '' then bad(name, 'consumer must not be empty') end
-  if vis < 1 or max_attempts < 1 or ttl < 1 then
-    bad(name, 'visibility_ms, max_attempts and ttl_ms must be at least 1')
+  if vis < 1 or max_attempts < 1 or ttl < 1 or parked_max < 1 then
+    bad(name, 'visibility_ms, max_attempts, ttl_ms and parked_max must be at least 1')
   end
   local stats = p .. ':stats'
   local now = now_ms()
   local handled = {}
-  for i = 5, #args do handled[args[i]] = true end
+  for i = 6, #args do handled[args[i]] = true end
 
-  -- Parked jobs of the handled types go back to the end of their priority stream.
-  for i = 5, #args do
+  -- Drops the parked entries of jobs whose state expired (parked longer than the TTL ago).
+  local function trim_expired(parked)
+    if now <= ttl then return end
+    local n = redis.call('XTRIM', parked, 'MINID', int(now - ttl))
+    if n > 0 then redis.call('HINCRBY', stats, 'parked_expired', n) end
+  end
+
+  -- Parked jobs of the handled types go back to the end of their priority stream (unless
+  -- their state is gone).
+  for i = 6, #args do
     local parked = p .. ':parked:' .. args[i]
+    trim_expired(parked)
     for _, e in ipairs(redis.call('XRANGE', parked, '-', '+', 'COUNT', 100)) do
       local flat = e[2]
       local prio = PRIO_INDEX[flat[2]] and flat[2] or 'normal'
-      redis.call('XADD', stream_key(p, prio), '*', unpack(flat, 3))
+      if redis.call('EXISTS', job_key(p, fields(flat).id or '')) == 1 then
+        redis.call('XADD', stream_key(p, prio), '*', unpack(flat, 3))
+      else
+        redis.call('HINCRBY', stats, 'parked_expired', 1)
+      end
       redis.call('XDEL', parked, e[1])
     end
   end
 
-  -- Sets a job of a type this worker does not handle aside for a worker that does.
+  -- Sets a job of a type this worker does not handle aside for a worker that does; past the
+  -- parked cap the oldest parked jobs of the type are dead-lettered.
   local function park(i, s, entry, flat, h, f)
     local parked = p .. ':parked:' .. (f.type or '')
+    trim_expired(parked)
     redis.call('XADD', parked, '*', 'priority', PRIOS[i], unpack(flat))
     redis.call('PEXPIRE', parked, ttl)
     redis.call('HSET', h, 'state', 'queued', 'updatedAt', int(now))
+    redis.call('PEXPIRE', h, ttl)
     redis.call('HINCRBY', stats, 'parked', 1)
     drop(s, entry)
+    local over = redis.call('XLEN', parked) - parked_max
+    if over <= 0 then return end
+    for _, e in ipairs(redis.call('XRANGE', parked, '-', '+', 'COUNT', over)) do
+      local g = fields(e[2])
+      local gh = job_key(p, g.id or '')
+      local attempts = tonumber(redis.call('HGET', gh, 'attempts') or '0') or 0
+      if g.id and g.userId then
+        bury(p, gh, g, 'no worker for job type `' .. (g.type or '') .. '` took the job while ' ..
+          int(parked_max) .. ' jobs of the type waited (the parked cap)', attempts, int(now), ttl)
+      end
+      redis.call('XDEL', parked, e[1])
+    end
   end
 
   -- Starts the job of an entry this consumer now owns; nil when it is not runnable.

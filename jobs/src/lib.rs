@@ -23,16 +23,19 @@
 //! - `jobs:chunks:{id}`: the chunks the current attempt streamed (`s` = seq, `d` = delta);
 //!   expires with the state hash.
 //! - `jobs:dead`: the dead-letter stream (capped at about [`DEAD_LETTER_MAX`] entries).
+//! - `jobs:parked:{type}`: jobs set aside by workers without a handler for `type`, at most
+//!   [`QueueSettings::parked_max`]; an entry goes with its job's state (same TTL).
 //! - `jobs:stats`: cluster-wide counters and the latency histogram, written by the scripts.
 //! - `jobs:types`: the job types workers handle (sorted set, score = when a worker last
 //!   advertised the type, Redis clock in ms). Each worker advertises its types at start and
-//!   then six times per [`QueueSettings::served_window`] (30 s by default) while it runs.
+//!   then six times per [`QueueSettings::live_window`] (30 s by default) while it runs.
 //!
 //! # Guarantees
 //! - Enqueue is idempotent by job id while the job's state exists (its TTL).
-//! - [`JobQueue::enqueue_if_served`] (what `POST /api/jobs` uses) adds a job only when a
-//!   worker advertised its type within the served window; [`JobQueue::enqueue`] adds it
-//!   regardless, and the job waits for a worker that handles its type.
+//! - [`JobQueue::enqueue_if_known`] (what `POST /api/jobs` uses) adds a job of a known type
+//!   (advertised within [`QueueSettings::known_for`], a day by default, or configured in
+//!   [`QueueSettings::known_types`]) whether or not a worker runs now, and says whether one
+//!   is live; [`JobQueue::enqueue`] adds any type. The job waits for a worker of its type.
 //! - Each stream entry is delivered by the consumer group to one worker; a worker takes the
 //!   highest priority job available (an expired one before a new one within a priority).
 //! - A running job is held by a lease: the worker renews it (heartbeat) every third of the
@@ -67,6 +70,9 @@ pub use worker::{Handler, JobError, Worker, WorkerConfig};
 
 /// Dead-letter entries kept (approximately; older ones are trimmed).
 pub const DEAD_LETTER_MAX: usize = 10_000;
+
+/// Jobs of one type kept parked by default ([`QueueSettings::parked_max`]).
+pub const PARKED_MAX: usize = 10_000;
 
 /// Longest job id and job type.
 pub const MAX_ID_LEN: usize = 128;
@@ -196,6 +202,19 @@ pub fn is_valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-'))
 }
 
+/// Parses a comma-separated list of job types (`HUB_JOB_TYPES`); blanks are skipped.
+pub fn parse_types(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            is_valid_name(t)
+                .then(|| t.to_string())
+                .ok_or_else(|| format!("`{t}` is not a job type (1-128 of A-Z a-z 0-9 : _ . -)"))
+        })
+        .collect()
+}
+
 /// A fresh random job id (UUID v4 form).
 pub fn generate_id() -> String {
     let mut b = [0u8; 16];
@@ -299,13 +318,18 @@ impl NewJob {
 /// What enqueueing did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
-    /// The job was added to its priority stream.
-    Queued,
+    /// The job was added to its priority stream; `worker_live` tells whether a worker
+    /// advertised its type within [`QueueSettings::live_window`] (otherwise it waits for one).
+    Queued {
+        /// A worker for the type advertised it lately.
+        worker_live: bool,
+    },
     /// A job with this id already exists (idempotent enqueue): nothing was added.
     Duplicate(JobState),
-    /// No worker advertised the job's type lately ([`JobQueue::enqueue_if_served`]): nothing
-    /// was added. Holds the types that are served.
-    Unserved(Vec<String>),
+    /// The job's type is unknown: no worker advertised it within
+    /// [`QueueSettings::known_for`] and it is not one of [`QueueSettings::known_types`]
+    /// ([`JobQueue::enqueue_if_known`]). Nothing was added. Holds the known types.
+    Unknown(Vec<String>),
 }
 
 /// What cancelling a job did.

@@ -12,6 +12,7 @@ use super::{
     scripts::{self, function},
     stats::QueueStats,
     Cancelled, Enqueued, Job, JobChunks, JobState, JobStatus, JobsError, NewJob, Priority,
+    PARKED_MAX,
 };
 
 /// Where the queue lives in Redis and how long job state is kept.
@@ -22,9 +23,17 @@ pub struct QueueSettings {
     pub prefix: String,
     /// How long a job's state (and its result) is kept after its last change.
     pub state_ttl: Duration,
-    /// A job type counts as served while a worker advertised it within this window
-    /// ([`JobQueue::enqueue_if_served`]); workers advertise six times per window.
-    pub served_window: Duration,
+    /// A job type has a live worker while a worker advertised it within this window (the
+    /// enqueue reply says so); workers advertise six times per window.
+    pub live_window: Duration,
+    /// A job type is known while a worker advertised it within this window
+    /// ([`JobQueue::enqueue_if_known`]); types unseen for longer are forgotten.
+    pub known_for: Duration,
+    /// Job types always known, advertised or not (the hub's `HUB_JOB_TYPES`).
+    pub known_types: Vec<String>,
+    /// Jobs of one type kept parked (set aside by workers without a handler for the type);
+    /// past it the oldest are dead-lettered.
+    pub parked_max: usize,
 }
 
 /// The default prefix on Redis Cluster: the hash tag keeps every key of the queue in one slot,
@@ -47,7 +56,10 @@ impl Default for QueueSettings {
         QueueSettings {
             prefix: "jobs".into(),
             state_ttl: Duration::from_secs(24 * 3600),
-            served_window: Duration::from_secs(30),
+            live_window: Duration::from_secs(30),
+            known_for: Duration::from_secs(24 * 3600),
+            known_types: Vec::new(),
+            parked_max: PARKED_MAX,
         }
     }
 }
@@ -237,22 +249,28 @@ impl JobQueue {
     }
 
     /// Adds a job to its priority stream unless a job with its id exists. The job's type is
-    /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_served`]).
+    /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_known`]).
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
-        self.enqueue_checked(job, 0).await
+        self.enqueue_checked(job, false).await
     }
 
-    /// Like [`JobQueue::enqueue`], but only when a worker advertised the job's type within
-    /// [`QueueSettings::served_window`]; otherwise nothing is written and the answer is
-    /// [`Enqueued::Unserved`]. A duplicate id answers [`Enqueued::Duplicate`] either way.
-    pub async fn enqueue_if_served(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
-        self.enqueue_checked(job, ms(self.settings.served_window).max(1))
-            .await
+    /// Like [`JobQueue::enqueue`], but only for a known type: one a worker advertised within
+    /// [`QueueSettings::known_for`], or one of [`QueueSettings::known_types`], whatever the
+    /// workers do now. Otherwise nothing is written and the answer is [`Enqueued::Unknown`].
+    /// A duplicate id answers [`Enqueued::Duplicate`] either way.
+    pub async fn enqueue_if_known(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
+        self.enqueue_checked(job, true).await
     }
 
-    async fn enqueue_checked(&self, job: &NewJob, served_ms: u64) -> Result<Enqueued, JobsError> {
+    async fn enqueue_checked(&self, job: &NewJob, check: bool) -> Result<Enqueued, JobsError> {
         let user = serde_json::to_string(&job.user_id).expect("JSON values serialize");
         let body = serde_json::to_string(&job.job).expect("JSON maps serialize");
+        let listed = self.settings.known_types.contains(&job.kind);
+        let known_ms = if check && !listed {
+            ms(self.settings.known_for).max(1)
+        } else {
+            0
+        };
         let mut cmd = self.fcall(function::ENQUEUE);
         cmd.arg(&job.id)
             .arg(&job.kind)
@@ -260,11 +278,20 @@ impl JobQueue {
             .arg(job.priority.as_str())
             .arg(body)
             .arg(self.ttl_ms())
-            .arg(served_ms);
+            .arg(ms(self.settings.live_window).max(1))
+            .arg(known_ms);
         let reply: Vec<String> = self.run(&cmd, format!("enqueue job {}", job.id)).await?;
         match reply.first().map(String::as_str) {
-            Some("queued") => Ok(Enqueued::Queued),
-            Some("unserved") => Ok(Enqueued::Unserved(reply[1..].to_vec())),
+            Some("queued") => Ok(Enqueued::Queued {
+                worker_live: reply.get(2).is_some_and(|l| l == "1"),
+            }),
+            Some("unknown") => {
+                let mut known = reply[1..].to_vec();
+                known.extend(self.settings.known_types.iter().cloned());
+                known.sort();
+                known.dedup();
+                Ok(Enqueued::Unknown(known))
+            }
             Some("duplicate") => {
                 let state = reply
                     .get(1)
@@ -368,6 +395,7 @@ impl JobQueue {
             .arg(ms(visibility).max(1))
             .arg(max_attempts)
             .arg(self.ttl_ms())
+            .arg(self.settings.parked_max.max(1))
             .arg(types);
         let reply: Vec<String> = self.run(&cmd, "claim a job").await?;
         match reply.first().map(String::as_str) {
@@ -502,10 +530,10 @@ impl JobQueue {
     }
 
     /// Marks `types` as served now (a worker's advertisement, repeated with its heartbeat);
-    /// types nobody advertised for a day are forgotten.
+    /// types nobody advertised within [`QueueSettings::known_for`] are forgotten.
     pub(crate) async fn advertise(&self, types: &[String]) -> Result<(), JobsError> {
         let mut cmd = self.fcall(function::ADVERTISE);
-        cmd.arg(24 * 3600 * 1000u64).arg(types);
+        cmd.arg(ms(self.settings.known_for).max(1)).arg(types);
         let _: i64 = self.run(&cmd, "advertise job types").await?;
         Ok(())
     }

@@ -51,6 +51,8 @@ pub struct QueueStats {
     pub reclaimed: u64,
     /// Jobs set aside by a worker that does not handle their type, for one that does.
     pub parked: u64,
+    /// Parked jobs whose state expired before a worker of their type came.
+    pub parked_expired: u64,
     /// Done jobs per latency bucket (not cumulative), in [`LATENCY_BUCKETS_MS`] order.
     pub latency_buckets: [u64; LATENCY_BUCKETS_MS.len()],
     /// Done jobs slower than the last bucket.
@@ -86,6 +88,7 @@ impl QueueStats {
         s.retried = get("retried");
         s.reclaimed = get("reclaimed");
         s.parked = get("parked");
+        s.parked_expired = get("parked_expired");
         for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
             s.latency_buckets[i] = get(&format!("latency_le_{bound}"));
         }
@@ -107,7 +110,7 @@ pub struct JobMetrics {
 }
 
 /// (name, help, type) of each family the collector produces.
-const FAMILIES: [(&str, &str, MetricType); 10] = [
+const FAMILIES: [(&str, &str, MetricType); 11] = [
     (
         "hub_jobs_queue_depth",
         "Unfinished jobs per priority (waiting, running or between attempts)",
@@ -151,6 +154,11 @@ const FAMILIES: [(&str, &str, MetricType); 10] = [
     (
         "hub_jobs_parked_total",
         "Jobs set aside by a worker without a handler for their type, all workers",
+        MetricType::COUNTER,
+    ),
+    (
+        "hub_jobs_parked_expired_total",
+        "Parked jobs whose state expired before a worker of their type came",
         MetricType::COUNTER,
     ),
     (
@@ -306,6 +314,7 @@ impl JobMetrics {
             vec![counter(s.retried)],
             vec![counter(s.reclaimed)],
             vec![counter(s.parked)],
+            vec![counter(s.parked_expired)],
             vec![histogram(s)],
         ];
         FAMILIES

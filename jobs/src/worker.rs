@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! It advertises its job types in Redis (at start, then six times per served window), runs
+//! It advertises its job types in Redis (at start, then six times per live window), runs
 //! up to `concurrency` jobs at once, each on its own tokio task (handlers must be
 //! `Send`), renews each running job's lease every third of the visibility timeout, and
 //! records the outcome (which publishes the AIResult). On stop it claims nothing more, lets
@@ -375,9 +375,9 @@ impl Worker {
     }
 }
 
-/// Advertises the worker's job types in Redis now, then six times per served window until
-/// the returned task is aborted (so `POST /api/jobs` accepts them; see
-/// [`JobQueue::enqueue_if_served`]).
+/// Advertises the worker's job types in Redis now, then six times per live window until
+/// the returned task is aborted (so `POST /api/jobs` knows them and sees a live worker; see
+/// [`JobQueue::enqueue_if_known`]).
 async fn advertise_types(
     queue: JobQueue,
     consumer: &str,
@@ -385,7 +385,7 @@ async fn advertise_types(
 ) -> tokio::task::JoinHandle<()> {
     let types: Vec<String> = handlers.keys().cloned().collect();
     let consumer = consumer.to_string();
-    let every = (queue.settings().served_window / 6).max(Duration::from_millis(10));
+    let every = (queue.settings().live_window / 6).max(Duration::from_millis(10));
     if let Err(e) = queue.advertise(&types).await {
         warn!("worker {consumer}: {e}; retrying with the next heartbeat");
     }

@@ -4,7 +4,8 @@
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use hub_wire::protocol::{
-    check_message, is_valid_room, now_ms, parse_inbound, user_id_json, RoomId, ROOM_PREFIX,
+    check_message, is_valid_room, now_ms, parse_inbound, user_id_json, RoomId, HUB_CHAT_ID,
+    ROOM_PREFIX,
 };
 use serde_json::{json, Map, Value};
 
@@ -39,6 +40,11 @@ async fn post_message(
     let room = room_from_path(&room)?;
     let mut payload = body.into_inner();
     payload.remove("id");
+    if payload.contains_key(HUB_CHAT_ID) {
+        return Err(ApiError::bad_request(format!(
+            "`{HUB_CHAT_ID}` is reserved for the hub's own messages; leave it out"
+        )));
+    }
     match payload.get("roomId") {
         None => {
             payload.insert("roomId".into(), Value::from(&*room));

@@ -7,8 +7,10 @@
 //! Enqueue is idempotent by id: posting a job whose id exists changes nothing and answers
 //! `202 {"status": "queued", "id", "duplicate": true}`.
 //!
-//! A job whose `type` no worker advertised within the last 30 s is refused with
-//! `400 no_worker` (the message lists the types served now), unless the body says
+//! A job of a known `type` (a worker advertised it within the last day, or `HUB_JOB_TYPES`
+//! lists it) is queued whatever the workers do now; the reply's `workerLive` says whether a
+//! worker advertised the type within the last 30 s. An unknown type is refused with
+//! `400 no_worker` (the message lists the known types), unless the body says
 //! `"waitForWorker": true`: then it is queued for a worker yet to come. `waitForWorker` is an
 //! enqueue option, not part of the stored job.
 
@@ -50,19 +52,18 @@ fn take_wait_for_worker(value: &mut Value) -> Result<bool, ApiError> {
     }
 }
 
-fn unserved(kind: &str, mut served: Vec<String>) -> ApiError {
-    served.sort();
-    let served = if served.is_empty() {
-        "no worker is running".to_string()
+fn unknown(kind: &str, known: Vec<String>) -> ApiError {
+    let known = if known.is_empty() {
+        "no type is known: no worker ran in the last day and HUB_JOB_TYPES is empty".to_string()
     } else {
-        format!("types handled now: {}", served.join(", "))
+        format!("known types: {}", known.join(", "))
     };
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "no_worker",
         format!(
-            "no worker handles job type `{kind}` ({served}); start a worker for it, or send \
-             \"waitForWorker\": true to queue the job until one comes"
+            "no worker ever handled job type `{kind}` ({known}); start a worker for it, list \
+             it in HUB_JOB_TYPES, or send \"waitForWorker\": true to queue the job until one comes"
         ),
     )
 }
@@ -86,12 +87,14 @@ async fn enqueue(state: State, body: Body) -> Result<HttpResponse, actix_web::Er
     let enqueued = if wait_for_worker {
         jobs.queue.enqueue(&job).await
     } else {
-        jobs.queue.enqueue_if_served(&job).await
+        jobs.queue.enqueue_if_known(&job).await
     };
     let reply = match enqueued {
-        Ok(Enqueued::Queued) => json!({"status": "queued", "id": job.id}),
+        Ok(Enqueued::Queued { worker_live }) => {
+            json!({"status": "queued", "id": job.id, "workerLive": worker_live})
+        }
         Ok(Enqueued::Duplicate(_)) => json!({"status": "queued", "id": job.id, "duplicate": true}),
-        Ok(Enqueued::Unserved(served)) => return Err(refused(unserved(&job.kind, served)).into()),
+        Ok(Enqueued::Unknown(known)) => return Err(refused(unknown(&job.kind, known)).into()),
         Err(e) => {
             log::warn!("{e}");
             return Err(ApiError::unavailable(e.to_string()).into());

@@ -2,7 +2,7 @@
 //! `user:notifications:{userId}` (one Redis function, see `hub_actors::features::inbox`).
 
 use actix_web::{web, HttpResponse};
-use hub_wire::protocol::{now_ms, parse_inbound, HUB_KEY, USER_PREFIX};
+use hub_wire::protocol::{now_ms, parse_inbound, HUB_INBOX_ID, HUB_KEY, USER_PREFIX};
 use log::warn;
 use serde_json::{json, Map, Value};
 
@@ -28,9 +28,12 @@ async fn notify(state: State, body: web::Json<Map<String, Value>>) -> ApiResult 
             ))
         }
     };
-    if payload.contains_key(HUB_KEY) {
+    if let Some(key) = [HUB_KEY, HUB_INBOX_ID]
+        .into_iter()
+        .find(|k| payload.contains_key(*k))
+    {
         return Err(ApiError::bad_request(format!(
-            "`{HUB_KEY}` is reserved for the hub's own messages; leave it out"
+            "`{key}` is reserved for the hub's own messages; leave it out"
         )));
     }
     let channel = format!("{USER_PREFIX}{user}");

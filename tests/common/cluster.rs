@@ -1,6 +1,6 @@
 //! A private Redis Cluster for a test: `redis-server --cluster-enabled yes` nodes on free
 //! ports, joined by `redis-cli --cluster create`, plus what the cluster tests do to it (move a
-//! slot, kill a master).
+//! slot, kill, stop or fail over a master).
 
 use std::{
     path::PathBuf,
@@ -239,13 +239,78 @@ impl Cluster {
         }
     }
 
-    /// SIGKILLs the master on `port` and waits until one of its replicas serves its slots.
-    pub async fn kill_master(&mut self, port: u16) {
+    /// `CONFIG SET name value` on every live node.
+    pub async fn config_set(&self, name: &str, value: &str) {
+        for port in self.live() {
+            let mut conn = node_conn(port).await.unwrap();
+            let _: Value = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the node on `port`: a stopped node keeps its
+    /// sockets open and answers nothing, as a hung server does.
+    pub fn signal(&self, port: u16, signal: &str) {
+        let node = self.nodes.iter().find(|n| n.port == port).unwrap();
+        let pid = node.child.as_ref().expect("a live node").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill must be installed");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// The port of a replica of the master on `port`.
+    pub async fn replica_of(&self, port: u16) -> u16 {
+        let mut conn = node_conn(port).await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("slave0:"))
+            .expect("a replica");
+        let port = line.split(',').find_map(|f| f.strip_prefix("port="));
+        port.expect("the replica's port").parse().unwrap()
+    }
+
+    /// SIGKILLs the node on `port` (nothing else: see [`Cluster::kill_master`]).
+    pub fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
         if let Some(mut child) = node.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// `CLUSTER FAILOVER TAKEOVER` on the replica on `port`; waits until it serves its
+    /// master's slots and every live node agrees.
+    pub async fn take_over(&self, port: u16) {
+        let mut conn = node_conn(port).await.unwrap();
+        let _: Value = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .arg("TAKEOVER")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        eventually("the replica to take over", || async {
+            self.masters().await.contains(&port).then_some(())
+        })
+        .await;
+        self.await_ok().await;
+    }
+
+    /// SIGKILLs the master on `port` and waits until one of its replicas serves its slots.
+    pub async fn kill_master(&mut self, port: u16) {
+        self.kill(port);
         eventually("a replica to take over", || async {
             let masters = self.masters().await;
             (!masters.contains(&port)).then_some(())

@@ -5,9 +5,9 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod jobs;
 pub mod resume;
 pub mod room_hook;
-pub mod worker;
 
 use std::{
     collections::BTreeSet,

@@ -131,6 +131,11 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     /// Pub/sub connections lost (each one is followed by a reconnect attempt).
     pub redis_reconnects: IntCounter,
+    /// Masters of a cluster whose pub/sub link is down now, summed over the ingest
+    /// connections.
+    pub redis_nodes_down: IntGauge,
+    /// Pub/sub links taken for dead because they stopped answering.
+    pub redis_unresponsive: IntCounter,
     /// Times the subscriber stopped reading Redis until the shards caught up.
     pub redis_read_pauses: IntCounter,
     /// Bytes of frames handed to the shards and not yet fanned out.
@@ -164,6 +169,8 @@ pub struct Metrics {
     pub chat_foreign_ids: IntCounter,
     /// Notifications delivered from the inbox after a pub/sub reconnect (missed live).
     pub notifications_gap_filled: IntCounter,
+    /// Gap reads after a pub/sub reconnect that failed (retried, up to a limit).
+    pub gap_read_errors: IntCounter,
     /// Live notifications dropped because a gap fill or a session's replay already had them.
     pub notification_duplicates: IntCounter,
     /// Notifications replayed from the inbox to sessions that reconnected with `since`.
@@ -435,6 +442,16 @@ impl Metrics {
                 "hub_redis_reconnects_total",
                 "Redis pub/sub connections lost and re-established",
             ),
+            redis_nodes_down: gauge(
+                &r,
+                "hub_redis_nodes_down",
+                "Cluster masters whose pub/sub link is down, summed over the ingest connections",
+            ),
+            redis_unresponsive: counter(
+                &r,
+                "hub_redis_unresponsive_total",
+                "Redis pub/sub links taken for dead because they stopped answering",
+            ),
             redis_read_pauses: counter(
                 &r,
                 "hub_redis_read_pauses_total",
@@ -516,6 +533,11 @@ impl Metrics {
                 &r,
                 "hub_notifications_gap_filled_total",
                 "Notifications delivered from the inbox after a Redis pub/sub reconnect",
+            ),
+            gap_read_errors: counter(
+                &r,
+                "hub_gap_read_errors_total",
+                "Gap reads after a Redis pub/sub reconnect that failed (each retried, up to 5 tries)",
             ),
             notification_duplicates: counter(
                 &r,

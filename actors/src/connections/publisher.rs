@@ -88,10 +88,21 @@ impl Publisher {
     }
 }
 
+/// How long a write that carries a request id ([`request_id`]) is remembered in Redis: a
+/// retry within it gets the first run's answer instead of running again.
+pub const REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A fresh id for one write (random, 64 bits in hex), for the key that makes its retry a
+/// no-op (the chat append, `relay_notify`).
+pub fn request_id() -> String {
+    format!("{:016x}", crate::common::random::random_bits() as u64)
+}
+
 /// Runs a request, and once more when the first attempt met a dead connection that was never
 /// used since Redis went away (the manager only notices on use, then reconnects): without it
-/// the first command after every Redis restart would fail. Timeouts are not retried, since the
-/// command may have run.
+/// the first command after every Redis restart would fail. A connection can also drop after
+/// Redis ran the command, so only reads and writes that carry a request id ([`request_id`])
+/// may be retried here. Timeouts are not retried either.
 pub async fn retry_on_dead_connection<T, F, Fut>(mut attempt: F) -> redis::RedisResult<T>
 where
     F: FnMut() -> Fut,

@@ -14,17 +14,19 @@
 //! connection, and the end of the connection is seen right after the messages Redis delivered
 //! before it (at most [`HIGH_WATER`] of them).
 //!
-//! [`connect`] returns [`Commands`] (SUBSCRIBE, UNSUBSCRIBE, PING; each resolves when Redis
-//! confirms it) and [`Messages`], the stream of published messages. Confirmations travel on
-//! the same socket as messages, so they are only seen while [`Messages`] is being polled.
+//! [`connect`] returns [`Commands`], a [`Link`] per node (SUBSCRIBE, UNSUBSCRIBE, PING; each
+//! resolves when Redis confirms it), and each link's [`Messages`], the stream of published
+//! messages. Confirmations travel on the same socket as messages, so they are only seen while
+//! that link's [`Messages`] is being polled.
 //!
-//! On a Redis Cluster there is one such socket per master: per-user and per-room channels
-//! are subscribed with `SSUBSCRIBE` on the master of their slot (sharded pub/sub), the fixed
-//! channels with `SUBSCRIBE` on the first master (classic pub/sub reaches every node).
-//! [`Messages`] merges the masters' streams and ends when any of them does, and also when a
-//! master drops shard channels by itself (its slot moved away: `sunsubscribe` that nobody
-//! asked for). The subscriber then reconnects with the current slot map and resubscribes;
-//! a `MOVED` refusal of `SSUBSCRIBE` fails the command, with the same outcome.
+//! On a Redis Cluster there is one link per master: per-user and per-room channels are
+//! subscribed with `SSUBSCRIBE` on the master of their slot (sharded pub/sub), the fixed
+//! channels with `SUBSCRIBE` on one master (classic pub/sub reaches every node). Each link
+//! lives on its own: a master that fails (its stream ends, or it stops answering) is replaced
+//! by reconnecting with [`connect`] given the previous links, which keeps the others. A
+//! link's stream also ends when its master drops shard channels by itself (its slot moved
+//! away: `sunsubscribe` that nobody asked for), and a `MOVED` refusal of `SSUBSCRIBE` fails
+//! the command: either way that link is replaced with the current slot map.
 
 use std::{
     cell::{Cell, RefCell},
@@ -33,7 +35,9 @@ use std::{
     ops::Range,
     pin::Pin,
     rc::Rc,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -144,31 +148,36 @@ impl Shared {
     }
 }
 
-/// Sends commands on one node's connection.
+/// One master's connection (the server's, on one server): commands go out on it, and its
+/// [`Messages`] stream reads it. A link that could not be made stays in [`Commands`] as down,
+/// so the channels of the other masters keep going while it is retried.
 #[derive(Clone)]
-struct NodeCommands {
-    shared: Rc<Shared>,
+pub struct Link {
+    /// Unique in the process: tells a replacement from the link it replaces.
+    id: u64,
+    addr: (String, u16),
+    /// On a cluster: sharded channels are subscribed with `SSUBSCRIBE`.
+    sharded: bool,
+    /// `None`: not connected.
+    shared: Option<Rc<Shared>>,
 }
+
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
 /// Sends commands on the connection (to the right master of a cluster).
 #[derive(Clone)]
 pub struct Commands {
-    /// One per master (one in all on a single server); the first carries classic channels.
-    nodes: Rc<[NodeCommands]>,
+    /// One per master (one in all on a single server).
+    links: Rc<[Link]>,
     /// On a cluster, who serves which slot.
     topology: Option<Rc<Topology>>,
+    /// The link that carries the classic channels.
+    fixed: usize,
 }
 
-/// The stream of published messages; ends when the connection (any master's) does.
+/// One link's stream of published messages; ends when its socket does, or when its master
+/// drops shard channels by itself.
 pub struct Messages {
-    nodes: Vec<NodeMessages>,
-    /// The node polled first next time (so a busy one cannot starve the others).
-    next: usize,
-    done: bool,
-}
-
-/// One node's messages.
-struct NodeMessages {
     shared: Rc<Shared>,
     /// Unparsed bytes (the read-ahead).
     buf: BytesMut,
@@ -179,11 +188,24 @@ struct NodeMessages {
 }
 
 /// Connects to the server, or to every master of the cluster (and authenticates, when the
-/// URL carries credentials).
-pub async fn connect(target: &Store) -> Result<(Commands, Messages), String> {
+/// URL carries credentials), each within `timeout`. On a cluster, the links of `previous`
+/// that are still up and still masters are kept (their streams go on); a master that cannot
+/// be reached is left down in the result (see [`Link::is_up`]) rather than failing the rest.
+/// Returns the commands and the streams of the new links, by link id.
+pub async fn connect(
+    target: &Store,
+    previous: Option<&Commands>,
+    timeout: Duration,
+) -> Result<(Commands, Vec<(u64, Messages)>), String> {
     let seeds = target.seeds();
     let settings = seeds[0].redis_settings();
-    let (nodes, topology) = match target {
+    let within = |host: String, port: u16, sharded: bool| async move {
+        let made = tokio::time::timeout(timeout, connect_node(&host, port, settings)).await;
+        let made = made.unwrap_or_else(|_| Err(format!("{host}:{port}: timed out")));
+        (Link::new((host, port), sharded, made.as_ref().ok()), made)
+    };
+    let mut fresh = Vec::new();
+    let (links, topology, fixed) = match target {
         Store::Server(_) => {
             let ConnectionAddr::Tcp(host, port) = seeds[0].addr() else {
                 return Err(format!(
@@ -191,40 +213,79 @@ pub async fn connect(target: &Store) -> Result<(Commands, Messages), String> {
                     seeds[0].addr()
                 ));
             };
-            (vec![connect_node(host, *port, settings).await?], None)
+            let (link, made) = within(host.clone(), *port, false).await;
+            fresh.push((link.id, made?.1));
+            (vec![link], None, 0)
         }
         Store::Cluster { .. } => {
-            let topology = hub_store::discover(&seeds, std::time::Duration::from_secs(2)).await?;
-            let mut nodes = Vec::with_capacity(topology.masters.len());
-            for (host, port) in &topology.masters {
-                nodes.push(connect_node(host, *port, settings).await?);
+            let topology = hub_store::discover(&seeds, timeout.min(DISCOVER_TIMEOUT)).await?;
+            let kept = |addr: &(String, u16)| {
+                previous
+                    .into_iter()
+                    .flat_map(|p| p.links.iter())
+                    .find(|l| l.addr == *addr && l.is_up())
+                    .cloned()
+            };
+            let mut links = Vec::with_capacity(topology.masters.len());
+            let mut connects = Vec::new();
+            for addr in &topology.masters {
+                match kept(addr) {
+                    Some(link) => links.push(Some(link)),
+                    None => {
+                        links.push(None);
+                        connects.push(within(addr.0.clone(), addr.1, true));
+                    }
+                }
             }
-            (nodes, Some(Rc::new(topology)))
+            let mut made = futures_util::future::join_all(connects).await.into_iter();
+            let links: Vec<Link> = links
+                .into_iter()
+                .map(|kept| match kept {
+                    Some(link) => link,
+                    None => {
+                        let (link, result) = made.next().expect("one connect per new link");
+                        match result {
+                            Ok((_, messages)) => fresh.push((link.id, messages)),
+                            Err(e) => log::warn!("redis pub/sub: master {e}"),
+                        }
+                        link
+                    }
+                })
+                .collect();
+            if !links.iter().any(Link::is_up) {
+                return Err("no master of the cluster could be reached".into());
+            }
+            // The classic channels stay where they are when that link is kept, else go to the
+            // first master reached.
+            let was = previous.map(|p| p.fixed().id);
+            let fixed = links
+                .iter()
+                .position(|l| Some(l.id) == was && l.is_up())
+                .or_else(|| links.iter().position(Link::is_up))
+                .unwrap_or(0);
+            (links, Some(Rc::new(topology)), fixed)
         }
     };
-    if nodes.is_empty() {
+    if links.is_empty() {
         return Err("the cluster has no master serving slots".into());
     }
-    let (commands, messages): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
-    Ok((
-        Commands {
-            nodes: commands.into(),
-            topology,
-        },
-        Messages {
-            nodes: messages,
-            next: 0,
-            done: false,
-        },
-    ))
+    let commands = Commands {
+        links: links.into(),
+        topology,
+        fixed,
+    };
+    Ok((commands, fresh))
 }
+
+/// Longest wait for a node's `CLUSTER SLOTS` (then the next node is asked).
+const DISCOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connects to one node.
 async fn connect_node(
     host: &str,
     port: u16,
     settings: &RedisConnectionInfo,
-) -> Result<(NodeCommands, NodeMessages), String> {
+) -> Result<(Rc<Shared>, Messages), String> {
     let io = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect to {host}:{port}: {e}"))?;
@@ -236,44 +297,126 @@ async fn connect_node(
         closed: Cell::new(false),
         reads: Cell::new(0),
     });
-    let commands = NodeCommands {
+    let mut messages = Messages {
         shared: shared.clone(),
-    };
-    let mut messages = NodeMessages {
-        shared,
         buf: BytesMut::new(),
         closed: None,
         done: false,
     };
-    if let Some(password) = settings.password() {
-        let mut args = vec!["AUTH"];
-        args.extend(settings.username());
-        args.push(password);
-        let reply = commands.command(&args, Expect::Ok, 1);
-        // Nothing else is in flight: drive the reader until AUTH is answered.
+    // One round trip before the link counts as up (a hung server still accepts TCP): AUTH
+    // when the URL carries credentials, else PING.
+    let (args, expect) = match settings.password() {
+        Some(password) => {
+            let mut args = vec!["AUTH"];
+            args.extend(settings.username());
+            args.push(password);
+            (args, Expect::Ok)
+        }
+        None => (vec!["PING"], Expect::Pong),
+    };
+    {
+        let reply = command(&shared, &args, expect, 1);
+        // Nothing else is in flight: drive the reader until it is answered.
         let mut reply = std::pin::pin!(reply);
         loop {
             tokio::select! {
-                r = &mut reply => { r.map_err(|e| format!("AUTH: {e}"))?; break; }
+                r = &mut reply => { r.map_err(|e| format!("{host}:{port}: {}: {e}", args[0]))?; break; }
                 m = futures_util::StreamExt::next(&mut messages) => {
                     if m.is_none() {
-                        return Err(format!("{host}:{port}: connection closed during AUTH"));
+                        return Err(format!("{host}:{port}: connection closed during {}", args[0]));
                     }
                 }
             }
         }
     }
-    Ok((commands, messages))
-}
-
-/// Channels grouped by the node and command that (un)subscribes them.
-struct Batch<'a> {
-    node: usize,
-    sharded: bool,
-    channels: Vec<&'a str>,
+    Ok((shared, messages))
 }
 
 impl Commands {
+    /// Every master's link (the server's, on one server).
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// The link `id`, if it is one of these.
+    pub fn link(&self, id: u64) -> Option<&Link> {
+        self.links.iter().find(|l| l.id == id)
+    }
+
+    /// The link that carries the classic channels.
+    pub fn fixed(&self) -> &Link {
+        &self.links[self.fixed]
+    }
+
+    /// On one server (not a cluster).
+    pub fn single(&self) -> bool {
+        self.topology.is_none()
+    }
+
+    /// The link a channel is subscribed on: its slot's master for a sharded channel on a
+    /// cluster, the fixed link otherwise; `None` when no master serves its slot.
+    pub fn link_of(&self, channel: &str) -> Option<&Link> {
+        match &self.topology {
+            Some(topology) if ChannelKind::of(channel).is_sharded() => {
+                let node = topology.owner(hub_store::slot(channel.as_bytes()))?;
+                self.links.get(node)
+            }
+            _ => Some(self.fixed()),
+        }
+    }
+
+    /// `UNSUBSCRIBE` (and `SUNSUBSCRIBE` on a cluster) from everything on every link that is
+    /// up; resolves once the commands are written.
+    pub async fn unsubscribe_all(&self) -> Result<(), String> {
+        for link in self.links.iter().filter(|l| l.is_up()) {
+            link.command(&["UNSUBSCRIBE"], Expect::Unsubscribe, 0)
+                .await?;
+            if link.sharded {
+                link.command(&["SUNSUBSCRIBE"], Expect::SUnsubscribe, 0)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Link {
+    fn new(addr: (String, u16), sharded: bool, made: Option<&(Rc<Shared>, Messages)>) -> Link {
+        Link {
+            id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
+            addr,
+            sharded,
+            shared: made.map(|(shared, _)| shared.clone()),
+        }
+    }
+
+    /// Unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.addr.0, self.addr.1)
+    }
+
+    /// Connected, and not ended or closed since.
+    pub fn is_up(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| !s.closed.get())
+    }
+
+    /// Takes the link for dead: commands waiting on it fail, new ones are refused.
+    pub fn close(&self, why: &str) {
+        if let Some(shared) = &self.shared {
+            shared.fail_all(why);
+        }
+    }
+
+    /// How many reads from the socket returned data so far (progress of the link).
+    pub fn reads(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.reads.get())
+    }
+
     /// `SUBSCRIBE` (`SSUBSCRIBE` per slot for sharded channels on a cluster); resolves when
     /// Redis has confirmed every channel.
     pub async fn subscribe(&self, channels: &[String]) -> Result<(), String> {
@@ -283,137 +426,91 @@ impl Commands {
     }
 
     /// `UNSUBSCRIBE` (`SUNSUBSCRIBE` per slot for sharded channels on a cluster); resolves
-    /// when Redis has confirmed every channel. With no channels (unsubscribe from everything,
-    /// every node) it resolves once the commands are written.
+    /// when Redis has confirmed every channel.
     pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), String> {
-        if channels.is_empty() {
-            for node in self.nodes.iter() {
-                node.command(&["UNSUBSCRIBE"], Expect::Unsubscribe, 0)
-                    .await?;
-                if self.topology.is_some() {
-                    node.command(&["SUNSUBSCRIBE"], Expect::SUnsubscribe, 0)
-                        .await?;
-                }
-            }
-            return Ok(());
-        }
         let classic = ("UNSUBSCRIBE", Expect::Unsubscribe);
         self.per_batch(channels, classic, ("SUNSUBSCRIBE", Expect::SUnsubscribe))
             .await
     }
 
-    /// Sends `classic` or `sharded` (command, confirmation) for each batch of `channels` and
-    /// waits for every confirmation.
+    /// `PING`; resolves with Redis's answer.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.command(&["PING"], Expect::Pong, 1).await
+    }
+
+    /// Sends `classic` or `sharded` (command, confirmation) for each batch of `channels`
+    /// (`SSUBSCRIBE` takes channels of one slot only) and waits for every confirmation.
     async fn per_batch(
         &self,
         channels: &[String],
         classic: (&str, Expect),
         sharded: (&str, Expect),
     ) -> Result<(), String> {
-        let batches = self.batches(channels)?;
-        try_join_all(batches.iter().map(|b| {
-            let (verb, expect) = if b.sharded { sharded } else { classic };
-            self.nodes[b.node].channels(verb, &b.channels, expect)
-        }))
-        .await
-        .map(drop)
-    }
-
-    /// `PING` on every node; resolves with Redis's answers.
-    pub async fn ping(&self) -> Result<(), String> {
-        try_join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.command(&["PING"], Expect::Pong, 1)),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// How many reads from the sockets returned data so far (progress of the connection).
-    pub fn reads(&self) -> u64 {
-        self.nodes.iter().map(|n| n.shared.reads.get()).sum()
-    }
-
-    /// Splits `channels` into one command per node and kind (per slot for sharded ones:
-    /// `SSUBSCRIBE` takes channels of one slot only).
-    fn batches<'a>(&self, channels: &'a [String]) -> Result<Vec<Batch<'a>>, String> {
-        let Some(topology) = &self.topology else {
-            let channels = channels.iter().map(String::as_str).collect();
-            return Ok(vec![Batch {
-                node: 0,
-                sharded: false,
-                channels,
-            }]);
-        };
-        let mut classic = Vec::new();
+        let mut plain = Vec::new();
         let mut by_slot: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
         for channel in channels {
-            if ChannelKind::of(channel).is_sharded() {
+            if self.sharded && ChannelKind::of(channel).is_sharded() {
                 by_slot
                     .entry(hub_store::slot(channel.as_bytes()))
                     .or_default()
                     .push(channel);
             } else {
-                classic.push(channel.as_str());
+                plain.push(channel.as_str());
             }
         }
-        let mut batches = Vec::with_capacity(by_slot.len() + 1);
-        if !classic.is_empty() {
-            batches.push(Batch {
-                node: 0,
-                sharded: false,
-                channels: classic,
-            });
-        }
-        for (slot, channels) in by_slot {
-            let node = topology
-                .owner(slot)
-                .ok_or_else(|| format!("no master serves slot {slot} (of {})", channels[0]))?;
-            batches.push(Batch {
-                node,
-                sharded: true,
-                channels,
-            });
-        }
-        Ok(batches)
-    }
-}
-
-impl NodeCommands {
-    async fn channels(&self, verb: &str, channels: &[&str], expect: Expect) -> Result<(), String> {
-        let mut args = vec![verb];
-        args.extend(channels);
-        self.command(&args, expect, channels.len()).await
+        let batches = (!plain.is_empty())
+            .then_some((classic, plain))
+            .into_iter()
+            .chain(by_slot.into_values().map(|b| (sharded, b)));
+        try_join_all(batches.map(|((verb, expect), channels)| async move {
+            let mut args = vec![verb];
+            args.extend(&channels);
+            self.command(&args, expect, channels.len()).await
+        }))
+        .await
+        .map(drop)
     }
 
     async fn command(&self, args: &[&str], expect: Expect, replies: usize) -> Result<(), String> {
-        let shared = &self.shared;
-        let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-        encode(&mut out, args);
-        let (done, answer) = oneshot::channel();
-        {
-            let _writing = shared.writing.lock().await;
-            if shared.closed.get() {
-                return Err("connection closed".into());
-            }
-            if replies > 0 {
-                shared.pending.borrow_mut().push_back(Pending {
-                    expect,
-                    remaining: replies,
-                    done,
-                });
-            }
-            write_all(&shared.io, &out).await.map_err(|e| {
-                shared.fail_all(&e.to_string());
-                e.to_string()
-            })?;
+        match &self.shared {
+            Some(shared) => command(shared, args, expect, replies).await,
+            None => Err(format!("{}: not connected", self.addr())),
         }
-        if replies == 0 {
-            return Ok(());
-        }
-        answer.await.map_err(|_| "connection closed".to_string())?
     }
+}
+
+/// Writes a command on `shared` and awaits its `replies` confirmations (none: resolves once
+/// written).
+async fn command(
+    shared: &Shared,
+    args: &[&str],
+    expect: Expect,
+    replies: usize,
+) -> Result<(), String> {
+    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    encode(&mut out, args);
+    let (done, answer) = oneshot::channel();
+    {
+        let _writing = shared.writing.lock().await;
+        if shared.closed.get() {
+            return Err("connection closed".into());
+        }
+        if replies > 0 {
+            shared.pending.borrow_mut().push_back(Pending {
+                expect,
+                remaining: replies,
+                done,
+            });
+        }
+        write_all(&shared.io, &out).await.map_err(|e| {
+            shared.fail_all(&e.to_string());
+            e.to_string()
+        })?;
+    }
+    if replies == 0 {
+        return Ok(());
+    }
+    answer.await.map_err(|_| "connection closed".to_string())?
 }
 
 async fn write_all(io: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
@@ -429,37 +526,6 @@ async fn write_all(io: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
 }
 
 impl Stream for Messages {
-    type Item = Message;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let count = this.nodes.len();
-        for i in 0..count {
-            let k = (this.next + i) % count;
-            match Pin::new(&mut this.nodes[k]).poll_next(cx) {
-                Poll::Ready(Some(msg)) => {
-                    this.next = (k + 1) % count;
-                    return Poll::Ready(Some(msg));
-                }
-                Poll::Ready(None) => {
-                    // One master gone is the connection gone: the rest is resubscribed anew.
-                    this.done = true;
-                    for node in &mut this.nodes {
-                        node.end("another node's connection ended");
-                    }
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Stream for NodeMessages {
     type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
@@ -498,7 +564,7 @@ impl Stream for NodeMessages {
     }
 }
 
-impl NodeMessages {
+impl Messages {
     fn end(&mut self, why: &str) {
         if self.done {
             return;

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     common::error::HubError,
-    connections::publisher::{retry_on_dead_connection, Publisher},
+    connections::publisher::{request_id, retry_on_dead_connection, Publisher, REQUEST_TTL},
     features::session_resume::Cursor,
 };
 
@@ -28,15 +28,22 @@ pub const HISTORY_PREFIX: &str = "chat:history:";
 /// The stream field holding a message (the ChatMessage JSON without its `id`).
 const FIELD: &str = "m";
 
-/// KEYS[1] history stream. ARGV: `PUBLISH` or `SPUBLISH`, channel, message JSON object
-/// without `id`, max length, TTL in ms (0: none). Appends, trims exactly, refreshes the TTL,
-/// publishes the message with its new `id` first, returns the id.
+/// KEYS[1] history stream, KEYS[2] the request's key ([`request_key`]). ARGV: `PUBLISH` or
+/// `SPUBLISH`, channel, message JSON object without `id`, max length, TTL in ms (0: none),
+/// the request key's TTL in ms. A request that already ran (a retry after its connection
+/// dropped) gets its id back and changes nothing. Otherwise appends, trims exactly, refreshes
+/// the TTL,
+/// publishes the message with its new id first as `$id` (the hub's mark,
+/// [`protocol::HUB_CHAT_ID`]; clients get it as `id`), returns the id.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local done = redis.call('GET', KEYS[2])
+if done then return done end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], '*', 'm', ARGV[3])
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-redis.call(ARGV[1], ARGV[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
+redis.call(ARGV[1], ARGV[2], '{"$id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
 return id
 "#,
     )
@@ -47,8 +54,7 @@ return id
 pub struct HistoryConfig {
     /// Messages in `joined` for a join without `since` (`HUB_HISTORY_LIMIT`).
     pub join_limit: usize,
-    /// Messages kept per room; older ones are trimmed (`HUB_HISTORY_MAXLEN`). Also the most
-    /// a recovery (`since`) can return.
+    /// Messages kept per room; older ones are trimmed (`HUB_HISTORY_MAXLEN`).
     pub max_len: usize,
     /// A room's history is deleted after this long without a message (`HUB_HISTORY_TTL_SECS`);
     /// `None` keeps it forever.
@@ -102,6 +108,12 @@ pub struct History {
     config: Arc<HistoryConfig>,
 }
 
+/// The key remembering one append to `room` for [`REQUEST_TTL`]:
+/// `chat:request:{chat:room:ROOM}:<request id>`, in the slot of the room's channel and history.
+pub fn request_key(room: &str, request: &str) -> String {
+    format!("chat:request:{{{ROOM_PREFIX}{room}}}:{request}")
+}
+
 /// The stream key of a room: `chat:history:{room}`, or on a cluster
 /// `chat:history:{chat:room:{room}}`, whose hash tag puts it in the slot of the room's channel
 /// (the append script publishes there with `SPUBLISH`, which must stay in the script's slot).
@@ -137,7 +149,8 @@ impl History {
     }
 
     /// Appends a ChatMessage (a JSON object without `id`, validated by the caller) to the
-    /// room's history and publishes it to `chat:room:{room}`, atomically. Returns its id.
+    /// room's history and publishes it to `chat:room:{room}`, atomically, once: a retry after
+    /// a dropped connection carries the same request id. Returns its id.
     pub async fn append(&self, room: &str, message: &[u8]) -> Result<MessageId, HubError> {
         if !message.starts_with(b"{") || message.len() < 3 {
             return Err(HubError::Redis(format!(
@@ -148,11 +161,13 @@ impl History {
         let mut invocation = APPEND.key(self.key(room));
         let channel = format!("{ROOM_PREFIX}{room}");
         invocation
+            .key(request_key(room, &request_id()))
             .arg(self.publisher.publish_command(&channel))
             .arg(&channel)
             .arg(message)
             .arg(self.config.max_len)
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(REQUEST_TTL.as_millis() as u64);
         let id: String = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let invocation = &invocation;

@@ -16,12 +16,12 @@ use log::info;
 
 use crate::{
     common::error::HubError,
-    connections::publisher::{retry_on_dead_connection, Publisher},
+    connections::publisher::{request_id, retry_on_dead_connection, Publisher, REQUEST_TTL},
     features::history::{read_after, read_since, Recent, StreamRead},
     features::session_resume::Cursor,
 };
 
-use hub_wire::protocol::{self, MessageId, USER_PREFIX};
+use hub_wire::protocol::{self, MessageId, HUB_INBOX_ID, USER_PREFIX};
 
 /// The Redis function services call instead of `PUBLISH`.
 pub const FUNCTION: &str = "relay_notify";
@@ -48,13 +48,19 @@ impl Default for InboxConfig {
     }
 }
 
+/// The key remembering one `relay_notify` call for [`REQUEST_TTL`] (its optional second key):
+/// `inbox:request:{user:notifications:ID}:<request id>`, in the slot of the user's inbox.
+pub fn request_key(user: &str, request: &str) -> String {
+    format!("inbox:request:{{{USER_PREFIX}{user}}}:{request}")
+}
+
 /// The inbox key of a user.
 pub fn key(user: &str) -> String {
     format!("inbox:{{{USER_PREFIX}{user}}}")
 }
 
-/// Puts `"inboxId":"<id>"` first into a notification's JSON object, exactly as
-/// `relay_notify` does before publishing.
+/// Puts `"inboxId":"<id>"` first into a notification's JSON object: what clients get from a
+/// notification `relay_notify` published (with `$inboxId` first, see [`HUB_INBOX_ID`]).
 pub fn with_inbox_id(object: &[u8], id: &str) -> Vec<u8> {
     protocol::with_field_first(object, "inboxId", id)
 }
@@ -67,6 +73,7 @@ fn library(config: &InboxConfig, cluster: bool) -> String {
         r#"#!lua name=relayhub
 local MAXLEN = {max_len}
 local TTL_MS = {ttl_ms}
+local REQUEST_TTL_MS = {request_ttl_ms}
 local function fail(why)
   return redis.error_reply('ERR relay_notify: ' .. why)
 end
@@ -92,6 +99,9 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if n['$hub'] ~= nil then
     return fail("$hub is reserved for the hub's own messages; leave it out")
   end
+  if n['{HUB_INBOX_ID}'] ~= nil then
+    return fail("{HUB_INBOX_ID} is reserved for the inbox; leave it out")
+  end
   for _, field in ipairs({{'type', 'title', 'message'}}) do
     if type(n[field]) ~= 'string' then return fail(field .. ' (string) is required') end
   end
@@ -99,15 +109,28 @@ redis.register_function('{FUNCTION}', function(keys, args)
   if key ~= 'inbox:{{' .. channel .. '}}' then
     return fail('KEYS[1] must be inbox:{{' .. channel .. '}}')
   end
+  local request = keys[2]
+  if request ~= nil then
+    local prefix = 'inbox:request:{{' .. channel .. '}}:'
+    if string.sub(request, 1, #prefix) ~= prefix or #request == #prefix then
+      return fail('KEYS[2], if given, must be ' .. prefix .. '<request id>')
+    end
+    local done = redis.call('GET', request)
+    if done then return {{done, 0}} end
+  end
   local id = redis.call('XADD', key, 'MAXLEN', '=', MAXLEN, '*', 'm', payload)
   redis.call('PEXPIRE', key, TTL_MS)
   local receivers = redis.call('{publish}', channel,
-    '{{"inboxId":"' .. id .. '",' .. string.sub(payload, 2))
+    '{{"{HUB_INBOX_ID}":"' .. id .. '",' .. string.sub(payload, 2))
+  if request ~= nil then
+    redis.call('SET', request, id, 'PX', REQUEST_TTL_MS)
+  end
   return {{id, receivers}}
 end)
 "#,
         max_len = config.max_len,
         ttl_ms = config.ttl.as_millis(),
+        request_ttl_ms = REQUEST_TTL.as_millis(),
         publish = if cluster { "SPUBLISH" } else { "PUBLISH" },
     )
 }
@@ -174,12 +197,15 @@ impl Inbox {
     }
 
     /// Appends a Notification (a JSON object, validated by the caller) to `user`'s inbox and
-    /// publishes it, atomically. Returns its inbox id and how many instances received it.
+    /// publishes it, atomically, once: a retry after a dropped connection carries the same
+    /// request key. Returns its inbox id and how many instances received it (0 when a retry
+    /// found it done).
     pub async fn notify(&self, user: &str, payload: &[u8]) -> Result<(MessageId, i64), HubError> {
-        let reply = match self.call(user, payload).await {
+        let request = request_id();
+        let reply = match self.call(user, &request, payload).await {
             Err(e) if e.to_string().contains("Function not found") => {
                 self.load().await?;
-                self.call(user, payload).await
+                self.call(user, &request, payload).await
             }
             other => other,
         };
@@ -192,9 +218,18 @@ impl Inbox {
         Ok((id, receivers))
     }
 
-    async fn call(&self, user: &str, payload: &[u8]) -> redis::RedisResult<(String, i64)> {
+    async fn call(
+        &self,
+        user: &str,
+        request: &str,
+        payload: &[u8],
+    ) -> redis::RedisResult<(String, i64)> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(FUNCTION).arg(1).arg(key(user)).arg(payload);
+        cmd.arg(FUNCTION)
+            .arg(2)
+            .arg(key(user))
+            .arg(request_key(user, request))
+            .arg(payload);
         retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let cmd = &cmd;
@@ -243,5 +278,6 @@ mod tests {
         assert!(lib.contains("redis.call('PUBLISH', channel"));
         assert!(library(&InboxConfig::default(), true).contains("redis.call('SPUBLISH', channel"));
         assert!(lib.contains("register_function('relay_notify'"));
+        assert!(lib.contains(r#"'{"$inboxId":"' .. id"#));
     }
 }

@@ -5,7 +5,7 @@
 //! delivers it, then the live messages it held back meanwhile, minus exact copies.
 //!
 //! Where a gap starts: the id of the last message dispatched on the channel, or, before any,
-//! the moment the channel was subscribed (an id from the hub's clock; a clock far ahead of
+//! the moment the channel was subscribed or asked for while it could not be (an id from the hub's clock; a clock far ahead of
 //! Redis's would skip what came just after the subscription).
 //!
 //! From the moment a new connection is made after a loss ([`Recovery::suspend`]) until a
@@ -120,7 +120,8 @@ impl Recovery {
         }
     }
 
-    /// Redis confirmed a subscription: a gap can start no earlier than now.
+    /// Redis confirmed a subscription, or the channel is wanted while the connection cannot
+    /// subscribe it (down, being rebuilt): a gap can start no earlier than now.
     pub fn subscribed(&mut self, key: &ChannelKey) {
         if self.recovers(key) {
             let now = MessageId {
@@ -177,33 +178,55 @@ impl Recovery {
         }
     }
 
-    /// Starts reading the gap of every suspended channel (once resubscribed); returns the
-    /// reads to run, each with its channel and where its gap starts.
-    pub fn start(&mut self) -> Vec<(ChannelKey, GapStart, GapRead)> {
-        let mut reads = Vec::new();
+    /// One channel's subscription was lost (its master failed, on a cluster): its live
+    /// messages are held until its gap has been read.
+    pub fn suspend_one(&mut self, key: &ChannelKey) {
+        if self.last.contains_key(key) {
+            self.filling.entry(key.clone()).or_default();
+        }
+    }
+
+    /// Starts the gap of every suspended channel that is `ready` (resubscribed: read earlier,
+    /// the gap would miss what comes before the subscription) and not under way yet; returns
+    /// each channel with where its gap starts, for [`Recovery::read`].
+    pub fn start(&mut self, ready: impl Fn(&ChannelKey) -> bool) -> Vec<(ChannelKey, GapStart)> {
+        let mut gaps = Vec::new();
+        let (history, inbox) = (self.history.is_some(), self.inbox.is_some());
         for (key, filling) in self.filling.iter_mut() {
             let Some(&(last, dispatched)) = self.last.get(key) else {
                 continue;
             };
-            if filling.reading {
+            let recovers = match key {
+                ChannelKey::Room(_) => history,
+                ChannelKey::User(_) => inbox,
+            };
+            if filling.reading || !recovers || !ready(key) {
                 continue;
             }
-            let key = key.clone();
-            let read: GapRead = match (&key, &self.history, &self.inbox) {
-                (ChannelKey::Room(room), Some(history), _) => {
-                    let (history, room) = (history.clone(), room.clone());
-                    Box::pin(async move { history.after(&room, last).await })
-                }
-                (ChannelKey::User(user), _, Some(inbox)) => {
-                    let (inbox, user) = (inbox.clone(), user.clone());
-                    Box::pin(async move { inbox.after(&user, last).await })
-                }
-                _ => continue,
-            };
             filling.reading = true;
-            reads.push((key, GapStart { last, dispatched }, read));
+            gaps.push((key.clone(), GapStart { last, dispatched }));
         }
-        reads
+        gaps
+    }
+
+    /// The read of `key`'s gap (again, after a failed one), or `None` when the channel no
+    /// longer waits for it (forgotten, or filled).
+    pub fn read(&self, key: &ChannelKey, start: GapStart) -> Option<GapRead> {
+        if !self.filling.contains_key(key) {
+            return None;
+        }
+        let last = start.last;
+        match (key, &self.history, &self.inbox) {
+            (ChannelKey::Room(room), Some(history), _) => {
+                let (history, room) = (history.clone(), room.clone());
+                Some(Box::pin(async move { history.after(&room, last).await }))
+            }
+            (ChannelKey::User(user), _, Some(inbox)) => {
+                let (inbox, user) = (inbox.clone(), user.clone());
+                Some(Box::pin(async move { inbox.after(&user, last).await }))
+            }
+            _ => None,
+        }
     }
 
     /// A gap read finished: what to dispatch on `key`, in order (the missed messages, then the
@@ -232,14 +255,15 @@ impl Recovery {
                          missed during the outage before the oldest kept one are lost"
                     );
                 }
-                for raw in recent.messages {
-                    let (frame, id) = match parse_inbound_timed(&channel, raw.get().as_bytes()) {
-                        Ok((Inbound::Chat { frame, id, .. }, _)) => (frame, id),
-                        Ok((Inbound::Notification { frame, id, .. }, _)) => (frame, id),
+                // The ids are the stream's own (what clients get carries them unmarked).
+                for (raw, id) in recent.messages.into_iter().zip(recent.ids) {
+                    let frame = match parse_inbound_timed(&channel, raw.get().as_bytes()) {
+                        Ok((Inbound::Chat { frame, .. }, _)) => frame,
+                        Ok((Inbound::Notification { frame, .. }, _)) => frame,
                         _ => continue,
                     };
-                    if id.is_some_and(|id| id > last) {
-                        out.push(Held::frame(frame, id));
+                    if id > last {
+                        out.push(Held::frame(frame, Some(id)));
                     }
                 }
             }

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 NAME = re.compile(r"^[A-Za-z0-9:_.\-]{1,128}$")
 PRIORITIES = ("high", "normal", "low")
 DAY_MS = 24 * 3600 * 1000
+LIVE_MS = 30_000
+PARKED_MAX = 10_000
 
 
 class JobCancelled(Exception):
@@ -58,10 +60,11 @@ class Queue:
         wait_for_worker: bool = False,
         **extra: Any,
     ) -> Dict[str, Any]:
-        """Queues a job; returns ``{"status": "queued", "id", "duplicate"?}``.
+        """Queues a job; returns ``{"status": "queued", "id", "workerLive"?, "duplicate"?}``.
 
-        Unless ``wait_for_worker``, a type no worker advertised in the last 30 s is refused
-        with ``ValueError`` (like ``POST /api/jobs``'s ``no_worker``).
+        Unless ``wait_for_worker``, a type no worker advertised within a day is refused with
+        ``ValueError`` (like ``POST /api/jobs``'s ``no_worker``); ``workerLive`` says whether
+        a worker advertised it in the last 30 s.
         """
         if payload is None:
             raise ValueError("payload is required")
@@ -87,15 +90,18 @@ class Queue:
             priority,
             json.dumps(job, separators=(",", ":")),
             self.state_ttl_ms,
-            0 if wait_for_worker else 30_000,
+            LIVE_MS,
+            0 if wait_for_worker else DAY_MS,
         )
         kind = _s(reply[0])
-        if kind == "unserved":
-            served = ", ".join(_s(t) for t in reply[1:]) or "none"
-            raise ValueError(f"no worker handles job type `{job_type}` (handled now: {served})")
+        if kind == "unknown":
+            known = ", ".join(_s(t) for t in reply[1:]) or "none"
+            raise ValueError(f"no worker handles job type `{job_type}` (known types: {known})")
         answer: Dict[str, Any] = {"status": "queued", "id": job_id}
         if kind == "duplicate":
             answer["duplicate"] = True
+        else:
+            answer["workerLive"] = _s(reply[2]) == "1"
         return answer
 
     async def cancel(self, job_id: str, user: Optional[str] = None) -> str:

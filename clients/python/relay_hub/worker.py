@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Union
 
-from .queue import DAY_MS, JobCancelled, LeaseLost, Queue, _s
+from .queue import DAY_MS, PARKED_MAX, JobCancelled, LeaseLost, Queue, _s
 
 log = logging.getLogger("relay_hub")
 
@@ -116,6 +116,7 @@ class Worker:
                     self.visibility_ms,
                     self.max_attempts,
                     self.queue.state_ttl_ms,
+                    PARKED_MAX,
                     *types,
                 )
                 if _s(reply[0]) == "job":

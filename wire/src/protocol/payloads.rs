@@ -91,7 +91,8 @@ pub enum Inbound {
         user: UserId,
         /// `{"type":"notification","data":...}`.
         frame: Vec<u8>,
-        /// The inbox id, when it went through the user's inbox (`inboxId`, stream id form).
+        /// The inbox id, when `relay_notify` published it (its id first, as `$inboxId`, see
+        /// [`HUB_INBOX_ID`]); an `inboxId` in any other `PUBLISH` is delivered, never used.
         id: Option<MessageId>,
     },
     /// An AIResult for every session of `user`.
@@ -117,11 +118,11 @@ pub enum Inbound {
         room: RoomId,
         /// `{"type":"chat-message","data":...}`.
         frame: Vec<u8>,
-        /// The history id, when the message went through the hub's history (a string `id` in
-        /// stream id form, `<ms>-<seq>`); `None` for a plain `PUBLISH` without one.
+        /// The history id, when the hub's history script published the message (its id first,
+        /// as `$id`, see [`HUB_CHAT_ID`]); `None` for any other `PUBLISH`.
         id: Option<MessageId>,
-        /// The payload carried an `id` that is not a history id (a service's own, e.g. `"42"`):
-        /// delivered as it is, never used to order or de-duplicate.
+        /// The payload carried an `id` the history did not write (a service's own, e.g. `"42"`,
+        /// even in stream id form): delivered as it is, never used to order or de-duplicate.
         foreign_id: bool,
     },
     /// A presence change for every member of `room`.
@@ -306,6 +307,9 @@ struct NotificationCheck<'a> {
     /// Refused: only the hub's own messages carry it, as their first key.
     #[serde(rename = "$hub", default)]
     hub: Option<serde::de::IgnoredAny>,
+    /// Refused anywhere but first (where the inbox writes it, see [`HUB_INBOX_ID`]).
+    #[serde(rename = "$inboxId", default)]
+    marked: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +331,9 @@ struct ChatCheck<'a> {
     /// Optional: set by the hub's history script; services may put their own ids here.
     #[serde(default)]
     id: Option<Value>,
+    /// Refused anywhere but first (where the history writes it, see [`HUB_CHAT_ID`]).
+    #[serde(rename = "$id", default)]
+    marked: Option<serde::de::IgnoredAny>,
     #[serde(rename = "roomId", borrow)]
     room_id: Cow<'a, str>,
     #[serde(rename = "userId", borrow)]
@@ -475,6 +482,32 @@ pub(super) fn check_user(
     Ok(id.as_ref().into())
 }
 
+/// The key under which the history script publishes a chat message's id, first: `$` and the
+/// `id` clients get. Only a message published so is one the hub wrote (its id orders, and
+/// moves where a gap fill starts); a service's own `id`, stream-shaped or not, never does.
+pub const HUB_CHAT_ID: &str = "$id";
+/// The key under which `relay_notify` publishes a notification's inbox id, first: `$` and
+/// the `inboxId` clients get (see [`HUB_CHAT_ID`]).
+pub const HUB_INBOX_ID: &str = "$inboxId";
+
+/// A payload as the hub's scripts publish it (`{"<key>":"...`, `key` starting with `$`)
+/// becomes what clients get: the same with `key` without its `$`; `true` then. Anything
+/// else is given back as it is.
+fn unmark<'a>(payload: &'a [u8], key: &str) -> (Cow<'a, [u8]>, bool) {
+    let trimmed = trim_ascii(payload);
+    let marked = trimmed.len() > key.len() + 4
+        && trimmed.starts_with(b"{\"")
+        && trimmed[2..].starts_with(key.as_bytes())
+        && trimmed[2 + key.len()..].starts_with(b"\":\"");
+    if !marked {
+        return (Cow::Borrowed(payload), false);
+    }
+    let mut out = Vec::with_capacity(trimmed.len() - 1);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(&trimmed[3..]);
+    (Cow::Owned(out), true)
+}
+
 /// Validates a payload received on `channel` and turns it into what the hub delivers.
 pub fn parse_inbound(channel: &str, payload: &[u8]) -> Result<Inbound, PayloadError> {
     parse_inbound_timed(channel, payload).map(|(inbound, _)| inbound)
@@ -492,17 +525,24 @@ pub fn parse_inbound_timed(
             Ok((Inbound::Hub { user, message }, None))
         }
         ChannelKind::User(user) => {
-            let check: NotificationCheck = check_object(payload)?;
-            if check.hub.is_some() {
+            let (payload, hub_written) = unmark(payload, HUB_INBOX_ID);
+            let check: NotificationCheck = check_object(&payload)?;
+            if check.hub.is_some() || check.marked.is_some() {
+                let key = if check.hub.is_some() {
+                    HUB_KEY
+                } else {
+                    HUB_INBOX_ID
+                };
                 return Err(PayloadError(format!(
-                    "`{HUB_KEY}` is reserved for the hub's own messages"
+                    "`{key}` is reserved for the hub's own messages"
                 )));
             }
             let user = check_user(&check.user_id, Some(user))?;
+            let id = check.inbox_id.as_deref().and_then(stream_id);
             let inbound = Inbound::Notification {
                 user,
-                frame: envelope("notification", payload),
-                id: check.inbox_id.as_deref().and_then(stream_id),
+                frame: envelope("notification", &payload),
+                id: id.filter(|_| hub_written),
             };
             Ok((inbound, check.timestamp))
         }
@@ -525,7 +565,13 @@ pub fn parse_inbound_timed(
             Ok((Inbound::JobEvent { user, frame, chunk }, None))
         }
         ChannelKind::Room(room) => {
-            let check: ChatCheck = check_object(payload)?;
+            let (payload, hub_written) = unmark(payload, HUB_CHAT_ID);
+            let check: ChatCheck = check_object(&payload)?;
+            if check.marked.is_some() {
+                return Err(PayloadError(format!(
+                    "`{HUB_CHAT_ID}` is reserved for the hub's own messages"
+                )));
+            }
             if check.room_id != room {
                 return Err(PayloadError("roomId disagrees with the channel".into()));
             }
@@ -534,12 +580,12 @@ pub fn parse_inbound_timed(
             }
             check_user(&check.user_id, None)?;
             let id = match &check.id {
-                Some(Value::String(s)) => stream_id(s),
+                Some(Value::String(s)) if hub_written => stream_id(s),
                 _ => None,
             };
             let inbound = Inbound::Chat {
                 room: room.into(),
-                frame: envelope("chat-message", payload),
+                frame: envelope("chat-message", &payload),
                 id,
                 foreign_id: id.is_none() && check.id.is_some(),
             };

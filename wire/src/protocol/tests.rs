@@ -207,14 +207,50 @@ fn join_since_must_be_a_message_id() {
 }
 
 #[test]
+fn only_the_inbox_s_own_inbox_ids_count() {
+    let note =
+        |first: &str| format!(r#"{{{first}"userId":"42","type":"t","title":"a","message":"m"}}"#);
+    let parse = |payload: String| match parse_inbound("user:notifications:42", payload.as_bytes()) {
+        Ok(Inbound::Notification { id, frame, .. }) => Ok((id, frame)),
+        other => Err(format!("{other:?}")),
+    };
+    let (id, frame) = parse(note(r#""$inboxId":"5-1","#)).unwrap();
+    assert_eq!(id, Some(MessageId { ms: 5, seq: 1 }));
+    assert!(frame.ends_with(
+        br#""data":{"inboxId":"5-1","userId":"42","type":"t","title":"a","message":"m"}}"#
+    ));
+    let (id, frame) = parse(note(r#""inboxId":"5-1","#)).unwrap();
+    assert_eq!(id, None, "a service's own inboxId is delivered, never used");
+    assert!(frame.ends_with(
+        br#""data":{"inboxId":"5-1","userId":"42","type":"t","title":"a","message":"m"}}"#
+    ));
+    let later = r#"{"userId":"42","$inboxId":"5-1","type":"t","title":"a","message":"m"}"#;
+    assert!(parse(later.into()).is_err(), "the mark only counts first");
+}
+
+#[test]
 fn chat_ids_and_presence_events() {
+    // As the history script publishes it: its id first, marked; clients get it as `id`.
     let chat =
-        br#"{"id":"7-1","roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
+        br#"{"$id":"7-1","roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
     match parse_inbound("chat:room:r", chat).unwrap() {
-        Inbound::Chat { id, .. } => assert_eq!(id, Some(MessageId { ms: 7, seq: 1 })),
+        Inbound::Chat { id, frame, .. } => {
+            assert_eq!(id, Some(MessageId { ms: 7, seq: 1 }));
+            assert!(frame.ends_with(br#""data":{"id":"7-1","roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}}"#));
+        }
         other => panic!("unexpected {other:?}"),
     }
-    for foreign in [r#"42"#, r#""42""#, r#""99999999999999999""#, r#""x-1""#] {
+    let marked_later =
+        br#"{"roomId":"r","$id":"7-1","userId":1,"username":"a","message":"m","timestamp":1}"#;
+    assert!(parse_inbound("chat:room:r", marked_later).is_err());
+    // Stream-shaped ids a service published itself are its own.
+    for foreign in [
+        r#"42"#,
+        r#""42""#,
+        r#""99999999999999999""#,
+        r#""x-1""#,
+        r#""7-1""#,
+    ] {
         let chat = format!(
             r#"{{"id":{foreign},"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}}"#
         );

@@ -19,7 +19,7 @@ mod connection;
 mod routing;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -34,16 +34,16 @@ use futures_util::{stream, Stream, StreamExt};
 use hub_store::Store;
 use log::{info, warn};
 use prometheus::IntCounter;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::{
     common::backlog::Backlog,
     common::metrics::{Metrics, OutKind},
     common::outbound::Outbound,
-    connections::pubsub::{self, Commands, Message},
+    connections::pubsub::{self, Commands, Link, Message},
     features::history::History,
     features::inbox::Inbox,
-    features::recovery::{Held, Recovery},
+    features::recovery::{GapStart, Held, Recovery},
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, Item,
         StopSubscriber, Target, MAX_SHARDS,
@@ -65,7 +65,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Default limit for connecting, and for a (un)subscribe or ping round trip during which
 /// nothing at all arrives from Redis (see `connection::confirmed`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the connection is checked with a PING.
+/// How often each link (each master's, on a cluster) is checked with a PING.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most Redis messages routed before their frames are handed to the shards in one message.
 const DISPATCH_BATCH: usize = 256;
@@ -76,6 +76,12 @@ pub const BACKLOG_CAP: usize = 4 << 20;
 /// Bookkeeping counted per frame in the backlog besides its bytes (the dispatch entry, the
 /// shared event and its recipient key).
 const FRAME_OVERHEAD: usize = 128;
+/// Most gap reads in flight per connection after a reconnect; the others wait their turn.
+pub const GAP_READS: usize = 32;
+/// Tries per gap read before its gap is given up (its held live messages then go out).
+const GAP_READ_TRIES: u32 = 5;
+/// Wait before a failed gap read is tried again; doubles per try.
+const GAP_RETRY: Duration = Duration::from_millis(100);
 /// At most this many "dropped payload" warnings per window; the rest are counted.
 const WARNINGS_PER_WINDOW: u32 = 10;
 const WARNING_WINDOW: Duration = Duration::from_secs(10);
@@ -84,8 +90,10 @@ const WARNING_WINDOW: Duration = Duration::from_secs(10);
 struct Channel {
     /// Shards (bits) with a local session needing this channel.
     shards: u64,
-    /// Redis confirmed the subscription on the current connection.
+    /// Redis confirmed the subscription on the current connection...
     subscribed: bool,
+    /// ...on this link (its master's, on a cluster).
+    link: u64,
     /// Already listed in `dirty`.
     queued: bool,
     /// Interest requests waiting for the subscription.
@@ -108,12 +116,14 @@ fn channel_name(key: &ChannelKey) -> String {
 enum Event {
     /// Messages that were ready together (at most [`DISPATCH_BATCH`]).
     Messages(Vec<Message>),
-    Ended(u64),
+    /// A link's stream ended: (generation, link).
+    Ended(u64, u64),
 }
 
 struct Connection {
     sink: Commands,
-    stream: SpawnHandle,
+    /// Each link's stream, by link id.
+    streams: HashMap<u64, SpawnHandle>,
 }
 
 /// Subscribed instead of the fixed channels by every ingest connection but the first, so
@@ -130,6 +140,21 @@ pub struct IngestSlot {
     pub total: usize,
     /// How many are connected now.
     pub connected: Arc<AtomicUsize>,
+    /// Whether connection 0 has the fixed channels (AI results, presence) subscribed now:
+    /// the other connections confirm an interest only once it has (shared).
+    pub fixed: Arc<watch::Sender<bool>>,
+}
+
+impl IngestSlot {
+    /// Connection `index` of `total`, sharing `connected` and `fixed` with the others.
+    pub fn new(index: usize, total: usize, shared: &IngestSlot) -> IngestSlot {
+        IngestSlot {
+            index,
+            total,
+            connected: shared.connected.clone(),
+            fixed: shared.fixed.clone(),
+        }
+    }
 }
 
 impl Default for IngestSlot {
@@ -138,6 +163,7 @@ impl Default for IngestSlot {
             index: 0,
             total: 1,
             connected: Arc::default(),
+            fixed: Arc::new(watch::channel(false).0),
         }
     }
 }
@@ -158,8 +184,15 @@ pub struct Subscriber {
     /// Bumped on every connect attempt and loss; stale callbacks compare it.
     generation: u64,
     fixed_subscribed: bool,
+    /// The link the fixed channels are subscribed on.
+    fixed_link: u64,
     syncing: bool,
-    ping_in_flight: bool,
+    /// Links with a PING in flight.
+    pinging: HashSet<u64>,
+    /// Reconnecting the links that are down is scheduled or under way.
+    repairing: bool,
+    /// This connection's share of `hub_redis_nodes_down`.
+    nodes_down: i64,
     backoff: Duration,
     ever_connected: bool,
     stopping: bool,
@@ -170,6 +203,10 @@ pub struct Subscriber {
     command_timeout: Duration,
     /// What rooms and users missed while the connection was down.
     recovery: Recovery,
+    /// Gaps waiting for a turn to be read (with the tries made), at most [`GAP_READS`] read
+    /// at once (`gap_reads`).
+    gap_queue: std::collections::VecDeque<(ChannelKey, GapStart, u32)>,
+    gap_reads: usize,
     slot: IngestSlot,
     /// Counted in `slot.connected`.
     counted: bool,
@@ -191,8 +228,11 @@ impl Subscriber {
             conn: None,
             generation: 0,
             fixed_subscribed: false,
+            fixed_link: 0,
             syncing: false,
-            ping_in_flight: false,
+            pinging: HashSet::new(),
+            repairing: false,
+            nodes_down: 0,
             backoff: MIN_BACKOFF,
             ever_connected: false,
             stopping: false,
@@ -200,6 +240,8 @@ impl Subscriber {
             canary: None,
             command_timeout: COMMAND_TIMEOUT,
             recovery: Recovery::default(),
+            gap_queue: Default::default(),
+            gap_reads: 0,
             slot: IngestSlot::default(),
             counted: false,
         }
@@ -238,6 +280,12 @@ impl Subscriber {
             self.slot.connected.fetch_sub(1, Ordering::SeqCst);
         }
         self.metrics.redis_connected.set(0);
+    }
+
+    /// Masters (of a cluster) this connection cannot read now.
+    fn set_nodes_down(&mut self, down: i64) {
+        self.metrics.redis_nodes_down.add(down - self.nodes_down);
+        self.nodes_down = down;
     }
 
     /// After a reconnect, delivers from `history` the chat messages each local room missed
@@ -295,10 +343,10 @@ impl StreamHandler<Event> for Subscriber {
                 }
                 self.flush_batches();
             }
-            Event::Ended(generation) if generation == self.generation => {
-                self.lost(ctx, "connection closed")
+            Event::Ended(generation, link) if generation == self.generation => {
+                self.node_lost(ctx, link, "connection closed")
             }
-            Event::Ended(_) => {}
+            Event::Ended(..) => {}
         }
     }
 
@@ -319,9 +367,13 @@ impl Handler<AttachShard> for Subscriber {
 impl Handler<Interest> for Subscriber {
     type Result = ResponseFuture<()>;
 
+    /// Resolves once the channel is subscribed (and, on a connection other than the first,
+    /// once the first has the fixed channels): `connected` and `joined` wait for it, across
+    /// outages. A channel asked for while the connection is down or being rebuilt has its gap
+    /// start recorded now, and is filled from its stream once subscribed.
     fn handle(&mut self, msg: Interest, ctx: &mut Context<Self>) -> Self::Result {
         let bit = 1u64 << (msg.shard % MAX_SHARDS);
-        let connected = self.conn.is_some();
+        let up = self.fixed_subscribed;
         let ch = self.channels.entry(msg.key.clone()).or_default();
         let was_wanted = ch.wanted();
         if msg.on {
@@ -330,11 +382,15 @@ impl Handler<Interest> for Subscriber {
             ch.shards &= !bit;
         }
         let changed = was_wanted != ch.wanted();
-        let wait = (msg.on && !ch.subscribed && connected).then(|| {
+        let wait = (msg.on && !ch.subscribed).then(|| {
             let (tx, rx) = oneshot::channel();
             ch.waiters.push(tx);
             rx
         });
+        if wait.is_some() && !up {
+            self.recovery.subscribed(&msg.key);
+        }
+        let fixed = (msg.on && self.slot.index != 0).then(|| self.slot.fixed.subscribe());
         if changed {
             if !ch.queued {
                 ch.queued = true;
@@ -351,6 +407,9 @@ impl Handler<Interest> for Subscriber {
             if let Some(rx) = wait {
                 let _ = rx.await;
             }
+            if let Some(mut fixed) = fixed {
+                let _ = fixed.wait_for(|up| *up).await;
+            }
         })
     }
 }
@@ -363,7 +422,7 @@ impl Handler<StopSubscriber> for Subscriber {
         let sink = self.conn.as_ref().map(|c| c.sink.clone());
         let unsubscribe = async move {
             if let Some(sink) = sink {
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(&[])).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe_all()).await;
             }
         };
         Box::pin(fut::wrap_future::<_, Self>(unsubscribe).map(|_, act, ctx| {

@@ -136,14 +136,51 @@ impl Subscriber {
     }
 
     /// Reads, for every local room and user, what was appended to its history or inbox since
-    /// the last message it got; live messages wait until that is delivered.
+    /// the last message it got; live messages wait until that is delivered. At most
+    /// [`GAP_READS`] reads run at once; a failed one (Redis slow past its timeout, a dropped
+    /// connection) is tried again, up to [`GAP_READ_TRIES`] times.
     pub(super) fn fill_gaps(&mut self, ctx: &mut Context<Self>) {
-        for (key, start, read) in self.recovery.start() {
-            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, _| {
-                for held in act.recovery.finish(&key, start, res, &act.metrics) {
-                    act.dispatch_ordered(key.clone(), held);
+        let channels = &self.channels;
+        let subscribed = |key: &ChannelKey| channels.get(key).is_some_and(|c| c.subscribed);
+        let gaps = self.recovery.start(subscribed);
+        self.gap_queue
+            .extend(gaps.into_iter().map(|(key, start)| (key, start, 0)));
+        self.read_gaps(ctx);
+    }
+
+    /// Starts queued gap reads while fewer than [`GAP_READS`] run.
+    fn read_gaps(&mut self, ctx: &mut Context<Self>) {
+        while self.gap_reads < GAP_READS {
+            let Some((key, start, tries)) = self.gap_queue.pop_front() else {
+                return;
+            };
+            let Some(read) = self.recovery.read(&key, start) else {
+                continue;
+            };
+            self.gap_reads += 1;
+            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, ctx| {
+                act.gap_reads -= 1;
+                match res {
+                    Err(e) if tries + 1 < GAP_READ_TRIES => {
+                        act.metrics.gap_read_errors.inc();
+                        warn!("gap of {key:?} not read ({e}); trying again");
+                        let delay = GAP_RETRY * 2u32.pow(tries);
+                        ctx.run_later(delay, move |act, ctx| {
+                            act.gap_queue.push_back((key, start, tries + 1));
+                            act.read_gaps(ctx);
+                        });
+                    }
+                    res => {
+                        if res.is_err() {
+                            act.metrics.gap_read_errors.inc();
+                        }
+                        for held in act.recovery.finish(&key, start, res, &act.metrics) {
+                            act.dispatch_ordered(key.clone(), held);
+                        }
+                        act.flush_batches();
+                    }
                 }
-                act.flush_batches();
+                act.read_gaps(ctx);
             }));
         }
     }

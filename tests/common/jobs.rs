@@ -1,4 +1,6 @@
-//! `relay-hub worker` processes for the job tests, with the test-only job types.
+//! What the job tests share: real `relay-hub worker` processes with the test-only job types
+//! (`test_sleep`, `test_gate`, `test_fail`, which record every run in a Redis list), and the
+//! job routes of a real hub.
 
 use std::{
     io::{BufRead, BufReader},
@@ -6,7 +8,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::{eventually, Redis};
+use serde_json::{json, Value};
+
+use super::{eventually, Hub, Redis};
+
+pub const JSON: (&str, &str) = ("content-type", "application/json");
 
 /// A `relay-hub worker` process.
 pub struct WorkerProc {
@@ -93,4 +99,61 @@ impl Drop for WorkerProc {
             let _ = child.wait();
         }
     }
+}
+
+/// `POST /api/jobs` (202 expected); returns the reply.
+pub async fn post_job(hub: &Hub, headers: &[(&str, &str)], job: Value) -> Value {
+    let mut all = vec![JSON];
+    all.extend_from_slice(headers);
+    let (status, body) = hub.http("POST", "/api/jobs", &all, &job.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["status"], "queued");
+    reply
+}
+
+/// Enqueues a job with the given id through `POST /api/jobs` (a worker for `kind` runs).
+pub async fn enqueue(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
+    let reply = post_job(
+        hub,
+        &[],
+        json!({"id": id, "type": kind, "userId": user, "payload": payload}),
+    )
+    .await;
+    assert_eq!(reply["id"], id);
+}
+
+/// Like [`enqueue`], before any worker for `kind` runs (`waitForWorker`).
+pub async fn enqueue_early(hub: &Hub, id: &str, kind: &str, user: Value, payload: Value) {
+    let reply = post_job(
+        hub,
+        &[],
+        json!({"id": id, "type": kind, "userId": user, "payload": payload,
+               "waitForWorker": true}),
+    )
+    .await;
+    assert_eq!(reply["id"], id);
+}
+
+/// `GET /api/jobs/{id}` as (status, JSON).
+pub async fn get_job(hub: &Hub, id: &str) -> (u16, Value) {
+    let (status, body) = hub.http("GET", &format!("/api/jobs/{id}"), &[], "").await;
+    (status, serde_json::from_str(&body).expect("JSON body"))
+}
+
+/// Waits until a job reaches `state`; returns its JSON.
+pub async fn await_state(hub: &Hub, id: &str, state: &str) -> Value {
+    eventually(&format!("job {id} to be {state}"), || async {
+        let (status, job) = get_job(hub, id).await;
+        (status == 200 && job["state"] == state).then_some(job)
+    })
+    .await
+}
+
+pub async fn xlen(redis: &Redis, key: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap()
 }
