@@ -78,12 +78,12 @@ async fn chunks_reach_every_tab_on_both_instances_and_a_late_tab_catches_up() {
 
     let lease = enqueue_and_claim(&one, &redis, "s-1", "5").await;
     // State pushed: queued, then running with the worker.
-    let queued = tab1.recv_type("ai-job").await["data"].clone();
+    let queued = tab1.recv_type("job-state").await["data"].clone();
     assert_eq!(
         (queued["jobId"].clone(), queued["state"].clone()),
         (json!("s-1"), json!("queued"))
     );
-    let running = tab1.recv_type("ai-job").await["data"].clone();
+    let running = tab1.recv_type("job-state").await["data"].clone();
     assert_eq!(
         (
             running["state"].clone(),
@@ -92,7 +92,7 @@ async fn chunks_reach_every_tab_on_both_instances_and_a_late_tab_catches_up() {
         ),
         (json!("running"), json!(1), json!("w"))
     );
-    assert_eq!(sio_event(&mut sio, "ai-job").await["state"], "queued");
+    assert_eq!(sio_event(&mut sio, "job-state").await["state"], "queued");
 
     for (i, delta) in ["Once", " upon", " a"].iter().enumerate() {
         assert_eq!(chunk(&redis, "s-1", &lease, delta).await, i as i64 + 1);
@@ -191,7 +191,7 @@ async fn delete_cancels_a_queued_job_which_then_never_runs() {
         body,
         json!({"id": "q-1", "status": "cancelled", "was": "queued"})
     );
-    let queued = user.recv_type("ai-job").await["data"].clone();
+    let queued = user.recv_type("job-state").await["data"].clone();
     assert_eq!(
         queued,
         json!({"jobId": "q-1", "state": "queued", "attempt": 0})
@@ -206,4 +206,39 @@ async fn delete_cancels_a_queued_job_which_then_never_runs() {
     assert_eq!(claim[0], "none", "a cancelled job is never claimed");
     let (status, _) = hub.http("DELETE", "/api/jobs/nope", &[], "").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_demo_worker_streams_its_answer_when_the_payload_asks() {
+    let redis = Redis::start().await;
+    let hub = hub(&redis, &[]).await;
+    let mut user = hub.user("3").await;
+    let _w = common::jobs::worker(&redis, "demo", &[("HUB_DEMO_LATENCY_MS", "20")])
+        .ready()
+        .await;
+    let job = json!({"id": "d-1", "type": "llama_inference", "userId": 3,
+                     "payload": {"text": "Redis keeps jobs. Jobs stream.", "stream": true}});
+    let (status, body) = hub
+        .http("POST", "/api/jobs", &[JSON], &job.to_string())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (mut text, mut seq) = (String::new(), 0);
+    let result = loop {
+        let frame = user.recv().await;
+        match frame["type"].as_str() {
+            Some("ai-chunk") => {
+                let (s, delta) = chunk_data(&frame);
+                assert_eq!(s, seq + 1);
+                seq = s;
+                text.push_str(&delta);
+            }
+            Some("ai-result") => break frame["data"].clone(),
+            _ => {}
+        }
+    };
+    let expected = "Your text has 30 characters, 5 words and 2 sentences. Its keywords: jobs, keeps, redis, stream.";
+    assert_eq!(text, expected);
+    assert_eq!(result["result"]["text"], expected);
+    assert_eq!(result["chunks"], seq);
+    assert_eq!(seq, 16);
 }

@@ -680,13 +680,13 @@ impl Client {
         v
     }
 
-    /// The next `ai-result` frame, skipping the job's `ai-job` state pushes and `ai-chunk`s
+    /// The next `ai-result` frame, skipping the job's `job-state` state pushes and `ai-chunk`s
     /// before it (any other frame fails).
     pub async fn recv_result(&mut self) -> Value {
         loop {
             let v = self.recv().await;
             match v["type"].as_str() {
-                Some("ai-job" | "ai-chunk") => continue,
+                Some("job-state" | "ai-chunk") => continue,
                 _ => {
                     assert_eq!(
                         v["type"], "ai-result",

@@ -82,7 +82,7 @@ fn check_inbound(channel: &str, payload: &[u8]) {
         Inbound::JobEvent { user, frame, chunk } => {
             assert!(is_valid_user_id(user));
             let sent: Value = serde_json::from_slice(frame).expect("frames are JSON");
-            assert_eq!(sent["type"], if *chunk { "ai-chunk" } else { "ai-job" });
+            assert_eq!(sent["type"], if *chunk { "ai-chunk" } else { "job-state" });
             assert_eq!(sent["data"]["jobId"], original["jobId"]);
             assert!(sent["data"].get("userId").is_none());
             return;

@@ -27,8 +27,8 @@ pub enum OutKind {
     AiResult,
     /// `ai-chunk`.
     AiChunk,
-    /// `ai-job`.
-    AiJob,
+    /// `job-state`.
+    JobState,
     /// `chat-message`.
     Chat,
     /// `cache-invalidate`.
@@ -48,7 +48,7 @@ impl OutKind {
         OutKind::Notification,
         OutKind::AiResult,
         OutKind::AiChunk,
-        OutKind::AiJob,
+        OutKind::JobState,
         OutKind::Chat,
         OutKind::Cache,
         OutKind::Analytics,
@@ -64,7 +64,7 @@ impl OutKind {
             OutKind::Notification => "notification",
             OutKind::AiResult => "ai-result",
             OutKind::AiChunk => "ai-chunk",
-            OutKind::AiJob => "ai-job",
+            OutKind::JobState => "job-state",
             OutKind::Chat => "chat-message",
             OutKind::Cache => "cache-invalidate",
             OutKind::Analytics => "analytics",

@@ -76,9 +76,9 @@ async function textOf(s, jobId) {
   let text = '', seq = 0;
   const attempts = [];
   for (;;) {
-    const f = await s.next(['ai-chunk', 'ai-result', 'ai-job']);
+    const f = await s.next(['ai-chunk', 'ai-result', 'job-state']);
     if (f.data.jobId !== jobId) continue;
-    if (f.type === 'ai-job') { if (f.data.state === 'running') { attempts.push(f.data.attempt); text = ''; seq = f.data.seq; } continue; }
+    if (f.type === 'job-state') { if (f.data.state === 'running') { attempts.push(f.data.attempt); text = ''; seq = f.data.seq; } continue; }
     if (f.type === 'ai-result') return [text, f.data, attempts];
     assert.equal(f.data.seq, seq + 1);
     seq = f.data.seq; text += f.data.delta;

@@ -17,11 +17,11 @@ async def text_of(ws: Ws, job_id: str) -> tuple:
     """Collects a job's chunks until its ai-result; returns (text, result, attempts seen)."""
     text, seq, attempts = "", 0, []
     while True:
-        f = await ws.recv_type(["ai-chunk", "ai-result", "ai-job"])
+        f = await ws.recv_type(["ai-chunk", "ai-result", "job-state"])
         d = f["data"]
         if d["jobId"] != job_id:
             continue
-        if f["type"] == "ai-job":
+        if f["type"] == "job-state":
             if d["state"] == "running":
                 attempts.append(d["attempt"])
                 text, seq = "", d["seq"]  # a new attempt streams from the start

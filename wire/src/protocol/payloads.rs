@@ -11,7 +11,7 @@ pub enum ChannelKind<'a> {
     /// `ai:results`.
     AiResults,
     /// `ai:jobs`.
-    AiJobs,
+    JobStates,
     /// `chat:room:{id}`.
     Room(&'a str),
     /// `cache:invalidate`.
@@ -36,7 +36,7 @@ impl ChannelKind<'_> {
         } else {
             match channel {
                 AI_RESULTS => ChannelKind::AiResults,
-                AI_JOBS => ChannelKind::AiJobs,
+                AI_JOBS => ChannelKind::JobStates,
                 CACHE_INVALIDATE => ChannelKind::CacheInvalidate,
                 ANALYTICS_EVENTS => ChannelKind::Analytics,
                 PRESENCE_EVENTS => ChannelKind::Presence,
@@ -77,7 +77,7 @@ impl ChannelKind<'_> {
             ChannelKind::Presence => 5,
             ChannelKind::RoomAccess => 6,
             ChannelKind::Other => 7,
-            ChannelKind::AiJobs => 8,
+            ChannelKind::JobStates => 8,
         }
     }
 }
@@ -102,12 +102,12 @@ pub enum Inbound {
         /// `{"type":"ai-result","data":...}`.
         frame: Vec<u8>,
     },
-    /// A job event for every session of `user`: an `ai-chunk` (`chunk`) or an `ai-job` frame.
+    /// A job event for every session of `user`: an `ai-chunk` (`chunk`) or an `job-state` frame.
     JobEvent {
         /// Recipient.
         user: UserId,
         /// `{"type":"ai-chunk","data":{"jobId","seq","delta"}}` or
-        /// `{"type":"ai-job","data":{"jobId","state",...}}`.
+        /// `{"type":"job-state","data":{"jobId","state",...}}`.
         frame: Vec<u8>,
         /// A chunk (else a state change).
         chunk: bool,
@@ -560,7 +560,7 @@ pub fn parse_inbound_timed(
             };
             Ok((inbound, check.timestamp))
         }
-        ChannelKind::AiJobs => {
+        ChannelKind::JobStates => {
             let (user, frame, chunk) = parse_job_event(payload)?;
             Ok((Inbound::JobEvent { user, frame, chunk }, None))
         }
@@ -669,7 +669,7 @@ fn parse_job_event(payload: &[u8]) -> Result<(UserId, Vec<u8>, bool), PayloadErr
             }
             ("ai-chunk", true)
         }
-        Some("state") if m.get("state").is_some_and(Value::is_string) => ("ai-job", false),
+        Some("state") if m.get("state").is_some_and(Value::is_string) => ("job-state", false),
         _ => {
             return Err(PayloadError(
                 "`event` must be \"chunk\" or \"state\" (with `state`)".into(),

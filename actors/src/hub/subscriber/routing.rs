@@ -280,7 +280,7 @@ impl Subscriber {
                 let kind = if chunk {
                     OutKind::AiChunk
                 } else {
-                    OutKind::AiJob
+                    OutKind::JobState
                 };
                 self.dispatch_fixed(ChannelKey::User(user), &frame, kind)
             }
