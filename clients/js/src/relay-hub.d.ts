@@ -221,6 +221,8 @@ export declare class RelayHub {
   sendMessage(room: string, message: string): void;
   subscribe(topic: 'cache' | 'analytics' | (string & {})): Promise<void>;
   unsubscribe(topic: string): Promise<void>;
+  watchJob(jobId: string | number): Promise<Frame>;
+  cancelJob(jobId: string | number): Promise<Frame>;
   request(frame: { type: string; [key: string]: unknown }, options?: { timeout?: number }): Promise<Frame>;
 }
 
