@@ -259,6 +259,11 @@ const SERVE: &[Setting] = &[
         "An inbox expires this long after its last notification",
     ),
     s(
+        "HUB_INBOX_LOW_PER_MINUTE",
+        "10",
+        "Low-priority notifications pushed live per user and minute (0: no cap)",
+    ),
+    s(
         "HUB_SOCKET_SNDBUF",
         "65536",
         "Socket send buffer, 0 = the kernel's",

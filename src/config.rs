@@ -86,7 +86,8 @@ pub struct Config {
     pub job_types: Vec<String>,
     /// Chat history (`HUB_HISTORY_LIMIT`, `HUB_HISTORY_MAXLEN`, `HUB_HISTORY_TTL_SECS`).
     pub history: HistoryConfig,
-    /// Notification inboxes (`HUB_INBOX_MAXLEN`, `HUB_INBOX_TTL_SECS`).
+    /// Notification inboxes (`HUB_INBOX_MAXLEN`, `HUB_INBOX_TTL_SECS`,
+    /// `HUB_INBOX_LOW_PER_MINUTE`).
     pub inbox: InboxConfig,
     /// Heartbeat TTL of the instance's room presence in Redis (`HUB_PRESENCE_TTL_MS`).
     pub presence_ttl: Duration,
@@ -533,6 +534,12 @@ impl Config {
             max_len: positive(vars, "HUB_INBOX_MAXLEN", id.max_len as u64)? as usize,
             ttl: Duration::from_secs(positive(vars, "HUB_INBOX_TTL_SECS", id.ttl.as_secs())?),
             max_bytes: history.max_bytes,
+            low_per_minute: parse(
+                vars,
+                "HUB_INBOX_LOW_PER_MINUTE",
+                id.low_per_minute,
+                "a number",
+            )?,
         };
         if history.join_limit > history.max_len {
             return Err(format!(

@@ -2,11 +2,13 @@
 // business (`/client/relay-hub.js`, docs/client.md): it reconnects, resumes the session (or
 // re-joins every room with `since`), refreshes nothing here (a pasted JWT is fixed), and
 // delivers each message once and in order. This file wires it to the page's parts:
-// chat.js (rooms, messages, members), status.js (header), toasts.js, events-panel.js, jobs.js.
+// chat.js (rooms, messages, members), inbox.js (the bell and the notifications), status.js
+// (header), toasts.js, events-panel.js, jobs.js.
 import { RelayHub } from '/client/relay-hub.js';
 import { ChatView } from './chat.js';
 import { $ } from './dom.js';
 import { logEvent } from './events-panel.js';
+import { InboxView } from './inbox.js';
 import { setupJobForm, setupJobStream, summarize } from './jobs.js';
 import { followConnection, setStatus, showOfflineToggle } from './status.js';
 import { toast } from './toasts.js';
@@ -15,6 +17,16 @@ const params = new URLSearchParams(location.search);
 let client = null;   // the RelayHub while signed in
 let offline = false; // the user chose "Go offline"
 const stats = { connects: 0 };
+
+const inbox = new InboxView({
+  markRead: (marks) => {
+    try {
+      client?.markRead(marks);
+    } catch {
+      logEvent('Not connected: not marked read', true);
+    }
+  },
+});
 
 const chat = new ChatView({
   onSelect: (room) => chat.select(room),
@@ -33,8 +45,12 @@ function signIn(identity) {
     if (to !== 'connected') chat.setLive(false);
     showOfflineToggle(true, offline);
   });
-  client.on('connected', ({ userId }) => {
+  client.on('connected', ({ userId, unread }) => {
     stats.connects += 1;
+    $('bell').hidden = false;
+    inbox.setUnread(unread);
+    // The list from the inbox: what was read or removed meanwhile, on any device, shows.
+    client.inboxPage({ limit: 20 }).then((page) => inbox.load(page), (err) => logEvent(`inbox: ${err.message}`, true));
     chat.setLive(true, userId);
     $('whoami').textContent = identity.name || String(userId);
     $('whoami').hidden = false;
@@ -45,7 +61,9 @@ function signIn(identity) {
   client.on('joined', (info) => chat.onJoined(info));
   client.on('chat-message', (m) => chat.onMessage(m));
   client.on('presence', (p) => chat.onPresence(p));
+  client.on('inbox-state', (state) => inbox.apply(state));
   client.on('notification', (n) => {
+    inbox.add(n);
     logEvent(`${n.title}: ${n.message}`, false, 'notification');
     toast(n.title, n.message);
   });
@@ -94,6 +112,8 @@ $('disconnect').onclick = () => {
   offline = false;
   chat.clear();
   $('whoami').hidden = true;
+  $('bell').hidden = true;
+  $('inbox').hidden = true;
   $('login').hidden = false;
   $('app').hidden = true;
   showOfflineToggle(false, false);
@@ -141,4 +161,4 @@ if (params.get('autoconnect')) {
 }
 
 // For tests and the curious.
-window.demo = { get client() { return client; }, chat, stats };
+window.demo = { get client() { return client; }, chat, inbox, stats };

@@ -6,6 +6,9 @@
 //!   while the other sends, and the page resumes and shows it once; a third user on a
 //!   phone-width screen gets the history, and a notification as a toast on screen and in the
 //!   Events panel.
+//! - `tests/browser/inbox.mjs`: the notification centre in two tabs of one user, each on its
+//!   own instance: both bells count the same, a notification read in one is read in the
+//!   other, "Mark all read" clears both, a reloaded tab starts from the count.
 //! - `tests/browser/dashboard.mjs`: the dashboard at desktop and phone width: header styled
 //!   like the chat page, no horizontal overflow, the latency picker before data, a chart drawn
 //!   once analytics events arrive, time-axis labels apart, `/favicon.ico` served.
@@ -98,4 +101,22 @@ async fn demo_page_streams_an_answer_survives_a_reload_and_stops_in_chromium() {
     let mut hubs = Hubs::start(redis.url(), &[free_port()], &[]).await;
     let args = [hubs.urls()[0].clone(), out_dir.display().to_string()];
     run_scenario("stream.mjs", &args, &mut hubs, 6).await;
+}
+
+#[tokio::test]
+async fn demo_page_bell_and_inbox_agree_across_two_tabs_on_two_instances_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = root.join("target/test-output/browser/inbox");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let redis = Redis::start().await;
+    let mut hubs = Hubs::start(redis.url(), &[free_port(), free_port()], &[]).await;
+    let mut args = hubs.urls();
+    args.push(out_dir.display().to_string());
+    run_scenario("inbox.mjs", &args, &mut hubs, 7).await;
+    for name in ["inbox-tab1.png", "inbox-tab2.png"] {
+        let size = std::fs::metadata(out_dir.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 1000, "screenshot {name} was saved");
+    }
 }

@@ -212,6 +212,12 @@ async fn every_feature_works_across_two_instances_on_a_cluster() {
         CacheBackend::start(&env, "b").await,
     );
     a.put("color", "red").await;
+    // The write's invalidation reaches b on its own time: read only once it has, or it can
+    // evict what b just cached.
+    eventually("the first write's invalidation applied at b", || async {
+        (b.invalidations().await == 1).then_some(())
+    })
+    .await;
     assert_eq!(b.get("color").await["value"], "red");
     assert_eq!(b.get("color").await["source"], "cache");
     b.put("color", "blue").await;

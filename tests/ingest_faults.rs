@@ -354,8 +354,9 @@ async fn slow_gap_reads_are_bounded_and_retried() {
             let user = format!("u{u}");
             fcall(&redis, &user, &note(&user, "in the gap")).await;
         }
-        // Redis answers the first reads only after the hub gave up waiting for them.
-        proxy.hold("XRANGE", 32, std::time::Duration::from_millis(3500));
+        // Redis answers the first reads (the inbox's gap is read with `FCALL
+        // relay_inbox_range`) only after the hub gave up waiting for them.
+        proxy.hold("FCALL", 32, std::time::Duration::from_millis(3500));
     })
     .await;
     for client in &mut clients {

@@ -54,16 +54,7 @@ impl HttpConn {
         body: &str,
         bearer: Option<&str>,
     ) -> io::Result<Response> {
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if let Some(key) = bearer {
-            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
+        let request = request_text(self.addr, path, body, bearer);
         let reused = self.stream.is_some();
         match self.exchange(request.as_bytes()).await {
             Err(_) if reused => {
@@ -72,6 +63,18 @@ impl HttpConn {
             }
             other => other,
         }
+    }
+
+    /// `POST path` with a JSON body, sent once: a request that fails is not sent again (it
+    /// may have run), for requests that are not idempotent.
+    pub async fn post_once(
+        &mut self,
+        path: &str,
+        body: &str,
+        bearer: Option<&str>,
+    ) -> io::Result<Response> {
+        let request = request_text(self.addr, path, body, bearer);
+        self.exchange(request.as_bytes()).await
     }
 
     async fn exchange(&mut self, request: &[u8]) -> io::Result<Response> {
@@ -106,6 +109,20 @@ impl HttpConn {
             }
         }
     }
+}
+
+/// A `POST` request with a JSON body.
+fn request_text(addr: SocketAddr, path: &str, body: &str, bearer: Option<&str>) -> String {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(key) = bearer {
+        request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    request
 }
 
 /// Reads one response; returns it and whether the connection stays open.

@@ -22,6 +22,7 @@
 
 mod args;
 mod client;
+mod cluster;
 mod http;
 mod leftovers;
 mod markdown;
@@ -67,11 +68,24 @@ each ends with PASS/FAIL checks and exits 1 when one fails):
                  [--queue-bytes 1048576 (HUB_SESSION_QUEUE_BYTES of the hub it starts)]
   join-storm     [--members 5000] [--workers 4] [--rate 200] [--seconds 5]
   room-hook      [--clients 1000] [--workers 2]  (join p99: public, hooked uncached, cached)
+  drop           [--clients 10000] [--rooms 200] [--seconds 120] [--kill-every 15]
+                 [--silent-pct 50] [--reconnect-delay-ms 1000] [--notify-rate 500]
+                 [--chat-rate 50] [--senders 4] [--workers 2] [--ramp-rate 1000]
+                 [--drain-seconds 60] [--seed 22] [--replay-goal-ms 1000] [--rust-log warn]
+                 [--cluster [--kill-master-at S]]
+                 (the drop test: every connection killed uncleanly, resume/recovery, loss,
+                 duplicates, order, replay p50/p99)
 
 ingest: notification saturation with 1, 2, 4 ... Redis pub/sub connections per hub (medians,
 ratio against one), as a Markdown section on stdout (make bench appends it to BENCHMARKS.md):
   ingest [--connections 1,2,4] [--server-cpus 0-N] [--client-cpus LIST] [--workers W]
          [--users 1000] [--seconds 5] [--repeats 3] [--hub-bin target/release/relay-hub]
+
+inbox: the notification centre on two hubs (one Redis): a read mark from one session to the
+user's session on the other hub (p50/p99/max), and the unread count at connect, as a Markdown
+section on stdout (make bench appends it to BENCHMARKS.md):
+  inbox [--users 100] [--marks 5000] [--rate 1000] [--connects 500]
+        [--hub-bin target/release/relay-hub]
 
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
@@ -114,11 +128,21 @@ fn main() -> ExitCode {
         "slow-consumer" => block_on(scenario::slow::run(args)),
         "join-storm" => block_on(scenario::storm::run(args)),
         "room-hook" => block_on(scenario::room_hook::run(args)),
+        "drop" => block_on(scenario::drop::run(args)),
         "idle-worker" => {
             return match block_on(scenario::idle::worker(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hub-bench idle-worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "inbox" => {
+            return match suite::inbox::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hub-bench inbox: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -225,6 +225,10 @@ impl HubProcess {
         ];
         for (k, v) in env {
             vars.retain(|(name, _)| name != k);
+            if *k == "REDIS_CLUSTER_URLS" {
+                // The hub takes one or the other.
+                vars.retain(|(name, _)| *name != "REDIS_URL");
+            }
             vars.push((k, v.clone()));
         }
         let log = dir.join(format!("{name}.log"));

@@ -9,6 +9,7 @@
 //! Blocks with their own hub process: [`socketio`] (the hub through Socket.IO next to its
 //! native protocol) and [`jobs`] (the AI job queue with 1 and 4 workers).
 
+pub mod inbox;
 pub mod ingest;
 mod jobs;
 mod pinned;
@@ -669,10 +670,36 @@ pub fn run(mut args: Args) -> Result<(), String> {
         secs: started.elapsed().as_secs_f64(),
         quick,
     };
-    let text = portable(&markdown::render(&ctx, &runner.runs), &tmp);
+    let mut text = portable(&markdown::render(&ctx, &runner.runs), &tmp);
+    // The drop test's section comes from `make drop` (minutes of its own): kept as it was.
+    let before = std::fs::read_to_string(&out).unwrap_or_default();
+    text.push_str(&kept_section(&before, DROP_HEADING));
     std::fs::write(&out, text).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("\nwrote {} ({:.0} s)", out.display(), ctx.secs);
     Ok(())
+}
+
+/// The heading of the drop test's section of `BENCHMARKS.md` (written by hand from `make drop`).
+const DROP_HEADING: &str = "## The drop test";
+
+/// The section of `text` that starts with the line `heading`, up to the next `## ` heading
+/// (empty when there is none), with a blank line before it.
+fn kept_section(text: &str, heading: &str) -> String {
+    let Some(start) = text
+        .match_indices(heading)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text[..i].ends_with('\n'))
+    else {
+        return String::new();
+    };
+    let rest = &text[start..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| heading.len() + i + 1);
+    format!(
+        "\n{}",
+        rest[..end].trim_end_matches('\n').to_string() + "\n"
+    )
 }
 
 /// The report with paths of this checkout made relative and the run's temporary directory
@@ -769,4 +796,23 @@ fn machine(baseline_dir: &Path) -> Vec<(String, String)> {
             ),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_drop_section_only() {
+        let text = "# B\n\n## Scenarios\nx\n\n## The drop test\n\n| a |\n\n## Ingest\ny\n";
+        assert_eq!(
+            kept_section(text, DROP_HEADING),
+            "\n## The drop test\n\n| a |\n"
+        );
+        assert_eq!(kept_section("# B\n## Other\n", DROP_HEADING), "");
+        assert_eq!(
+            kept_section("## The drop test\nlast\n", DROP_HEADING),
+            "\n## The drop test\nlast\n"
+        );
+    }
 }

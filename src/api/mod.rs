@@ -10,6 +10,7 @@
 mod analytics;
 mod cache;
 mod chat;
+mod inbox;
 pub mod jobs;
 mod notify;
 mod users;
@@ -276,6 +277,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(cache::configure)
             .configure(analytics::configure)
             .configure(users::configure)
+            .configure(inbox::configure)
             .default_service(web::to(no_such_route)),
     );
 }

@@ -543,9 +543,8 @@ pub async fn http_request(
 /// A WebSocket client speaking the native protocol.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// Skip `presence` frames (the default: most tests are not about presence, and room
-    /// joins and leaves of other clients would interleave with what they await).
-    skip_presence: bool,
+    /// Frame types `next` skips: `presence`, `inbox-state` unless asked (they would interleave).
+    skip: Vec<&'static str>,
 }
 
 /// How a connection attempt or a connection ended.
@@ -594,7 +593,7 @@ impl Client {
         match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => Ok(Client {
                 ws,
-                skip_presence: true,
+                skip: vec!["presence", "inbox-state"],
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect {url}: {e}"),
@@ -603,7 +602,13 @@ impl Client {
 
     /// Makes `recv`/`next` return `presence` frames too.
     pub fn with_presence(mut self) -> Self {
-        self.skip_presence = false;
+        self.skip.retain(|t| *t != "presence");
+        self
+    }
+
+    /// Makes `recv`/`next` return `inbox-state` frames too.
+    pub fn with_inbox_state(mut self) -> Self {
+        self.skip.retain(|t| *t != "inbox-state");
         self
     }
 
@@ -658,7 +663,8 @@ impl Client {
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let frame: Value = serde_json::from_str(&t).expect("server frames are JSON");
-                    if self.skip_presence && frame["type"] == "presence" {
+                    let kind = frame["type"].as_str().unwrap_or_default();
+                    if self.skip.contains(&kind) {
                         continue;
                     }
                     return Ok(frame);

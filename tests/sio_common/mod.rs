@@ -315,6 +315,8 @@ pub enum Frame {
 /// A WebSocket client for Engine.IO endpoints.
 pub struct Ws {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// `inbox-state` events are skipped (tests about the inbox turn this off).
+    skip_inbox_state: bool,
 }
 
 impl Ws {
@@ -343,7 +345,10 @@ impl Ws {
             req.headers_mut().insert(name, v.parse().unwrap());
         }
         match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
-            Ok((ws, _)) => Ok(Ws { ws }),
+            Ok((ws, _)) => Ok(Ws {
+                ws,
+                skip_inbox_state: true,
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let body = resp
                     .body()
@@ -371,6 +376,12 @@ impl Ws {
         (ws, serde_json::from_str(&open[1..]).unwrap())
     }
 
+    /// Makes `next` and the like return `inbox-state` events too.
+    pub fn with_inbox_state(mut self) -> Self {
+        self.skip_inbox_state = false;
+        self
+    }
+
     /// Sends a text message.
     pub async fn send(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send text");
@@ -393,6 +404,11 @@ impl Ws {
                 .await
                 .expect("a message in time");
             return match msg {
+                Some(Ok(Message::Text(t)))
+                    if self.skip_inbox_state && t.starts_with("42[\"inbox-state\"") =>
+                {
+                    continue
+                }
                 Some(Ok(Message::Text(t))) => Frame::Text(t.to_string()),
                 Some(Ok(Message::Binary(b))) => Frame::Binary(b.to_vec()),
                 Some(Ok(Message::Close(c))) => {

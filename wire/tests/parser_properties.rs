@@ -10,7 +10,7 @@ use hub_wire::{
     limits::Limits,
     protocol::{
         is_valid_room, is_valid_user_id, parse_client_frame, parse_inbound, ErrorCode, Inbound,
-        Request,
+        Marks, Request, INBOX_PAGE_MAX, MARK_READ_MAX_IDS,
     },
 };
 use proptest::prelude::*;
@@ -46,7 +46,12 @@ fn check_client_frame(text: &str) {
                 Request::CancelJob { job } | Request::WatchJob { job, .. } => {
                     assert!((1..=128).contains(&job.len()))
                 }
-                Request::Auth { .. }
+                Request::MarkRead(Marks::Ids(ids)) => {
+                    assert!(!ids.is_empty() && ids.len() <= MARK_READ_MAX_IDS)
+                }
+                Request::InboxPage { limit, .. } => assert!((1..=INBOX_PAGE_MAX).contains(&limit)),
+                Request::MarkRead(Marks::UpTo(_))
+                | Request::Auth { .. }
                 | Request::Ping
                 | Request::Subscribe(_)
                 | Request::Unsubscribe(_) => {}

@@ -37,6 +37,8 @@ pub enum OutKind {
     Analytics,
     /// `presence`.
     Presence,
+    /// `inbox-state`.
+    InboxState,
     /// Replies: `connected`, `pong`, `joined`, `left`, `subscribed`, `unsubscribed`.
     Reply,
     /// `error`.
@@ -44,7 +46,7 @@ pub enum OutKind {
 }
 
 impl OutKind {
-    const ALL: [OutKind; 10] = [
+    const ALL: [OutKind; 11] = [
         OutKind::Notification,
         OutKind::AiResult,
         OutKind::AiChunk,
@@ -53,6 +55,7 @@ impl OutKind {
         OutKind::Cache,
         OutKind::Analytics,
         OutKind::Presence,
+        OutKind::InboxState,
         OutKind::Reply,
         OutKind::Error,
     ];
@@ -69,6 +72,7 @@ impl OutKind {
             OutKind::Cache => "cache-invalidate",
             OutKind::Analytics => "analytics",
             OutKind::Presence => "presence",
+            OutKind::InboxState => "inbox-state",
             OutKind::Reply => "reply",
             OutKind::Error => "error",
         }
@@ -76,7 +80,7 @@ impl OutKind {
 }
 
 /// Labels of `hub_frames_in_total`: the client frame types plus `invalid`.
-pub const IN_KINDS: [&str; 11] = [
+pub const IN_KINDS: [&str; 13] = [
     "auth",
     "ping",
     "join-room",
@@ -86,6 +90,8 @@ pub const IN_KINDS: [&str; 11] = [
     "unsubscribe",
     "cancel-job",
     "watch-job",
+    "mark-read",
+    "inbox-page",
     "invalid",
     "binary",
 ];
@@ -177,6 +183,11 @@ pub struct Metrics {
     pub notifications_replayed: IntCounter,
     /// Reconnecting sessions whose inbox could not be read (they got `recovered: false`).
     pub inbox_read_errors: IntCounter,
+    /// Low-priority notifications kept in the inbox but not pushed live (over the user's cap),
+    /// counted by each instance holding the user.
+    pub notifications_held: IntCounter,
+    /// Inbox requests (`mark-read`, `inbox-page`, the unread count) Redis could not answer.
+    pub inbox_errors: IntCounter,
     /// Presence entries of dead instances removed by this instance.
     pub presence_reaped: IntCounter,
     /// Presence updates to Redis that failed (followed by a full resync).
@@ -548,6 +559,16 @@ impl Metrics {
                 &r,
                 "hub_notifications_replayed_total",
                 "Notifications replayed from the inbox to sessions that reconnected with since",
+            ),
+            notifications_held: counter(
+                &r,
+                "hub_notifications_held_total",
+                "Low-priority notifications kept in the inbox but not pushed live (over the cap)",
+            ),
+            inbox_errors: counter(
+                &r,
+                "hub_inbox_errors_total",
+                "Inbox requests (mark-read, inbox-page, unread count) Redis could not answer",
             ),
             inbox_read_errors: counter(
                 &r,

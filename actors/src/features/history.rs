@@ -396,7 +396,7 @@ fn select(
 
 /// [`select`] for any stream: `with_id` puts an entry's id into its JSON object, and at
 /// most `max_bytes` of messages are kept.
-fn select_as(
+pub(crate) fn select_as(
     stream: &str,
     with_id: fn(&[u8], &str) -> Vec<u8>,
     max_bytes: usize,

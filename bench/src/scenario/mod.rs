@@ -2,6 +2,7 @@
 //! source addresses, and small HTTP reads of `/health` and `/metrics`.
 
 pub mod chat;
+pub mod drop;
 pub mod flood;
 pub mod floor;
 pub mod idle;

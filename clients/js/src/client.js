@@ -32,6 +32,7 @@ export const DEFAULTS = Object.freeze({
 /** Frame types that answer a request; every other frame type is an event. */
 const REPLIES = new Set([
   'connected', 'joined', 'left', 'subscribed', 'unsubscribed', 'pong', 'token-refreshed', 'error',
+  'inbox-page',
 ]);
 
 /** An error from the hub (`code` is its error code) or from the client itself. */
@@ -103,6 +104,8 @@ export class RelayHub extends Emitter {
   #sessionId = null;
   /** @type {string | number | null} */
   #userId = null;
+  /** @type {number | null} */
+  #unread = null;
 
   /**
    * @param {string | string[]} url the hub's `/ws` URL (`ws:`, `wss:`, `http(s):` or, in a
@@ -132,6 +135,14 @@ export class RelayHub extends Emitter {
   /** The user id as the hub reported it in `connected`, `null` before. */
   get userId() {
     return this.#userId;
+  }
+
+  /**
+   * The user's unread notifications, from `connected` and every `inbox-state` since (every
+   * session of the user agrees); `null` before the first or when the hub could not say.
+   */
+  get unread() {
+    return this.#unread;
   }
 
   /** The rooms the client is in or joining, in the order they were joined. */
@@ -216,6 +227,34 @@ export class RelayHub extends Emitter {
    */
   sendMessage(room, message) {
     this.#sendRequestFrame({ type: 'chat-message', room, message });
+  }
+
+  /**
+   * Marks notifications read: `{ids: [inboxId, ...]}` or `{upTo: inboxId}` (every one up to
+   * it). When that changes anything, every session of the user, this one included, gets an
+   * `inbox-state` event with the new count; refusals come as `error` events.
+   * @param {{ids: string[]} | {upTo: string}} marks
+   * @throws {HubError} `disconnected` when the client is not connected
+   */
+  markRead(marks) {
+    const { ids, upTo } = /** @type {{ids?: string[], upTo?: string}} */ (marks);
+    this.#sendRequestFrame(ids !== undefined ? { type: 'mark-read', ids } : { type: 'mark-read', upTo });
+  }
+
+  /**
+   * A page of the user's inbox, newest first (older than `before` when given; `limit` 1-100,
+   * default 20): `{items: [{data, read}], unread, more}`.
+   * @param {{before?: string, limit?: number}} [options]
+   * @returns {Promise<{items: {data: Record<string, unknown>, read: boolean}[], unread: number, more: boolean}>}
+   */
+  async inboxPage(options = {}) {
+    /** @type {Frame} */
+    const frame = { type: 'inbox-page' };
+    if (options.before !== undefined) frame.before = options.before;
+    if (options.limit !== undefined) frame.limit = options.limit;
+    const reply = await this.request(frame);
+    if (typeof reply.unread === 'number') this.#unread = reply.unread;
+    return /** @type {any} */ ({ items: reply.items, unread: reply.unread, more: reply.more });
   }
 
   /**
@@ -416,6 +455,7 @@ export class RelayHub extends Emitter {
     const resumed = this.#position.connected(frame);
     this.#sessionId = frame.sessionId;
     this.#userId = frame.userId;
+    this.#unread = typeof frame.unread === 'number' ? frame.unread : null;
     this.#attempt = 0;
     this.#transition('open');
     this.#scheduleRefresh();
@@ -433,6 +473,7 @@ export class RelayHub extends Emitter {
       userId: frame.userId,
       resumed,
       recovered: frame.recovered,
+      unread: this.#unread,
       url: this.#urls[this.#urlIndex].href,
     });
   }
@@ -468,6 +509,9 @@ export class RelayHub extends Emitter {
         break;
       case 'ai-chunk':
         if (data && typeof data === 'object' && !position.acceptChunk(data)) return;
+        break;
+      case 'inbox-state':
+        if (data && typeof data.unread === 'number') this.#unread = data.unread;
         break;
     }
     this.emit(frame.type, data, frame);

@@ -101,6 +101,29 @@ export interface AiChunk {
   [key: string]: unknown;
 }
 
+/** The `inbox-state` event: the user's unread count changed (on any of its sessions, any instance). */
+export interface InboxState {
+  /** Unread notifications now (the whole count). */
+  unread: number;
+  /** Marked read one by one. */
+  read?: string[];
+  /** Every notification up to this inbox id was marked read. */
+  upTo?: string;
+  /** No longer in the inbox: deleted, or replaced through a `collapseKey`. */
+  removed?: string[];
+  /** A low-priority notification kept in the inbox but not pushed (over the user's cap). */
+  held?: string;
+}
+
+/** A page of the inbox (`inboxPage()`), newest first. */
+export interface InboxPage {
+  items: { data: Notification; read: boolean }[];
+  /** The user's unread count. */
+  unread: number;
+  /** Older notifications follow: ask again with `before` the last item's `inboxId`. */
+  more: boolean;
+}
+
 /** An AI job's state as it changes (`queued`, `running`, retries, ...). */
 export interface JobState {
   jobId: string | number;
@@ -144,6 +167,8 @@ export interface Connected {
   resumed: boolean;
   /** With an inbox cursor (`since`): whether every notification since is still in the inbox. */
   recovered?: boolean;
+  /** The user's unread notifications (`null` when the hub could not say). */
+  unread: number | null;
   /** The URL of the hub it connected to. */
   url: string;
 }
@@ -179,6 +204,7 @@ export interface ClientEvents {
   joined: (info: Joined) => void;
   'token-refreshed': (info: { expiresAt: number }) => void;
   notification: EventHandler<Notification>;
+  'inbox-state': EventHandler<InboxState>;
   'ai-result': EventHandler<AiResult>;
   'chat-message': EventHandler<ChatMessage>;
   presence: EventHandler<Presence>;
@@ -207,6 +233,7 @@ export declare class RelayHub {
   readonly state: State;
   readonly sessionId: string | null;
   readonly userId: UserId | null;
+  readonly unread: number | null;
   readonly rooms: string[];
   on<E extends keyof ClientEvents>(event: E, handler: ClientEvents[E]): () => void;
   on(event: string, handler: EventHandler<any>): () => void;
@@ -219,6 +246,8 @@ export declare class RelayHub {
   joinRoom(room: string, options?: { token?: RoomToken }): Promise<Joined>;
   leaveRoom(room: string): Promise<void>;
   sendMessage(room: string, message: string): void;
+  markRead(marks: { ids: string[] } | { upTo: string }): void;
+  inboxPage(options?: { before?: string; limit?: number }): Promise<InboxPage>;
   subscribe(topic: 'cache' | 'analytics' | (string & {})): Promise<void>;
   unsubscribe(topic: string): Promise<void>;
   watchJob(jobId: string | number): Promise<Frame>;

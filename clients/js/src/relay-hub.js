@@ -27,6 +27,7 @@ export const EVENTS = Object.freeze([
   'joined',
   'token-refreshed',
   'notification',
+  'inbox-state',
   'ai-result',
   'chat-message',
   'presence',

@@ -58,6 +58,56 @@ pub enum Request {
         /// The last seq the client has (0: none).
         after: u64,
     },
+    /// `{"type":"mark-read","ids":[...]}` or `{"type":"mark-read","upTo":...}`.
+    MarkRead(Marks),
+    /// `{"type":"inbox-page","before"?:...,"limit"?:...}`.
+    InboxPage {
+        /// Notifications older than this inbox id (`None`: the newest).
+        before: Option<MessageId>,
+        /// How many at most (1 to [`INBOX_PAGE_MAX`]).
+        limit: usize,
+    },
+}
+
+/// Most ids one `mark-read` may name.
+pub const MARK_READ_MAX_IDS: usize = 100;
+/// Most notifications one `inbox-page` returns.
+pub const INBOX_PAGE_MAX: usize = 100;
+/// Notifications an `inbox-page` without `limit` returns.
+pub const INBOX_PAGE_DEFAULT: usize = 20;
+
+/// Which notifications a `mark-read` marks read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Marks {
+    /// These (at most [`MARK_READ_MAX_IDS`]).
+    Ids(Vec<MessageId>),
+    /// Every one up to this inbox id, included.
+    UpTo(MessageId),
+}
+
+impl Marks {
+    /// Validates a `mark-read`'s `ids` or `upTo` (exactly one of them).
+    pub fn take(map: &mut Map<String, Value>) -> Result<Marks, ClientError> {
+        let bad = |m: String| Err(ClientError::new(ErrorCode::BadRequest, m));
+        let id = |v: &Value| v.as_str().and_then(MessageId::parse);
+        match (map.remove("ids"), map.remove("upTo")) {
+            (Some(Value::Array(ids)), None) => {
+                if ids.is_empty() || ids.len() > MARK_READ_MAX_IDS {
+                    return bad(format!("`ids` takes 1 to {MARK_READ_MAX_IDS} inbox ids"));
+                }
+                match ids.iter().map(id).collect::<Option<Vec<_>>>() {
+                    Some(ids) => Ok(Marks::Ids(ids)),
+                    None => bad("`ids` must be inbox ids like \"1764520000123-0\"".into()),
+                }
+            }
+            (None, Some(up_to)) => match id(&up_to) {
+                Some(up_to) => Ok(Marks::UpTo(up_to)),
+                None => bad("`upTo` must be an inbox id like \"1764520000123-0\"".into()),
+            },
+            (Some(_), None) => bad("`ids` must be a list of inbox ids".into()),
+            _ => bad("give `ids` (a list of inbox ids) or `upTo` (an inbox id)".into()),
+        }
+    }
 }
 
 impl Request {
@@ -73,6 +123,8 @@ impl Request {
             Request::Unsubscribe(_) => "unsubscribe",
             Request::CancelJob { .. } => "cancel-job",
             Request::WatchJob { .. } => "watch-job",
+            Request::MarkRead(_) => "mark-read",
+            Request::InboxPage { .. } => "inbox-page",
         }
     }
 }
@@ -238,6 +290,34 @@ pub fn parse_request(
             } else {
                 Request::Unsubscribe(topic)
             }
+        }
+        "mark-read" => Request::MarkRead(Marks::take(map)?),
+        "inbox-page" => {
+            let before = match take_optional_string(map, "before")? {
+                None => None,
+                Some(s) => Some(MessageId::parse(&s).ok_or_else(|| {
+                    ClientError::new(
+                        ErrorCode::BadRequest,
+                        "`before` must be an inbox id like \"1764520000123-0\"",
+                    )
+                })?),
+            };
+            let limit = match map.remove("limit") {
+                None | Some(Value::Null) => INBOX_PAGE_DEFAULT,
+                Some(Value::Number(n))
+                    if n.as_u64()
+                        .is_some_and(|n| (1..=INBOX_PAGE_MAX as u64).contains(&n)) =>
+                {
+                    n.as_u64().unwrap_or_default() as usize
+                }
+                Some(_) => {
+                    return Err(ClientError::new(
+                        ErrorCode::BadRequest,
+                        format!("`limit` must be an integer from 1 to {INBOX_PAGE_MAX}"),
+                    ))
+                }
+            };
+            Request::InboxPage { before, limit }
         }
         other => {
             return Err(ClientError::new(

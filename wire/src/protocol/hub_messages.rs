@@ -14,7 +14,9 @@
 //! - a client-visible **event** would carry its client frame instead, which the subscriber
 //!   encodes once (`common/outbound.rs`) for every recipient, like a notification.
 //!
-//! Kinds: `disconnect`, `room-remove`, `room-add` (all commands).
+//! Kinds: `disconnect`, `room-remove`, `room-add`, `takeover` (commands) and `inbox-state`
+//! (an event: the user's unread count and what changed, published by the inbox's Redis
+//! functions).
 //!
 //! Adding a kind: a variant (of [`HubCommand`] for a command, of [`HubMessage`] with its frame
 //! for an event), its name in [`HubMessage::kind`] and [`parse_hub_message`], and what to do
@@ -32,6 +34,52 @@ pub const HUB_KEY: &str = "$hub";
 pub enum HubMessage {
     /// For the session core of each of the user's sessions to act on.
     Command(HubCommand),
+    /// `inbox-state`: for each of the user's sessions to pass on as an `inbox-state` event.
+    InboxState(InboxState),
+}
+
+/// The user's inbox changed (`inbox-state`): the unread count, and what changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InboxState {
+    /// Unread notifications now.
+    pub unread: u64,
+    /// Marked read one by one.
+    pub read: Vec<MessageId>,
+    /// Every notification up to this one was marked read.
+    pub up_to: Option<MessageId>,
+    /// No longer in the inbox (deleted, or replaced through its `collapseKey`).
+    pub removed: Vec<MessageId>,
+    /// A low-priority notification kept in the inbox but not pushed (over the user's cap).
+    pub held: Option<MessageId>,
+}
+
+impl InboxState {
+    /// The client-visible part: `{"unread":N,"read"?:[...],"upTo"?:..,"removed"?:[...],
+    /// "held"?:..}`.
+    pub fn data(&self) -> Map<String, Value> {
+        let ids = |ids: &[MessageId]| Value::from_iter(ids.iter().map(|id| id.to_string()));
+        let mut data = Map::new();
+        data.insert("unread".into(), Value::from(self.unread));
+        if !self.read.is_empty() {
+            data.insert("read".into(), ids(&self.read));
+        }
+        if let Some(up_to) = self.up_to {
+            data.insert("upTo".into(), Value::from(up_to.to_string()));
+        }
+        if !self.removed.is_empty() {
+            data.insert("removed".into(), ids(&self.removed));
+        }
+        if let Some(held) = self.held {
+            data.insert("held".into(), Value::from(held.to_string()));
+        }
+        data
+    }
+
+    /// The native frame `{"type":"inbox-state","data":{...}}`.
+    pub fn frame(&self) -> Vec<u8> {
+        let data = serde_json::to_vec(&self.data()).expect("JSON maps serialize");
+        envelope("inbox-state", &data)
+    }
 }
 
 /// What the session core does for a hub message.
@@ -71,6 +119,7 @@ impl HubMessage {
             HubMessage::Command(HubCommand::RoomRemove { .. }) => "room-remove",
             HubMessage::Command(HubCommand::RoomAdd { .. }) => "room-add",
             HubMessage::Command(HubCommand::Takeover { .. }) => "takeover",
+            HubMessage::InboxState(_) => "inbox-state",
         }
     }
 
@@ -90,6 +139,7 @@ impl HubMessage {
                     object.insert("kept".into(), Value::Bool(true));
                 }
             }
+            HubMessage::InboxState(state) => object.extend(state.data()),
         }
         // `$` sorts before every letter: `$hub` is the first key of the serialized map.
         serde_json::to_vec(&object).expect("JSON maps serialize")
@@ -118,6 +168,35 @@ struct HubCheck<'a> {
     pid: Option<Cow<'a, str>>,
     #[serde(default)]
     kept: Option<bool>,
+    /// `inbox-state`.
+    #[serde(default)]
+    unread: Option<u64>,
+    #[serde(default)]
+    read: Option<Vec<String>>,
+    #[serde(rename = "upTo", default)]
+    up_to: Option<String>,
+    #[serde(default)]
+    removed: Option<Vec<String>>,
+    #[serde(default)]
+    held: Option<String>,
+}
+
+/// Inbox ids, all valid.
+fn inbox_ids(ids: Option<&[String]>) -> Result<Vec<MessageId>, PayloadError> {
+    ids.unwrap_or_default()
+        .iter()
+        .map(|id| {
+            stream_id(id).ok_or_else(|| PayloadError("`inbox-state` ids must be inbox ids".into()))
+        })
+        .collect()
+}
+
+/// An optional inbox id, valid.
+fn inbox_id(id: Option<&str>) -> Result<Option<MessageId>, PayloadError> {
+    id.map(|id| {
+        stream_id(id).ok_or_else(|| PayloadError("`inbox-state` ids must be inbox ids".into()))
+    })
+    .transpose()
 }
 
 /// True for a resume token: 32 hex digits.
@@ -154,6 +233,15 @@ pub fn parse_hub_message(
                 ))
             }
         },
+        "inbox-state" => HubMessage::InboxState(InboxState {
+            unread: check
+                .unread
+                .ok_or_else(|| PayloadError("`inbox-state` needs `unread`".into()))?,
+            read: inbox_ids(check.read.as_deref())?,
+            up_to: inbox_id(check.up_to.as_deref())?,
+            removed: inbox_ids(check.removed.as_deref())?,
+            held: inbox_id(check.held.as_deref())?,
+        }),
         other => {
             return Err(PayloadError(format!(
                 "unknown hub message kind `{}`",
@@ -220,6 +308,32 @@ mod tests {
             String::from_utf8(asked.payload("7")).unwrap(),
             format!(r#"{{"$hub":"takeover","pid":"{pid}","userId":7}}"#)
         );
+    }
+
+    #[test]
+    fn inbox_state_is_an_event_with_the_unread_count() {
+        let lua = br#"{"$hub":"inbox-state","userId":"7","unread":2,"read":["5-0","6-1"],"removed":["4-0"]}"#;
+        let (user, message) = parse_hub_message("7", lua).unwrap();
+        assert_eq!(&*user, "7");
+        let HubMessage::InboxState(state) = &message else {
+            panic!("an inbox-state: {message:?}")
+        };
+        assert_eq!(
+            String::from_utf8(state.frame()).unwrap(),
+            r#"{"type":"inbox-state","data":{"read":["5-0","6-1"],"removed":["4-0"],"unread":2}}"#
+        );
+        assert_eq!(
+            parse_hub_message("7", &message.payload("7")).unwrap().1,
+            message
+        );
+        for bad in [
+            r#"{"$hub":"inbox-state","userId":7}"#,
+            r#"{"$hub":"inbox-state","userId":7,"unread":-1}"#,
+            r#"{"$hub":"inbox-state","userId":7,"unread":1,"read":["x"]}"#,
+            r#"{"$hub":"inbox-state","userId":7,"unread":1,"upTo":"5"}"#,
+        ] {
+            assert!(parse_hub_message("7", bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -310,6 +310,42 @@ struct NotificationCheck<'a> {
     /// Refused anywhere but first (where the inbox writes it, see [`HUB_INBOX_ID`]).
     #[serde(rename = "$inboxId", default)]
     marked: Option<serde::de::IgnoredAny>,
+    /// `high`, `normal` or `low`.
+    #[serde(default, borrow)]
+    priority: Option<Cow<'a, str>>,
+    /// 1-128 characters.
+    #[serde(rename = "collapseKey", default, borrow)]
+    collapse_key: Option<Cow<'a, str>>,
+    /// Milliseconds since the epoch.
+    #[serde(rename = "expiresAt", default)]
+    expires_at: Option<f64>,
+}
+
+impl NotificationCheck<'_> {
+    /// The inbox's fields (`docs/protocol.md#priorities-collapsing-and-expiry`), checked as
+    /// `relay_notify` checks them.
+    fn check_inbox_fields(&self) -> Result<(), PayloadError> {
+        if let Some(p) = self.priority.as_deref() {
+            if !matches!(p, "high" | "normal" | "low") {
+                return Err(PayloadError(
+                    "`priority` must be \"high\", \"normal\" or \"low\"".into(),
+                ));
+            }
+        }
+        if let Some(key) = self.collapse_key.as_deref() {
+            if key.is_empty() || key.len() > 128 {
+                return Err(PayloadError(
+                    "`collapseKey` must be a string of 1-128 bytes".into(),
+                ));
+            }
+        }
+        if self.expires_at.is_some_and(|x| x.is_nan() || x < 0.0) {
+            return Err(PayloadError(
+                "`expiresAt` must be a time in milliseconds since the epoch".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -537,6 +573,7 @@ pub fn parse_inbound_timed(
                     "`{key}` is reserved for the hub's own messages"
                 )));
             }
+            check.check_inbox_fields()?;
             let user = check_user(&check.user_id, Some(user))?;
             let id = check.inbox_id.as_deref().and_then(stream_id);
             let inbound = Inbound::Notification {

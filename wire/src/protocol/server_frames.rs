@@ -23,6 +23,9 @@ pub fn connected_frame(session_id: &str, user_id: &str, resume: &Resumption) -> 
     if let Some(resumed) = resume.resumed {
         frame["resumed"] = Value::Bool(resumed);
     }
+    if let Some(unread) = resume.unread {
+        frame["unread"] = Value::from(unread);
+    }
     with_id(frame, &None)
 }
 
@@ -36,6 +39,51 @@ pub struct Resumption {
     pub token: Option<String>,
     /// With a `resume` token: the session was resumed.
     pub resumed: Option<bool>,
+    /// Unread notifications in the user's inbox (`None`: it could not be read).
+    pub unread: Option<u64>,
+}
+
+/// One notification of an inbox page.
+#[derive(Debug, Serialize)]
+pub struct InboxItem {
+    /// The notification as delivered (with its `inboxId` first).
+    pub data: Box<RawValue>,
+    /// The user marked it read.
+    pub read: bool,
+}
+
+/// A page of a user's inbox, newest first.
+#[derive(Debug, Default, Serialize)]
+pub struct InboxPage {
+    /// The notifications.
+    pub items: Vec<InboxItem>,
+    /// Unread notifications in the whole inbox.
+    pub unread: u64,
+    /// Older ones follow (ask again with `before` the last item's `inboxId`).
+    pub more: bool,
+}
+
+/// `{"type":"inbox-page","items":[{"data":{...},"read":false},...],"unread":N,"more":false,
+/// "id"?:...}`.
+pub fn inbox_page_frame(page: &InboxPage, id: &Option<Value>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        items: &'a [InboxItem],
+        unread: u64,
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: &'a Option<Value>,
+    }
+    serde_json::to_vec(&Frame {
+        kind: "inbox-page",
+        items: &page.items,
+        unread: page.unread,
+        more: page.more,
+        id,
+    })
+    .expect("the inbox-page frame always serializes")
 }
 
 /// `{"type":"pong","timestamp":...}`.

@@ -421,10 +421,57 @@ fn connected_says_how_the_session_resumes() {
         recovered: None,
         token: Some("ab".into()),
         resumed: Some(true),
+        unread: Some(3),
     };
     assert_eq!(
         frame(&r),
-        json!({"type":"connected","sessionId":"i-1","userId":7,"resume":"ab","resumed":true})
+        json!({"type":"connected","sessionId":"i-1","userId":7,"resume":"ab","resumed":true,"unread":3})
+    );
+}
+
+#[test]
+fn mark_read_takes_ids_or_up_to_and_inbox_page_a_bounded_limit() {
+    let parse = |text: &str| parse_client_frame(text, &Limits::default()).map(|f| f.request);
+    let id = |s: &str| MessageId::parse(s).unwrap();
+    assert_eq!(
+        parse(r#"{"type":"mark-read","ids":["5-0","6-1"]}"#),
+        Ok(Request::MarkRead(Marks::Ids(vec![id("5-0"), id("6-1")])))
+    );
+    assert_eq!(
+        parse(r#"{"type":"mark-read","upTo":"6-1"}"#),
+        Ok(Request::MarkRead(Marks::UpTo(id("6-1"))))
+    );
+    let too_many = json!({"type": "mark-read", "ids": vec!["1-0"; MARK_READ_MAX_IDS + 1]});
+    for bad in [
+        r#"{"type":"mark-read"}"#.to_string(),
+        r#"{"type":"mark-read","ids":[]}"#.into(),
+        r#"{"type":"mark-read","ids":["x"]}"#.into(),
+        r#"{"type":"mark-read","ids":["1-0"],"upTo":"1-0"}"#.into(),
+        r#"{"type":"mark-read","upTo":5}"#.into(),
+        too_many.to_string(),
+        r#"{"type":"inbox-page","limit":0}"#.into(),
+        format!(r#"{{"type":"inbox-page","limit":{}}}"#, INBOX_PAGE_MAX + 1),
+        r#"{"type":"inbox-page","before":"soon"}"#.into(),
+    ] {
+        assert_eq!(
+            parse(&bad).unwrap_err().code,
+            ErrorCode::BadRequest,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        parse(r#"{"type":"inbox-page"}"#),
+        Ok(Request::InboxPage {
+            before: None,
+            limit: INBOX_PAGE_DEFAULT
+        })
+    );
+    assert_eq!(
+        parse(r#"{"type":"inbox-page","before":"9-0","limit":5}"#),
+        Ok(Request::InboxPage {
+            before: Some(id("9-0")),
+            limit: 5
+        })
     );
 }
 

@@ -296,16 +296,19 @@ pub fn ack(nsp: &str, id: u64, args: &[Value], attachments: usize) -> String {
 
 /// Encodes the server's CONNECT reply `{sid}`.
 pub fn connected(nsp: &str, sid: &str) -> String {
-    connected_with_pid(nsp, sid, None)
+    connected_with_pid(nsp, sid, None, None)
 }
 
-/// Encodes the CONNECT reply `{sid, pid?}`; `pid` is the private id of connection state
-/// recovery.
-pub fn connected_with_pid(nsp: &str, sid: &str, pid: Option<&str>) -> String {
-    let body = match pid {
-        Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
-        None => serde_json::json!({ "sid": sid }),
-    };
+/// Encodes the CONNECT reply `{sid, pid?, unread?}`; `pid` is the private id of connection
+/// state recovery, `unread` the user's unread notifications.
+pub fn connected_with_pid(nsp: &str, sid: &str, pid: Option<&str>, unread: Option<u64>) -> String {
+    let mut body = serde_json::json!({ "sid": sid });
+    if let Some(pid) = pid {
+        body["pid"] = Value::from(pid);
+    }
+    if let Some(unread) = unread {
+        body["unread"] = Value::from(unread);
+    }
     encode(PacketType::Connect, nsp, None, 0, Some(&body))
 }
 

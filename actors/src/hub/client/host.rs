@@ -18,7 +18,8 @@ pub struct SessionEnv {
     pub members: RoomMembers,
     /// Chat history: appends (with the publish) and reads for `joined`.
     pub history: History,
-    /// Notification inboxes: replays for sessions that reconnect with `since`.
+    /// Notification inboxes: replays for sessions that reconnect with `since`, the unread
+    /// count, marks and pages.
     pub inbox: Inbox,
     /// Turns for the Redis reads of a join (history and members), shared by the instance's
     /// sessions: a join storm queues in the hub instead of timing out at Redis.
@@ -96,6 +97,14 @@ pub enum Reply {
         /// When the fresh token expires (Unix seconds, leeway included).
         expires_at: u64,
     },
+    /// `mark-read` was done (the native protocol sends no frame for it: every session of the
+    /// user gets `inbox-state` when it changed anything; Socket.IO acknowledges it when asked).
+    Marked {
+        /// Unread notifications now.
+        unread: u64,
+    },
+    /// Answer to `inbox-page`.
+    InboxPage(InboxPage),
     /// A chat message was appended and published (the native protocol sends no frame for it;
     /// Socket.IO acknowledges it when asked).
     Published {
@@ -141,7 +150,8 @@ impl Reply {
             Reply::TokenRefreshed { expires_at } => {
                 protocol::token_refreshed_frame(*expires_at, id)
             }
-            Reply::Published { .. } => return None,
+            Reply::InboxPage(page) => protocol::inbox_page_frame(page, id),
+            Reply::Published { .. } | Reply::Marked { .. } => return None,
             Reply::JobCancel { job, status } => protocol::job_cancel_frame(job, status, id),
             Reply::JobWatched {
                 job,
@@ -165,6 +175,8 @@ impl Reply {
             Reply::Published { .. } => "published",
             Reply::JobCancel { .. } => "job-cancel",
             Reply::JobWatched { .. } => "job-watched",
+            Reply::Marked { .. } => "marked",
+            Reply::InboxPage(_) => "inbox-page",
         }
     }
 }
@@ -228,6 +240,18 @@ pub(super) enum Outcome {
         ok: bool,
         /// With `since`: the inbox after it.
         missed: Option<Result<Recent, HubError>>,
+        /// The user's unread count (`None` when not registered).
+        unread: Option<Result<u64, HubError>>,
+    },
+    /// A `mark-read` was done.
+    Marked {
+        id: Option<Value>,
+        result: Result<u64, HubError>,
+    },
+    /// An `inbox-page` was read.
+    Paged {
+        id: Option<Value>,
+        result: Result<InboxPage, HubError>,
     },
     Joined {
         room: RoomId,
@@ -277,5 +301,7 @@ pub(super) enum Outcome {
         inbox: Result<Recent, HubError>,
         /// Each room rejoined, with what followed its cursor (`None`: the join failed).
         rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        /// The user's unread count (`None` when not registered).
+        unread: Option<Result<u64, HubError>>,
     },
 }

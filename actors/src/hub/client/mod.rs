@@ -49,11 +49,12 @@ use crate::{
 };
 
 use hub_wire::protocol::{
-    self, ClientError, ClientFrame, ErrorCode, HubCommand, JoinInfo, MessageId, Request,
+    self, ClientError, ClientFrame, ErrorCode, HubCommand, InboxPage, JoinInfo, MessageId, Request,
     Resumption, RoomId, Topic, UserId,
 };
 
 mod host;
+mod inbox;
 mod jobs;
 mod pacing;
 mod resume;
@@ -466,6 +467,8 @@ impl ClientCore {
             job @ (Request::CancelJob { .. } | Request::WatchJob { .. }) => {
                 self.job_request(job, &identity, id, io)
             }
+            Request::MarkRead(marks) => self.mark_read(marks, id, io),
+            Request::InboxPage { before, limit } => self.inbox_page(before, limit, id, io),
         }
     }
 
@@ -527,8 +530,8 @@ impl ClientCore {
     }
 
     /// What follows the registration (`true`: it succeeded): a resumable session is marked
-    /// live (see [`ClientCore::connect`]), and with `since` the inbox after it is read (once
-    /// subscribed: every notification is in the read or arrives live).
+    /// live (see [`ClientCore::connect`]), the unread count is read, and with `since` the
+    /// inbox after it (once subscribed: every notification is in the read or arrives live).
     fn registered_step(&self) -> impl FnOnce(bool) -> LocalBoxFuture<'static, Resumed> {
         let (inbox, since, user) = (
             self.env.inbox.clone(),
@@ -544,8 +547,14 @@ impl ClientCore {
                         _ => None,
                     }
                 };
-                let (missed, ()) = futures_util::future::join(missed, mark).await;
-                Resumed(Outcome::Registered { ok, missed })
+                let unread = async {
+                    match ok {
+                        true => Some(inbox.unread(&user).await),
+                        false => None,
+                    }
+                };
+                let (missed, unread, ()) = futures_util::future::join3(missed, unread, mark).await;
+                Resumed(Outcome::Registered { ok, missed, unread })
             })
         }
     }
@@ -563,7 +572,11 @@ impl ClientCore {
             Outcome::Registered { ok: false, .. } => {
                 io.close(close::INTERNAL, "registry unavailable")
             }
-            Outcome::Registered { ok: true, missed } => self.connected(missed, io),
+            Outcome::Registered {
+                ok: true,
+                missed,
+                unread,
+            } => self.connected(missed, unread, io),
             Outcome::Restored { ok: false, .. } => {
                 io.close(close::INTERNAL, "registry unavailable")
             }
@@ -571,7 +584,16 @@ impl ClientCore {
                 ok: true,
                 inbox,
                 rooms,
-            } => self.restored(inbox, rooms, io),
+                unread,
+            } => self.restored(inbox, rooms, unread, io),
+            Outcome::Marked { id, result } => {
+                self.marked(id, result, io);
+                self.unbusy(io);
+            }
+            Outcome::Paged { id, result } => {
+                self.paged(id, result, io);
+                self.unbusy(io);
+            }
             Outcome::Taken {
                 pid,
                 offset,
@@ -621,7 +643,12 @@ impl ClientCore {
 
     /// Answers `connected`, replays the notifications the client missed (with `since`), then
     /// lets events and requests flow.
-    fn connected(&mut self, missed: Option<Result<Recent, HubError>>, io: &mut impl ClientIo) {
+    fn connected(
+        &mut self,
+        missed: Option<Result<Recent, HubError>>,
+        unread: Option<Result<u64, HubError>>,
+        io: &mut impl ClientIo,
+    ) {
         self.tracked = true;
         let Some(identity) = &self.identity else {
             return;
@@ -642,7 +669,10 @@ impl ClientCore {
         let reply = Reply::Connected {
             session_id: format!("{}-{:x}", self.env.instance_id, self.id),
             user_id: identity.user_id.clone(),
-            resumption: self.resumption(recovered, false),
+            resumption: Resumption {
+                unread: self.unread_of(unread),
+                ..self.resumption(recovered, false)
+            },
         };
         io.reply(reply, None);
         if let Some(missed) = missed {

@@ -249,6 +249,10 @@ impl ClientCore {
                 let Some(r) = self.resume.as_mut() else {
                     return;
                 };
+                if event.kind() == OutKind::InboxState {
+                    // A snapshot, not numbered: a resumed session's `connected` has the count.
+                    return io.deliver(&event, None);
+                }
                 let from = match (&scope, order) {
                     (Scope::User, Some(id)) => Some((None, id)),
                     (Scope::Room(room), Some(id)) => Some((Some(room), id)),

@@ -245,6 +245,7 @@ impl ClientCore {
                 return Resumed(Outcome::Registered {
                     ok: false,
                     missed: None,
+                    unread: None,
                 });
             }
             let taken = match store {
@@ -398,6 +399,7 @@ impl ClientCore {
             recovered,
             token: self.resume.as_ref().map(|r| r.tracker.pid.to_string()),
             resumed: self.resume_asked.then_some(resumed),
+            unread: None,
         }
     }
 
@@ -437,6 +439,7 @@ impl ClientCore {
                         ok: false,
                         inbox,
                         rooms: Vec::new(),
+                        unread: None,
                     });
                 }
             }
@@ -458,9 +461,10 @@ impl ClientCore {
                     }
                 }
             });
-            let (inbox, reads) = futures_util::future::join(
+            let (inbox, reads, unread) = futures_util::future::join3(
                 env.inbox.since(&user, inbox),
                 futures_util::future::join_all(reads),
+                env.inbox.unread(&user),
             )
             .await;
             let rooms = rooms.into_iter().map(|(room, _)| room).zip(reads).collect();
@@ -468,6 +472,7 @@ impl ClientCore {
                 ok: true,
                 inbox,
                 rooms,
+                unread: Some(unread),
             })
         }));
     }
@@ -477,6 +482,7 @@ impl ClientCore {
         &mut self,
         inbox: Result<Recent, HubError>,
         rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        unread: Option<Result<u64, HubError>>,
         io: &mut impl ClientIo,
     ) {
         self.tracked = true;
@@ -518,7 +524,10 @@ impl ClientCore {
             Reply::Connected {
                 session_id: format!("{}-{:x}", self.env.instance_id, self.id),
                 user_id: identity.user_id.clone(),
-                resumption: self.resumption(None, recovered),
+                resumption: Resumption {
+                    unread: self.unread_of(unread),
+                    ..self.resumption(None, recovered)
+                },
             },
             None,
         );

@@ -40,10 +40,19 @@ impl WarnLimiter {
 }
 
 /// What a hub message brings each of the user's sessions: a command, parsed once, for their
-/// cores to act on (a client-visible kind would be encoded here once, as an [`Item::Event`]).
-fn hub_item(message: HubMessage) -> Item {
+/// cores to act on, or a client-visible event (`inbox-state`), encoded here once.
+fn hub_item(message: HubMessage, metrics: &Metrics) -> Item {
     match message {
         HubMessage::Command(command) => Item::Command(Arc::new(command)),
+        HubMessage::InboxState(state) => {
+            if state.held.is_some() {
+                metrics.notifications_held.inc();
+            }
+            Item::Event(Arc::new(Outbound::from_envelope(
+                OutKind::InboxState,
+                &state.frame(),
+            )))
+        }
     }
 }
 
@@ -270,9 +279,10 @@ impl Subscriber {
                 self.dispatch_live(ChannelKey::User(user), Held::frame(frame, id))
             }
             // In the user's stream, in order with its notifications.
-            Inbound::Hub { user, message } => {
-                self.dispatch_live(ChannelKey::User(user), Held::hub(hub_item(message)))
-            }
+            Inbound::Hub { user, message } => self.dispatch_live(
+                ChannelKey::User(user),
+                Held::hub(hub_item(message, &self.metrics)),
+            ),
             Inbound::AiResult { user, frame } => {
                 self.dispatch_fixed(ChannelKey::User(user), &frame, OutKind::AiResult)
             }

@@ -366,12 +366,13 @@ impl ClientIo for HubIo<'_, '_> {
         let json = match &reply {
             Reply::Connected { resumption, .. } => {
                 let pid = resumption.token.as_deref();
-                let _ = self.io.accept_with_pid(NSP, pid);
+                let _ = self.io.accept_with_pid(NSP, pid, resumption.unread);
                 return;
             }
             Reply::Published { room, id } => {
                 json!({"type": "published", "room": &**room, "id": id.to_string()}).to_string()
             }
+            Reply::Marked { unread } => json!({"type": "marked", "unread": unread}).to_string(),
             other => match other.to_json(&None) {
                 Some(json) => String::from_utf8(json).expect("JSON is UTF-8"),
                 None => return,
@@ -379,7 +380,7 @@ impl ClientIo for HubIo<'_, '_> {
         };
         match to.as_ref().and_then(Value::as_u64) {
             Some(ack) => self.send(packet::ack_raw(NSP, ack, &[&json]), OutKind::Reply),
-            None if matches!(reply, Reply::Published { .. }) => {}
+            None if matches!(reply, Reply::Published { .. } | Reply::Marked { .. }) => {}
             None => {
                 // A `joined` with an offset carries it last too, like events, so that the
                 // client library tracks it.

@@ -358,11 +358,17 @@ impl<'a, A: SioApp> SioIo<'a, A> {
     /// Accepts a pending namespace: the client gets its `CONNECT` reply with a new socket id,
     /// which this returns. Emit to the namespace after this.
     pub fn accept(&mut self, nsp: &str) -> Result<String, EmitError> {
-        self.accept_with_pid(nsp, None)
+        self.accept_with_pid(nsp, None, None)
     }
 
-    /// [`SioIo::accept`] with a connection state recovery private id in the reply.
-    pub fn accept_with_pid(&mut self, nsp: &str, pid: Option<&str>) -> Result<String, EmitError> {
+    /// [`SioIo::accept`] with a connection state recovery private id and the user's unread
+    /// count in the reply.
+    pub fn accept_with_pid(
+        &mut self,
+        nsp: &str,
+        pid: Option<&str>,
+        unread: Option<u64>,
+    ) -> Result<String, EmitError> {
         let ns = self
             .state
             .namespaces
@@ -372,7 +378,7 @@ impl<'a, A: SioApp> SioIo<'a, A> {
         ns.connected = true;
         let sid = random_id();
         self.engine()
-            .send_text(&packet::connected_with_pid(nsp, &sid, pid))?;
+            .send_text(&packet::connected_with_pid(nsp, &sid, pid, unread))?;
         Ok(sid)
     }
 

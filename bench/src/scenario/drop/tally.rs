@@ -1,0 +1,255 @@
+//! The drop test's figures, from what the senders sent and what every client read: per way in
+//! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, resumes,
+//! and the replay time after each reconnect.
+
+use std::collections::HashSet;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use super::{
+    conn::{ClientLog, Ending},
+    publish::Sent,
+    CHAT_MARK,
+};
+use crate::proto::Proto;
+
+/// One client as tallied: its index, protocol and log.
+pub struct Seen<'a> {
+    /// Client index (user `d{i}`, room `i % rooms`).
+    pub i: usize,
+    /// Its protocol.
+    pub proto: Proto,
+    /// What it read.
+    pub log: &'a ClientLog,
+}
+
+/// Figures of a group of clients.
+pub struct Group {
+    label: &'static str,
+    clients: u64,
+    expected: u64,
+    delivered: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    unconfirmed: u64,
+    resets: u64,
+    silences: u64,
+    closed_by_hub: u64,
+    failed: u64,
+    resumed: u64,
+    refused: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+    replay_us: Histogram<u64>,
+    connect_us: Histogram<u64>,
+    replayed: u64,
+    lost_sample: Vec<String>,
+}
+
+impl Group {
+    fn new(label: &'static str) -> Group {
+        let h = || Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+        Group {
+            label,
+            clients: 0,
+            expected: 0,
+            delivered: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            unconfirmed: 0,
+            resets: 0,
+            silences: 0,
+            closed_by_hub: 0,
+            failed: 0,
+            resumed: 0,
+            refused: 0,
+            errors: 0,
+            first_errors: Vec::new(),
+            replay_us: h(),
+            connect_us: h(),
+            replayed: 0,
+            lost_sample: Vec::new(),
+        }
+    }
+
+    /// The share delivered, in percent.
+    pub fn delivered_pct(&self) -> f64 {
+        if self.expected == 0 {
+            100.0
+        } else {
+            self.delivered as f64 * 100.0 / self.expected as f64
+        }
+    }
+
+    /// Replay p99 in ms.
+    pub fn replay_p99_ms(&self) -> f64 {
+        self.replay_us.value_at_quantile(0.99) as f64 / 1000.0
+    }
+
+    /// The group as JSON.
+    pub fn json(&self) -> Value {
+        let ms = |h: &Histogram<u64>, q: f64| {
+            (h.value_at_quantile(q) as f64 / 1000.0 * 10.0).round() / 10.0
+        };
+        json!({
+            "group": self.label,
+            "clients": self.clients,
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "lost": self.expected - self.delivered,
+            "delivered_pct": format!("{:.3}", self.delivered_pct()),
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "unconfirmed_delivered": self.unconfirmed,
+            "kills": {"reset": self.resets, "silent": self.silences},
+            "closed_by_hub": self.closed_by_hub,
+            "failed_connections": self.failed,
+            "resumed": self.resumed,
+            "resume_refused": self.refused,
+            "errors": self.errors,
+            "first_errors": self.first_errors,
+            "replays": self.replay_us.len(),
+            "replayed_messages": self.replayed,
+            "replay_ms": {"p50": ms(&self.replay_us, 0.5), "p99": ms(&self.replay_us, 0.99), "max": ms(&self.replay_us, 1.0)},
+            "connected_ms": {"p50": ms(&self.connect_us, 0.5), "p99": ms(&self.connect_us, 0.99), "max": ms(&self.connect_us, 1.0)},
+            "lost_sample": self.lost_sample,
+        })
+    }
+
+    fn add(&mut self, o: &Group) {
+        self.clients += o.clients;
+        self.expected += o.expected;
+        self.delivered += o.delivered;
+        self.duplicates += o.duplicates;
+        self.out_of_order += o.out_of_order;
+        self.unconfirmed += o.unconfirmed;
+        self.resets += o.resets;
+        self.silences += o.silences;
+        self.closed_by_hub += o.closed_by_hub;
+        self.failed += o.failed;
+        self.resumed += o.resumed;
+        self.refused += o.refused;
+        self.errors += o.errors;
+        self.replayed += o.replayed;
+        for e in &o.first_errors {
+            if self.first_errors.len() < 5 {
+                self.first_errors.push(e.clone());
+            }
+        }
+        for l in &o.lost_sample {
+            if self.lost_sample.len() < 10 {
+                self.lost_sample.push(l.clone());
+            }
+        }
+        self.replay_us.add(&o.replay_us).expect("same bounds");
+        self.connect_us.add(&o.connect_us).expect("same bounds");
+    }
+}
+
+/// Tallies the clients; returns (native, Socket.IO, all).
+pub fn tally(clients: &[Seen], sent: &[Sent], users: usize, rooms: usize, t0: u64) -> [Group; 3] {
+    let mut notes: Vec<Vec<u64>> = vec![Vec::new(); users];
+    let mut chats: Vec<Vec<u64>> = vec![Vec::new(); rooms];
+    let mut accepted = HashSet::new();
+    for s in sent.iter().filter(|s| s.status == 202) {
+        accepted.insert(s.seq);
+        if s.seq & CHAT_MARK == 0 {
+            notes[s.to as usize].push(s.seq);
+        } else {
+            chats[s.to as usize].push(s.seq);
+        }
+    }
+    let mut native = Group::new("native");
+    let mut sio = Group::new("socketio");
+    for c in clients {
+        let g = match c.proto {
+            Proto::Native => &mut native,
+            Proto::SocketIo => &mut sio,
+        };
+        client(g, c, &notes[c.i], &chats[c.i % rooms], &accepted, t0);
+    }
+    let mut all = Group::new("all");
+    all.add(&native);
+    all.add(&sio);
+    [native, sio, all]
+}
+
+fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashSet<u64>, t0: u64) {
+    let log = c.log;
+    g.clients += 1;
+    let mut seen = HashSet::with_capacity(log.receipts.len());
+    let (mut note_max, mut chat_max) = (None::<u64>, None::<u64>);
+    for r in &log.receipts {
+        if !seen.insert(r.seq) {
+            g.duplicates += 1;
+            continue;
+        }
+        let max = if r.seq & CHAT_MARK == 0 {
+            &mut note_max
+        } else {
+            &mut chat_max
+        };
+        if max.is_some_and(|m| r.seq < m) {
+            g.out_of_order += 1;
+        }
+        *max = Some(max.map_or(r.seq, |m| m.max(r.seq)));
+        if !accepted.contains(&r.seq) {
+            g.unconfirmed += 1;
+        }
+    }
+    for &seq in notes.iter().chain(chat) {
+        g.expected += 1;
+        if seen.contains(&seq) {
+            g.delivered += 1;
+        } else if g.lost_sample.len() < 10 {
+            g.lost_sample.push(format!(
+                "d{}: {}{}",
+                c.i,
+                if seq & CHAT_MARK == 0 {
+                    "notification "
+                } else {
+                    "chat "
+                },
+                seq & !CHAT_MARK
+            ));
+        }
+    }
+    g.refused += log.refused;
+    g.errors += log.errors;
+    for e in &log.first_errors {
+        if g.first_errors.len() < 5 {
+            g.first_errors.push(format!("d{}: {e}", c.i));
+        }
+    }
+    for (k, conn) in log.conns.iter().enumerate() {
+        match conn.ending {
+            Ending::Reset => g.resets += 1,
+            Ending::Silent => g.silences += 1,
+            Ending::ClosedByHub => g.closed_by_hub += 1,
+            Ending::Failed => g.failed += 1,
+            Ending::Open => {}
+        }
+        if conn.resumed == Some(true) {
+            g.resumed += 1;
+        }
+        let after_kill = k > 0
+            && matches!(log.conns[k - 1].ending, Ending::Reset | Ending::Silent)
+            && conn.start >= t0;
+        let Some(connected) = conn.connected.filter(|_| after_kill) else {
+            continue;
+        };
+        // Caught up: the last message sent before this attempt began has arrived.
+        let mut caught = connected;
+        for r in log
+            .receipts
+            .iter()
+            .filter(|r| r.conn == k as u32 && r.bt <= conn.start)
+        {
+            caught = caught.max(r.at);
+            g.replayed += 1;
+        }
+        let _ = g.replay_us.record((caught - conn.start).max(1));
+        let _ = g.connect_us.record((connected - conn.start).max(1));
+    }
+}
