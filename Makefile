@@ -31,10 +31,23 @@ check-run:
 ## tests/browser.rs and tests/client_browser.rs also need /usr/bin/chromium: apt-get install -y
 ## chromium), the browser client's type check and unit tests (clients/js), then the `make run`
 ## check (check-run).
-test: tests/browser/node_modules tests/socketio/node_modules clients/js/node_modules
+test: tests/browser/node_modules tests/socketio/node_modules clients/js/node_modules clients/python/.venv clients/node/node_modules
 	npm test --prefix clients/js --silent
 	cargo test --workspace --all-targets
+	clients/python/.venv/bin/pytest -q clients/python/tests
+	npm test --prefix clients/node --silent
 	scripts/check-run.sh
+
+## ioredis for the Node worker library.
+clients/node/node_modules: clients/node/package-lock.json
+	npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## The Python worker library and its test tools, in a venv (ignored by git).
+clients/python/.venv: clients/python/pyproject.toml
+	python3 -m venv clients/python/.venv
+	clients/python/.venv/bin/pip install -q -e clients/python pytest pytest-asyncio
+	@touch $@
 
 ## playwright-core for the browser test (it drives the system Chromium, no browser download).
 tests/browser/node_modules: tests/browser/package-lock.json

@@ -156,7 +156,8 @@ pub async fn run(
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
     let publisher = Publisher::new(&target, metrics.clone()).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
-    let inbox = Inbox::new(publisher.clone(), config.inbox.clone());
+    let inbox = Inbox::new(publisher.clone(), config.inbox.clone())
+        .with_library(hub_jobs::scripts::LIBRARY, hub_jobs::scripts::library());
     if let Err(e) = inbox.load().await {
         // Redis may be down at start: the subscriber loads it once Redis answers.
         warn!("{e}; loading it once Redis answers");

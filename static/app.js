@@ -9,7 +9,7 @@ import { ChatView } from './chat.js';
 import { $ } from './dom.js';
 import { logEvent } from './events-panel.js';
 import { InboxView } from './inbox.js';
-import { setupJobForm, summarize } from './jobs.js';
+import { setupJobForm, setupJobStream, summarize } from './jobs.js';
 import { followConnection, setStatus, showOfflineToggle } from './status.js';
 import { toast } from './toasts.js';
 
@@ -67,8 +67,11 @@ function signIn(identity) {
     logEvent(`${n.title}: ${n.message}`, false, 'notification');
     toast(n.title, n.message);
   });
+  setupJobStream(client);
   client.on('ai-result', (r) => {
-    if (r.status === 'success') {
+    if (r.status === 'cancelled') {
+      logEvent(`job ${r.jobId} stopped`, false, 'job');
+    } else if (r.status === 'success') {
       logEvent(`job ${r.jobId} done: ${summarize(r.result)}`, false, 'job');
       toast('Job done', summarize(r.result));
     } else {

@@ -273,7 +273,7 @@ async fn unknown_routes_wrong_methods_and_big_bodies_get_json_errors() {
     for (method, path, allow) in [
         ("GET", "/api/notify", "POST"),
         ("GET", "/api/jobs", "POST"),
-        ("DELETE", "/api/jobs/j1", "GET"),
+        ("PUT", "/api/jobs/j1", "GET, DELETE"),
         ("PUT", "/api/analytics", "GET, POST"),
         ("GET", "/api/cache/invalidate", "POST"),
         ("GET", "/api/chat/room-1", "POST"),

@@ -13,6 +13,10 @@
 //!   like the chat page, no horizontal overflow, the latency picker before data, a chart drawn
 //!   once analytics events arrive, time-axis labels apart, `/favicon.ico` served.
 //!
+//! - `tests/browser/stream.mjs`: a job's answer streams in on the demo page (a real
+//!   `relay-hub worker` streams it), a reload mid-stream shows the whole answer with each word
+//!   once, and the Stop button cancels a job (nothing more streams).
+//!
 //! Screenshots are saved under `target/test-output/browser/`.
 //!
 //! Needs `chromium` and the script's node modules; `.ci/run` installs both. Without them
@@ -83,6 +87,20 @@ async fn dashboard_at_desktop_and_phone_width_in_chromium() {
         &["dashboard-desktop.png", "dashboard-phone.png"],
     )
     .await;
+}
+
+#[tokio::test]
+async fn demo_page_streams_an_answer_survives_a_reload_and_stops_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = root.join("target/test-output/browser/stream");
+    let redis = Redis::start().await;
+    // 16 words over 4 s: a reload and a click land mid-stream.
+    let _worker = common::jobs::worker(&redis, "demo", &[("HUB_DEMO_LATENCY_MS", "4000")])
+        .ready()
+        .await;
+    let mut hubs = Hubs::start(redis.url(), &[free_port()], &[]).await;
+    let args = [hubs.urls()[0].clone(), out_dir.display().to_string()];
+    run_scenario("stream.mjs", &args, &mut hubs, 6).await;
 }
 
 #[tokio::test]

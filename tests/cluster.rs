@@ -188,7 +188,7 @@ async fn every_feature_works_across_two_instances_on_a_cluster() {
         "payload": {"text": "Redis Cluster shards the hub."}});
     let (status, body) = api(&two, "POST", "/api/jobs", &job).await;
     assert_eq!(status, 202, "{body}");
-    let result = ann.recv_type("ai-result").await;
+    let result = ann.recv_result().await;
     assert_eq!(
         (
             result["data"]["jobId"].clone(),

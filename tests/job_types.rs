@@ -273,7 +273,7 @@ async fn a_worker_without_the_jobs_type_leaves_it_for_one_that_has_it() {
     let run = tokio::spawn(squares.run(async {
         let _ = stopped.await;
     }));
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         (
             result["jobId"].clone(),
@@ -322,7 +322,7 @@ async fn parked_jobs_past_the_cap_are_dead_lettered_oldest_first() {
     }
 
     // The oldest went to the dead letters, the user was told; the two newest wait.
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         (result["jobId"].clone(), result["status"].clone()),
         (json!("sq-0"), json!("error"))

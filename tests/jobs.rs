@@ -179,7 +179,7 @@ async fn a_job_of_a_killed_worker_completes_on_another_after_the_visibility_time
     set_key(&redis, "gate:crash").await;
     let _b = worker(&redis, "B", &short);
 
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(result["jobId"], "crash-1");
     assert_eq!(result["userId"], 7);
     assert_eq!(result["status"], "success");
@@ -214,7 +214,7 @@ async fn a_stalled_worker_that_wakes_up_after_a_takeover_publishes_nothing() {
     a.signal(libc::SIGSTOP);
     set_key(&redis, "gate:stall").await;
     let _b = worker(&redis, "B", &short);
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         (result["jobId"].clone(), result["result"]["worker"].clone()),
         (json!("stall-1"), json!("B"))
@@ -261,7 +261,7 @@ async fn an_always_failing_job_is_dead_lettered_and_the_user_gets_an_error() {
     )
     .await;
 
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(result["jobId"], "fail-1");
     assert_eq!(result["userId"], "8");
     assert_eq!(result["status"], "error");
@@ -294,7 +294,7 @@ async fn an_always_failing_job_is_dead_lettered_and_the_user_gets_an_error() {
         json!({"text": 5}),
     )
     .await;
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         (result["jobId"].clone(), result["status"].clone()),
         (json!("bad-text"), json!("error"))
@@ -312,7 +312,7 @@ async fn an_always_failing_job_is_dead_lettered_and_the_user_gets_an_error() {
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
-    let result = user.recv_type("ai-result").await["data"].clone();
+    let result = user.recv_result().await["data"].clone();
     assert_eq!(
         (result["jobId"].clone(), result["status"].clone()),
         (json!("junk-1"), json!("error"))
@@ -359,7 +359,7 @@ async fn jobs_enqueued_while_no_worker_runs_are_processed_when_one_starts() {
     let _w = worker(&redis, "late", &[]);
     let mut got = HashSet::new();
     for _ in 0..5 {
-        let result = user.recv_type("ai-result").await["data"].clone();
+        let result = user.recv_result().await["data"].clone();
         assert_eq!(result["status"], "success");
         assert_eq!(result["result"]["words"], 3);
         got.insert(result["jobId"].as_str().unwrap().to_string());
@@ -393,7 +393,7 @@ async fn a_result_reaches_the_users_websocket_end_to_end() {
     let reply = post_job(&hub, &[("authorization", "Bearer k3y")], job).await;
     let id = reply["id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a generated id");
-    let frame = alice.recv_type("ai-result").await;
+    let frame = alice.recv_result().await;
     let data = &frame["data"];
     assert_eq!(data["jobId"], id.as_str());
     assert_eq!(data["userId"], 42);
@@ -419,7 +419,7 @@ async fn a_result_reaches_the_users_websocket_end_to_end() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let data = alice.recv_type("ai-result").await["data"].clone();
+    let data = alice.recv_result().await["data"].clone();
     assert_eq!(
         (data["jobId"].clone(), data["result"]["words"].clone()),
         (json!("dev-1"), json!(4))

@@ -86,9 +86,37 @@ pub fn analyze(text: &str) -> Value {
     })
 }
 
+/// The answer the demo streams for an analysis, as tokens (words with their leading space).
+pub fn answer_tokens(analysis: &Value) -> Vec<String> {
+    let keywords: Vec<&str> = analysis["keywords"]
+        .as_array()
+        .map(|k| k.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let keywords = if keywords.is_empty() {
+        "none".to_string()
+    } else {
+        keywords.join(", ")
+    };
+    let text = format!(
+        "Your text has {} characters, {} words and {} sentences. Its keywords: {keywords}.",
+        analysis["characters"], analysis["words"], analysis["sentences"]
+    );
+    text.split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            }
+        })
+        .collect()
+}
+
 /// The `llama_inference` handler: waits `latency` (the simulated model time), then returns
-/// [`analyze`] of `payload.text`, with the model name. A payload without a string `text` is
-/// a permanent error.
+/// [`analyze`] of `payload.text`, with the model name. With `"stream": true` in the payload
+/// it streams [`answer_tokens`] instead, spread evenly over `latency`, and adds the streamed
+/// `text` to the result. A payload without a string `text` is a permanent error.
 pub fn llama_inference(latency: Duration) -> impl Fn(Job) -> HandlerFuture + Send + Sync {
     move |job: Job| {
         Box::pin(async move {
@@ -97,10 +125,20 @@ pub fn llama_inference(latency: Duration) -> impl Fn(Job) -> HandlerFuture + Sen
                     "llama_inference needs `payload.text` (a string)",
                 ));
             };
-            if !latency.is_zero() {
+            let mut result = analyze(text);
+            if job.payload.get("stream") == Some(&Value::Bool(true)) {
+                let tokens = answer_tokens(&result);
+                let pause = latency / tokens.len().max(1) as u32;
+                for token in &tokens {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    job.stream.emit(token).await?;
+                }
+                result["text"] = json!(tokens.concat());
+            } else if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            let mut result = analyze(text);
             result["model"] = json!("demo-llama (text statistics)");
             Ok(result)
         })
@@ -122,6 +160,16 @@ mod tests {
             r["keywords"],
             json!(["jobs", "redis", "claim", "don't", "keep"])
         );
+    }
+
+    #[test]
+    fn the_streamed_answer_is_deterministic_words() {
+        let tokens = answer_tokens(&analyze("Redis keeps jobs. Jobs stream."));
+        assert_eq!(
+            tokens.concat(),
+            "Your text has 30 characters, 5 words and 2 sentences. Its keywords: jobs, keeps, redis, stream."
+        );
+        assert!(tokens[1..].iter().all(|t| t.starts_with(' ')));
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! # Layout
 //! - this file: the job types (what a service enqueues, what a handler receives, what
 //!   `GET /api/jobs/{id}` shows) and their validation (pure functions).
-//! - [`queue`]: [`JobQueue`], every Redis operation, each one atomic (Lua scripts).
+//! - [`queue`]: [`JobQueue`], every Redis operation, each one atomic (Redis functions, the worker
+//!   protocol of `docs/jobs.md`).
 //! - [`worker`]: [`Worker`], the embeddable runtime: handlers per job `type`, N concurrent
 //!   jobs, heartbeats, graceful stop.
+//! - [`stream`]: [`JobStream`], a handler's chunks and cancellation.
+//! - [`scripts`]: the Redis function library (the worker protocol of `docs/jobs.md`).
 //! - [`demo`]: the built-in `llama_inference` handler (real, cheap text analysis).
 //! - [`stats`]: queue metrics for `/metrics`, read from Redis at scrape time.
 //!
@@ -17,6 +20,8 @@
 //! - `jobs:job:{id}`: a hash with the job's state (`queued`, `running`, `done`, `failed`),
 //!   attempts, result or error and timestamps; its TTL (24 h by default) restarts at every
 //!   change.
+//! - `jobs:chunks:{id}`: the chunks the current attempt streamed (`s` = seq, `d` = delta);
+//!   expires with the state hash.
 //! - `jobs:dead`: the dead-letter stream (capped at about [`DEAD_LETTER_MAX`] entries).
 //! - `jobs:parked:{type}`: jobs set aside by workers without a handler for `type`, at most
 //!   [`QueueSettings::parked_max`]; an entry goes with its job's state (same TTL).
@@ -47,8 +52,9 @@
 
 pub mod demo;
 pub mod queue;
-mod scripts;
+pub mod scripts;
 pub mod stats;
+pub mod stream;
 pub mod worker;
 
 use std::fmt;
@@ -57,7 +63,9 @@ use serde_json::{Map, Value};
 
 use hub_wire::protocol::is_valid_user_id;
 
+pub use queue::Emitted;
 pub use queue::{JobQueue, QueueSettings};
+pub use stream::JobStream;
 pub use worker::{Handler, JobError, Worker, WorkerConfig};
 
 /// Dead-letter entries kept (approximately; older ones are trimmed).
@@ -110,6 +118,8 @@ pub enum JobState {
     Done,
     /// Dead-lettered after its last attempt; the error was published.
     Failed,
+    /// Cancelled by its user or the API before it finished; nothing is retried.
+    Cancelled,
 }
 
 impl JobState {
@@ -120,6 +130,7 @@ impl JobState {
             JobState::Running => "running",
             JobState::Done => "done",
             JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -130,6 +141,7 @@ impl JobState {
             JobState::Running,
             JobState::Done,
             JobState::Failed,
+            JobState::Cancelled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -320,6 +332,54 @@ pub enum Enqueued {
     Unknown(Vec<String>),
 }
 
+/// What cancelling a job did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was cancelled; it was in this state (queued or running).
+    Cancelled(JobState),
+    /// It had already ended in this state; nothing changed.
+    Finished(JobState),
+    /// No job has this id (or its state expired).
+    Unknown,
+    /// It is another user's job; nothing changed.
+    Forbidden,
+}
+
+/// The chunks kept for a job (its current attempt), as `relay_job_chunks` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobChunks {
+    /// The job's state now.
+    pub state: JobState,
+    /// The last seq emitted.
+    pub last: u64,
+    /// `(seq, delta)` after the asked seq, in order.
+    pub chunks: Vec<(u64, String)>,
+}
+
+impl JobChunks {
+    fn parse(reply: &[String]) -> Result<Option<JobChunks>, JobsError> {
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let corrupt =
+            || JobsError::Corrupt(format!("chunks reply {:?}", &reply[..2.min(reply.len())]));
+        if !reply.len().is_multiple_of(2) {
+            return Err(corrupt());
+        }
+        let state = JobState::parse(&reply[0]).ok_or_else(corrupt)?;
+        let last = reply[1].parse().map_err(|_| corrupt())?;
+        let chunks = reply[2..]
+            .chunks(2)
+            .map(|c| Ok((c[0].parse().map_err(|_| corrupt())?, c[1].clone())))
+            .collect::<Result<_, JobsError>>()?;
+        Ok(Some(JobChunks {
+            state,
+            last,
+            chunks,
+        }))
+    }
+}
+
 /// A job as its handler receives it.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -339,6 +399,8 @@ pub struct Job {
     pub enqueued_at: u64,
     /// The whole AIJob object, unknown keys included.
     pub job: Map<String, Value>,
+    /// Streams chunks of the result to the user and tells whether the job was cancelled.
+    pub stream: stream::JobStream,
 }
 
 /// A job's state as `GET /api/jobs/{id}` shows it.
@@ -372,6 +434,8 @@ pub struct JobStatus {
     pub updated_at: Option<u64>,
     /// How long the successful attempt's handler ran, in ms.
     pub processing_time: Option<u64>,
+    /// Chunks streamed so far (the last chunk's seq; 0 when the job streams nothing).
+    pub chunks: u64,
 }
 
 impl JobStatus {
@@ -399,6 +463,10 @@ impl JobStatus {
         put("finishedAt", self.finished_at.map(Value::from));
         put("updatedAt", self.updated_at.map(Value::from));
         put("processingTime", self.processing_time.map(Value::from));
+        put(
+            "chunks",
+            (self.chunks > 0).then_some(Value::from(self.chunks)),
+        );
         Value::Object(m)
     }
 }
@@ -504,7 +572,7 @@ mod tests {
         for p in Priority::ALL {
             assert_eq!(Priority::parse(p.as_str()), Some(p));
         }
-        for s in ["queued", "running", "done", "failed"] {
+        for s in ["queued", "running", "done", "failed", "cancelled"] {
             assert_eq!(JobState::parse(s).unwrap().as_str(), s);
         }
         assert_eq!(JobState::parse("x"), None);

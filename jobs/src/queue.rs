@@ -1,18 +1,19 @@
 //! [`JobQueue`]: the Redis side of the job queue. Services and the hub enqueue and read job
 //! state through it; the [`Worker`](super::Worker) claims, renews, completes, fails and
-//! releases jobs through it. Each operation is one Lua script (see `scripts.rs`).
+//! releases jobs through it. Each operation is one call of a Redis function (`scripts.rs`).
 
 use std::{sync::Arc, time::Duration};
 
 use hub_store::{Conn, ConnSettings, Store};
-use redis::{Script, ScriptInvocation};
+use redis::{Cmd, FromRedisValue};
 use serde_json::{Map, Value};
 
 use super::{
-    scripts, stats::QueueStats, Enqueued, Job, JobState, JobStatus, JobsError, NewJob, Priority,
-    DEAD_LETTER_MAX, PARKED_MAX,
+    scripts::{self, function},
+    stats::QueueStats,
+    Cancelled, Enqueued, Job, JobChunks, JobState, JobStatus, JobsError, NewJob, Priority,
+    PARKED_MAX,
 };
-use hub_wire::protocol::AI_RESULTS;
 
 /// Where the queue lives in Redis and how long job state is kept.
 #[derive(Clone, Debug)]
@@ -20,12 +21,8 @@ pub struct QueueSettings {
     /// Key prefix (`jobs`): streams `{prefix}:stream:{priority}`, state `{prefix}:job:{id}`,
     /// `{prefix}:dead`, `{prefix}:stats`, advertised job types `{prefix}:types`.
     pub prefix: String,
-    /// The consumer group every worker joins.
-    pub group: String,
     /// How long a job's state (and its result) is kept after its last change.
     pub state_ttl: Duration,
-    /// The channel results are published to (`ai:results`).
-    pub results_channel: String,
     /// A job type has a live worker while a worker advertised it within this window (the
     /// enqueue reply says so); workers advertise six times per window.
     pub live_window: Duration,
@@ -58,9 +55,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             prefix: "jobs".into(),
-            group: "workers".into(),
             state_ttl: Duration::from_secs(24 * 3600),
-            results_channel: AI_RESULTS.into(),
             live_window: Duration::from_secs(30),
             known_for: Duration::from_secs(24 * 3600),
             known_types: Vec::new(),
@@ -74,8 +69,6 @@ impl Default for QueueSettings {
 pub(crate) struct Claimed {
     /// The job as its handler sees it.
     pub job: Job,
-    /// The stream entry id.
-    pub entry: String,
     /// The lease number; every other claim of the job gets another one.
     pub lease: String,
     /// Why the entry cannot run (not written by the queue); it fails permanently.
@@ -100,6 +93,39 @@ pub(crate) enum FailOutcome {
     Dead,
     /// The lease was lost meanwhile; nothing changed.
     Stale,
+}
+
+/// Whether a lease still holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// The worker still holds the job.
+    Held,
+    /// The job was cancelled: stop, record nothing.
+    Cancelled,
+    /// Another claim took the job (or it ended): stop, record nothing.
+    Lost,
+}
+
+impl LeaseState {
+    fn parse(s: &str, held: &str) -> Result<LeaseState, JobsError> {
+        match s {
+            "cancelled" => Ok(LeaseState::Cancelled),
+            "lost" => Ok(LeaseState::Lost),
+            s if s == held => Ok(LeaseState::Held),
+            other => Err(JobsError::Corrupt(format!("lease reply {other:?}"))),
+        }
+    }
+}
+
+/// What emitting a chunk did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emitted {
+    /// Stored and published with this seq.
+    Seq(u64),
+    /// The job was cancelled; nothing was stored.
+    Cancelled,
+    /// The lease was lost; nothing was stored.
+    Lost,
 }
 
 /// A cheap-to-clone handle on the queue.
@@ -183,6 +209,45 @@ impl JobQueue {
         ms(self.settings.state_ttl).max(1)
     }
 
+    /// Loads (or replaces) the queue's function library in Redis (on a cluster, on every
+    /// master). The hub does it at startup; calls load it again when Redis lost it.
+    pub async fn load(&self) -> Result<(), JobsError> {
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(scripts::library())
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err(format_args!(
+                "FUNCTION LOAD {}",
+                scripts::LIBRARY
+            )))?;
+        Ok(())
+    }
+
+    /// `FCALL name 1 <prefix>`; the caller appends the arguments.
+    fn fcall(&self, name: &str) -> Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(1).arg(&self.settings.prefix);
+        cmd
+    }
+
+    /// Runs a function call, loading the library first when Redis does not have it.
+    async fn run<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        what: impl std::fmt::Display + Send,
+    ) -> Result<T, JobsError> {
+        match cmd.query_async(&mut self.conn.clone()).await {
+            Err(e) if e.to_string().contains("Function not found") => {
+                self.load().await?;
+                cmd.query_async(&mut self.conn.clone()).await
+            }
+            other => other,
+        }
+        .map_err(redis_err(what))
+    }
+
     /// Adds a job to its priority stream unless a job with its id exists. The job's type is
     /// not checked: it waits for a worker that handles it (see [`JobQueue::enqueue_if_known`]).
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, JobsError> {
@@ -206,23 +271,16 @@ impl JobQueue {
         } else {
             0
         };
-        let reply: Vec<String> = scripts::ENQUEUE
-            .key(self.state_key(&job.id))
-            .key(self.stream(job.priority))
-            .key(self.stats_key())
-            .key(self.types_key())
-            .arg(&self.settings.group)
-            .arg(&job.id)
+        let mut cmd = self.fcall(function::ENQUEUE);
+        cmd.arg(&job.id)
             .arg(&job.kind)
             .arg(user)
             .arg(job.priority.as_str())
             .arg(body)
             .arg(self.ttl_ms())
             .arg(ms(self.settings.live_window).max(1))
-            .arg(known_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("enqueue job {}", job.id)))?;
+            .arg(known_ms);
+        let reply: Vec<String> = self.run(&cmd, format!("enqueue job {}", job.id)).await?;
         match reply.first().map(String::as_str) {
             Some("queued") => Ok(Enqueued::Queued {
                 worker_live: reply.get(2).is_some_and(|l| l == "1"),
@@ -245,6 +303,31 @@ impl JobQueue {
             }
             _ => Err(JobsError::Corrupt(format!("enqueue reply {reply:?}"))),
         }
+    }
+
+    /// Cancels a queued or running job (`user`: only when it is that user's job). A running
+    /// job's worker is fenced off at once (its lease is taken) and sees the cancellation.
+    pub async fn cancel(&self, id: &str, user: Option<&str>) -> Result<Cancelled, JobsError> {
+        let mut cmd = self.fcall(function::CANCEL);
+        cmd.arg(id).arg(user.unwrap_or(""));
+        let reply: Vec<String> = self.run(&cmd, format!("cancel job {id}")).await?;
+        let state = |i: usize| reply.get(i).and_then(|s| JobState::parse(s));
+        match (reply.first().map(String::as_str), state(1)) {
+            (Some("cancelled"), Some(was)) => Ok(Cancelled::Cancelled(was)),
+            (Some("finished"), Some(state)) => Ok(Cancelled::Finished(state)),
+            (Some("unknown"), _) => Ok(Cancelled::Unknown),
+            (Some("forbidden"), _) => Ok(Cancelled::Forbidden),
+            _ => Err(JobsError::Corrupt(format!("cancel reply {reply:?}"))),
+        }
+    }
+
+    /// The chunks kept for a job's current attempt after `after` (seq), with its state and
+    /// last seq; `None` for an unknown (or expired) job.
+    pub async fn chunks(&self, id: &str, after: u64) -> Result<Option<JobChunks>, JobsError> {
+        let mut cmd = self.fcall(function::CHUNKS);
+        cmd.arg(id).arg(after);
+        let reply: Vec<String> = self.run(&cmd, format!("read chunks of {id}")).await?;
+        JobChunks::parse(&reply)
     }
 
     /// A job's state, or `None` when no job has this id (or its state expired).
@@ -286,21 +369,15 @@ impl JobQueue {
             finished_at: num("finishedAt"),
             updated_at: num("updatedAt"),
             processing_time: num("processingTime"),
+            chunks: num("seq").unwrap_or(0),
         }))
     }
 
     /// The queue's figures: depth and pending per priority, dead letters, counters, latency.
     pub async fn stats(&self) -> Result<QueueStats, JobsError> {
-        let reply: Vec<String> = scripts::STATS
-            .key(&self.streams[0])
-            .key(&self.streams[1])
-            .key(&self.streams[2])
-            .key(self.dead_key())
-            .key(self.stats_key())
-            .arg(&self.settings.group)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err("read queue stats"))?;
+        let reply: Vec<String> = self
+            .run(&self.fcall(function::STATS), "read queue stats")
+            .await?;
         QueueStats::parse(&reply)
     }
 
@@ -313,25 +390,14 @@ impl JobQueue {
         visibility: Duration,
         max_attempts: u32,
     ) -> Result<Claim, JobsError> {
-        let reply: Vec<String> = scripts::CLAIM
-            .key(&self.streams[0])
-            .key(&self.streams[1])
-            .key(&self.streams[2])
-            .key(self.stats_key())
-            .key(self.dead_key())
-            .arg(&self.settings.prefix)
-            .arg(&self.settings.group)
-            .arg(consumer)
+        let mut cmd = self.fcall(function::CLAIM);
+        cmd.arg(consumer)
             .arg(ms(visibility).max(1))
             .arg(max_attempts)
             .arg(self.ttl_ms())
-            .arg(&self.settings.results_channel)
-            .arg(DEAD_LETTER_MAX)
             .arg(self.settings.parked_max.max(1))
-            .arg(types)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err("claim a job"))?;
+            .arg(types);
+        let reply: Vec<String> = self.run(&cmd, "claim a job").await?;
         match reply.first().map(String::as_str) {
             Some("none") if reply.len() == 4 => Ok(Claim::Empty([
                 reply[1].clone(),
@@ -365,35 +431,50 @@ impl JobQueue {
         Ok(())
     }
 
-    /// A call of a script that acts on `consumer`'s lease of `c`: KEYS[1] is the job's stream,
-    /// ARGV starts with prefix, group, consumer, job id, entry id and lease token; the caller
-    /// appends the rest.
-    fn on_lease<'s>(
-        &self,
-        script: &'s Script,
-        c: &Claimed,
-        consumer: &str,
-    ) -> ScriptInvocation<'s> {
-        let mut call = script.prepare_invoke();
-        call.key(self.stream(c.job.priority))
-            .arg(&self.settings.prefix)
-            .arg(&self.settings.group)
-            .arg(consumer)
-            .arg(&c.job.id)
-            .arg(&c.entry)
-            .arg(&c.lease);
-        call
+    /// A call of a function that acts on a lease: `FCALL name 1 <prefix> <id> <lease>`; the
+    /// caller appends the rest.
+    fn on_lease(&self, name: &str, c: &Claimed) -> Cmd {
+        let mut cmd = self.fcall(name);
+        cmd.arg(&c.job.id).arg(&c.lease);
+        cmd
     }
 
-    /// Renews a claimed job's lease; `false` when it was lost.
-    pub(crate) async fn heartbeat(&self, c: &Claimed, consumer: &str) -> Result<bool, JobsError> {
-        let renewed: i64 = self
-            .on_lease(&scripts::HEARTBEAT, c, consumer)
-            .arg(self.ttl_ms())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("renew job {}", c.job.id)))?;
-        Ok(renewed == 1)
+    /// Renews a claimed job's lease.
+    pub(crate) async fn heartbeat(&self, c: &Claimed) -> Result<LeaseState, JobsError> {
+        let mut cmd = self.on_lease(function::RENEW, c);
+        cmd.arg(self.ttl_ms());
+        let reply: String = self.run(&cmd, format!("renew job {}", c.job.id)).await?;
+        LeaseState::parse(&reply, "ok")
+    }
+
+    /// Whether each lease still holds, in order (one round trip for all).
+    pub(crate) async fn check(
+        &self,
+        leases: &[(String, String)],
+    ) -> Result<Vec<LeaseState>, JobsError> {
+        let mut cmd = self.fcall(function::CHECK);
+        for (id, lease) in leases {
+            cmd.arg(id).arg(lease);
+        }
+        let reply: Vec<String> = self.run(&cmd, "check leases").await?;
+        reply
+            .iter()
+            .map(|s| LeaseState::parse(s, "running"))
+            .collect()
+    }
+
+    /// Emits a chunk of a job's streamed result: its seq, or why not.
+    pub(crate) async fn chunk(&self, c: &Claimed, delta: &str) -> Result<Emitted, JobsError> {
+        let mut cmd = self.on_lease(function::CHUNK, c);
+        cmd.arg(delta);
+        let seq: i64 = self
+            .run(&cmd, format!("emit a chunk of job {}", c.job.id))
+            .await?;
+        Ok(match seq {
+            s if s > 0 => Emitted::Seq(s as u64),
+            -1 => Emitted::Cancelled,
+            _ => Emitted::Lost,
+        })
     }
 
     /// Records a job's result and publishes it; `false` when the lease was lost.
@@ -404,55 +485,30 @@ impl JobQueue {
         processing: Duration,
     ) -> Result<bool, JobsError> {
         let result = serde_json::to_string(result).expect("JSON values serialize");
-        let mut call = scripts::COMPLETE.prepare_invoke();
-        call.key(self.stream(c.job.priority))
-            .key(self.stats_key())
-            .arg(&self.settings.prefix)
-            .arg(&self.settings.group)
-            .arg(&c.job.id)
-            .arg(&c.entry)
-            .arg(&c.lease)
-            .arg(result)
-            .arg(ms(processing))
-            .arg(self.ttl_ms())
-            .arg(&self.settings.results_channel);
-        for bound in super::stats::LATENCY_BUCKETS_MS {
-            call.arg(bound);
-        }
-        let done: i64 = call
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("complete job {}", c.job.id)))?;
+        let mut cmd = self.on_lease(function::COMPLETE, c);
+        cmd.arg(result).arg(ms(processing)).arg(self.ttl_ms());
+        let done: i64 = self.run(&cmd, format!("complete job {}", c.job.id)).await?;
         Ok(done == 1)
     }
 
     /// Records a failed attempt: retry once `backoff` has passed, or dead letter.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fail(
         &self,
         c: &Claimed,
-        consumer: &str,
         error: &str,
         permanent: bool,
         max_attempts: u32,
         visibility: Duration,
         backoff: Duration,
     ) -> Result<FailOutcome, JobsError> {
-        let idle = ms(visibility.saturating_sub(backoff));
-        let outcome: String = self
-            .on_lease(&scripts::FAIL, c, consumer)
-            .key(self.stats_key())
-            .key(self.dead_key())
-            .arg(error)
+        let mut cmd = self.on_lease(function::FAIL, c);
+        cmd.arg(error)
             .arg(if permanent { "1" } else { "0" })
             .arg(max_attempts)
-            .arg(idle)
-            .arg(self.ttl_ms())
-            .arg(&self.settings.results_channel)
-            .arg(DEAD_LETTER_MAX)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("fail job {}", c.job.id)))?;
+            .arg(ms(visibility).max(1))
+            .arg(ms(backoff))
+            .arg(self.ttl_ms());
+        let outcome: String = self.run(&cmd, format!("fail job {}", c.job.id)).await?;
         match outcome.as_str() {
             "retry" => Ok(FailOutcome::Retry),
             "dead" => Ok(FailOutcome::Dead),
@@ -465,46 +521,30 @@ impl JobQueue {
     pub(crate) async fn release(
         &self,
         c: &Claimed,
-        consumer: &str,
         visibility: Duration,
     ) -> Result<bool, JobsError> {
-        let released: i64 = self
-            .on_lease(&scripts::RELEASE, c, consumer)
-            .arg(ms(visibility).max(1))
-            .arg(self.ttl_ms())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("release job {}", c.job.id)))?;
+        let mut cmd = self.on_lease(function::RELEASE, c);
+        cmd.arg(ms(visibility).max(1)).arg(self.ttl_ms());
+        let released: i64 = self.run(&cmd, format!("release job {}", c.job.id)).await?;
         Ok(released == 1)
     }
 
     /// Marks `types` as served now (a worker's advertisement, repeated with its heartbeat);
     /// types nobody advertised within [`QueueSettings::known_for`] are forgotten.
     pub(crate) async fn advertise(&self, types: &[String]) -> Result<(), JobsError> {
-        let mut call = scripts::ADVERTISE.prepare_invoke();
-        call.key(self.types_key())
-            .arg(ms(self.settings.known_for).max(1));
-        for t in types {
-            call.arg(t);
-        }
-        let _: i64 = call
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err("advertise job types"))?;
+        let mut cmd = self.fcall(function::ADVERTISE);
+        cmd.arg(ms(self.settings.known_for).max(1)).arg(types);
+        let _: i64 = self.run(&cmd, "advertise job types").await?;
         Ok(())
     }
 
     /// Removes `consumer` from the group of every stream where it holds nothing.
     pub(crate) async fn retire_consumer(&self, consumer: &str) -> Result<(), JobsError> {
-        let _: i64 = scripts::RETIRE_CONSUMER
-            .key(&self.streams[0])
-            .key(&self.streams[1])
-            .key(&self.streams[2])
-            .arg(&self.settings.group)
-            .arg(consumer)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err(format_args!("retire consumer {consumer}")))?;
+        let mut cmd = self.fcall(function::RETIRE);
+        cmd.arg(consumer);
+        let _: i64 = self
+            .run(&cmd, format!("retire consumer {consumer}"))
+            .await?;
         Ok(())
     }
 }
@@ -539,8 +579,8 @@ fn parse_claimed(reply: &[String]) -> Claimed {
             attempt: number(&reply[4]) as u32,
             enqueued_at: number(&reply[6]),
             job,
+            stream: crate::stream::JobStream::detached(),
         },
-        entry: reply[2].clone(),
         lease: reply[5].clone(),
         invalid,
     }

@@ -43,7 +43,8 @@ use tokio::{
 };
 
 use super::{
-    queue::{self, Claim, Claimed, FailOutcome},
+    queue::{self, Claim, Claimed, FailOutcome, LeaseState},
+    stream::{JobStream, Running, Signal},
     Job, JobQueue, JobsError, QueueSettings,
 };
 
@@ -129,10 +130,13 @@ pub struct WorkerSummary {
     pub released: u64,
     /// Jobs whose lease this worker lost (another worker took them over).
     pub lost: u64,
+    /// Running jobs cancelled by their user or the API (the handler was stopped).
+    pub cancelled: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    cancelled: AtomicU64,
     done: AtomicU64,
     retried: AtomicU64,
     dead: AtomicU64,
@@ -146,6 +150,7 @@ struct Shared {
     config: WorkerConfig,
     handlers: HashMap<String, Handler>,
     counters: Counters,
+    running: Running,
 }
 
 /// The job runtime (see the module docs).
@@ -240,7 +245,15 @@ impl Worker {
             config,
             handlers,
             counters: Counters::default(),
+            running: Running::default(),
         });
+        let watching = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let consumer = shared.config.consumer.clone();
+                shared.running.watch(shared.queue.clone(), consumer).await
+            })
+        };
         let slots = Arc::new(Semaphore::new(shared.config.concurrency));
         let (cancel, cancelled) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -344,6 +357,7 @@ impl Worker {
             }
         }
         advertising.abort();
+        watching.abort();
         if let Err(e) = shared.queue.retire_consumer(consumer).await {
             debug!("{e}");
         }
@@ -354,6 +368,7 @@ impl Worker {
             dead: c.dead.load(Ordering::Relaxed),
             released: c.released.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
         };
         info!("worker {consumer} stopped: {summary:?}");
         summary
@@ -406,6 +421,7 @@ enum Outcome {
     Failed(JobError),
     Released,
     Lost,
+    Cancelled,
 }
 
 fn panic_message(e: tokio::task::JoinError) -> String {
@@ -429,6 +445,10 @@ async fn run_job(
     mut cancelled: watch::Receiver<bool>,
 ) {
     let consumer = shared.config.consumer.as_str();
+    let mut signal = shared.running.start(&claimed);
+    let mut claimed = claimed;
+    claimed.job.stream = JobStream::new(shared.queue.clone(), claimed.clone(), signal.clone());
+    let claimed = claimed;
     let job = &claimed.job;
     let outcome = match shared.handlers.get(&job.kind) {
         _ if claimed.invalid.is_some() => Outcome::Failed(JobError::permanent(
@@ -451,10 +471,16 @@ async fn run_job(
                         Ok(Err(e)) => Outcome::Failed(e),
                         Err(e) => Outcome::Failed(JobError::retry(panic_message(e))),
                     },
-                    _ = beat.tick() => match shared.queue.heartbeat(&claimed, consumer).await {
-                        Ok(true) => {}
-                        Ok(false) => { run.abort(); break Outcome::Lost; }
+                    _ = beat.tick() => match shared.queue.heartbeat(&claimed).await {
+                        Ok(LeaseState::Held) => {}
+                        Ok(LeaseState::Cancelled) => { run.abort(); break Outcome::Cancelled; }
+                        Ok(LeaseState::Lost) => { run.abort(); break Outcome::Lost; }
                         Err(e) => warn!("{e}"),
+                    },
+                    Ok(()) = signal.changed() => match *signal.borrow() {
+                        Signal::Cancelled => { run.abort(); break Outcome::Cancelled; }
+                        Signal::Lost => { run.abort(); break Outcome::Lost; }
+                        Signal::Running => {}
                     },
                     Ok(()) = cancelled.changed() => { run.abort(); break Outcome::Released; }
                 }
@@ -483,7 +509,6 @@ async fn run_job(
             let recorded = settle("fail", job, || {
                 shared.queue.fail(
                     &claimed,
-                    consumer,
                     &err.message,
                     err.permanent,
                     cfg.max_attempts,
@@ -515,7 +540,7 @@ async fn run_job(
         }
         Outcome::Released => {
             if let Some(true) = settle("release", job, || {
-                shared.queue.release(&claimed, consumer, cfg.visibility)
+                shared.queue.release(&claimed, cfg.visibility)
             })
             .await
             {
@@ -525,7 +550,12 @@ async fn run_job(
         Outcome::Lost => {
             lost(c, job);
         }
+        Outcome::Cancelled => {
+            info!("job {}: cancelled; its handler was stopped", job.id);
+            c.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
     }
+    shared.running.end(&job.id);
 }
 
 fn lost(c: &Counters, job: &Job) -> u64 {

@@ -15,7 +15,7 @@
 //! enqueue option, not part of the stored job.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use hub_jobs::{is_valid_name, Enqueued, NewJob};
+use hub_jobs::{is_valid_name, Cancelled, Enqueued, NewJob};
 use hub_wire::protocol::now_ms;
 use serde_json::{json, Value};
 
@@ -23,7 +23,11 @@ use super::{ApiError, State};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/jobs", "POST").route(web::post().to(enqueue)))
-        .service(super::resource("/jobs/{id}", "GET").route(web::get().to(status)));
+        .service(
+            super::resource("/jobs/{id}", "GET, DELETE")
+                .route(web::get().to(status))
+                .route(web::delete().to(cancel)),
+        );
 }
 
 pub(super) fn configure_dev(cfg: &mut web::ServiceConfig) {
@@ -115,6 +119,28 @@ async fn status(state: State, id: web::Path<String>) -> Result<HttpResponse, Api
     match state.jobs.queue.status(&id).await {
         Ok(Some(s)) => Ok(HttpResponse::Ok().json(s.to_json())),
         Ok(None) => Err(ApiError::not_found(format!(
+            "no job `{id}` (unknown, or its state expired)"
+        ))),
+        Err(e) => {
+            log::warn!("{e}");
+            Err(ApiError::unavailable(e.to_string()))
+        }
+    }
+}
+
+/// `DELETE /api/jobs/{id}`: cancels a queued or running job (`docs/jobs.md#cancel`).
+async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    if !is_valid_name(&id) {
+        return Err(ApiError::bad_request(
+            "job ids are 1-128 characters of A-Z a-z 0-9 : _ . -",
+        ));
+    }
+    match state.jobs.queue.cancel(&id, None).await {
+        Ok(Cancelled::Cancelled(was)) => Ok(HttpResponse::Ok()
+            .json(json!({"id": &*id, "status": "cancelled", "was": was.as_str()}))),
+        Ok(Cancelled::Finished(st)) => Ok(HttpResponse::Ok()
+            .json(json!({"id": &*id, "status": "finished", "state": st.as_str()}))),
+        Ok(Cancelled::Unknown | Cancelled::Forbidden) => Err(ApiError::not_found(format!(
             "no job `{id}` (unknown, or its state expired)"
         ))),
         Err(e) => {

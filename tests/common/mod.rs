@@ -686,6 +686,24 @@ impl Client {
         v
     }
 
+    /// The next `ai-result` frame, skipping the job's `job-state` state pushes and `ai-chunk`s
+    /// before it (any other frame fails).
+    pub async fn recv_result(&mut self) -> Value {
+        loop {
+            let v = self.recv().await;
+            match v["type"].as_str() {
+                Some("job-state" | "ai-chunk") => continue,
+                _ => {
+                    assert_eq!(
+                        v["type"], "ai-result",
+                        "expected an `ai-result` frame, got {v}"
+                    );
+                    return v;
+                }
+            }
+        }
+    }
+
     /// The next frame must be an error with `code`.
     pub async fn expect_error(&mut self, code: &str) -> Value {
         let v = self.recv_type("error").await;

@@ -43,6 +43,9 @@ fn check_client_frame(text: &str) {
                     assert!(!message.is_empty());
                     assert!(message.chars().count() <= limits.max_message_chars);
                 }
+                Request::CancelJob { job } | Request::WatchJob { job, .. } => {
+                    assert!((1..=128).contains(&job.len()))
+                }
                 Request::MarkRead(Marks::Ids(ids)) => {
                     assert!(!ids.is_empty() && ids.len() <= MARK_READ_MAX_IDS)
                 }
@@ -80,6 +83,14 @@ fn check_inbound(channel: &str, payload: &[u8]) {
         Inbound::AiResult { user, frame } => {
             assert!(is_valid_user_id(user));
             frame
+        }
+        Inbound::JobEvent { user, frame, chunk } => {
+            assert!(is_valid_user_id(user));
+            let sent: Value = serde_json::from_slice(frame).expect("frames are JSON");
+            assert_eq!(sent["type"], if *chunk { "ai-chunk" } else { "job-state" });
+            assert_eq!(sent["data"]["jobId"], original["jobId"]);
+            assert!(sent["data"].get("userId").is_none());
+            return;
         }
         Inbound::Chat { room, frame, .. } => {
             assert_eq!(channel, format!("chat:room:{room}"));

@@ -25,6 +25,10 @@ pub enum OutKind {
     Notification,
     /// `ai-result`.
     AiResult,
+    /// `ai-chunk`.
+    AiChunk,
+    /// `job-state`.
+    JobState,
     /// `chat-message`.
     Chat,
     /// `cache-invalidate`.
@@ -42,9 +46,11 @@ pub enum OutKind {
 }
 
 impl OutKind {
-    const ALL: [OutKind; 9] = [
+    const ALL: [OutKind; 11] = [
         OutKind::Notification,
         OutKind::AiResult,
+        OutKind::AiChunk,
+        OutKind::JobState,
         OutKind::Chat,
         OutKind::Cache,
         OutKind::Analytics,
@@ -60,6 +66,8 @@ impl OutKind {
         match self {
             OutKind::Notification => "notification",
             OutKind::AiResult => "ai-result",
+            OutKind::AiChunk => "ai-chunk",
+            OutKind::JobState => "job-state",
             OutKind::Chat => "chat-message",
             OutKind::Cache => "cache-invalidate",
             OutKind::Analytics => "analytics",
@@ -72,7 +80,7 @@ impl OutKind {
 }
 
 /// Labels of `hub_frames_in_total`: the client frame types plus `invalid`.
-pub const IN_KINDS: [&str; 11] = [
+pub const IN_KINDS: [&str; 13] = [
     "auth",
     "ping",
     "join-room",
@@ -80,6 +88,8 @@ pub const IN_KINDS: [&str; 11] = [
     "chat-message",
     "subscribe",
     "unsubscribe",
+    "cancel-job",
+    "watch-job",
     "mark-read",
     "inbox-page",
     "invalid",

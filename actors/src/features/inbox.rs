@@ -96,6 +96,8 @@ fn library(config: &InboxConfig, cluster: bool) -> String {
 pub struct Inbox {
     publisher: Publisher,
     config: Arc<InboxConfig>,
+    /// Other function libraries loaded with it (the job queue's): `(name, source)`.
+    libraries: Arc<Vec<(String, String)>>,
 }
 
 /// A reply that is not what the function returns.
@@ -124,10 +126,19 @@ impl Inbox {
         Inbox {
             publisher,
             config: Arc::new(config),
+            libraries: Arc::default(),
         }
     }
 
-    /// Loads (or replaces) the inbox's functions in Redis.
+    /// Also loads the function library `source` (named `name`) whenever it loads its own,
+    /// so a restarted Redis gets it back too.
+    pub fn with_library(mut self, name: &str, source: String) -> Self {
+        Arc::make_mut(&mut self.libraries).push((name.to_string(), source));
+        self
+    }
+
+    /// Loads (or replaces) the inbox's functions in Redis, and the libraries given with
+    /// [`Inbox::with_library`].
     pub async fn load(&self) -> Result<(), HubError> {
         let mut cmd = redis::cmd("FUNCTION");
         let cluster = self.publisher.is_cluster();
@@ -146,6 +157,18 @@ impl Inbox {
             "redis function {FUNCTION} loaded (inbox of {} per user)",
             self.config.max_len
         );
+        for (name, source) in self.libraries.iter() {
+            let mut cmd = redis::cmd("FUNCTION");
+            cmd.arg("LOAD").arg("REPLACE").arg(source);
+            let _: String = retry_on_dead_connection(|| {
+                let mut conn = self.publisher.connection();
+                let cmd = &cmd;
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await
+            .map_err(|e| HubError::Redis(format!("FUNCTION LOAD {name}: {e}")))?;
+            info!("redis function library {name} loaded");
+        }
         Ok(())
     }
 

@@ -82,6 +82,8 @@ export class RelayHub extends Emitter {
   #run = 0;
   /** @type {Map<string, any>} */
   #timers = new Map();
+  /** Jobs being watched: their live chunks, held until the answer is in. @type {Map<string, Frame[]>} */
+  #watching = new Map();
   #position = new Position();
   /** @type {Map<string, RoomEntry>} rooms the app wants to be in */
   #rooms = new Map();
@@ -281,6 +283,45 @@ export class RelayHub extends Emitter {
   }
 
   /**
+   * Asks for the text one of the user's jobs streamed so far (after the last chunk seen):
+   * its kept chunks come as `ai-chunk` events, then the job's live chunks, each once and in
+   * order (live ones are held while the answer is on its way). Resolves with the
+   * `job-watched` reply (`{jobId, state, seq, chunks}`). Call it after a reload or for a
+   * second tab, for a job that may still stream.
+   * @param {string | number} jobId
+   * @returns {Promise<Frame>}
+   */
+  async watchJob(jobId) {
+    const key = String(jobId);
+    this.#watching.set(key, []);
+    try {
+      const after = this.#position.chunkSeq(jobId);
+      const reply = await this.request({ type: 'watch-job', jobId, after });
+      const chunks = Array.isArray(reply.chunks) ? reply.chunks : [];
+      for (const c of chunks) {
+        const data = { jobId, seq: c.seq, delta: c.delta };
+        this.#deliver({ type: 'ai-chunk', data }, data);
+      }
+      return reply;
+    } finally {
+      const held = this.#watching.get(key) ?? [];
+      this.#watching.delete(key);
+      for (const frame of held) this.#deliver(frame, frame.data);
+    }
+  }
+
+  /**
+   * Cancels one of the user's jobs; resolves with the `job-cancel` reply (`status`:
+   * `cancelled`, or `finished` when it had ended). The `ai-result` with `status:
+   * "cancelled"` comes as an event.
+   * @param {string | number} jobId
+   * @returns {Promise<Frame>}
+   */
+  cancelJob(jobId) {
+    return this.request({ type: 'cancel-job', jobId });
+  }
+
+  /**
    * Sends any request frame (an `id` is added) and resolves with the reply frame, or rejects
    * with a `HubError`: the hub's error, `disconnected` when not connected or when the
    * connection drops first, `timeout` after `requestTimeout`. For frames this library has no
@@ -441,6 +482,18 @@ export class RelayHub extends Emitter {
   #onEvent(frame) {
     if (!this.#position.acceptOffset(frame.offset)) return;
     const data = 'data' in frame ? frame.data : withoutEnvelope(frame);
+    const held = frame.type === 'ai-chunk' && data && typeof data === 'object'
+      ? this.#watching.get(String(data.jobId)) : undefined;
+    if (held) return void held.push(frame);
+    this.#deliver(frame, data);
+  }
+
+  /**
+   * Emits an event frame unless it repeats one seen.
+   * @param {Frame} frame
+   * @param {any} data
+   */
+  #deliver(frame, data) {
     const position = this.#position;
     switch (frame.type) {
       case 'notification':

@@ -65,6 +65,15 @@ export class ChunkSeqs {
   }
 
   /**
+   * The last seq seen of `jobId` (0: none).
+   * @param {string | number} jobId
+   * @returns {number}
+   */
+  last(jobId) {
+    return this.#last.get(String(jobId)) ?? 0;
+  }
+
+  /**
    * Records chunk `seq` of `jobId`; `false` when that chunk (or a later one) was seen.
    * Chunks of one job arrive in `seq` order, so anything not after the last is a repeat.
    * @param {string | number} jobId

@@ -119,6 +119,15 @@ export class Position {
   }
 
   /**
+   * The last chunk seq seen of a job (0: none).
+   * @param {string | number} jobId
+   * @returns {number}
+   */
+  chunkSeq(jobId) {
+    return this.#chunks.last(jobId);
+  }
+
+  /**
    * The `since` for re-joining `room`: the last message id seen there.
    * @param {string} room
    * @returns {string | undefined}

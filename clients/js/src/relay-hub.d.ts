@@ -250,6 +250,8 @@ export declare class RelayHub {
   inboxPage(options?: { before?: string; limit?: number }): Promise<InboxPage>;
   subscribe(topic: 'cache' | 'analytics' | (string & {})): Promise<void>;
   unsubscribe(topic: string): Promise<void>;
+  watchJob(jobId: string | number): Promise<Frame>;
+  cancelJob(jobId: string | number): Promise<Frame>;
   request(frame: { type: string; [key: string]: unknown }, options?: { timeout?: number }): Promise<Frame>;
 }
 

@@ -293,3 +293,29 @@ test('disconnect(): a goodbye close, no reconnect, waiting joins rejected', asyn
   assert.equal(FakeSocket.all.length, 1);
   assert.deepEqual(hub.rooms, ['r1'], 'kept for the next connect()');
 });
+
+test('watchJob: the text so far, then live chunks held meanwhile, each once and in order', async () => {
+  const { hub, log } = client();
+  hub.on('ai-chunk', (c) => log.push(`${c.seq}:${c.delta}`));
+  hub.connect();
+  const ws = await nextSocket(0);
+  ws.push({ type: 'connected', sessionId: 's-1', userId: 'u1' });
+  await tick();
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 1, delta: 'a' } });
+  const watched = hub.watchJob('j');
+  const ask = await until('watch-job sent', () => ws.last('watch-job'));
+  assert.deepEqual([ask.jobId, ask.after], ['j', 1]);
+  // live chunks 3 and 4 arrive before the answer, which covers 2 and 3
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 3, delta: 'c' } });
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 4, delta: 'd' } });
+  ws.push({ type: 'job-watched', id: ask.id, jobId: 'j', state: 'running', seq: 3,
+    chunks: [{ seq: 2, delta: 'b' }, { seq: 3, delta: 'c' }] });
+  assert.equal((await watched).state, 'running');
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 4, delta: 'd' } });
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 5, delta: 'e' } });
+  assert.deepEqual(log.filter((l) => /^\d:/.test(l)), ['1:a', '2:b', '3:c', '4:d', '5:e']);
+  const cancel = hub.cancelJob('j');
+  const sent = await until('cancel-job sent', () => ws.last('cancel-job'));
+  ws.push({ type: 'job-cancel', id: sent.id, jobId: 'j', status: 'cancelled' });
+  assert.equal((await cancel).status, 'cancelled');
+});

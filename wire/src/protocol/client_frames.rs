@@ -45,6 +45,19 @@ pub enum Request {
     Subscribe(Topic),
     /// `{"type":"unsubscribe","topic":...}`.
     Unsubscribe(Topic),
+    /// `{"type":"cancel-job","jobId":...}`: cancel one of the user's jobs.
+    CancelJob {
+        /// The job id (valid id form).
+        job: String,
+    },
+    /// `{"type":"watch-job","jobId":...,"after"?:seq}`: the text one of the user's jobs
+    /// streamed so far (after `after`), in a `job-watched` reply.
+    WatchJob {
+        /// The job id (valid id form).
+        job: String,
+        /// The last seq the client has (0: none).
+        after: u64,
+    },
     /// `{"type":"mark-read","ids":[...]}` or `{"type":"mark-read","upTo":...}`.
     MarkRead(Marks),
     /// `{"type":"inbox-page","before"?:...,"limit"?:...}`.
@@ -108,6 +121,8 @@ impl Request {
             Request::ChatMessage { .. } => "chat-message",
             Request::Subscribe(_) => "subscribe",
             Request::Unsubscribe(_) => "unsubscribe",
+            Request::CancelJob { .. } => "cancel-job",
+            Request::WatchJob { .. } => "watch-job",
             Request::MarkRead(_) => "mark-read",
             Request::InboxPage { .. } => "inbox-page",
         }
@@ -242,6 +257,23 @@ pub fn parse_request(
             check_message(&message, limits)?;
             Request::ChatMessage { room, message }
         }
+        "cancel-job" => Request::CancelJob {
+            job: take_job_id(map)?,
+        },
+        "watch-job" => {
+            let job = take_job_id(map)?;
+            let after = match map.remove("after") {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
+                Some(_) => {
+                    return Err(ClientError::new(
+                        ErrorCode::BadRequest,
+                        "`after` must be a non-negative integer (a chunk seq)",
+                    ))
+                }
+            };
+            Request::WatchJob { job, after }
+        }
         "subscribe" | "unsubscribe" => {
             let name = take_string(map, "topic")?;
             let topic = Topic::parse(&name).ok_or_else(|| {
@@ -357,6 +389,26 @@ pub fn parse_since(s: &str) -> Result<MessageId, ClientError> {
             ),
         )
     })
+}
+
+/// A `jobId`: 1-128 characters of `A-Z a-z 0-9 : _ . -` (a number is taken as its digits).
+fn take_job_id(map: &mut Map<String, Value>) -> Result<String, ClientError> {
+    let id = match map.remove("jobId") {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        _ => String::new(),
+    };
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-'));
+    if !ok {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            "`jobId` must be 1-128 characters of A-Z a-z 0-9 : _ . -",
+        ));
+    }
+    Ok(id)
 }
 
 fn take_optional_string(

@@ -36,6 +36,9 @@ pub const USER_PREFIX: &str = "user:notifications:";
 pub const ROOM_PREFIX: &str = "chat:room:";
 /// Fixed channel carrying AI job results.
 pub const AI_RESULTS: &str = "ai:results";
+/// Fixed channel carrying AI job events: streamed chunks and state changes, published by the
+/// job queue's Redis functions (`docs/jobs.md`).
+pub const AI_JOBS: &str = "ai:jobs";
 /// Fixed channel carrying cache invalidations.
 pub const CACHE_INVALIDATE: &str = "cache:invalidate";
 /// Fixed channel carrying analytics events.
@@ -49,8 +52,9 @@ pub const PRESENCE_EVENTS: &str = "hub:presence";
 /// the pair.
 pub const ROOM_ACCESS: &str = "hub:room-access";
 /// The channels every instance subscribes to for its whole life.
-pub const FIXED_CHANNELS: [&str; 5] = [
+pub const FIXED_CHANNELS: [&str; 6] = [
     AI_RESULTS,
+    AI_JOBS,
     CACHE_INVALIDATE,
     ANALYTICS_EVENTS,
     PRESENCE_EVENTS,

@@ -10,6 +10,8 @@ pub enum ChannelKind<'a> {
     User(&'a str),
     /// `ai:results`.
     AiResults,
+    /// `ai:jobs`.
+    JobStates,
     /// `chat:room:{id}`.
     Room(&'a str),
     /// `cache:invalidate`.
@@ -34,6 +36,7 @@ impl ChannelKind<'_> {
         } else {
             match channel {
                 AI_RESULTS => ChannelKind::AiResults,
+                AI_JOBS => ChannelKind::JobStates,
                 CACHE_INVALIDATE => ChannelKind::CacheInvalidate,
                 ANALYTICS_EVENTS => ChannelKind::Analytics,
                 PRESENCE_EVENTS => ChannelKind::Presence,
@@ -51,7 +54,7 @@ impl ChannelKind<'_> {
     }
 
     /// Metric labels of the kinds (no ids), in [`ChannelKind::index`] order.
-    pub const LABELS: [&'static str; 8] = [
+    pub const LABELS: [&'static str; 9] = [
         "user:notifications",
         AI_RESULTS,
         "chat:room",
@@ -60,6 +63,7 @@ impl ChannelKind<'_> {
         PRESENCE_EVENTS,
         ROOM_ACCESS,
         "other",
+        AI_JOBS,
     ];
 
     /// Position of this kind in [`ChannelKind::LABELS`].
@@ -73,6 +77,7 @@ impl ChannelKind<'_> {
             ChannelKind::Presence => 5,
             ChannelKind::RoomAccess => 6,
             ChannelKind::Other => 7,
+            ChannelKind::JobStates => 8,
         }
     }
 }
@@ -96,6 +101,16 @@ pub enum Inbound {
         user: UserId,
         /// `{"type":"ai-result","data":...}`.
         frame: Vec<u8>,
+    },
+    /// A job event for every session of `user`: an `ai-chunk` (`chunk`) or an `job-state` frame.
+    JobEvent {
+        /// Recipient.
+        user: UserId,
+        /// `{"type":"ai-chunk","data":{"jobId","seq","delta"}}` or
+        /// `{"type":"job-state","data":{"jobId","state",...}}`.
+        frame: Vec<u8>,
+        /// A chunk (else a state change).
+        chunk: bool,
     },
     /// A ChatMessage for every member of `room`.
     Chat {
@@ -570,9 +585,9 @@ pub fn parse_inbound_timed(
         }
         ChannelKind::AiResults => {
             let check: AiResultCheck = check_object(payload)?;
-            if check.status != "success" && check.status != "error" {
+            if !matches!(&*check.status, "success" | "error" | "cancelled") {
                 return Err(PayloadError(
-                    "`status` must be \"success\" or \"error\"".into(),
+                    "`status` must be \"success\", \"error\" or \"cancelled\"".into(),
                 ));
             }
             let user = check_user(&check.user_id, None)?;
@@ -581,6 +596,10 @@ pub fn parse_inbound_timed(
                 frame: envelope("ai-result", payload),
             };
             Ok((inbound, check.timestamp))
+        }
+        ChannelKind::JobStates => {
+            let (user, frame, chunk) = parse_job_event(payload)?;
+            Ok((Inbound::JobEvent { user, frame, chunk }, None))
         }
         ChannelKind::Room(room) => {
             let (payload, hub_written) = unmark(payload, HUB_CHAT_ID);
@@ -660,4 +679,40 @@ pub fn parse_inbound_timed(
             clip(channel)
         ))),
     }
+}
+
+/// An `ai:jobs` event (`{"jobId","userId","event":"chunk","seq","delta"}` or
+/// `{"jobId","userId","event":"state","state",...}`) as the frame its user gets.
+fn parse_job_event(payload: &[u8]) -> Result<(UserId, Vec<u8>, bool), PayloadError> {
+    let Value::Object(mut m) = check_object::<Value>(payload)? else {
+        return Err(PayloadError("a job event must be a JSON object".into()));
+    };
+    let user = match m.remove("userId") {
+        Some(Value::String(s)) => check_user(&IdValue::Str(s.into()), None)?,
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+            check_user(&IdValue::Str(n.to_string().into()), None)?
+        }
+        _ => return Err(PayloadError("`userId` is required".into())),
+    };
+    if !matches!(m.get("jobId"), Some(Value::String(_) | Value::Number(_))) {
+        return Err(PayloadError("`jobId` is required".into()));
+    }
+    let (kind, chunk) = match m.remove("event").as_ref().and_then(Value::as_str) {
+        Some("chunk") => {
+            if !m.get("seq").is_some_and(Value::is_u64)
+                || !m.get("delta").is_some_and(Value::is_string)
+            {
+                return Err(PayloadError("a chunk needs `seq` and `delta`".into()));
+            }
+            ("ai-chunk", true)
+        }
+        Some("state") if m.get("state").is_some_and(Value::is_string) => ("job-state", false),
+        _ => {
+            return Err(PayloadError(
+                "`event` must be \"chunk\" or \"state\" (with `state`)".into(),
+            ))
+        }
+    };
+    let data = serde_json::to_vec(&Value::Object(m)).expect("JSON serializes");
+    Ok((user, envelope(kind, &data), chunk))
 }

@@ -255,3 +255,32 @@ pub fn envelope_data(kind: &str, frame: &[u8]) -> std::ops::Range<usize> {
     let start = b"{\"type\":\"".len() + kind.len() + b"\",\"data\":".len();
     start..frame.len() - 1
 }
+
+/// `{"type":"job-cancel","jobId","status"}`: the answer to `cancel-job` (`status`:
+/// `cancelled`, or `finished` when the job had already ended).
+pub fn job_cancel_frame(job: &str, status: &str, id: &Option<Value>) -> Vec<u8> {
+    with_id(
+        json!({"type": "job-cancel", "jobId": job, "status": status}),
+        id,
+    )
+}
+
+/// `{"type":"job-watched","jobId","state","seq","chunks":[{"seq","delta"}...]}`: the answer to
+/// `watch-job`: the job's state, its last seq, and the kept chunks after the asked seq.
+pub fn job_watched_frame(
+    job: &str,
+    state: &str,
+    last: u64,
+    chunks: &[(u64, String)],
+    id: &Option<Value>,
+) -> Vec<u8> {
+    let chunks: Vec<Value> = chunks
+        .iter()
+        .map(|(seq, delta)| json!({"seq": seq, "delta": delta}))
+        .collect();
+    with_id(
+        json!({"type": "job-watched", "jobId": job, "state": state, "seq": last,
+               "chunks": chunks}),
+        id,
+    )
+}

@@ -139,6 +139,8 @@ fn other_payloads() {
         parse_inbound(AI_RESULTS, ai),
         Ok(Inbound::AiResult { .. })
     ));
+    let cancelled = br#"{"jobId":"j1","userId":"u1","type":"t","status":"cancelled"}"#;
+    assert!(parse_inbound(AI_RESULTS, cancelled).is_ok());
     let bad_status = br#"{"jobId":"j1","userId":"u1","status":"maybe"}"#;
     assert!(parse_inbound(AI_RESULTS, bad_status).is_err());
     let chat = br#"{"roomId":"r","userId":1,"username":"a","message":"m","timestamp":1}"#;
@@ -471,4 +473,61 @@ fn mark_read_takes_ids_or_up_to_and_inbox_page_a_bounded_limit() {
             limit: 5
         })
     );
+}
+
+#[test]
+fn job_events_become_chunk_and_state_frames_for_their_user() {
+    let chunk = br#"{"jobId":"j1","userId":7,"event":"chunk","seq":2,"delta":"lo"}"#;
+    match parse_inbound(AI_JOBS, chunk) {
+        Ok(Inbound::JobEvent {
+            user,
+            frame,
+            chunk: true,
+        }) => {
+            assert_eq!(&*user, "7");
+            let v: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(
+                v,
+                json!({"type": "ai-chunk", "data": {"jobId": "j1", "seq": 2, "delta": "lo"}})
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let state = br#"{"jobId":"j1","userId":"u","event":"state","state":"running","attempt":1}"#;
+    assert!(matches!(
+        parse_inbound(AI_JOBS, state),
+        Ok(Inbound::JobEvent { chunk: false, .. })
+    ));
+    for bad in [
+        &br#"{"jobId":"j1","userId":7,"event":"chunk","seq":2}"#[..],
+        br#"{"jobId":"j1","event":"chunk","seq":2,"delta":"x"}"#,
+        br#"{"jobId":"j1","userId":7,"event":"other"}"#,
+        br#"[1]"#,
+    ] {
+        assert!(parse_inbound(AI_JOBS, bad).is_err());
+    }
+}
+
+#[test]
+fn job_requests_are_validated() {
+    let parse = |s: &str| parse(s).map(|f| f.request);
+    assert_eq!(
+        parse(r#"{"type":"watch-job","jobId":"j-1","after":3}"#),
+        Ok(Request::WatchJob {
+            job: "j-1".into(),
+            after: 3
+        })
+    );
+    assert_eq!(
+        parse(r#"{"type":"cancel-job","jobId":42}"#),
+        Ok(Request::CancelJob { job: "42".into() })
+    );
+    for bad in [
+        r#"{"type":"cancel-job"}"#,
+        r#"{"type":"cancel-job","jobId":"a b"}"#,
+        r#"{"type":"watch-job","jobId":"j","after":-1}"#,
+        r#"{"type":"watch-job","jobId":"j","extra":1}"#,
+    ] {
+        assert_eq!(parse(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+    }
 }

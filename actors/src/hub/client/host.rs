@@ -113,6 +113,24 @@ pub enum Reply {
         /// Its history id.
         id: MessageId,
     },
+    /// Answer to `cancel-job`.
+    JobCancel {
+        /// The job.
+        job: String,
+        /// `cancelled`, or `finished` (it had ended).
+        status: &'static str,
+    },
+    /// Answer to `watch-job`.
+    JobWatched {
+        /// The job.
+        job: String,
+        /// Its state.
+        state: String,
+        /// Its last seq.
+        last: u64,
+        /// The kept chunks after the asked seq.
+        chunks: Vec<(u64, String)>,
+    },
 }
 
 impl Reply {
@@ -134,6 +152,13 @@ impl Reply {
             }
             Reply::InboxPage(page) => protocol::inbox_page_frame(page, id),
             Reply::Published { .. } | Reply::Marked { .. } => return None,
+            Reply::JobCancel { job, status } => protocol::job_cancel_frame(job, status, id),
+            Reply::JobWatched {
+                job,
+                state,
+                last,
+                chunks,
+            } => protocol::job_watched_frame(job, state, *last, chunks, id),
         })
     }
 
@@ -148,6 +173,8 @@ impl Reply {
             Reply::Topic { on: false, .. } => "unsubscribed",
             Reply::TokenRefreshed { .. } => "token-refreshed",
             Reply::Published { .. } => "published",
+            Reply::JobCancel { .. } => "job-cancel",
+            Reply::JobWatched { .. } => "job-watched",
             Reply::Marked { .. } => "marked",
             Reply::InboxPage(_) => "inbox-page",
         }
@@ -249,6 +276,12 @@ pub(super) enum Outcome {
         room: RoomId,
         id: Option<Value>,
         result: Result<MessageId, ClientError>,
+    },
+    /// A `cancel-job` or `watch-job` was answered.
+    Job {
+        job: String,
+        id: Option<Value>,
+        result: Result<super::jobs::JobAnswer, ClientError>,
     },
     /// The record a resume names was taken (`registered`: the session already registered,
     /// waiting for a live session to hand it over).

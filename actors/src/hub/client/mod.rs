@@ -55,6 +55,7 @@ use hub_wire::protocol::{
 
 mod host;
 mod inbox;
+mod jobs;
 mod pacing;
 mod resume;
 mod rooms;
@@ -463,6 +464,9 @@ impl ClientCore {
                 self.set_topic(topic, true, id, io);
             }
             Request::Unsubscribe(topic) => self.set_topic(topic, false, id, io),
+            job @ (Request::CancelJob { .. } | Request::WatchJob { .. }) => {
+                self.job_request(job, &identity, id, io)
+            }
             Request::MarkRead(marks) => self.mark_read(marks, id, io),
             Request::InboxPage { before, limit } => self.inbox_page(before, limit, id, io),
         }
@@ -617,6 +621,7 @@ impl ClientCore {
                 self.refreshed(*fresh, id, revoked_at, io);
                 self.unbusy(io);
             }
+            Outcome::Job { job, id, result } => self.job_answered(job, id, result, io),
             Outcome::Published { room, id, result } => {
                 match result {
                     Ok(message_id) => io.reply(

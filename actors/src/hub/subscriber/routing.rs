@@ -286,6 +286,14 @@ impl Subscriber {
             Inbound::AiResult { user, frame } => {
                 self.dispatch_fixed(ChannelKey::User(user), &frame, OutKind::AiResult)
             }
+            Inbound::JobEvent { user, frame, chunk } => {
+                let kind = if chunk {
+                    OutKind::AiChunk
+                } else {
+                    OutKind::JobState
+                };
+                self.dispatch_fixed(ChannelKey::User(user), &frame, kind)
+            }
             Inbound::Chat {
                 room,
                 frame,
