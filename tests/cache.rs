@@ -5,7 +5,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{eventually, hub, CacheBackend, Redis};
+use common::{cache::CacheBackend, eventually, hub, Redis};
 use relay_cache::{publish_invalidation, InvalidationListener, LocalCache, SyncError};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{cluster::Cluster, eventually, hub_with_url, CacheBackend, Client, Hub};
+use common::{cache::CacheBackend, cluster::Cluster, eventually, hub_with_url, Client, Hub};
 use serde_json::{json, Value};
 
 const KEY: &str = "cluster-test-key";

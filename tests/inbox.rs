@@ -15,13 +15,7 @@ fn note(user: &str, title: &str) -> String {
 
 /// `FCALL relay_notify 1 inbox:{user:notifications:USER} <payload>` as a service would call it.
 async fn fcall(redis: &Redis, user: &str, payload: &str) -> redis::RedisResult<(String, i64)> {
-    redis::cmd("FCALL")
-        .arg("relay_notify")
-        .arg(1)
-        .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(payload)
-        .query_async(&mut redis.conn().await)
-        .await
+    redis.relay_notify(user, payload).await
 }
 
 /// The next notification's title and inbox id.

@@ -15,17 +15,13 @@ fn note(user: &str, title: &str) -> String {
     json!({"userId": user, "type": "info", "title": title, "message": "m"}).to_string()
 }
 
-/// `FCALL relay_notify` as a service calls it; returns the inbox id.
+/// `FCALL relay_notify` as a service calls it; the inbox id.
 async fn fcall(redis: &Redis, user: &str, payload: &str) -> String {
-    let (id, _): (String, i64) = redis::cmd("FCALL")
-        .arg("relay_notify")
-        .arg(1)
-        .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(payload)
-        .query_async(&mut redis.conn().await)
+    redis
+        .relay_notify(user, payload)
         .await
-        .expect("relay_notify");
-    id
+        .expect("relay_notify")
+        .0
 }
 
 /// `ACL SETUSER default <rules>`.

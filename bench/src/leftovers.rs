@@ -9,19 +9,10 @@ use std::{
 };
 
 use hub_actors::features::roster;
+use hub_wire::protocol::FIXED_CHANNELS;
 use serde_json::{json, Value};
 
 use crate::{scenario::health, stack};
-
-/// The channels a hub instance subscribes to for its whole life (`FIXED_CHANNELS` in
-/// `wire/src/protocol/`), plus its own canary channel `hub:canary:{instanceId}`.
-const FIXED: [&str; 5] = [
-    "ai:results",
-    "cache:invalidate",
-    "analytics:events",
-    "hub:presence",
-    "hub:room-access",
-];
 
 /// Channels per `PUBSUB NUMSUB` / keys per `EXISTS` call.
 const BATCH: usize = 500;
@@ -55,7 +46,7 @@ fn foreign_channels(
     Ok(all
         .into_iter()
         .filter(|c| {
-            !FIXED.contains(&c.as_str())
+            !FIXED_CHANNELS.contains(&c.as_str())
                 && !instances.iter().any(|i| *c == format!("hub:canary:{i}"))
         })
         .collect())

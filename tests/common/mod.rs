@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod browser;
+pub mod cache;
 pub mod cluster;
 pub mod jobs;
 pub mod resume;
@@ -48,62 +49,6 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A `cache-backend` process.
-pub struct CacheBackend {
-    child: Child,
-    port: u16,
-}
-
-impl CacheBackend {
-    /// Starts one named `name` with `env` (its Redis) and waits for it to listen.
-    pub async fn start(env: &[(&str, &str)], name: &str) -> CacheBackend {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_cache-backend"))
-            .envs(env.iter().copied())
-            .env("PORT", port.to_string())
-            .env("INSTANCE_NAME", name)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start cache-backend");
-        // It listens only once subscribed to cache:invalidate.
-        eventually("cache-backend to listen", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
-        CacheBackend { child, port }
-    }
-
-    pub async fn get(&self, key: &str) -> Value {
-        let (status, body) =
-            http_request(self.port, "GET", &format!("/items/{key}"), &[], "").await;
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Invalidations this backend has applied.
-    pub async fn invalidations(&self) -> u64 {
-        let (_, body) = http_request(self.port, "GET", "/stats", &[], "").await;
-        let stats: Value = serde_json::from_str(&body).unwrap();
-        stats["invalidations"].as_u64().unwrap()
-    }
-
-    pub async fn put(&self, key: &str, value: &str) {
-        let (status, body) =
-            http_request(self.port, "PUT", &format!("/items/{key}"), &[], value).await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-impl Drop for CacheBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Polls `check` until it returns `Some`, failing the test after [`WAIT`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -128,6 +73,22 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// `FCALL relay_notify` as a service calls it: `payload` into `user`'s inbox; its reply
+    /// (the inbox id and how many instances received it).
+    pub async fn relay_notify(
+        &self,
+        user: &str,
+        payload: &str,
+    ) -> redis::RedisResult<(String, i64)> {
+        redis::cmd("FCALL")
+            .arg("relay_notify")
+            .arg(1)
+            .arg(format!("inbox:{{user:notifications:{user}}}"))
+            .arg(payload)
+            .query_async(&mut self.conn().await)
+            .await
+    }
+
     /// Starts one and waits until it answers.
     pub async fn start() -> Redis {
         Redis::start_on(free_port()).await

@@ -17,12 +17,8 @@ pub async fn notify_with(redis: &Redis, user: &str, title: &str, message: &str) 
 }
 
 async fn relay_notify(redis: &Redis, user: &str, payload: String) {
-    let _: (String, i64) = redis::cmd("FCALL")
-        .arg("relay_notify")
-        .arg(1)
-        .arg(format!("inbox:{{user:notifications:{user}}}"))
-        .arg(payload)
-        .query_async(&mut redis.conn().await)
+    redis
+        .relay_notify(user, &payload)
         .await
         .expect("relay_notify");
 }

@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hub_wire::protocol::FIXED_CHANNELS;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
@@ -296,16 +297,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         .map(|i| format!("user:notifications:r{i}"))
         .collect();
     channels.extend((0..rooms).map(|r| format!("chat:room:rr-{r}")));
-    channels.extend(
-        [
-            "ai:results",
-            "cache:invalidate",
-            "analytics:events",
-            "hub:presence",
-        ]
-        .iter()
-        .map(|c| c.to_string()),
-    );
+    channels.extend(FIXED_CHANNELS.iter().map(|c| c.to_string()));
     channels.push(format!("hub:canary:{instance}"));
     tokio::time::sleep(Duration::from_secs_f64(before)).await;
     let mut done: Vec<Outage> = Vec::new();
