@@ -1,6 +1,7 @@
 //! The drop test's figures, from what the senders sent and what every client read: per way in
-//! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, resumes,
-//! and the replay time after each reconnect.
+//! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, how each
+//! reconnect found its session (resumed, recovered by the `since` cursors, or lost: a cursor's
+//! gap longer than its stream keeps), and the replay time after each reconnect.
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::{
-    conn::{ClientLog, Ending},
+    conn::{ClientLog, Ending, Recovery},
     publish::Sent,
     CHAT_MARK,
 };
@@ -38,6 +39,8 @@ pub struct Group {
     closed_by_hub: u64,
     failed: u64,
     resumed: u64,
+    by_since: u64,
+    recovery_lost: u64,
     refused: u64,
     errors: u64,
     first_errors: Vec<String>,
@@ -63,6 +66,8 @@ impl Group {
             closed_by_hub: 0,
             failed: 0,
             resumed: 0,
+            by_since: 0,
+            recovery_lost: 0,
             refused: 0,
             errors: 0,
             first_errors: Vec::new(),
@@ -106,6 +111,8 @@ impl Group {
             "closed_by_hub": self.closed_by_hub,
             "failed_connections": self.failed,
             "resumed": self.resumed,
+            "recovered_by_since": self.by_since,
+            "recovery_lost": self.recovery_lost,
             "resume_refused": self.refused,
             "errors": self.errors,
             "first_errors": self.first_errors,
@@ -129,6 +136,8 @@ impl Group {
         self.closed_by_hub += o.closed_by_hub;
         self.failed += o.failed;
         self.resumed += o.resumed;
+        self.by_since += o.by_since;
+        self.recovery_lost += o.recovery_lost;
         self.refused += o.refused;
         self.errors += o.errors;
         self.replayed += o.replayed;
@@ -230,8 +239,11 @@ fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashS
             Ending::Failed => g.failed += 1,
             Ending::Open => {}
         }
-        if conn.resumed == Some(true) {
-            g.resumed += 1;
+        match conn.recovery {
+            Some(Recovery::Resumed) => g.resumed += 1,
+            Some(Recovery::Since) => g.by_since += 1,
+            Some(Recovery::Lost) => g.recovery_lost += 1,
+            None => {}
         }
         let after_kill = k > 0
             && matches!(log.conns[k - 1].ending, Ending::Reset | Ending::Silent)
