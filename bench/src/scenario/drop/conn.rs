@@ -83,8 +83,9 @@ pub enum Ending {
     Reset,
     /// Killed by going silent.
     Silent,
-    /// Closed by the hub (close frame or EOF).
-    ClosedByHub,
+    /// Closed by the hub (close frame or EOF), and why: the close frame's code and reason,
+    /// `41` before it for a Socket.IO server disconnect, or `eof`.
+    ClosedByHub(String),
     /// Failed (connect, handshake, timeout, garbage).
     Failed,
 }
@@ -258,7 +259,8 @@ async fn connection(
         log,
         resume,
         connected: false,
-        closed: false,
+        closed: None,
+        disconnected: false,
         join_failed: false,
         replies: Vec::new(),
     };
@@ -277,8 +279,8 @@ async fn connection(
                 let replies = std::mem::take(&mut state.replies);
                 write_all(&stream, &replies).await?;
             }
-            if state.closed {
-                return Ok(Ending::ClosedByHub);
+            if let Some(why) = state.closed.take() {
+                return Ok(Ending::ClosedByHub(why));
             }
             if std::mem::take(&mut state.join_failed) {
                 join_retry_at = Some(Instant::now() + JOIN_RETRY);
@@ -288,7 +290,10 @@ async fn connection(
             ready = stream.readable() => {
                 ready?;
                 match stream.try_read(&mut chunk) {
-                    Ok(0) => return Ok(Ending::ClosedByHub),
+                    Ok(0) => {
+                        let why = if state.disconnected { "41 eof" } else { "eof" };
+                        return Ok(Ending::ClosedByHub(why.into()));
+                    }
                     Ok(n) => pending.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -375,7 +380,10 @@ struct Frames<'a> {
     log: &'a Rc<RefCell<ClientLog>>,
     resume: &'a mut Resume,
     connected: bool,
-    closed: bool,
+    /// The hub's close frame: its code and reason.
+    closed: Option<String>,
+    /// A Socket.IO server disconnect (`41`) came.
+    disconnected: bool,
     /// A join was answered with an error: sent again after [`JOIN_RETRY`].
     join_failed: bool,
     replies: Vec<u8>,
@@ -386,7 +394,14 @@ impl Frames<'_> {
         match opcode {
             op::TEXT => self.text(payload),
             op::PING => ws::client_frame(&mut self.replies, 0xA, payload),
-            op::CLOSE => self.closed = true,
+            op::CLOSE => {
+                let code = payload
+                    .get(..2)
+                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
+                let sio = if self.disconnected { "41 " } else { "" };
+                self.closed = Some(format!("{sio}{code} {reason}"));
+            }
             _ => {}
         }
     }
@@ -440,7 +455,12 @@ impl Frames<'_> {
                     self.join_failed = true;
                 }
             }
-            Incoming::Other => self.offset(payload),
+            Incoming::Other => {
+                if payload == b"41" {
+                    self.disconnected = true;
+                }
+                self.offset(payload)
+            }
         }
     }
 

@@ -375,8 +375,9 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     Ok(Value::Object(report))
 }
 
-/// The hub's resume and delivery counters (`hub_sio_*`, `hub_slow_consumer*`,
-/// `hub_sessions_kicked*`), from `/metrics`.
+/// The hub's resume, delivery and close counters (`hub_sio_*`, `hub_slow_consumer*`,
+/// `hub_engineio_sessions_closed_total{reason}`, `hub_user_disconnects_total`), from
+/// `/metrics`.
 async fn hub_metrics(addr: std::net::SocketAddr) -> Value {
     let text = tokio::task::spawn_blocking(move || super::http_get(addr, "/metrics"))
         .await
@@ -392,6 +393,9 @@ async fn hub_metrics(addr: std::net::SocketAddr) -> Value {
             "hub_kick",
             "hub_recover",
             "hub_resume",
+            "hub_engineio_sessions_closed",
+            "hub_engineio_slow",
+            "hub_user_disconnects",
         ]
         .iter()
         .any(|p| line.starts_with(p))

@@ -3,7 +3,7 @@
 //! reconnect found its session (resumed, recovered by the `since` cursors, or lost: a cursor's
 //! gap longer than its stream keeps), and the replay time after each reconnect.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -37,6 +37,7 @@ pub struct Group {
     resets: u64,
     silences: u64,
     closed_by_hub: u64,
+    closed_why: BTreeMap<String, u64>,
     failed: u64,
     resumed: u64,
     by_since: u64,
@@ -64,6 +65,7 @@ impl Group {
             resets: 0,
             silences: 0,
             closed_by_hub: 0,
+            closed_why: BTreeMap::new(),
             failed: 0,
             resumed: 0,
             by_since: 0,
@@ -109,6 +111,7 @@ impl Group {
             "unconfirmed_delivered": self.unconfirmed,
             "kills": {"reset": self.resets, "silent": self.silences},
             "closed_by_hub": self.closed_by_hub,
+            "closed_by_hub_why": self.closed_why,
             "failed_connections": self.failed,
             "resumed": self.resumed,
             "recovered_by_since": self.by_since,
@@ -134,6 +137,9 @@ impl Group {
         self.resets += o.resets;
         self.silences += o.silences;
         self.closed_by_hub += o.closed_by_hub;
+        for (why, n) in &o.closed_why {
+            *self.closed_why.entry(why.clone()).or_default() += n;
+        }
         self.failed += o.failed;
         self.resumed += o.resumed;
         self.by_since += o.by_since;
@@ -232,10 +238,13 @@ fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashS
         }
     }
     for (k, conn) in log.conns.iter().enumerate() {
-        match conn.ending {
+        match &conn.ending {
             Ending::Reset => g.resets += 1,
             Ending::Silent => g.silences += 1,
-            Ending::ClosedByHub => g.closed_by_hub += 1,
+            Ending::ClosedByHub(why) => {
+                g.closed_by_hub += 1;
+                *g.closed_why.entry(why.clone()).or_default() += 1;
+            }
             Ending::Failed => g.failed += 1,
             Ending::Open => {}
         }
