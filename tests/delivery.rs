@@ -163,7 +163,10 @@ async fn a_second_session_is_connected_only_once_the_user_is_subscribed() {
     // then falls more than the default 1 MiB behind: a true slow consumer, kicked by design.
     // That bound is not what this test is about (a_reading_client_is_not_kicked_... proves
     // it at the default), so it is raised here.
-    let env = [("HUB_WORKERS", "1"), ("HUB_SESSION_QUEUE_BYTES", "67108864")];
+    let env = [
+        ("HUB_WORKERS", "1"),
+        ("HUB_SESSION_QUEUE_BYTES", "67108864"),
+    ];
     let hub = hub(&redis, &env).await;
     let busy = Reading::connect(&hub, "busy", 40_000, &[]).await;
 
