@@ -264,6 +264,7 @@ async fn connection(
         join_failed: false,
         replies: Vec::new(),
     };
+    let opened = Instant::now();
     let mut join_retry_at: Option<Instant> = None;
     let mut decoder = Decoder::default();
     let mut kill_at = Instant::now() + lifetime(sh, rng);
@@ -280,7 +281,7 @@ async fn connection(
                 write_all(&stream, &replies).await?;
             }
             if let Some(why) = state.closed.take() {
-                return Ok(Ending::ClosedByHub(why));
+                return Ok(Ending::ClosedByHub(state.closed_how(why, opened)));
             }
             if std::mem::take(&mut state.join_failed) {
                 join_retry_at = Some(Instant::now() + JOIN_RETRY);
@@ -292,7 +293,7 @@ async fn connection(
                 match stream.try_read(&mut chunk) {
                     Ok(0) => {
                         let why = if state.disconnected { "41 eof" } else { "eof" };
-                        return Ok(Ending::ClosedByHub(why.into()));
+                        return Ok(Ending::ClosedByHub(state.closed_how(why.into(), opened)));
                     }
                     Ok(n) => pending.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -404,6 +405,18 @@ impl Frames<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Why the hub closed the connection, with what the client knew then: whether it had
+    /// `connected` (and how it found its session) and the connection's age, in 10 s steps.
+    fn closed_how(&self, why: String, opened: Instant) -> String {
+        let state = match self.log.borrow().conns[self.conn as usize].recovery {
+            _ if !self.connected => "before connected".to_string(),
+            None => "first connect".to_string(),
+            Some(r) => format!("{r:?}").to_lowercase(),
+        };
+        let age = opened.elapsed().as_secs() / 10 * 10;
+        format!("{why} ({state}, {age}-{} s)", age + 10)
     }
 
     fn send_text(&mut self, text: &str) {
