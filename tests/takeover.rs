@@ -5,6 +5,8 @@
 //! (docs/protocol.md#session-resume, docs/socketio.md#connection-state-recovery).
 
 mod common;
+#[path = "common/redis_proxy.rs"]
+mod redis_proxy;
 mod sio_common;
 
 use common::{
@@ -15,6 +17,8 @@ use common::{
     },
     ChannelWatch, Client, Ending, Hub, Redis,
 };
+use hub_actors::hub::client::{HANDOVER_LIMIT, HANDOVER_WAIT};
+use redis_proxy::RedisProxy;
 use serde_json::{json, Value};
 use sio_common::{connect_with, resume_sio, Frame};
 
@@ -166,4 +170,42 @@ async fn a_token_of_a_killed_instance_connects_anew() {
             .await,
         1.0
     );
+}
+
+/// A hub whose subscriptions lag (out of CPU: its ingest behind) hears a takeover ask late, and
+/// so does the old session it holds; the new connection's wait starts when its own ask came
+/// back, so it still resumes instead of answering `resumed:false` as if the old session's
+/// instance were dead. Made to happen on purpose: a proxy holds the ask on the hub's
+/// subscription for longer than `HANDOVER_WAIT`.
+#[tokio::test]
+async fn a_takeover_heard_late_by_a_lagging_hub_still_resumes() {
+    let redis = Redis::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let hub = common::hub_with_url(&proxy.url(), &[]).await;
+    let (old, token) = silent_rita(&hub, 1 << 20).await;
+    notify(&redis, "rita", "n1").await;
+    proxy.hold_push(
+        r#""$hub":"takeover""#,
+        HANDOVER_WAIT + std::time::Duration::from_secs(1),
+    );
+    let mut new = resume_native(&hub, &token, 0).await;
+    expect_notification(&mut new, "n1").await;
+    drop(old);
+}
+
+/// The handover waits docs/protocol.md states are the ones the hub uses.
+#[test]
+fn the_documented_handover_waits_are_the_hubs() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
+    for (name, wait) in [
+        ("HANDOVER_WAIT", HANDOVER_WAIT),
+        ("HANDOVER_LIMIT", HANDOVER_LIMIT),
+    ] {
+        let stated = format!("`{name}` ({} s)", wait.as_secs());
+        assert!(
+            doc.contains(&stated),
+            "docs/protocol.md should say {stated}"
+        );
+    }
 }

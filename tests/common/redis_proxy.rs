@@ -1,7 +1,8 @@
 //! A TCP proxy in front of a redis-server that reads the RESP commands and replies passing
 //! through, to inject faults at an exact point: drop a connection after a command ran (its
 //! reply never reaches the client), or hold the replies to a kind of command (a slow Redis),
-//! noting when the client sent each of those commands.
+//! noting when the client sent each of those commands, or hold a pushed pub/sub message (a
+//! subscriber that lags behind).
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -43,6 +44,8 @@ struct State {
     hold: Option<(String, usize, Duration)>,
     /// When each command of the held kind was sent.
     held_kind_sent: Vec<Instant>,
+    /// The next push containing these bytes is held this long (with what follows it).
+    hold_push: Option<(Vec<u8>, Duration)>,
 }
 
 impl RedisProxy {
@@ -95,6 +98,13 @@ impl RedisProxy {
         let mut state = self.shared.state.lock().unwrap();
         state.hold = Some((command.to_ascii_uppercase(), count, delay));
         state.held_kind_sent.clear();
+    }
+
+    /// The next pub/sub message pushed to a subscriber that contains `bytes` reaches it
+    /// `delay` after Redis sent it, and everything pushed behind it waits in order (a
+    /// subscriber whose ingest lags).
+    pub fn hold_push(&self, bytes: &str, delay: Duration) {
+        self.shared.state.lock().unwrap().hold_push = Some((bytes.as_bytes().to_vec(), delay));
     }
 
     /// How many commands of the held kind the client sent within `window` of the first (0
@@ -177,6 +187,21 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     continue;
                 }
                 if pubsub {
+                    let delay = {
+                        let mut state = shared.state.lock().unwrap();
+                        let hit = state
+                            .hold_push
+                            .as_ref()
+                            .is_some_and(|(bytes, _)| buf.windows(bytes.len()).any(|w| w == bytes));
+                        if hit {
+                            state.hold_push.take().map(|(_, delay)| delay)
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(delay) = delay {
+                        tokio::time::sleep_until((arrived + delay).into()).await;
+                    }
                     if client_tx.write_all(&buf).await.is_err() {
                         return;
                     }

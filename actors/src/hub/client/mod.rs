@@ -63,7 +63,7 @@ mod tokens;
 
 pub use host::{ClientIo, Reply, Resumed, SessionEnv, Step, JOIN_READS_IN_FLIGHT};
 use host::{JoinFailure, Outcome};
-pub use resume::{Ask, HANDOVER_WAIT};
+pub use resume::{Ask, HANDOVER_LIMIT, HANDOVER_WAIT};
 use rooms::JoinKind;
 
 /// Most requests that may wait while a registration or join is in flight; more are refused

@@ -13,7 +13,10 @@
 //! before the hub noticed its drop finds the mark: its new session registers (so it hears the
 //! user's hub messages), asks the live one to hand over (`takeover`), and takes the record
 //! when the old session says it was kept (`takeover` with `kept`, sent after every save), or
-//! once [`HANDOVER_WAIT`] has passed.
+//! once the wait is over: [`HANDOVER_WAIT`] after its own ask came back to it through Redis,
+//! plus the time that took (the `kept` comes back the same way), so that a hub whose
+//! subscriptions lag (out of CPU) does not give up on a session that is merely slow to hear
+//! the ask; at most [`HANDOVER_LIMIT`] after the ask.
 
 use std::time::Duration;
 
@@ -22,8 +25,12 @@ use super::*;
 use crate::features::session_resume::{plan, Pid, ResumeStore, Taken, Tracker};
 use hub_wire::protocol::HubMessage;
 
-/// How long a resume waits for the live session holding its token to say it was kept.
+/// How long a resume waits for the live session holding its token to say it was kept, from
+/// the moment its ask came back to its own instance (plus the time that took).
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest a resume waits for a handover, from its ask (an ask that never comes back).
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a connecting client asks of session resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +63,10 @@ impl From<protocol::ResumeAsk> for Ask {
 pub(super) struct Handover {
     pid: Pid,
     offset: Option<u64>,
-    /// The live session was asked (a `takeover` published).
-    asked: bool,
+    /// The live session was asked (a `takeover` published), and when.
+    asked: Option<std::time::Instant>,
+    /// The ask came back to this session (so every instance holding the user heard it).
+    heard: bool,
     /// A `kept` for the token came before the ask.
     noticed: bool,
     /// The record is being taken again.
@@ -179,12 +188,18 @@ impl ClientCore {
             }
             Ok(Taken::Live) => match self.handover.as_deref_mut() {
                 None => return self.await_handover(pid, offset, io),
-                Some(h) if !h.asked && h.noticed => return self.take_again(io),
-                Some(h) if !h.asked => return self.ask_handover(io),
-                Some(_) => {
+                Some(h) if h.asked.is_none() && h.noticed => return self.take_again(io),
+                Some(h) if h.asked.is_none() => return self.ask_handover(io),
+                Some(h) => {
                     log::info!(
                         "session {id:x} of user {user}: resume refused: the live session \
-                         holding the token did not hand it over within {HANDOVER_WAIT:?}"
+                         holding the token did not hand it over within {:?} (the ask {})",
+                        h.asked.map(|t| t.elapsed()).unwrap_or_default(),
+                        if h.heard {
+                            "came back"
+                        } else {
+                            "never came back"
+                        }
                     );
                     "expired"
                 }
@@ -235,7 +250,8 @@ impl ClientCore {
         self.handover = Some(Box::new(Handover {
             pid,
             offset,
-            asked: false,
+            asked: None,
+            heard: false,
             noticed: false,
             taking: true,
         }));
@@ -262,12 +278,13 @@ impl ClientCore {
     }
 
     /// Asks the live session holding the token to hand it over (`takeover`, on the user's
-    /// channel, heard by every instance holding the user), and gives it [`HANDOVER_WAIT`].
+    /// channel, heard by every instance holding the user): the wait starts when the ask comes
+    /// back ([`ClientCore::on_takeover`]), and ends at [`HANDOVER_LIMIT`] at the latest.
     fn ask_handover(&mut self, io: &mut impl ClientIo) {
         let Some(h) = self.handover.as_deref_mut() else {
             return;
         };
-        h.asked = true;
+        h.asked = Some(std::time::Instant::now());
         h.taking = false;
         let pid = h.pid;
         let (publisher, user) = (self.env.publisher.clone(), self.user().to_owned());
@@ -282,7 +299,29 @@ impl ClientCore {
             }
         });
         io.spawn(Step::new(async move {
-            tokio::time::sleep(HANDOVER_WAIT).await;
+            tokio::time::sleep(HANDOVER_LIMIT).await;
+            Resumed(Outcome::HandoverTimeout { pid })
+        }));
+    }
+
+    /// This session's own ask for `pid` came back: the session holding it, wherever it is,
+    /// has heard it too (or its instance is gone). It gets [`HANDOVER_WAIT`] from now plus
+    /// the time the ask took (its `kept` takes the same way back).
+    fn ask_heard(&mut self, pid: Pid, io: &mut impl ClientIo) {
+        let Some(h) = self
+            .handover
+            .as_deref_mut()
+            .filter(|h| h.pid == pid && !h.heard)
+        else {
+            return;
+        };
+        let Some(asked) = h.asked else {
+            return;
+        };
+        h.heard = true;
+        let wait = HANDOVER_WAIT + asked.elapsed();
+        io.spawn(Step::new(async move {
+            tokio::time::sleep(wait).await;
             Resumed(Outcome::HandoverTimeout { pid })
         }));
     }
@@ -297,7 +336,8 @@ impl ClientCore {
         self.spawn_take(store, pid, offset, true, io);
     }
 
-    /// The live session did not say it was kept in time: one last take.
+    /// The live session did not say it was kept in time (the first of the two waits to end):
+    /// one last take.
     pub(super) fn handover_timeout(&mut self, pid: Pid, io: &mut impl ClientIo) {
         if self
             .handover
@@ -309,8 +349,9 @@ impl ClientCore {
     }
 
     /// A `takeover` hub message for `pid` (as written): without `kept`, this session closes
-    /// as replaced when it holds that token, kept for resume; with `kept`, a handover waiting
-    /// for it takes the record.
+    /// as replaced when it holds that token, kept for resume (and a handover that asked for
+    /// it starts its wait, [`ClientCore::ask_heard`]); with `kept`, a handover waiting for it
+    /// takes the record.
     pub(super) fn on_takeover(
         &mut self,
         pid: &str,
@@ -322,7 +363,7 @@ impl ClientCore {
         };
         if kept {
             if let Some(h) = self.handover.as_deref_mut().filter(|h| h.pid == pid) {
-                if !h.asked {
+                if h.asked.is_none() {
                     h.noticed = true;
                 } else if !h.taking {
                     self.take_again(io);
@@ -330,6 +371,7 @@ impl ClientCore {
             }
             return ControlFlow::Continue(());
         }
+        self.ask_heard(pid, io);
         let holds = self.resume.as_ref().is_some_and(|r| r.tracker.pid == pid);
         if !holds || !(self.registered || self.restoring) {
             return ControlFlow::Continue(());

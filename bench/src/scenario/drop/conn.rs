@@ -3,6 +3,12 @@
 //! it reads, and at a random moment kills its own connection uncleanly, then comes back with
 //! the token and the offset, on and on until the run ends.
 //!
+//! Like a real client (`clients/js`), it also keeps the last `inboxId` and the last chat `id`
+//! it saw: every connect sends the inbox cursor as `since` (the hub uses it when it cannot
+//! resume), and when a resume is refused (`resumed:false`, another `pid`) it re-joins its room
+//! with the last chat id as `since`; what the `joined` history brings is read as delivered.
+//! Nothing is de-duplicated: a copy counts as a duplicate.
+//!
 //! The kill is what the hub sees of a dead network, without a relay in between: a TCP reset
 //! (`SO_LINGER` 0, then close), or silence (the socket is kept open and never read or
 //! written again, so the hub gets no close, no Pong and no ACKed window beyond what the
@@ -77,10 +83,23 @@ pub enum Ending {
     Reset,
     /// Killed by going silent.
     Silent,
-    /// Closed by the hub (close frame or EOF).
-    ClosedByHub,
+    /// Closed by the hub (close frame or EOF), and why: the close frame's code and reason,
+    /// `41` before it for a Socket.IO server disconnect, or `eof`.
+    ClosedByHub(String),
     /// Failed (connect, handshake, timeout, garbage).
     Failed,
+}
+
+/// How a connection that came back with a resume token found the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The hub resumed the session.
+    Resumed,
+    /// The resume was refused and the cursors (`since`) filled the gap.
+    Since,
+    /// The resume was refused and a cursor's gap was longer than the stream keeps
+    /// (`recovered:false`).
+    Lost,
 }
 
 /// One connection of a client.
@@ -89,8 +108,8 @@ pub struct ConnLog {
     pub start: u64,
     /// When `connected` (or the Socket.IO CONNECT ack) arrived.
     pub connected: Option<u64>,
-    /// Whether it resumed the session (`None` for a first connect).
-    pub resumed: Option<bool>,
+    /// How it found the session (`None` for a first connect, or before `connected`).
+    pub recovery: Option<Recovery>,
     /// How it ended.
     pub ending: Ending,
 }
@@ -137,6 +156,10 @@ pub fn source_ip(i: usize) -> Ipv4Addr {
 struct Resume {
     token: Option<String>,
     offset: u64,
+    /// The last `inboxId` seen (the inbox cursor, `since` at connect).
+    inbox: Option<String>,
+    /// The last chat message `id` seen in the room (the room's `since`).
+    chat: Option<String>,
 }
 
 /// Runs client `i` until its task is aborted.
@@ -147,13 +170,15 @@ pub async fn life(i: usize, proto: Proto, sh: Rc<Shared>, log: Rc<RefCell<Client
     let mut resume = Resume {
         token: None,
         offset: 0,
+        inbox: None,
+        chat: None,
     };
     loop {
         let conn = log.borrow().conns.len() as u32;
         log.borrow_mut().conns.push(ConnLog {
             start: sys::now_us(),
             connected: None,
-            resumed: None,
+            recovery: None,
             ending: Ending::Open,
         });
         let ending = match connection(
@@ -205,10 +230,17 @@ async fn connection(
     (user, room): (&str, &str),
 ) -> io::Result<Ending> {
     let setup_deadline = Instant::now() + SETUP_TIMEOUT;
+    let since = resume
+        .inbox
+        .as_ref()
+        .map_or(String::new(), |id| format!("&since={id}"));
     let path = match (proto, &resume.token) {
-        (Proto::Native, None) => format!("/ws?userId={user}&resume=true"),
+        (Proto::Native, None) => format!("/ws?userId={user}&resume=true{since}"),
         (Proto::Native, Some(t)) => {
-            format!("/ws?userId={user}&resume={t}&offset={}", resume.offset)
+            format!(
+                "/ws?userId={user}&resume={t}&offset={}{since}",
+                resume.offset
+            )
         }
         (Proto::SocketIo, _) => "/socket.io/?EIO=4&transport=websocket".to_string(),
     };
@@ -227,10 +259,12 @@ async fn connection(
         log,
         resume,
         connected: false,
-        closed: false,
+        closed: None,
+        disconnected: false,
         join_failed: false,
         replies: Vec::new(),
     };
+    let opened = Instant::now();
     let mut join_retry_at: Option<Instant> = None;
     let mut decoder = Decoder::default();
     let mut kill_at = Instant::now() + lifetime(sh, rng);
@@ -246,8 +280,8 @@ async fn connection(
                 let replies = std::mem::take(&mut state.replies);
                 write_all(&stream, &replies).await?;
             }
-            if state.closed {
-                return Ok(Ending::ClosedByHub);
+            if let Some(why) = state.closed.take() {
+                return Ok(Ending::ClosedByHub(state.closed_how(why, opened)));
             }
             if std::mem::take(&mut state.join_failed) {
                 join_retry_at = Some(Instant::now() + JOIN_RETRY);
@@ -257,7 +291,10 @@ async fn connection(
             ready = stream.readable() => {
                 ready?;
                 match stream.try_read(&mut chunk) {
-                    Ok(0) => return Ok(Ending::ClosedByHub),
+                    Ok(0) => {
+                        let why = if state.disconnected { "41 eof" } else { "eof" };
+                        return Ok(Ending::ClosedByHub(state.closed_how(why.into(), opened)));
+                    }
                     Ok(n) => pending.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -278,7 +315,8 @@ async fn connection(
             }
             _ = tokio::time::sleep_until(join_retry_at.unwrap_or(setup_deadline)), if join_retry_at.is_some() => {
                 join_retry_at = None;
-                write_all(&stream, &ws::text(proto.join(room).as_bytes())).await?;
+                let join = join_frame(proto, room, state.resume.chat.as_deref());
+                write_all(&stream, &ws::text(join.as_bytes())).await?;
             }
             _ = tokio::time::sleep_until(setup_deadline), if !state.connected => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no `connected` in time"));
@@ -343,7 +381,10 @@ struct Frames<'a> {
     log: &'a Rc<RefCell<ClientLog>>,
     resume: &'a mut Resume,
     connected: bool,
-    closed: bool,
+    /// The hub's close frame: its code and reason.
+    closed: Option<String>,
+    /// A Socket.IO server disconnect (`41`) came.
+    disconnected: bool,
     /// A join was answered with an error: sent again after [`JOIN_RETRY`].
     join_failed: bool,
     replies: Vec<u8>,
@@ -354,9 +395,28 @@ impl Frames<'_> {
         match opcode {
             op::TEXT => self.text(payload),
             op::PING => ws::client_frame(&mut self.replies, 0xA, payload),
-            op::CLOSE => self.closed = true,
+            op::CLOSE => {
+                let code = payload
+                    .get(..2)
+                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
+                let sio = if self.disconnected { "41 " } else { "" };
+                self.closed = Some(format!("{sio}{code} {reason}"));
+            }
             _ => {}
         }
+    }
+
+    /// Why the hub closed the connection, with what the client knew then: whether it had
+    /// `connected` (and how it found its session) and the connection's age, in 10 s steps.
+    fn closed_how(&self, why: String, opened: Instant) -> String {
+        let state = match self.log.borrow().conns[self.conn as usize].recovery {
+            _ if !self.connected => "before connected".to_string(),
+            None => "first connect".to_string(),
+            Some(r) => format!("{r:?}").to_lowercase(),
+        };
+        let age = opened.elapsed().as_secs() / 10 * 10;
+        format!("{why} ({state}, {age}-{} s)", age + 10)
     }
 
     fn send_text(&mut self, text: &str) {
@@ -377,16 +437,21 @@ impl Frames<'_> {
                     auth["pid"] = Value::from(pid.as_str());
                     auth["offset"] = Value::from(self.resume.offset.to_string());
                 }
+                if let Some(since) = &self.resume.inbox {
+                    auth["since"] = Value::from(since.as_str());
+                }
                 self.send_text(&format!("40{auth}"));
             }
             Incoming::EioPing => self.send_text("3"),
             Incoming::Connected => self.connected_frame(payload),
             Incoming::Joined => {
                 self.offset(payload);
+                self.joined(payload);
                 self.log.borrow_mut().ready = true;
             }
             Incoming::Bench { bt, bs } => {
                 self.offset(payload);
+                self.cursor(bs, payload);
                 self.log.borrow_mut().receipts.push(Receipt {
                     seq: bs,
                     bt,
@@ -403,18 +468,24 @@ impl Frames<'_> {
                     self.join_failed = true;
                 }
             }
-            Incoming::Other => self.offset(payload),
+            Incoming::Other => {
+                if payload == b"41" {
+                    self.disconnected = true;
+                }
+                self.offset(payload)
+            }
         }
     }
 
     /// `connected` (native) or the CONNECT ack `40{"sid","pid"}` (Socket.IO).
     fn connected_frame(&mut self, payload: &[u8]) {
-        let (token, resumed) = match self.proto {
+        let (token, resumed, v) = match self.proto {
             Proto::Native => {
                 let v: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
                 (
                     v["resume"].as_str().map(str::to_string),
                     v["resumed"].as_bool().unwrap_or(false),
+                    v,
                 )
             }
             Proto::SocketIo => {
@@ -422,7 +493,7 @@ impl Frames<'_> {
                     .unwrap_or(Value::Null);
                 let pid = v["pid"].as_str().map(str::to_string);
                 let same = pid.is_some() && pid == self.resume.token;
-                (pid, same)
+                (pid, same, v)
             }
         };
         self.connected = true;
@@ -430,7 +501,14 @@ impl Frames<'_> {
         let mut log = self.log.borrow_mut();
         let c = &mut log.conns[self.conn as usize];
         c.connected = Some(sys::now_us());
-        c.resumed = asked.then_some(resumed);
+        c.recovery = asked.then_some(if resumed {
+            Recovery::Resumed
+        } else if v["recovered"] == Value::Bool(false) {
+            // The inbox cursor's gap was longer than the inbox keeps.
+            Recovery::Lost
+        } else {
+            Recovery::Since
+        });
         if asked && !resumed {
             log.refused += 1;
         }
@@ -441,11 +519,64 @@ impl Frames<'_> {
         if resumed {
             log.ready = true;
         } else {
-            // A first connect, or a refused resume: a new session, in no room.
+            // A first connect, or a refused resume: a new session, in no room; the room
+            // again, from the last message seen.
             self.resume.offset = 0;
             drop(log);
-            let join = self.proto.join(self.room);
+            let join = join_frame(self.proto, self.room, self.resume.chat.as_deref());
             self.send_text(&join);
+        }
+    }
+
+    /// A `joined`: the messages its history brings are read (after `since`, or the room's
+    /// recent history on a first join); `recovered:false` marks the connection's recovery
+    /// lost.
+    fn joined(&mut self, payload: &[u8]) {
+        let v: Value = match self.proto {
+            Proto::Native => serde_json::from_slice(payload).unwrap_or(Value::Null),
+            Proto::SocketIo => {
+                let v: Value = serde_json::from_slice(payload.get(2..).unwrap_or_default())
+                    .unwrap_or(Value::Null);
+                v[1].clone()
+            }
+        };
+        let at = sys::now_us();
+        for m in v["history"].as_array().into_iter().flatten() {
+            let Some(text) = m["message"].as_str() else {
+                continue;
+            };
+            let Incoming::Bench { bt, bs } = self.proto.classify(text.as_bytes()) else {
+                continue;
+            };
+            if let Some(id) = m["id"].as_str() {
+                self.resume.chat = Some(id.to_string());
+            }
+            self.log.borrow_mut().receipts.push(Receipt {
+                seq: bs,
+                bt,
+                at,
+                conn: self.conn,
+            });
+        }
+        if v["recovered"] == Value::Bool(false) {
+            let mut log = self.log.borrow_mut();
+            let c = &mut log.conns[self.conn as usize];
+            if c.recovery.is_some() {
+                c.recovery = Some(Recovery::Lost);
+            }
+        }
+    }
+
+    /// Keeps the stream id of a benchmark message as that stream's cursor: `inboxId` for a
+    /// notification, the history `id` for a chat message.
+    fn cursor(&mut self, seq: u64, payload: &[u8]) {
+        let (key, slot) = if seq & super::CHAT_MARK == 0 {
+            (&br#""inboxId":""#[..], &mut self.resume.inbox)
+        } else {
+            (&br#""id":""#[..], &mut self.resume.chat)
+        };
+        if let Some(id) = string_after(payload, key) {
+            *slot = Some(id);
         }
     }
 
@@ -456,6 +587,24 @@ impl Frames<'_> {
             self.resume.offset = self.resume.offset.max(o);
         }
     }
+}
+
+/// A join of `room`, with `since` when the client saw a message there.
+fn join_frame(proto: Proto, room: &str, since: Option<&str>) -> String {
+    let Some(since) = since else {
+        return proto.join(room);
+    };
+    match proto {
+        Proto::Native => format!(r#"{{"type":"join-room","room":"{room}","since":"{since}"}}"#),
+        Proto::SocketIo => format!(r#"42["join-room",{{"room":"{room}","since":"{since}"}}]"#),
+    }
+}
+
+/// The string value after the first `key` (`"name":"`), up to its closing quote.
+fn string_after(payload: &[u8], key: &[u8]) -> Option<String> {
+    let start = memchr::memmem::find(payload, key)? + key.len();
+    let len = memchr::memchr(b'"', &payload[start..])?;
+    Some(String::from_utf8_lossy(&payload[start..start + len]).into_owned())
 }
 
 /// The offset at the end of an event frame: `...,"offset":<n>}` (native) or
@@ -507,6 +656,27 @@ mod tests {
         );
         assert_eq!(trailing_offset(s, br#"42["error",{"code":"x"}]"#), None);
         assert_eq!(trailing_offset(s, br#"430[{"ok":"1"}]"#), None);
+    }
+
+    #[test]
+    fn reads_stream_ids_and_joins_with_since() {
+        let note = br#"{"type":"notification","data":{"id":"5-0","inboxId":"5-0","message":"@bt=1@bs=2@"},"offset":3}"#;
+        assert_eq!(string_after(note, br#""inboxId":""#), Some("5-0".into()));
+        let chat = br#"42["chat-message",{"id":"7-1","roomId":"dr-1"},"4"]"#;
+        assert_eq!(string_after(chat, br#""id":""#), Some("7-1".into()));
+        assert_eq!(string_after(b"{}", br#""id":""#), None);
+        assert_eq!(
+            join_frame(Proto::Native, "r", Some("7-1")),
+            r#"{"type":"join-room","room":"r","since":"7-1"}"#
+        );
+        assert_eq!(
+            join_frame(Proto::SocketIo, "r", Some("7-1")),
+            r#"42["join-room",{"room":"r","since":"7-1"}]"#
+        );
+        assert_eq!(
+            join_frame(Proto::Native, "r", None),
+            Proto::Native.join("r")
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!
 //! Reported per way in and together ([`tally`]): delivered / sent (every accepted message to
 //! every member of its stream), duplicates, messages out of order within their stream
-//! (a user's notifications, a room's chat), resumes refused, and the replay time: from the
+//! (a user's notifications, a room's chat), reconnects resumed / recovered by `since` (a
+//! refused resume whose cursors filled the gap, as `clients/js` does) / lost (a cursor's gap
+//! longer than its stream keeps), and the replay time: from the
 //! start of a reconnect to `connected` and the arrival of the last message sent before that
 //! start (p50/p99/max). The checks are the goals: 100.000% delivered, no duplicate, order
 //! kept, p99 replay below `--replay-goal-ms` (1 s; 0: reported, not checked), the hub alive
@@ -317,7 +319,7 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         eprintln!("drop: logs kept in {}", scratch.dir.display());
     }
     let row = format!(
-        "| {} | {clients} | {} / {} | {} | {} / {} = {}% | {} | {} | {} / {} / {} ms | {} |",
+        "| {} | {clients} | {} / {} | {} | {} / {} = {}% | {} | {} | {} / {} / {} ms | {} / {} / {} |",
         if cluster {
             "cluster failover"
         } else {
@@ -334,7 +336,9 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
         all.json()["replay_ms"]["p50"],
         all.json()["replay_ms"]["p99"],
         all.json()["replay_ms"]["max"],
-        all.json()["resume_refused"],
+        all.json()["resumed"],
+        all.json()["recovered_by_since"],
+        all.json()["recovery_lost"],
     );
     eprintln!("{row}");
 
@@ -371,8 +375,9 @@ pub async fn run(mut args: Args) -> Result<Value, String> {
     Ok(Value::Object(report))
 }
 
-/// The hub's resume and delivery counters (`hub_sio_*`, `hub_slow_consumer*`,
-/// `hub_sessions_kicked*`), from `/metrics`.
+/// The hub's resume, delivery and close counters (`hub_sio_*`, `hub_slow_consumer*`,
+/// `hub_engineio_sessions_closed_total{reason}`, `hub_user_disconnects_total`), from
+/// `/metrics`.
 async fn hub_metrics(addr: std::net::SocketAddr) -> Value {
     let text = tokio::task::spawn_blocking(move || super::http_get(addr, "/metrics"))
         .await
@@ -388,6 +393,9 @@ async fn hub_metrics(addr: std::net::SocketAddr) -> Value {
             "hub_kick",
             "hub_recover",
             "hub_resume",
+            "hub_engineio_sessions_closed",
+            "hub_engineio_slow",
+            "hub_user_disconnects",
         ]
         .iter()
         .any(|p| line.starts_with(p))

@@ -1,14 +1,15 @@
 //! The drop test's figures, from what the senders sent and what every client read: per way in
-//! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, resumes,
-//! and the replay time after each reconnect.
+//! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, how each
+//! reconnect found its session (resumed, recovered by the `since` cursors, or lost: a cursor's
+//! gap longer than its stream keeps), and the replay time after each reconnect.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::{
-    conn::{ClientLog, Ending},
+    conn::{ClientLog, Ending, Recovery},
     publish::Sent,
     CHAT_MARK,
 };
@@ -36,8 +37,11 @@ pub struct Group {
     resets: u64,
     silences: u64,
     closed_by_hub: u64,
+    closed_why: BTreeMap<String, u64>,
     failed: u64,
     resumed: u64,
+    by_since: u64,
+    recovery_lost: u64,
     refused: u64,
     errors: u64,
     first_errors: Vec<String>,
@@ -61,8 +65,11 @@ impl Group {
             resets: 0,
             silences: 0,
             closed_by_hub: 0,
+            closed_why: BTreeMap::new(),
             failed: 0,
             resumed: 0,
+            by_since: 0,
+            recovery_lost: 0,
             refused: 0,
             errors: 0,
             first_errors: Vec::new(),
@@ -104,8 +111,11 @@ impl Group {
             "unconfirmed_delivered": self.unconfirmed,
             "kills": {"reset": self.resets, "silent": self.silences},
             "closed_by_hub": self.closed_by_hub,
+            "closed_by_hub_why": self.closed_why,
             "failed_connections": self.failed,
             "resumed": self.resumed,
+            "recovered_by_since": self.by_since,
+            "recovery_lost": self.recovery_lost,
             "resume_refused": self.refused,
             "errors": self.errors,
             "first_errors": self.first_errors,
@@ -127,8 +137,13 @@ impl Group {
         self.resets += o.resets;
         self.silences += o.silences;
         self.closed_by_hub += o.closed_by_hub;
+        for (why, n) in &o.closed_why {
+            *self.closed_why.entry(why.clone()).or_default() += n;
+        }
         self.failed += o.failed;
         self.resumed += o.resumed;
+        self.by_since += o.by_since;
+        self.recovery_lost += o.recovery_lost;
         self.refused += o.refused;
         self.errors += o.errors;
         self.replayed += o.replayed;
@@ -223,15 +238,21 @@ fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashS
         }
     }
     for (k, conn) in log.conns.iter().enumerate() {
-        match conn.ending {
+        match &conn.ending {
             Ending::Reset => g.resets += 1,
             Ending::Silent => g.silences += 1,
-            Ending::ClosedByHub => g.closed_by_hub += 1,
+            Ending::ClosedByHub(why) => {
+                g.closed_by_hub += 1;
+                *g.closed_why.entry(why.clone()).or_default() += 1;
+            }
             Ending::Failed => g.failed += 1,
             Ending::Open => {}
         }
-        if conn.resumed == Some(true) {
-            g.resumed += 1;
+        match conn.recovery {
+            Some(Recovery::Resumed) => g.resumed += 1,
+            Some(Recovery::Since) => g.by_since += 1,
+            Some(Recovery::Lost) => g.recovery_lost += 1,
+            None => {}
         }
         let after_kill = k > 0
             && matches!(log.conns[k - 1].ending, Ending::Reset | Ending::Silent)
