@@ -130,7 +130,10 @@ class Worker:
         finally:
             for job in list(self.running.values()):
                 await self.queue.call(
-                    "relay_job_release", job.id, job.lease, self.visibility_ms,
+                    "relay_job_release",
+                    job.id,
+                    job.lease,
+                    self.visibility_ms,
                     self.queue.state_ttl_ms,
                 )
             for task in tasks:
@@ -142,9 +145,15 @@ class Worker:
     def _job(self, r: List[Any]) -> Job:
         body = json.loads(_s(r[3]))
         return Job(
-            id=_s(r[7]), type=_s(r[8]), user_id=body.get("userId"),
-            payload=body.get("payload"), priority=_s(r[1]), attempt=int(r[4]),
-            job=body, lease=_s(r[5]), queue=self.queue,
+            id=_s(r[7]),
+            type=_s(r[8]),
+            user_id=body.get("userId"),
+            payload=body.get("payload"),
+            priority=_s(r[1]),
+            attempt=int(r[4]),
+            job=body,
+            lease=_s(r[5]),
+            queue=self.queue,
         )
 
     async def _wait(self, marks: List[str]) -> None:
@@ -212,16 +221,30 @@ class Worker:
         err = work.exception()
         if err is None:
             took = int((time.monotonic() - started) * 1000)
-            await q.call("relay_job_complete", job.id, job.lease,
-                         json.dumps(work.result()), took, q.state_ttl_ms)
+            await q.call(
+                "relay_job_complete",
+                job.id,
+                job.lease,
+                json.dumps(work.result()),
+                took,
+                q.state_ttl_ms,
+            )
             return
         if isinstance(err, (JobCancelled, LeaseLost)):
             return
         permanent = isinstance(err, JobError) and err.permanent
         backoff = min(self.retry_backoff_ms * 2 ** (job.attempt - 1), self.visibility_ms)
-        await q.call("relay_job_fail", job.id, job.lease, str(err) or type(err).__name__,
-                     1 if permanent else 0, self.max_attempts, self.visibility_ms, backoff,
-                     q.state_ttl_ms)
+        await q.call(
+            "relay_job_fail",
+            job.id,
+            job.lease,
+            str(err) or type(err).__name__,
+            1 if permanent else 0,
+            self.max_attempts,
+            self.visibility_ms,
+            backoff,
+            q.state_ttl_ms,
+        )
 
     async def _call(self, handler: Optional[Handler], job: Job) -> Any:
         if handler is None:
@@ -238,8 +261,11 @@ class Worker:
     async def _renew(self, job: Job) -> None:
         while True:
             await asyncio.sleep(self.visibility_ms / 3000)
-            state = _s(await self.queue.call("relay_job_renew", job.id, job.lease,
-                                             self.queue.state_ttl_ms))
+            state = _s(
+                await self.queue.call(
+                    "relay_job_renew", job.id, job.lease, self.queue.state_ttl_ms
+                )
+            )
             if state != "ok":
                 job.cancelled.set()
                 return

@@ -43,7 +43,17 @@ def wait_port(port: int, proc: subprocess.Popen) -> None:
 def redis_url():
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     wait_port(port, proc)
@@ -58,9 +68,17 @@ def hubs(redis_url):
     procs, ports = [], []
     for _ in range(2):
         port = free_port()
-        env = {"PATH": os.environ["PATH"], "PORT": str(port), "HUB_HOST": "127.0.0.1",
-               "REDIS_URL": redis_url, "HUB_AUTH": "dev", "RUST_LOG": "error"}
-        proc = subprocess.Popen([HUB], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            "PATH": os.environ["PATH"],
+            "PORT": str(port),
+            "HUB_HOST": "127.0.0.1",
+            "REDIS_URL": redis_url,
+            "HUB_AUTH": "dev",
+            "RUST_LOG": "error",
+        }
+        proc = subprocess.Popen(
+            [HUB], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(port, proc)
         procs.append(proc)
         ports.append(port)
@@ -88,8 +106,12 @@ class Ws:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
-            (f"GET /ws?userId={user} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+            (
+                f"GET /ws?userId={user} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
         )
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
@@ -100,8 +122,11 @@ class Ws:
     async def send(self, frame: Dict[str, Any]) -> None:
         data = json.dumps(frame).encode()
         mask = os.urandom(4)
-        head = bytes([0x81]) + (bytes([0x80 | len(data)]) if len(data) < 126
-                                else bytes([0x80 | 126]) + len(data).to_bytes(2, "big"))
+        head = bytes([0x81]) + (
+            bytes([0x80 | len(data)])
+            if len(data) < 126
+            else bytes([0x80 | 126]) + len(data).to_bytes(2, "big")
+        )
         self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
         await self.writer.drain()
 
@@ -135,11 +160,16 @@ def start_worker(redis_url: str, name: str) -> subprocess.Popen:
         "import streaming_worker as ex; import redis.asyncio as r;"
         "from relay_hub import Queue, Worker\n"
         "async def main():\n"
-        "    w = Worker(Queue(r.from_url(os.environ['REDIS_URL'])), consumer=os.environ['WORKER_ID'], visibility_ms=600)\n"
+        "    queue = Queue(r.from_url(os.environ['REDIS_URL']))\n"
+        "    w = Worker(queue, consumer=os.environ['WORKER_ID'], visibility_ms=600)\n"
         "    w.handle('py_story', ex.story)\n"
         "    await w.run()\n"
         "asyncio.run(main())\n"
     )
-    env = dict(os.environ, REDIS_URL=redis_url, WORKER_ID=name,
-               EXAMPLES=str(Path(__file__).resolve().parents[1] / "examples"))
+    env = dict(
+        os.environ,
+        REDIS_URL=redis_url,
+        WORKER_ID=name,
+        EXAMPLES=str(Path(__file__).resolve().parents[1] / "examples"),
+    )
     return subprocess.Popen([sys.executable, "-c", code], env=env)

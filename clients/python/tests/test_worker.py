@@ -47,7 +47,9 @@ async def test_the_example_worker_streams_to_sessions_on_two_hubs(redis_url, hub
         await wait_advertised(queue, "py_story")
         one, two = await Ws.connect(hubs[0], "42"), await Ws.connect(hubs[1], "42")
         job = await queue.enqueue("py_story", 42, {"words": 12, "delayMs": 5})
-        (t1, r1, _), (t2, r2, _) = await asyncio.gather(text_of(one, job["id"]), text_of(two, job["id"]))
+        (t1, r1, _), (t2, r2, _) = await asyncio.gather(
+            text_of(one, job["id"]), text_of(two, job["id"])
+        )
         expected = "once upon a time a small worker streamed its answer to the"
         assert t1 == t2 == expected
         assert r1["status"] == "success" and r1["result"] == {"text": expected}
@@ -78,7 +80,11 @@ async def test_a_killed_workers_job_finishes_on_another_from_the_start(redis_url
         assert result["status"] == "success"
         assert text == result["result"]["text"] and len(text.split()) == 30
         state = await queue.status(job["id"])
-        assert state["state"] == "done" and state["attempts"] == "2" and state["worker"] == "py-second"
+        assert (
+            state["state"] == "done"
+            and state["attempts"] == "2"
+            and state["worker"] == "py-second"
+        )
     finally:
         for w in (first, second):
             if w:
