@@ -140,35 +140,32 @@ impl Inbox {
     /// Loads (or replaces) the inbox's functions in Redis, and the libraries given with
     /// [`Inbox::with_library`].
     pub async fn load(&self) -> Result<(), HubError> {
-        let mut cmd = redis::cmd("FUNCTION");
         let cluster = self.publisher.is_cluster();
-        // On a cluster the connection sends this to every master (each holds its functions).
-        cmd.arg("LOAD")
-            .arg("REPLACE")
-            .arg(library(&self.config, cluster));
+        self.load_library(FUNCTION, &library(&self.config, cluster))
+            .await?;
+        info!(
+            "redis function {FUNCTION} loaded (inbox of {} per user)",
+            self.config.max_len
+        );
+        for (name, source) in self.libraries.iter() {
+            self.load_library(name, source).await?;
+            info!("redis function library {name} loaded");
+        }
+        Ok(())
+    }
+
+    /// `FUNCTION LOAD REPLACE source`; on a cluster the connection sends it to every master
+    /// (each holds its functions).
+    async fn load_library(&self, name: &str, source: &str) -> Result<(), HubError> {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(source);
         let _: String = retry_on_dead_connection(|| {
             let mut conn = self.publisher.connection();
             let cmd = &cmd;
             async move { cmd.query_async(&mut conn).await }
         })
         .await
-        .map_err(|e| HubError::Redis(format!("FUNCTION LOAD {FUNCTION}: {e}")))?;
-        info!(
-            "redis function {FUNCTION} loaded (inbox of {} per user)",
-            self.config.max_len
-        );
-        for (name, source) in self.libraries.iter() {
-            let mut cmd = redis::cmd("FUNCTION");
-            cmd.arg("LOAD").arg("REPLACE").arg(source);
-            let _: String = retry_on_dead_connection(|| {
-                let mut conn = self.publisher.connection();
-                let cmd = &cmd;
-                async move { cmd.query_async(&mut conn).await }
-            })
-            .await
-            .map_err(|e| HubError::Redis(format!("FUNCTION LOAD {name}: {e}")))?;
-            info!("redis function library {name} loaded");
-        }
+        .map_err(|e| HubError::Redis(format!("FUNCTION LOAD {name}: {e}")))?;
         Ok(())
     }
 
