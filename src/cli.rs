@@ -249,6 +249,11 @@ const SERVE: &[Setting] = &[
         "Silence from a Redis node after which its pub/sub connection counts as dead",
     ),
     s(
+        "HUB_REDIS_FAILOVER_WAIT_MS",
+        "5000",
+        "On a cluster, how long a command whose slot has no reachable master waits for a failover",
+    ),
+    s(
         "HUB_INBOX_MAXLEN",
         "100",
         "Notifications kept per user inbox",

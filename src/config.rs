@@ -102,6 +102,9 @@ pub struct Config {
     /// How long a pub/sub command may go with nothing at all arriving from Redis before the
     /// connection is taken for dead (`HUB_PUBSUB_TIMEOUT_MS`).
     pub pubsub_timeout: Duration,
+    /// On a cluster, how long a command whose slot has no reachable master is retried before
+    /// it fails (`HUB_REDIS_FAILOVER_WAIT_MS`).
+    pub redis_failover_wait: Duration,
     /// How long a canary may stay unanswered before `/health` is degraded
     /// (`HUB_CANARY_TIMEOUT_MS`).
     pub canary_timeout: Duration,
@@ -640,6 +643,10 @@ impl Config {
             pubsub_timeout: positive_millis(
                 "HUB_PUBSUB_TIMEOUT_MS",
                 hub_actors::hub::subscriber::COMMAND_TIMEOUT,
+            )?,
+            redis_failover_wait: positive_millis(
+                "HUB_REDIS_FAILOVER_WAIT_MS",
+                hub_store::FAILOVER_WAIT,
             )?,
             canary_timeout: positive_millis("HUB_CANARY_TIMEOUT_MS", Duration::from_secs(3))?,
             sio_recovery: Duration::from_secs(parse(

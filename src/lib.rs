@@ -154,7 +154,8 @@ pub async fn run(
         analytics_shards.clone(),
     );
     let canary_state = CanaryState::new(config.canary_timeout, &metrics);
-    let publisher = Publisher::new(&target, metrics.clone()).map_err(other)?;
+    let publisher =
+        Publisher::new(&target, metrics.clone(), config.redis_failover_wait).map_err(other)?;
     let history = History::new(publisher.clone(), config.history.clone());
     let inbox = Inbox::new(publisher.clone(), config.inbox.clone())
         .with_library(hub_jobs::scripts::LIBRARY, hub_jobs::scripts::library());
@@ -238,7 +239,7 @@ pub async fn run(
     let user_limits = UserLimits::new(publisher.clone(), config.user_messages, config.user_joins);
     let limits = Arc::new(config.limits.clone());
     // The roster has a connection of its own: its batches never delay chat appends.
-    let roster_conn = Publisher::new(&target, metrics.clone())
+    let roster_conn = Publisher::new(&target, metrics.clone(), config.redis_failover_wait)
         .map_err(other)?
         .connection();
     let (roster, presence) = Roster::launch(

@@ -547,3 +547,57 @@ async fn a_failed_master_stops_only_its_slots_and_theirs_are_filled_after_the_fa
     fcall(&cluster, &kept_user, "later").await;
     assert_eq!(title(&mut kept).await, "later");
 }
+
+/// A resume asked while the master holding its record has just died, before any replica
+/// took over (the test starts the failover only once the hub is seen waiting): the hub waits
+/// for the replica (`HUB_REDIS_FAILOVER_WAIT_MS`) instead of refusing, and the client gets
+/// what it missed. On a hub that does not wait, the record read fails and the resume is
+/// refused.
+#[tokio::test]
+async fn a_resume_during_a_failover_waits_for_the_replica_and_misses_nothing() {
+    use common::resume::{resumable_rita, saves_counted};
+    let mut cluster = Cluster::start(3, 1).await;
+    // No failover until the test asks for one.
+    cluster
+        .config_set("cluster-replica-no-failover", "yes")
+        .await;
+    let hub = hub_on(&cluster, &[("HUB_REDIS_FAILOVER_WAIT_MS", "60000")]).await;
+    let (mut client, token) = resumable_rita(&hub).await;
+    fcall(&cluster, "rita", "before").await;
+    let before = client.recv_type("notification").await;
+    let offset = before["offset"].as_u64().expect("an offset");
+    drop(client);
+    saves_counted(&hub, 1.0).await;
+    fcall(&cluster, "rita", "missed").await;
+
+    let master = cluster.master_of(&format!("sio:recovery:{token}")).await;
+    let replica = cluster.replica_of(master).await;
+    // The record (and anything else on that master) replicated before the kill.
+    let conn = common::cluster::node_conn(master).await.unwrap();
+    eventually("the replica to acknowledge the writes", || async {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query_async(&mut conn.clone())
+            .await
+            .ok()?;
+        (acked == 1).then_some(())
+    })
+    .await;
+    cluster.kill(master);
+    let url = hub.ws_url(&format!("userId=rita&resume={token}&offset={offset}"));
+    let resume = tokio::spawn(async move {
+        let mut client = Client::connect(&url).await;
+        let connected = client.recv_type("connected").await;
+        (client, connected)
+    });
+    eventually("the hub to wait for the failed master", || async {
+        (hub.metric("hub_redis_failover_waits_total").await >= 1.0).then_some(())
+    })
+    .await;
+    cluster.take_over(replica).await;
+    let (mut client, connected) = resume.await.unwrap();
+    assert_eq!(connected["resumed"], true, "{connected}");
+    let missed = client.recv_type("notification").await;
+    assert_eq!(missed["data"]["title"], "missed", "{missed}");
+}

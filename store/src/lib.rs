@@ -6,7 +6,10 @@
 mod slot;
 mod topology;
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
@@ -30,20 +33,35 @@ pub enum Store {
     },
 }
 
+/// Called each time a cluster command waits for its slot's master (see
+/// [`ConnSettings::failover_wait`]).
+pub type OnFailoverWait = Arc<dyn Fn() + Send + Sync>;
+
 /// Timeouts of a command connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ConnSettings {
     /// Longest wait for a TCP connection.
     pub connect_timeout: Duration,
     /// Longest wait for a reply; must exceed the longest blocking command sent.
     pub response_timeout: Duration,
+    /// On a cluster, how long a command Redis did not run because its slot has no reachable
+    /// master (`CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, a refused connection: a failover in
+    /// progress) keeps being retried, with backoff, before its error is returned.
+    pub failover_wait: Duration,
+    /// Told of each such retry (for a metric).
+    pub on_failover_wait: Option<OnFailoverWait>,
 }
+
+/// The default of [`ConnSettings::failover_wait`] (`HUB_REDIS_FAILOVER_WAIT_MS`).
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for ConnSettings {
     fn default() -> Self {
         ConnSettings {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(3),
+            failover_wait: FAILOVER_WAIT,
+            on_failover_wait: None,
         }
     }
 }
@@ -115,6 +133,10 @@ impl Store {
                     .set_response_timeout(settings.response_timeout);
                 Ok(Conn::Cluster(
                     client.get_pending_async_connection_with_config(config),
+                    Arc::new(Failover {
+                        wait: settings.failover_wait,
+                        on_wait: settings.on_failover_wait,
+                    }),
                 ))
             }
         }
@@ -138,14 +160,74 @@ impl std::fmt::Display for Store {
 #[derive(Clone)]
 pub enum Conn {
     Server(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Arc<Failover>),
+}
+
+/// How a cluster connection waits out a failover.
+pub struct Failover {
+    wait: Duration,
+    on_wait: Option<OnFailoverWait>,
+}
+
+/// First and longest pause between two tries of a command waiting out a failover.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_millis(500);
+
+impl Failover {
+    /// Runs `attempt` until it succeeds, fails for another reason than a slot without a
+    /// reachable master, or [`ConnSettings::failover_wait`] has passed.
+    async fn retry<T, F, Fut>(&self, mut attempt: F) -> redis::RedisResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = Instant::now() + self.wait;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match attempt().await {
+                Err(e) if not_run_for_failover(&e) && Instant::now() + pause < deadline => {
+                    if let Some(on_wait) = &self.on_wait {
+                        on_wait();
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// True for an error that says Redis did not run the command because its slot has no
+/// reachable master: safe to retry, never a duplicate. (A `MOVED` or `ASK` reaches the caller
+/// only when redis-rs could not follow it: the node it points to refuses connections.)
+fn not_run_for_failover(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::ClusterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => true,
+        ErrorKind::ClusterConnectionNotFound => true,
+        _ => e.is_connection_refusal(),
+    }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Server(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, failover) => Box::pin(async move {
+                failover
+                    .retry(|| {
+                        let mut c = c.clone();
+                        async move { c.req_packed_command(cmd).await }
+                    })
+                    .await
+            }),
         }
     }
 
@@ -157,14 +239,21 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c, failover) => Box::pin(async move {
+                failover
+                    .retry(|| {
+                        let mut c = c.clone();
+                        async move { c.req_packed_commands(pipeline, offset, count).await }
+                    })
+                    .await
+            }),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Server(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c, _) => c.get_db(),
         }
     }
 }

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub redis_nodes_down: IntGauge,
     /// Pub/sub links taken for dead because they stopped answering.
     pub redis_unresponsive: IntCounter,
+    /// Cluster commands retried while their slot had no reachable master (a failover).
+    pub redis_failover_waits: IntCounter,
     /// Times the subscriber stopped reading Redis until the shards caught up.
     pub redis_read_pauses: IntCounter,
     /// Bytes of frames handed to the shards and not yet fanned out.
@@ -462,6 +464,11 @@ impl Metrics {
                 &r,
                 "hub_redis_unresponsive_total",
                 "Redis pub/sub links taken for dead because they stopped answering",
+            ),
+            redis_failover_waits: counter(
+                &r,
+                "hub_redis_failover_waits_total",
+                "Cluster commands retried while their slot had no reachable master (a failover)",
             ),
             redis_read_pauses: counter(
                 &r,

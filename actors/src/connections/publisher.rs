@@ -3,7 +3,7 @@
 //! a hub that starts while Redis is down still starts, and publishes work again once Redis is
 //! back.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use hub_store::{Conn, ConnSettings, Store};
 
@@ -21,10 +21,22 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher for `target`; does not connect until first used.
-    pub fn new(target: &Store, metrics: Arc<Metrics>) -> Result<Self, HubError> {
+    /// A publisher for `target`; does not connect until first used. On a cluster its
+    /// commands wait up to `failover_wait` for a slot without a reachable master to be
+    /// served again (a failover), counted in `hub_redis_failover_waits_total`.
+    pub fn new(
+        target: &Store,
+        metrics: Arc<Metrics>,
+        failover_wait: Duration,
+    ) -> Result<Self, HubError> {
+        let waits = metrics.redis_failover_waits.clone();
+        let settings = ConnSettings {
+            failover_wait,
+            on_failover_wait: Some(Arc::new(move || waits.inc())),
+            ..ConnSettings::default()
+        };
         let conn = target
-            .connect(ConnSettings::default())
+            .connect(settings)
             .map_err(|e| HubError::Redis(format!("creating the publish connection: {e}")))?;
         Ok(Publisher {
             conn,
