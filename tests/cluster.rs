@@ -296,17 +296,7 @@ async fn a_failed_master_is_replaced_and_delivery_resumes() {
     let id = fcall(&cluster, "ann", "before").await;
     assert_eq!(title(&mut ann).await, "before");
     // Replicated before the kill, so the replica that takes over has it.
-    let conn = common::cluster::node_conn(master).await.unwrap();
-    eventually("the replica to acknowledge the write", || async {
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(100)
-            .query_async(&mut conn.clone())
-            .await
-            .ok()?;
-        (acked == 1).then_some(())
-    })
-    .await;
+    cluster.replicated(master).await;
 
     // The hub may not subscribe anywhere until the test allows it, so what is published after
     // the failover is surely published while the hub cannot receive it.
@@ -479,17 +469,7 @@ async fn a_failed_master_stops_only_its_slots_and_theirs_are_filled_after_the_fa
     // The replica has everything up to here (the inbox function included).
     fcall_on(failed, &gone_user, "before").await;
     assert_eq!(title(&mut gone).await, "before");
-    let conn = common::cluster::node_conn(failed).await.unwrap();
-    eventually("the replica to acknowledge the write", || async {
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(100)
-            .query_async(&mut conn.clone())
-            .await
-            .ok()?;
-        (acked == 1).then_some(())
-    })
-    .await;
+    cluster.replicated(failed).await;
 
     cluster.kill(failed);
     // One master down, counted by each ingest connection.
@@ -573,17 +553,7 @@ async fn a_resume_during_a_failover_waits_for_the_replica_and_misses_nothing() {
     let master = cluster.master_of(&format!("sio:recovery:{token}")).await;
     let replica = cluster.replica_of(master).await;
     // The record (and anything else on that master) replicated before the kill.
-    let conn = common::cluster::node_conn(master).await.unwrap();
-    eventually("the replica to acknowledge the writes", || async {
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(100)
-            .query_async(&mut conn.clone())
-            .await
-            .ok()?;
-        (acked == 1).then_some(())
-    })
-    .await;
+    cluster.replicated(master).await;
     cluster.kill(master);
     let url = hub.ws_url(&format!("userId=rita&resume={token}&offset={offset}"));
     let resume = tokio::spawn(async move {

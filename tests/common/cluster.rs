@@ -282,6 +282,22 @@ impl Cluster {
         port.expect("the replica's port").parse().unwrap()
     }
 
+    /// Waits until a replica of the master on `port` acknowledged every write made so far
+    /// (`WAIT`), so that the replica that takes over has them.
+    pub async fn replicated(&self, port: u16) {
+        let conn = node_conn(port).await.unwrap();
+        eventually("the replica to acknowledge the writes", || async {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(100)
+                .query_async(&mut conn.clone())
+                .await
+                .ok()?;
+            (acked == 1).then_some(())
+        })
+        .await;
+    }
+
     /// SIGKILLs the node on `port` (nothing else: see [`Cluster::kill_master`]).
     pub fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
