@@ -1,7 +1,9 @@
 //! The drop test's figures, from what the senders sent and what every client read: per way in
 //! (native, Socket.IO) and together, delivered / sent, duplicates, order per stream, how each
 //! reconnect found its session (resumed, recovered by the `since` cursors, or lost: a cursor's
-//! gap longer than its stream keeps), and the replay time after each reconnect.
+//! gap longer than its stream keeps), and the replay time after each reconnect: apart for the
+//! reconnects that overlapped a cluster failover (from the master's kill to its replica
+//! serving the slots), whose replay cannot end before Redis serves their streams again.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -46,9 +48,18 @@ pub struct Group {
     errors: u64,
     first_errors: Vec<String>,
     replay_us: Histogram<u64>,
+    failover_replay_us: Histogram<u64>,
     connect_us: Histogram<u64>,
     replayed: u64,
     lost_sample: Vec<String>,
+}
+
+/// A cluster failover, in [`crate::sys::now_us`] time: the master's kill and the moment its
+/// replica served the slots.
+#[derive(Clone, Copy)]
+pub struct Failover {
+    pub killed: u64,
+    pub served: u64,
 }
 
 impl Group {
@@ -74,6 +85,7 @@ impl Group {
             errors: 0,
             first_errors: Vec::new(),
             replay_us: h(),
+            failover_replay_us: h(),
             connect_us: h(),
             replayed: 0,
             lost_sample: Vec::new(),
@@ -89,9 +101,14 @@ impl Group {
         }
     }
 
-    /// Replay p99 in ms.
+    /// Replay p99 in ms (reconnects outside a failover).
     pub fn replay_p99_ms(&self) -> f64 {
         self.replay_us.value_at_quantile(0.99) as f64 / 1000.0
+    }
+
+    /// Replay p99 in ms of the reconnects that overlapped the failover (0: none did).
+    pub fn failover_replay_p99_ms(&self) -> f64 {
+        self.failover_replay_us.value_at_quantile(0.99) as f64 / 1000.0
     }
 
     /// The group as JSON.
@@ -122,6 +139,8 @@ impl Group {
             "replays": self.replay_us.len(),
             "replayed_messages": self.replayed,
             "replay_ms": {"p50": ms(&self.replay_us, 0.5), "p99": ms(&self.replay_us, 0.99), "max": ms(&self.replay_us, 1.0)},
+            "failover_replays": self.failover_replay_us.len(),
+            "failover_replay_ms": {"p50": ms(&self.failover_replay_us, 0.5), "p99": ms(&self.failover_replay_us, 0.99), "max": ms(&self.failover_replay_us, 1.0)},
             "connected_ms": {"p50": ms(&self.connect_us, 0.5), "p99": ms(&self.connect_us, 0.99), "max": ms(&self.connect_us, 1.0)},
             "lost_sample": self.lost_sample,
         })
@@ -158,12 +177,25 @@ impl Group {
             }
         }
         self.replay_us.add(&o.replay_us).expect("same bounds");
+        self.failover_replay_us
+            .add(&o.failover_replay_us)
+            .expect("same bounds");
         self.connect_us.add(&o.connect_us).expect("same bounds");
     }
 }
 
+/// What [`tally`] takes besides the clients and what was sent.
+pub struct Run {
+    pub users: usize,
+    pub rooms: usize,
+    /// When the run started ([`crate::sys::now_us`]); earlier reconnects have no replay.
+    pub t0: u64,
+    pub failover: Option<Failover>,
+}
+
 /// Tallies the clients; returns (native, Socket.IO, all).
-pub fn tally(clients: &[Seen], sent: &[Sent], users: usize, rooms: usize, t0: u64) -> [Group; 3] {
+pub fn tally(clients: &[Seen], sent: &[Sent], run: &Run) -> [Group; 3] {
+    let (users, rooms) = (run.users, run.rooms);
     let mut notes: Vec<Vec<u64>> = vec![Vec::new(); users];
     let mut chats: Vec<Vec<u64>> = vec![Vec::new(); rooms];
     let mut accepted = HashSet::new();
@@ -182,7 +214,7 @@ pub fn tally(clients: &[Seen], sent: &[Sent], users: usize, rooms: usize, t0: u6
             Proto::Native => &mut native,
             Proto::SocketIo => &mut sio,
         };
-        client(g, c, &notes[c.i], &chats[c.i % rooms], &accepted, t0);
+        client(g, c, &notes[c.i], &chats[c.i % rooms], &accepted, run);
     }
     let mut all = Group::new("all");
     all.add(&native);
@@ -190,7 +222,14 @@ pub fn tally(clients: &[Seen], sent: &[Sent], users: usize, rooms: usize, t0: u6
     [native, sio, all]
 }
 
-fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashSet<u64>, t0: u64) {
+fn client(
+    g: &mut Group,
+    c: &Seen,
+    notes: &[u64],
+    chat: &[u64],
+    accepted: &HashSet<u64>,
+    run: &Run,
+) {
     let log = c.log;
     g.clients += 1;
     let mut seen = HashSet::with_capacity(log.receipts.len());
@@ -256,7 +295,7 @@ fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashS
         }
         let after_kill = k > 0
             && matches!(log.conns[k - 1].ending, Ending::Reset | Ending::Silent)
-            && conn.start >= t0;
+            && conn.start >= run.t0;
         let Some(connected) = conn.connected.filter(|_| after_kill) else {
             continue;
         };
@@ -270,7 +309,15 @@ fn client(g: &mut Group, c: &Seen, notes: &[u64], chat: &[u64], accepted: &HashS
             caught = caught.max(r.at);
             g.replayed += 1;
         }
-        let _ = g.replay_us.record((caught - conn.start).max(1));
+        let in_failover = run
+            .failover
+            .is_some_and(|f| conn.start <= f.served && caught >= f.killed);
+        let replays = if in_failover {
+            &mut g.failover_replay_us
+        } else {
+            &mut g.replay_us
+        };
+        let _ = replays.record((caught - conn.start).max(1));
         let _ = g.connect_us.record((connected - conn.start).max(1));
     }
 }
