@@ -49,22 +49,49 @@ function worker(url, id) {
   children.push(c);
   return c;
 }
-/** A native WebSocket session of `user`: `next(types)` resolves the next frame of one of `types`. */
-async function session(port, user) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?userId=${user}`);
-  const frames = [];
+/**
+ * A session over `ws` whose messages `decode` turns into frames (`{type, data}`, or null for
+ * none): `next(types)` resolves the next frame of one of `types`.
+ */
+async function frames(ws, decode, send) {
+  const queue = [];
   let wake = () => {};
-  ws.onmessage = (e) => { frames.push(JSON.parse(e.data)); wake(); };
+  ws.onmessage = (e) => { const f = decode(e.data); if (f) { queue.push(f); wake(); } };
   await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
   const next = async (types) => {
     for (;;) {
-      const i = frames.findIndex((f) => types.includes(f.type));
-      if (i >= 0) return frames.splice(0, i + 1).pop();
+      const i = queue.findIndex((f) => types.includes(f.type));
+      if (i >= 0) return queue.splice(0, i + 1).pop();
       await new Promise((r) => { wake = r; });
     }
   };
-  await next(['connected']);
-  return { ws, next, send: (f) => ws.send(JSON.stringify(f)) };
+  return { ws, next, send };
+}
+/** A native WebSocket session of `user`. */
+async function session(port, user) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?userId=${user}`);
+  const s = await frames(ws, (data) => JSON.parse(data), (f) => ws.send(JSON.stringify(f)));
+  await s.next(['connected']);
+  return s;
+}
+/**
+ * A Socket.IO session of `user` over a bare WebSocket (Engine.IO 4): each event
+ * `42["name",data]` becomes the frame `{type: name, data}`, as native frames are; pings are
+ * answered.
+ */
+async function socketIoSession(port, user) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`);
+  const decode = (packet) => {
+    if (packet.startsWith('0')) ws.send(`40${JSON.stringify({ userId: user })}`);
+    else if (packet === '2') ws.send('3');
+    else if (packet.startsWith('40')) return { type: 'connected', data: JSON.parse(packet.slice(2)) };
+    else if (packet.startsWith('42')) { const [type, data] = JSON.parse(packet.slice(2)); return { type, data }; }
+    return null;
+  };
+  const send = ({ type, ...data }) => ws.send(`42${JSON.stringify([type, data])}`);
+  const s = await frames(ws, decode, send);
+  await s.next(['connected']);
+  return s;
 }
 async function advertised(redis) {
   for (let i = 0; i < 200 && (await redis.zscore('jobs:types', 'node_story')) === null; i++) {
@@ -89,7 +116,8 @@ test('the example worker streams to sessions on two hubs', async () => {
   const { url, hubs, redis } = await stack();
   worker(url, 'node-1');
   await advertised(redis);
-  const [one, two] = [await session(hubs[0], 'n1'), await session(hubs[1], 'n1')];
+  // A native session on one instance, a Socket.IO one on the other.
+  const [one, two] = [await session(hubs[0], 'n1'), await socketIoSession(hubs[1], 'n1')];
   const queue = new Queue(redis);
   const { id } = await queue.enqueue('node_story', 'n1', { words: 12, delayMs: 5 });
   const [[t1, r1], [t2, r2]] = await Promise.all([textOf(one, id), textOf(two, id)]);

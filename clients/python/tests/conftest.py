@@ -102,12 +102,12 @@ class Ws:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int, user: str) -> "Ws":
+    async def upgrade(cls, port: int, path: str) -> "Ws":
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
             (
-                f"GET /ws?userId={user} HTTP/1.1\r\n"
+                f"GET {path} HTTP/1.1\r\n"
                 f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
@@ -115,12 +115,19 @@ class Ws:
         )
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
-        ws = cls(reader, writer)
+        return cls(reader, writer)
+
+    @classmethod
+    async def connect(cls, port: int, user: str) -> "Ws":
+        ws = await cls.upgrade(port, f"/ws?userId={user}")
         assert (await ws.recv())["type"] == "connected"
         return ws
 
     async def send(self, frame: Dict[str, Any]) -> None:
-        data = json.dumps(frame).encode()
+        await self.send_text(json.dumps(frame))
+
+    async def send_text(self, text: str) -> None:
+        data = text.encode()
         mask = os.urandom(4)
         head = bytes([0x81]) + (
             bytes([0x80 | len(data)])
@@ -130,7 +137,7 @@ class Ws:
         self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
         await self.writer.drain()
 
-    async def recv(self) -> Dict[str, Any]:
+    async def recv_text(self) -> str:
         while True:
             b0, b1 = await asyncio.wait_for(self.reader.readexactly(2), 10)
             n = b1 & 0x7F
@@ -140,7 +147,10 @@ class Ws:
                 n = int.from_bytes(await self.reader.readexactly(8), "big")
             payload = await self.reader.readexactly(n)
             if b0 & 0x0F == 1:
-                return json.loads(payload)
+                return payload.decode()
+
+    async def recv(self) -> Dict[str, Any]:
+        return json.loads(await self.recv_text())
 
     async def recv_type(self, kinds: List[str]) -> Dict[str, Any]:
         """The next frame of one of `kinds`, skipping others."""
@@ -151,6 +161,30 @@ class Ws:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class SocketIo(Ws):
+    """A minimal Socket.IO client of the hub over a WebSocket (Engine.IO 4): each event
+    `42["name",data]` comes out of `recv` as `{"type": name, "data": data}`, as native frames
+    do; Engine.IO pings are answered."""
+
+    @classmethod
+    async def connect(cls, port: int, user: str) -> "SocketIo":
+        ws = await cls.upgrade(port, "/socket.io/?EIO=4&transport=websocket")
+        assert (await ws.recv_text()).startswith("0"), "Engine.IO open"
+        await ws.send_text("40" + json.dumps({"userId": user}))
+        reply = await ws.recv_text()
+        assert reply.startswith("40{"), reply
+        return ws
+
+    async def recv(self) -> Dict[str, Any]:
+        while True:
+            packet = await self.recv_text()
+            if packet == "2":
+                await self.send_text("3")
+            elif packet.startswith("42"):
+                name, data = json.loads(packet[2:])[:2]
+                return {"type": name, "data": data}
 
 
 def start_worker(redis_url: str, name: str) -> subprocess.Popen:

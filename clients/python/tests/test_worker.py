@@ -8,7 +8,7 @@ import pytest
 
 from relay_hub import Queue
 
-from conftest import Ws, start_worker
+from conftest import SocketIo, Ws, start_worker
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,7 +45,8 @@ async def test_the_example_worker_streams_to_sessions_on_two_hubs(redis_url, hub
     worker = start_worker(redis_url, "py-1")
     try:
         await wait_advertised(queue, "py_story")
-        one, two = await Ws.connect(hubs[0], "42"), await Ws.connect(hubs[1], "42")
+        # A native session on one instance, a Socket.IO one on the other.
+        one, two = await Ws.connect(hubs[0], "42"), await SocketIo.connect(hubs[1], "42")
         job = await queue.enqueue("py_story", 42, {"words": 12, "delayMs": 5})
         (t1, r1, _), (t2, r2, _) = await asyncio.gather(
             text_of(one, job["id"]), text_of(two, job["id"])
