@@ -1,0 +1,186 @@
+//! A slow client is not kicked for a fast model (`docs/jobs.md#streams-to-the-browser`).
+//!
+//! While the client is behind (the host's socket takes nothing, [`ClientIo::behind`], or a
+//! resumable session's events wait for its proofs), an `ai-chunk` is not written as one more
+//! frame: its `delta` is appended to what the session holds for its job. The held chunks go
+//! out as one frame per job, `{"jobId","seq","delta","from"}` (`seq` the last piece's,
+//! `from` the first's, present only when the frame carries more than one chunk), when the
+//! host's writer drained ([`ClientCore::drained`]), once the client proved what it read, or
+//! before anything else is written to the session (so their order with `ai-result`,
+//! `job-state` and every other event is kept).
+//!
+//! What is held counts against the session's queue bound: per job its text plus
+//! [`ENTRY_BYTES`] and its id, so a job's thousands of small chunks cost their text, not
+//! their frames.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::*;
+
+/// Bytes a held job counts against the queue bound besides its text and id (the merged
+/// frame's envelope and the entry).
+pub(crate) const ENTRY_BYTES: usize = 96;
+
+/// The `data` of an `ai-chunk` the hub builds from `relay_job_chunk`.
+#[derive(Deserialize)]
+struct ChunkData<'a> {
+    #[serde(rename = "jobId", borrow)]
+    job: &'a RawValue,
+    seq: u64,
+    delta: String,
+}
+
+/// One job's held chunks.
+struct Merged {
+    /// The `jobId` as raw JSON (a string or a number).
+    job: Box<str>,
+    /// The first piece's seq.
+    from: u64,
+    /// The last piece's seq.
+    seq: u64,
+    delta: String,
+    /// The only piece as it arrived (written unchanged when no other joined it).
+    first: Option<Arc<Outbound>>,
+    pieces: u64,
+    /// Bytes counted in the session's queued bytes.
+    counted: usize,
+}
+
+impl Merged {
+    /// The event to write: the piece itself, or the merged frame.
+    fn into_event(self) -> (Arc<Outbound>, u64) {
+        if let Some(first) = self.first {
+            return (first, 1);
+        }
+        let delta = serde_json::to_string(&self.delta).expect("a string serializes");
+        let data = format!(
+            r#"{{"jobId":{},"seq":{},"delta":{},"from":{}}}"#,
+            self.job, self.seq, delta, self.from
+        );
+        let event = Outbound::envelope(OutKind::AiChunk, data.as_bytes());
+        (Arc::new(event), self.pieces)
+    }
+}
+
+/// The chunks a session holds while its client is behind, per job in order of arrival.
+#[derive(Default)]
+pub(super) struct HeldChunks {
+    jobs: Vec<Merged>,
+}
+
+/// What [`HeldChunks::add`] did.
+enum Added {
+    /// Held, with this many more bytes.
+    Held(usize),
+    /// Not consecutive to the job's held chunks (or not a chunk the hub built): write what is
+    /// held, then this one.
+    Refused,
+}
+
+impl HeldChunks {
+    fn add(&mut self, event: &Arc<Outbound>) -> Added {
+        let Ok(data) = serde_json::from_slice::<ChunkData<'_>>(event.data()) else {
+            return Added::Refused;
+        };
+        let job = data.job.get();
+        match self.jobs.iter_mut().find(|m| &*m.job == job) {
+            Some(m) if data.seq == m.seq + 1 => {
+                m.first = None;
+                m.delta.push_str(&data.delta);
+                m.seq = data.seq;
+                m.pieces += 1;
+                m.counted += data.delta.len();
+                Added::Held(data.delta.len())
+            }
+            Some(_) => Added::Refused,
+            None => {
+                let counted = ENTRY_BYTES + job.len() + data.delta.len();
+                self.jobs.push(Merged {
+                    job: job.into(),
+                    from: data.seq,
+                    seq: data.seq,
+                    delta: data.delta,
+                    first: Some(event.clone()),
+                    pieces: 1,
+                    counted,
+                });
+                Added::Held(counted)
+            }
+        }
+    }
+}
+
+impl ClientCore {
+    /// True when chunks are held for the client.
+    pub fn holds_chunks(&self) -> bool {
+        self.chunks.is_some()
+    }
+
+    /// True when an `ai-chunk` written now is held: the client is behind.
+    fn holding(&self, io: &impl ClientIo) -> bool {
+        io.behind() || self.resume.as_ref().is_some_and(|r| r.paced_waiting())
+    }
+
+    /// Writes an `ai-chunk` event the client wants: held while the client is behind.
+    pub(super) fn write_chunk(
+        &mut self,
+        event: Arc<Outbound>,
+        scope: Scope,
+        counted: usize,
+        io: &mut impl ClientIo,
+    ) {
+        if !self.holding(io) {
+            // The client keeps up again: what is held goes first.
+            self.release_chunks(io);
+            return self.write_event(event, scope, None, counted, io);
+        }
+        let held = self.chunks.get_or_insert_default();
+        match held.add(&event) {
+            Added::Held(bytes) => {
+                if !self.queued.try_add(bytes) {
+                    io.kick(KickReason::QueueFull);
+                }
+            }
+            Added::Refused => {
+                self.release_chunks(io);
+                if self.holding(io) {
+                    if let Added::Held(bytes) = self.chunks.get_or_insert_default().add(&event) {
+                        if !self.queued.try_add(bytes) {
+                            io.kick(KickReason::QueueFull);
+                        }
+                        return;
+                    }
+                }
+                self.write_event(event, scope, None, counted, io);
+            }
+        }
+    }
+
+    /// Writes the held chunks, one frame per job, in order of arrival (before anything else
+    /// is written to the session).
+    pub(super) fn release_chunks(&mut self, io: &mut impl ClientIo) {
+        let Some(held) = self.chunks.take() else {
+            return;
+        };
+        for merged in held.jobs {
+            self.queued.sub(merged.counted);
+            let (event, pieces) = merged.into_event();
+            if pieces > 1 {
+                self.env.metrics.ai_chunks_merged.inc_by(pieces);
+            }
+            let counted = event.native().len() + crate::common::queued::DELIVERY_OVERHEAD;
+            self.write_event(event, Scope::User, None, counted, io);
+        }
+    }
+
+    /// The host's writer drained (its socket took everything, or a long-polling client came
+    /// for its packets): the held chunks go out, unless a resumable session's events still
+    /// wait for proofs (then they go once those went).
+    pub fn drained(&mut self, io: &mut impl ClientIo) {
+        if self.chunks.is_none() || self.resume.as_ref().is_some_and(|r| r.paced_waiting()) {
+            return;
+        }
+        self.release_chunks(io);
+    }
+}
