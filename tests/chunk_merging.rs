@@ -68,7 +68,7 @@ fn delta(seq: u64) -> String {
 }
 
 /// Streams [`CHUNKS`] chunks of job `id` (in pipelines, each checked for its seq), then
-/// completes it, and waits until the hub fanned every chunk out.
+/// completes it, and waits until the hub read every chunk from Redis.
 async fn stream_job(hub: &Hub, redis: &Redis, id: &str, lease: &str) {
     let mut conn = redis.conn().await;
     let mut seq = 0;
@@ -95,11 +95,12 @@ async fn stream_job(hub: &Hub, redis: &Redis, id: &str, lease: &str) {
     )
     .await;
     assert_eq!(done, 1);
-    eventually("the hub to fan every chunk out", || async {
-        let out = hub
-            .metric("hub_frames_out_total{type=\"ai-chunk\"}")
+    // The job's states (queued, running) and its chunks.
+    eventually("the hub to read every chunk", || async {
+        let read = hub
+            .metric("hub_redis_messages_total{channel=\"ai:jobs\"}")
             .await;
-        (out >= CHUNKS as f64).then_some(())
+        (read >= (CHUNKS + 2) as f64).then_some(())
     })
     .await;
 }
