@@ -146,7 +146,11 @@ impl Stream {
         let expected: String = (1..=CHUNKS).map(delta).collect();
         assert!(self.text == expected, "the text, once and in order");
         assert!(self.merged >= 1, "a merged frame");
-        assert!(self.frames < CHUNKS, "fewer frames than chunks: {}", self.frames);
+        assert!(
+            self.frames < CHUNKS,
+            "fewer frames than chunks: {}",
+            self.frames
+        );
     }
 }
 
@@ -199,7 +203,10 @@ async fn a_socketio_client_that_stops_reading_gets_the_whole_text_merged_with_on
     client.send_text(r#"40{"userId":"slow"}"#).await;
     let connect = client.read_frames_until_text().await;
     assert!(connect.starts_with("40{"), "{connect}");
-    assert!(connect.contains("\"pid\""), "a recoverable session: {connect}");
+    assert!(
+        connect.contains("\"pid\""),
+        "a recoverable session: {connect}"
+    );
 
     let lease = enqueue_and_claim(&hub, &redis, "m-2", "slow").await;
     stream_job(&hub, &redis, "m-2", &lease).await;
@@ -231,6 +238,9 @@ async fn a_socketio_client_that_stops_reading_gets_the_whole_text_merged_with_on
     stream.check();
     let first = offsets[0];
     let expected: Vec<u64> = (first..first + offsets.len() as u64).collect();
-    assert!(offsets == expected, "one offset per event written, none skipped");
+    assert!(
+        offsets == expected,
+        "one offset per event written, none skipped"
+    );
     expect_merged_and_no_kick(&hub).await;
 }

@@ -184,3 +184,62 @@ impl ClientCore {
         self.release_chunks(io);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chunk(job: Value, seq: u64, delta: &str) -> Arc<Outbound> {
+        let data = json!({"jobId": job, "seq": seq, "delta": delta}).to_string();
+        Arc::new(Outbound::envelope(OutKind::AiChunk, data.as_bytes()))
+    }
+
+    fn data(event: &Outbound) -> Value {
+        serde_json::from_slice(event.data()).unwrap()
+    }
+
+    #[test]
+    fn consecutive_chunks_of_a_job_merge_with_from_and_the_last_seq() {
+        let mut held = HeldChunks::default();
+        let mut counted = 0;
+        for (seq, delta) in [(3, "a\""), (4, "b"), (5, "cé")] {
+            let Added::Held(n) = held.add(&chunk(json!("j"), seq, delta)) else {
+                panic!("held");
+            };
+            counted += n;
+        }
+        assert!(matches!(held.add(&chunk(json!(7), 1, "x")), Added::Held(_)));
+        assert!(
+            matches!(held.add(&chunk(json!("j"), 7, "gap")), Added::Refused),
+            "a gap in seq is never merged over"
+        );
+        let mut jobs = held.jobs.into_iter();
+        let merged = jobs.next().unwrap();
+        assert_eq!(merged.counted, counted);
+        assert_eq!(counted, ENTRY_BYTES + "\"j\"".len() + "a\"bcé".len());
+        let (event, pieces) = merged.into_event();
+        assert_eq!(pieces, 3);
+        assert_eq!(
+            data(&event),
+            json!({"jobId": "j", "seq": 5, "delta": "a\"bcé", "from": 3})
+        );
+        let native: Value = serde_json::from_slice(&event.native()[2..]).unwrap();
+        assert_eq!(native["type"], "ai-chunk");
+        let (alone, pieces) = jobs.next().unwrap().into_event();
+        assert_eq!(pieces, 1);
+        assert_eq!(
+            data(&alone),
+            json!({"jobId": 7, "seq": 1, "delta": "x"}),
+            "a chunk held alone goes as it came (numeric job ids too)"
+        );
+    }
+
+    #[test]
+    fn an_event_that_is_not_a_hub_chunk_is_not_held() {
+        let mut held = HeldChunks::default();
+        let odd = Outbound::envelope(OutKind::AiChunk, br#"{"jobId":"j","seq":"1"}"#);
+        assert!(matches!(held.add(&Arc::new(odd)), Added::Refused));
+        assert!(held.jobs.is_empty());
+    }
+}
