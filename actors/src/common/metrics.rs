@@ -171,6 +171,9 @@ pub struct Metrics {
     pub deliver_latency_ms: Histogram,
     /// Live chat messages dropped because the session's `joined` history already had them.
     pub chat_duplicates: IntCounter,
+    /// `ai-chunk`s that reached a slow client merged with others of their job (each chunk of
+    /// a merged frame counts).
+    pub ai_chunks_merged: IntCounter,
     /// Chat messages delivered from history after a pub/sub reconnect (missed live).
     pub chat_gap_filled: IntCounter,
     /// Chat payloads whose `id` is not a history id (delivered, never used for ordering).
@@ -591,6 +594,11 @@ impl Metrics {
                 &r,
                 "hub_chat_duplicates_dropped_total",
                 "Live chat messages dropped because the joined history already carried them",
+            ),
+            ai_chunks_merged: counter(
+                &r,
+                "hub_ai_chunks_merged_total",
+                "ai-chunk events written to a slow client merged with others of their job",
             ),
             presence_reaped: counter(
                 &r,

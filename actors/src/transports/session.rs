@@ -157,7 +157,11 @@ impl Session {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         match self.writer.flush() {
-            Ok(true) => {}
+            Ok(true) => {
+                if self.core.holds_chunks() && !self.closing {
+                    self.with_core(ctx, |core, io| core.drained(io));
+                }
+            }
             Ok(false) => self.wait_writable(ctx),
             Err(e) => {
                 debug!("session {}: write failed: {e}", self.core.id());
@@ -335,6 +339,10 @@ impl ClientIo for NativeIo<'_> {
 
     fn kick(&mut self, reason: KickReason) {
         self.kick.get_or_insert(reason);
+    }
+
+    fn behind(&self) -> bool {
+        self.writer.is_behind()
     }
 
     fn ping(&mut self, proof: Proof) {

@@ -196,6 +196,11 @@ impl Writer {
         Pushed::Queued
     }
 
+    /// True while frames wait that the socket refused (its last write would have blocked).
+    pub fn is_behind(&self) -> bool {
+        self.stalled_since.is_some()
+    }
+
     /// True when nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
         self.head.is_none()

@@ -507,14 +507,32 @@ export class RelayHub extends Emitter {
       case 'presence':
         if (!this.#rooms.has(frame.room)) return;
         break;
-      case 'ai-chunk':
-        if (data && typeof data === 'object' && !position.acceptChunk(data)) return;
+      case 'ai-chunk': {
+        if (!data || typeof data !== 'object') break;
+        const taken = position.acceptChunk(data);
+        // A merged chunk that overlaps what was seen cannot be split: the text after the last
+        // chunk seen is asked for instead (its live chunks are held meanwhile).
+        if (taken === 'partial') this.#catchUp(data.jobId);
+        if (taken !== 'new') return;
         break;
+      }
       case 'inbox-state':
         if (data && typeof data.unread === 'number') this.#unread = data.unread;
         break;
     }
     this.emit(frame.type, data, frame);
+  }
+
+  /**
+   * Asks for a job's text after the last chunk seen (a merged chunk overlapped it), unless
+   * that is being asked already.
+   * @param {string | number} jobId
+   */
+  #catchUp(jobId) {
+    if (this.#watching.has(String(jobId))) return;
+    this.watchJob(jobId).catch((err) => {
+      if (err.code !== 'timeout' && err.code !== 'disconnected') this.emit('error', err);
+    });
   }
 
   /**

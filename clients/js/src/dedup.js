@@ -75,21 +75,36 @@ export class ChunkSeqs {
 
   /**
    * Records chunk `seq` of `jobId`; `false` when that chunk (or a later one) was seen.
-   * Chunks of one job arrive in `seq` order, so anything not after the last is a repeat.
    * @param {string | number} jobId
    * @param {number} seq
    * @returns {boolean}
    */
   add(jobId, seq) {
+    return this.take(jobId, seq, seq) === 'new';
+  }
+
+  /**
+   * Takes in chunks `from`..`seq` of `jobId`: one chunk (`from` = `seq`), or several the hub
+   * merged into one frame for a client that was behind. Chunks of one job arrive in `seq`
+   * order, so anything not after the last seen is a repeat. `'new'`: none was seen (`seq` is
+   * now the last); `'seen'`: all were; `'partial'`: some were, and which part of the merged
+   * text is new cannot be told (nothing is recorded: fetch the text after `last` instead).
+   * @param {string | number} jobId
+   * @param {number} from
+   * @param {number} seq
+   * @returns {'new' | 'seen' | 'partial'}
+   */
+  take(jobId, from, seq) {
     const key = String(jobId);
-    const last = this.#last.get(key);
-    if (last !== undefined && seq <= last) return false;
+    const last = this.#last.get(key) ?? 0;
+    if (seq <= last) return 'seen';
+    if (from <= last) return 'partial';
     this.#last.delete(key); // re-inserted last: the map's order is "least recently used first"
     this.#last.set(key, seq);
     if (this.#last.size > this.#capacity) {
       const oldest = this.#last.keys().next().value;
       if (oldest !== undefined) this.#last.delete(oldest);
     }
-    return true;
+    return 'new';
   }
 }

@@ -108,14 +108,16 @@ export class Position {
   }
 
   /**
-   * Takes in an `ai-chunk`; `false` when that chunk of its job was seen already.
-   * @param {{jobId?: unknown, seq?: unknown}} data
-   * @returns {boolean}
+   * Takes in an `ai-chunk` (a merged one carries chunks `from`..`seq`): `'new'` to apply,
+   * `'seen'` when all of it was seen already, `'partial'` when some of a merged one was (see
+   * {@link ChunkSeqs#take}).
+   * @param {{jobId?: unknown, seq?: unknown, from?: unknown}} data
+   * @returns {'new' | 'seen' | 'partial'}
    */
   acceptChunk(data) {
-    const { jobId, seq } = data;
-    if (typeof seq !== 'number' || (typeof jobId !== 'string' && typeof jobId !== 'number')) return true;
-    return this.#chunks.add(jobId, seq);
+    const { jobId, seq, from } = data;
+    if (typeof seq !== 'number' || (typeof jobId !== 'string' && typeof jobId !== 'number')) return 'new';
+    return this.#chunks.take(jobId, typeof from === 'number' ? from : seq, seq);
   }
 
   /**

@@ -93,11 +93,16 @@ export interface Presence {
   username: string;
 }
 
-/** A piece of an AI job's streamed answer: `seq` counts from 1 per job. */
+/**
+ * A piece of an AI job's streamed answer: `seq` counts from 1 per job. To a client that was
+ * behind, the hub merges a job's chunks: `from` is then the first merged chunk's `seq`, `seq`
+ * the last one's, and `delta` their text in order (absent: one chunk).
+ */
 export interface AiChunk {
   jobId: string | number;
   seq: number;
   delta: string;
+  from?: number;
   [key: string]: unknown;
 }
 

@@ -269,6 +269,34 @@ test('ai-chunk: repeats by seq dropped; any other event type is emitted by its n
   assert.deepEqual(other, [[{ unread: 3 }, 'inbox-state']]);
 });
 
+test('merged ai-chunk: applied whole when it follows what was seen; one that overlaps is replaced by the text after it', async () => {
+  const { hub } = client();
+  const text = [];
+  hub.on('ai-chunk', (c) => text.push(c.delta));
+  hub.connect();
+  const ws = await nextSocket(0);
+  ws.push({ type: 'connected', sessionId: 's', userId: 'u1' });
+  await tick();
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 1, delta: 'a' } });
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 3, from: 2, delta: 'bc' } });
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 3, from: 2, delta: 'bc' } });
+  assert.deepEqual(text, ['a', 'bc'], 'a merged chunk once');
+  assert.equal(ws.last('watch-job'), undefined);
+  // 4 and 5 came from a `watch-job` answer; the live chunks 4..7 were merged meanwhile.
+  const first = hub.watchJob('j');
+  let ask = await until('watch-job sent', () => ws.last('watch-job'));
+  ws.push({ type: 'job-watched', id: ask.id, jobId: 'j', state: 'running', seq: 5,
+    chunks: [{ seq: 4, delta: 'd' }, { seq: 5, delta: 'e' }] });
+  await first;
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 7, from: 4, delta: 'defg' } });
+  ask = await until('the text after 5 asked for', () => ws.sent.find((f) => f.type === 'watch-job' && f.after === 5));
+  ws.push({ type: 'job-watched', id: ask.id, jobId: 'j', state: 'running', seq: 7,
+    chunks: [{ seq: 6, delta: 'f' }, { seq: 7, delta: 'g' }] });
+  await until('the text caught up', () => text.length === 6);
+  ws.push({ type: 'ai-chunk', data: { jobId: 'j', seq: 9, from: 8, delta: 'hi' } });
+  assert.equal(text.join(''), 'abcdefghi', 'the whole text, once and in order');
+});
+
 test('no pong in time: the connection counts as dropped and is replaced', async () => {
   const { hub } = client({ pingInterval: 5, requestTimeout: 20 });
   hub.connect();

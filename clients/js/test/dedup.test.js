@@ -34,6 +34,18 @@ test('chunks: a seq not after the last of its job is a repeat', () => {
   assert.ok(chunks.add('j1', 1), 'j1 was the least recently used of three: forgotten');
 });
 
+test('merged chunks: new when none of from..seq was seen, partial when some were', () => {
+  const chunks = new ChunkSeqs(8);
+  assert.equal(chunks.take('j', 1, 1), 'new');
+  assert.equal(chunks.take('j', 2, 5), 'new', 'chunks 2 to 5 merged');
+  assert.equal(chunks.last('j'), 5);
+  assert.equal(chunks.take('j', 3, 5), 'seen');
+  assert.equal(chunks.take('j', 4, 9), 'partial', '4 and 5 were seen: the text cannot be split');
+  assert.equal(chunks.last('j'), 5, 'a partial frame records nothing');
+  assert.equal(chunks.take('j', 6, 9), 'new');
+  assert.ok(!chunks.add('j', 7));
+});
+
 test('notifications: a repeated inboxId is dropped, the cursor follows; others pass', () => {
   const p = new Position();
   assert.ok(p.acceptNotification({ inboxId: '10-0' }));

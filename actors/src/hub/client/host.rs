@@ -198,6 +198,12 @@ pub trait ClientIo {
     fn deliver(&mut self, event: &Arc<Outbound>, offset: Option<u64>);
     /// Drops the session as a slow consumer.
     fn kick(&mut self, reason: KickReason);
+    /// True while the connection takes nothing of what waits for the client (its socket is
+    /// full, or a long-polling client has not come for its packets): `ai-chunk`s are held
+    /// and merged meanwhile (`chunks.rs`); call [`ClientCore::drained`] once it takes again.
+    fn behind(&self) -> bool {
+        false
+    }
     /// Sends a ping whose pong proves `proof` (a resumable session waits for it): a native
     /// WebSocket Ping carrying it, or an Engine.IO ping now (when none is on its way).
     fn ping(&mut self, proof: Proof);

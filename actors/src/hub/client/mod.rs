@@ -53,6 +53,7 @@ use hub_wire::protocol::{
     Resumption, RoomId, Topic, UserId,
 };
 
+mod chunks;
 mod host;
 mod inbox;
 mod jobs;
@@ -143,6 +144,8 @@ pub struct ClientCore {
     resume_ask: Option<Ask>,
     /// The client asked to resume a session: `connected` says whether it did.
     resume_asked: bool,
+    /// `ai-chunk`s held while the client is behind (`None`: none).
+    chunks: Option<Box<chunks::HeldChunks>>,
 }
 
 /// True when a live message with id `order` is a copy of one of the `delivered` ids
@@ -219,6 +222,7 @@ impl ClientCore {
             handover: None,
             resume_ask: None,
             resume_asked: false,
+            chunks: None,
             env,
         }
     }
@@ -317,6 +321,8 @@ impl ClientCore {
         bytes: usize,
         io: &mut impl ClientIo,
     ) {
+        // Its reply comes after the chunks held for the client.
+        self.release_chunks(io);
         let limits = self.env.limits.clone();
         let label = parsed.as_ref().map_or("invalid", |f| f.request.label());
         self.env.metrics.frame_in(label, bytes);
@@ -568,6 +574,8 @@ impl ClientCore {
             }
             return;
         }
+        // What it answers comes after the chunks held for the client.
+        self.release_chunks(io);
         match resumed.0 {
             Outcome::Registered { ok: false, .. } => {
                 io.close(close::INTERNAL, "registry unavailable")

@@ -19,6 +19,11 @@ pub(super) struct Resumable {
 }
 
 impl Resumable {
+    /// True while events wait for the client's proofs.
+    pub(super) fn paced_waiting(&self) -> bool {
+        !self.paced.is_empty()
+    }
+
     /// A session tracked by `tracker`, nothing waiting.
     pub(super) fn new(tracker: Tracker) -> Box<Resumable> {
         Box::new(Resumable {
@@ -95,6 +100,9 @@ impl ClientCore {
         if let Some(r) = self.resume.as_mut() {
             r.tracker.prove(proof);
             self.pump(io);
+            if !io.behind() {
+                self.drained(io);
+            }
         }
     }
 
@@ -110,6 +118,23 @@ impl ClientCore {
         else {
             return;
         };
+        if event.kind() == OutKind::AiChunk && order.is_none() {
+            return self.write_chunk(event, scope, counted, io);
+        }
+        self.release_chunks(io);
+        self.write_event(event, scope, order, counted, io);
+    }
+
+    /// [`ClientCore::write`] for an event that is not held (`counted`: its bytes in the
+    /// session's queued bytes, should it wait).
+    pub(super) fn write_event(
+        &mut self,
+        event: Arc<Outbound>,
+        scope: Scope,
+        order: Option<MessageId>,
+        counted: usize,
+        io: &mut impl ClientIo,
+    ) {
         let window = self.window();
         let Some(r) = self.resume.as_mut() else {
             return io.deliver(&event, None);
@@ -159,6 +184,7 @@ impl ClientCore {
         order: MessageId,
         io: &mut impl ClientIo,
     ) {
+        self.release_chunks(io);
         match self.resume.as_mut() {
             None => io.deliver(&event, None),
             Some(r) => r.paced.push_back(Paced::Event {
@@ -180,6 +206,7 @@ impl ClientCore {
         id: Option<Value>,
         io: &mut impl ClientIo,
     ) {
+        self.release_chunks(io);
         match self.resume.as_mut() {
             None => io.reply(Reply::Joined { room, info, last }, id),
             Some(r) => {

@@ -293,6 +293,12 @@ impl SioApp for HubApp {
         }
     }
 
+    fn on_drained(&mut self, io: &mut SioIo<'_, Self>) {
+        if self.core.holds_chunks() {
+            self.with_core(io, |core, io| core.drained(io));
+        }
+    }
+
     fn on_disconnect(&mut self, _nsp: &str, reason: crate::transports::socketio::DisconnectReason) {
         use crate::{transports::engineio::CloseReason, transports::socketio::DisconnectReason};
         if reason == DisconnectReason::Closed(CloseReason::SlowConsumer) {
@@ -429,6 +435,10 @@ impl ClientIo for HubIo<'_, '_> {
 
     fn kick(&mut self, reason: KickReason) {
         self.kick.get_or_insert(reason);
+    }
+
+    fn behind(&self) -> bool {
+        self.io.is_behind()
     }
 
     fn ping(&mut self, proof: Proof) {

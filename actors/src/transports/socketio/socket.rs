@@ -115,6 +115,11 @@ pub trait SioApp: Unpin + Sized + 'static {
     /// pings the application asks for).
     fn on_ping(&mut self) {}
 
+    /// The connection takes packets again after [`SioIo::is_behind`].
+    fn on_drained(&mut self, io: &mut SioIo<'_, Self>) {
+        let _ = io;
+    }
+
     /// The client answered an Engine.IO ping: it has read everything sent before it.
     fn on_pong(&mut self, io: &mut SioIo<'_, Self>) {
         let _ = io;
@@ -328,6 +333,11 @@ impl<A: SioApp> EngineHandler for SocketIo<A> {
         app.on_pong(&mut sio);
     }
 
+    fn on_drained(&mut self, io: &mut EngineIo<'_, Self>) {
+        let (app, mut sio) = self.split(io);
+        app.on_drained(&mut sio);
+    }
+
     fn on_close(&mut self, reason: CloseReason) {
         for ns in std::mem::take(&mut self.state.namespaces) {
             self.app
@@ -354,6 +364,12 @@ impl<'a, A: SioApp> SioIo<'a, A> {
 
     fn namespace(&self, nsp: &str) -> Option<&Namespace> {
         self.state.namespaces.iter().find(|n| *n.name == *nsp)
+    }
+
+    /// True while packets wait that the client has not taken (its WebSocket refused bytes,
+    /// or over long-polling no `GET` is parked); [`SioApp::on_drained`] follows.
+    pub fn is_behind(&self) -> bool {
+        self.core.is_behind()
     }
 
     /// True when `nsp` is connected.

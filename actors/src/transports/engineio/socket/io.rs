@@ -23,6 +23,12 @@ impl<'a, H: EngineHandler> EngineIo<'a, H> {
         self.core.closing.is_none()
     }
 
+    /// True while packets wait that the client has not taken (see
+    /// [`EngineHandler::on_drained`]).
+    pub fn is_behind(&self) -> bool {
+        self.core.is_behind()
+    }
+
     /// The session's `maxPayload`.
     pub fn max_payload(&self) -> usize {
         self.core.env.config.max_payload

@@ -23,6 +23,10 @@ impl<H: EngineHandler> Handler<PollGet> for EngineSocket<H> {
     type Result = ();
 
     fn handle(&mut self, msg: PollGet, ctx: &mut Ctx<H>) {
+        if matches!(&self.core.transport, Transport::Polling(p) if p.get.is_none()) {
+            // What the handler held while no poll was parked goes in this one's answer.
+            self.drained(ctx);
+        }
         self.core.on_poll(msg.reply, ctx);
     }
 }

@@ -84,6 +84,12 @@ pub trait EngineHandler: Unpin + Sized + 'static {
         let _ = io;
     }
 
+    /// The transport takes packets again after [`EngineIo::is_behind`]: the WebSocket's
+    /// queue drained, or a long-polling `GET` arrived (what is sent now goes in its answer).
+    fn on_drained(&mut self, io: &mut EngineIo<'_, Self>) {
+        let _ = io;
+    }
+
     /// The session is closing (called once); nothing can be sent any more.
     fn on_close(&mut self, reason: CloseReason) {
         let _ = reason;
@@ -238,6 +244,14 @@ impl<H: EngineHandler> EngineSocket<H> {
         handler.on_message(message, &mut io);
     }
 
+    /// Tells the handler that the transport took everything ([`EngineHandler::on_drained`]).
+    fn drained(&mut self, ctx: &mut Ctx<H>) {
+        if self.core.closing.is_none() {
+            let (handler, mut io) = self.split(ctx);
+            handler.on_drained(&mut io);
+        }
+    }
+
     fn tell_handler(&mut self) {
         if !self.core.handler_told {
             self.core.handler_told = true;
@@ -269,6 +283,15 @@ impl<H: EngineHandler> EngineSocket<H> {
 }
 
 impl Core {
+    /// True while packets wait that the client has not taken: the WebSocket refused bytes,
+    /// or over long-polling no `GET` is parked.
+    pub(crate) fn is_behind(&self) -> bool {
+        match &self.transport {
+            Transport::Polling(p) => p.get.is_none() && !p.queue.is_empty(),
+            Transport::WebSocket(ws) => ws.writer.is_behind(),
+        }
+    }
+
     fn transport_kind(&self) -> TransportKind {
         match self.transport {
             Transport::Polling(_) => TransportKind::Polling,

@@ -92,23 +92,31 @@ impl Core {
                     if let Some(ws) = act.core.ws_mut(gen) {
                         ws.flush_scheduled = false;
                     }
-                    act.core.flush_ws(gen, ctx);
+                    if act.core.flush_ws(gen, ctx) {
+                        act.drained(ctx);
+                    }
                 }),
             );
         }
         true
     }
 
-    pub(super) fn flush_ws<H: EngineHandler>(&mut self, gen: u32, ctx: &mut Ctx<H>) {
-        let Some(ws) = self.ws_mut(gen) else { return };
+    /// Writes what WebSocket `gen` holds; true when the session's current WebSocket took
+    /// everything.
+    pub(super) fn flush_ws<H: EngineHandler>(&mut self, gen: u32, ctx: &mut Ctx<H>) -> bool {
+        let current = self.is_current(gen);
+        let Some(ws) = self.ws_mut(gen) else {
+            return false;
+        };
         if ws.awaiting_writable {
-            return;
+            return false;
         }
         match ws.writer.flush() {
             Ok(true) => {
                 if let Some(check) = ws.stall_check.take() {
                     ctx.cancel_future(check);
                 }
+                return current;
             }
             Ok(false) => {
                 ws.awaiting_writable = true;
@@ -124,7 +132,11 @@ impl Core {
                                 ws.awaiting_writable = false;
                             }
                             match res {
-                                Ok(()) => act.core.flush_ws(gen, ctx),
+                                Ok(()) => {
+                                    if act.core.flush_ws(gen, ctx) {
+                                        act.drained(ctx);
+                                    }
+                                }
                                 Err(_) => act.core.ws_failed(gen, ctx),
                             }
                         },
@@ -136,6 +148,7 @@ impl Core {
                 self.ws_failed(gen, ctx);
             }
         }
+        false
     }
 
     /// Checks after `delay` whether WebSocket `gen` has taken nothing for the write timeout
@@ -245,7 +258,7 @@ impl Core {
                     probed: false,
                     timeout,
                 }));
-                self.flush_ws(gen, ctx);
+                let _ = self.flush_ws(gen, ctx);
             }
             Err(e) => debug!("engine.io {}: upgrade socket: {e}", self.sid),
         }
@@ -317,7 +330,7 @@ impl Core {
                 }
             }
         }
-        self.flush_ws(gen, ctx);
+        let _ = self.flush_ws(gen, ctx);
     }
 }
 
