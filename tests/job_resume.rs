@@ -53,7 +53,9 @@ async fn native_chunk(client: &mut Client) -> (Value, u64) {
     loop {
         let frame = client.recv().await;
         if frame["type"] == "ai-chunk" {
-            let offset = frame["offset"].as_u64().unwrap_or_else(|| panic!("{frame}"));
+            let offset = frame["offset"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{frame}"));
             return (frame["data"].clone(), offset);
         }
         assert_eq!(frame["type"], "job-state", "{frame}");
@@ -69,7 +71,10 @@ async fn sio_chunk(ws: &mut Ws) -> (Value, String) {
         };
         let args: Value = serde_json::from_str(body).unwrap();
         if args[0] == "ai-chunk" {
-            let offset = args[2].as_str().unwrap_or_else(|| panic!("{args}")).to_owned();
+            let offset = args[2]
+                .as_str()
+                .unwrap_or_else(|| panic!("{args}"))
+                .to_owned();
             return (args[1].clone(), offset);
         }
     }
@@ -94,7 +99,10 @@ async fn a_native_client_killed_mid_stream_gets_every_chunk_once_on_the_other_in
     let mut offsets = Vec::new();
     for seq in 1..=3 {
         let (data, offset) = native_chunk(&mut client).await;
-        assert_eq!(data, json!({"jobId": "r-1", "seq": seq, "delta": delta(seq)}));
+        assert_eq!(
+            data,
+            json!({"jobId": "r-1", "seq": seq, "delta": delta(seq)})
+        );
         offsets.push(offset);
     }
     drop(client);
@@ -110,7 +118,10 @@ async fn a_native_client_killed_mid_stream_gets_every_chunk_once_on_the_other_in
     let mut last_offset = offsets[1];
     while text.last < LAST {
         let (data, offset) = native_chunk(&mut client).await;
-        assert!(offset > last_offset, "offsets grow: {offset} after {last_offset}");
+        assert!(
+            offset > last_offset,
+            "offsets grow: {offset} after {last_offset}"
+        );
         last_offset = offset;
         text.apply(&data);
     }
@@ -131,7 +142,10 @@ async fn a_socketio_client_killed_mid_stream_recovers_every_chunk_once_on_the_ot
     let mut offsets = Vec::new();
     for seq in 1..=3 {
         let (data, offset) = sio_chunk(&mut ws).await;
-        assert_eq!(data, json!({"jobId": "r-2", "seq": seq, "delta": delta(seq)}));
+        assert_eq!(
+            data,
+            json!({"jobId": "r-2", "seq": seq, "delta": delta(seq)})
+        );
         offsets.push(offset);
     }
     drop(ws);
@@ -147,7 +161,10 @@ async fn a_socketio_client_killed_mid_stream_recovers_every_chunk_once_on_the_ot
     while text.last < LAST {
         let (data, offset) = sio_chunk(&mut ws).await;
         let offset: u64 = offset.parse().unwrap();
-        assert!(offset > last_offset, "offsets grow: {offset} after {last_offset}");
+        assert!(
+            offset > last_offset,
+            "offsets grow: {offset} after {last_offset}"
+        );
         last_offset = offset;
         text.apply(&data);
     }

@@ -237,7 +237,9 @@ impl JobText {
 
     /// Applies one `ai-chunk` payload.
     pub fn apply(&mut self, data: &Value) {
-        let seq = data["seq"].as_u64().unwrap_or_else(|| panic!("a seq: {data}"));
+        let seq = data["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a seq: {data}"));
         let from = data.get("from").map_or(seq, |f| f.as_u64().expect("from"));
         assert_eq!(
             from,

@@ -14,6 +14,12 @@ use serde::Deserialize;
 /// longer runs of a job's chunks go as several frames.
 const REPLAY_FRAME_MAX: usize = 64 * 1024;
 
+/// A job's kept chunks (seq, text), ascending.
+pub(super) type Chunks = Vec<(u64, String)>;
+
+/// What a resume read of a job's chunks found.
+pub(super) type ChunkRead = (String, Result<Chunks, HubError>);
+
 /// The queue prefix the hub's job API uses (hash-tagged on a cluster).
 fn prefix(env: &SessionEnv) -> &'static str {
     if env.publisher.is_cluster() {
@@ -165,7 +171,7 @@ pub(super) async fn kept_chunks(
     user: &str,
     job: &str,
     after: u64,
-) -> Result<Vec<(u64, String)>, HubError> {
+) -> Result<Chunks, HubError> {
     match call(env, "relay_job_chunks", job, Some(after), user).await {
         Ok(reply) => match answer(true, &reply) {
             Some(JobAnswer::Watched(_, _, chunks)) => Ok(chunks),
@@ -278,7 +284,10 @@ mod tests {
             serde_json::json!({"jobId": "j", "seq": 7, "delta": "c"})
         );
         assert_eq!(chunk_head(frames[0].data()), Some(("j".into(), 4)));
-        assert_eq!(chunk_head(br#"{"jobId":12,"seq":2,"delta":"x"}"#), Some(("12".into(), 2)));
+        assert_eq!(
+            chunk_head(br#"{"jobId":12,"seq":2,"delta":"x"}"#),
+            Some(("12".into(), 2))
+        );
         assert_eq!(chunk_head(br#"{"jobId":null,"seq":2}"#), None);
     }
 

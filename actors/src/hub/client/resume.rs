@@ -528,7 +528,7 @@ impl ClientCore {
         &mut self,
         inbox: Result<Recent, HubError>,
         rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
-        jobs: Vec<(String, Result<Vec<(u64, String)>, HubError>)>,
+        jobs: Vec<super::jobs::ChunkRead>,
         unread: Option<Result<u64, HubError>>,
         io: &mut impl ClientIo,
     ) {
@@ -607,7 +607,10 @@ impl ClientCore {
         for (job, read) in jobs {
             match read {
                 Ok(chunks) => self.replay_chunks(job, &chunks, io),
-                Err(e) => warn!("session {:x}: chunks of job {job} not replayed: {e}", self.id),
+                Err(e) => warn!(
+                    "session {:x}: chunks of job {job} not replayed: {e}",
+                    self.id
+                ),
             }
         }
         self.registered = true;
