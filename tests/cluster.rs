@@ -1,12 +1,21 @@
 //! The hub on a real Redis Cluster (`REDIS_CLUSTER_URLS`; docs/cluster.md): local clusters
-//! started per test on free ports. Every feature across two instances; a slot that holds
-//! subscribed channels moved to another master; a master killed and its replica taking over.
+//! started per test on free ports. Every feature across two instances; a job's chunks to a
+//! native and a Socket.IO session on two instances, and a `watch-job` mid-stream; a slot that
+//! holds subscribed channels moved to another master; a master killed and its replica taking
+//! over.
 
 mod common;
+mod sio_common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{cache::CacheBackend, cluster::Cluster, eventually, hub_with_url, Client, Hub};
+use common::{
+    cache::CacheBackend,
+    cluster::Cluster,
+    eventually, hub_with_url,
+    jobs::{HandJob, JobText},
+    Client, Hub,
+};
 use serde_json::{json, Value};
 
 const KEY: &str = "cluster-test-key";
@@ -241,6 +250,81 @@ async fn every_feature_works_across_two_instances_on_a_cluster() {
     assert_eq!(status, 202, "{body}");
     let frame = bob.recv_type("cache-invalidate").await;
     assert_eq!(frame["data"]["pattern"], "user:*");
+}
+
+/// The payload of the next `ai-chunk` frame of a native client (after `job-state` frames).
+async fn native_chunk(client: &mut Client) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "ai-chunk" {
+            return frame["data"].clone();
+        }
+        assert_eq!(frame["type"], "job-state", "{frame}");
+    }
+}
+
+/// The payload of the next `ai-chunk` event of a Socket.IO client.
+async fn sio_chunk(ws: &mut sio_common::Ws) -> Value {
+    loop {
+        let text = ws.text_skipping_pings().await;
+        let Some(body) = text.strip_prefix("42") else {
+            continue;
+        };
+        let args: Value = serde_json::from_str(body).unwrap();
+        if args[0] == "ai-chunk" {
+            return args[1].clone();
+        }
+    }
+}
+
+/// A job's chunks on a cluster (the job functions under the `{jobs}` prefix, in its slot):
+/// a native session on one instance and a Socket.IO session on the other get them live; a
+/// tab that opens on the second instance mid-stream asks `watch-job` and gets the text so
+/// far, then the live chunks, each once and in order.
+#[tokio::test]
+async fn a_jobs_chunks_stream_to_both_ways_in_and_a_watch_catches_up_on_a_cluster() {
+    let cluster = Cluster::start(3, 0).await;
+    let one = hub_on(&cluster, &[]).await;
+    let two = hub_on(&cluster, &[]).await;
+    let mut tab = one.user("jo").await;
+    let (mut sio, _) = sio_common::connect_with(two.port, &json!({"userId": "jo"})).await;
+
+    let mut conn = cluster.conn().await;
+    let job = HandJob::start(&mut conn, "{jobs}", "cj-1", "jo").await;
+    let deltas = ["Shards", " keep", " the", " text", " whole"];
+    for (seq, delta) in (1..).zip(&deltas[..3]) {
+        job.chunk(&mut conn, seq, delta).await;
+    }
+    for seq in 1..=3u64 {
+        let expected = json!({"jobId": "cj-1", "seq": seq, "delta": deltas[seq as usize - 1]});
+        assert_eq!(native_chunk(&mut tab).await, expected);
+        assert_eq!(sio_chunk(&mut sio).await, expected);
+    }
+
+    let mut late = two.user("jo").await;
+    late.send(json!({"type": "watch-job", "jobId": "cj-1", "id": 1}))
+        .await;
+    let watched = late.recv_type("job-watched").await;
+    assert_eq!(
+        (watched["state"].clone(), watched["seq"].clone()),
+        (json!("running"), json!(3)),
+        "{watched}"
+    );
+    let mut text = JobText::default();
+    for c in watched["chunks"].as_array().expect("chunks") {
+        text.apply(&json!({"seq": c["seq"], "delta": c["delta"]}));
+    }
+    for (seq, delta) in (4..).zip(&deltas[3..]) {
+        job.chunk(&mut conn, seq, delta).await;
+    }
+    while text.last < 5 {
+        text.apply(&native_chunk(&mut late).await);
+    }
+    assert_eq!(text.text, deltas.concat());
+    for seq in 4..=5u64 {
+        assert_eq!(native_chunk(&mut tab).await["seq"], seq);
+        assert_eq!(sio_chunk(&mut sio).await["seq"], seq);
+    }
 }
 
 #[tokio::test]

@@ -197,6 +197,7 @@ async fn delete_cancels_a_queued_job_which_then_never_runs() {
         json!({"jobId": "q-1", "state": "queued", "attempt": 0})
     );
     assert_eq!(user.recv_result().await["data"]["status"], "cancelled");
+    assert_eq!(hub.metric("hub_jobs_cancelled_total").await, 1.0);
     let claim: Vec<String> = fcall(
         &redis,
         "relay_job_claim",

@@ -45,6 +45,8 @@ pub struct QueueStats {
     pub done: u64,
     /// Jobs dead-lettered.
     pub failed: u64,
+    /// Jobs cancelled while queued or running (`relay_job_cancel`).
+    pub cancelled: u64,
     /// Failed attempts that were retried.
     pub retried: u64,
     /// Jobs taken over from a worker that stopped renewing its lease.
@@ -85,6 +87,7 @@ impl QueueStats {
         s.enqueued = get("enqueued");
         s.done = get("done");
         s.failed = get("failed");
+        s.cancelled = get("cancelled");
         s.retried = get("retried");
         s.reclaimed = get("reclaimed");
         s.parked = get("parked");
@@ -110,7 +113,7 @@ pub struct JobMetrics {
 }
 
 /// (name, help, type) of each family the collector produces.
-const FAMILIES: [(&str, &str, MetricType); 11] = [
+const FAMILIES: [(&str, &str, MetricType); 12] = [
     (
         "hub_jobs_queue_depth",
         "Unfinished jobs per priority (waiting, running or between attempts)",
@@ -139,6 +142,11 @@ const FAMILIES: [(&str, &str, MetricType); 11] = [
     (
         "hub_jobs_failed_total",
         "Jobs dead-lettered after their last attempt, all workers",
+        MetricType::COUNTER,
+    ),
+    (
+        "hub_jobs_cancelled_total",
+        "Jobs cancelled while queued or running, all instances",
         MetricType::COUNTER,
     ),
     (
@@ -311,6 +319,7 @@ impl JobMetrics {
             vec![counter(s.enqueued)],
             vec![counter(s.done)],
             vec![counter(s.failed)],
+            vec![counter(s.cancelled)],
             vec![counter(s.retried)],
             vec![counter(s.reclaimed)],
             vec![counter(s.parked)],
@@ -356,11 +365,14 @@ mod tests {
             "900",
             "retried",
             "2",
+            "cancelled",
+            "4",
         ]))
         .unwrap();
         assert_eq!(s.depth, [3, 5, 0]);
         assert_eq!(s.pending, [1, 0, 0]);
         assert_eq!((s.dead_letters, s.done, s.retried), (2, 7, 2));
+        assert_eq!(s.cancelled, 4);
         assert_eq!(s.latency_buckets[1], 4);
         assert_eq!(
             (s.latency_over, s.latency_count, s.latency_sum_ms),
@@ -376,6 +388,7 @@ mod tests {
         *m.snapshot.lock().unwrap() = QueueStats {
             depth: [1, 2, 3],
             done: 5,
+            cancelled: 2,
             latency_buckets: {
                 let mut b = [0; LATENCY_BUCKETS_MS.len()];
                 b[0] = 2;
@@ -394,6 +407,7 @@ mod tests {
         for line in [
             "hub_jobs_queue_depth{priority=\"low\"} 3",
             "hub_jobs_done_total 5",
+            "hub_jobs_cancelled_total 2",
             "hub_jobs_latency_ms_bucket{le=\"5\"} 2",
             "hub_jobs_latency_ms_bucket{le=\"25\"} 5",
             "hub_jobs_latency_ms_bucket{le=\"+Inf\"} 5",

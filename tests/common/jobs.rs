@@ -157,3 +157,102 @@ pub async fn xlen(redis: &Redis, key: &str) -> u64 {
         .await
         .unwrap()
 }
+
+/// A job streamed by hand, as a worker streams it with the job library's functions: enqueued
+/// (type `stream_test`), claimed by worker `w`, its chunks recorded with its lease. `prefix`
+/// is the queue's (`jobs`, `{jobs}` on a cluster).
+pub struct HandJob {
+    pub id: String,
+    prefix: String,
+    lease: String,
+}
+
+/// `FCALL <name> 1 <prefix> <args>` on `conn`.
+pub async fn job_fcall<T: redis::FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    name: &str,
+    args: &[&str],
+) -> T {
+    redis::cmd("FCALL")
+        .arg(name)
+        .arg(1)
+        .arg(prefix)
+        .arg(args)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("FCALL {name}: {e}"))
+}
+
+impl HandJob {
+    /// Enqueues job `id` of `user` and claims it.
+    pub async fn start(
+        conn: &mut impl redis::aio::ConnectionLike,
+        prefix: &str,
+        id: &str,
+        user: &str,
+    ) -> HandJob {
+        let user = Value::from(user).to_string();
+        let args = [id, "stream_test", &user, "normal", "{}", "600000", "0", "0"];
+        let queued: Vec<String> = job_fcall(conn, prefix, "relay_job_enqueue", &args).await;
+        assert_eq!(queued[0], "queued", "{queued:?}");
+        let claim_args = ["w", "30000", "3", "600000", "100", "stream_test"];
+        let claim: Vec<String> = job_fcall(conn, prefix, "relay_job_claim", &claim_args).await;
+        assert_eq!(claim.get(7).map(String::as_str), Some(id), "{claim:?}");
+        HandJob {
+            id: id.to_owned(),
+            prefix: prefix.to_owned(),
+            lease: claim[5].clone(),
+        }
+    }
+
+    /// Records the next chunk; asserts it got `seq`.
+    pub async fn chunk(&self, conn: &mut impl redis::aio::ConnectionLike, seq: u64, delta: &str) {
+        let args = [self.id.as_str(), &self.lease, delta];
+        let got: i64 = job_fcall(conn, &self.prefix, "relay_job_chunk", &args).await;
+        assert_eq!(got, seq as i64, "chunk {delta:?} of {}", self.id);
+    }
+}
+
+/// A job's text as a client builds it from `ai-chunk` payloads (a replay may merge a run of
+/// chunks into one: `seq` its last, `from` its first): each must follow the last one seen,
+/// so a chunk lost, repeated or out of order fails.
+#[derive(Debug, Default)]
+pub struct JobText {
+    pub last: u64,
+    pub text: String,
+    /// Payloads that held more than one chunk.
+    pub merged: usize,
+}
+
+impl JobText {
+    /// Text seen up to chunk `last` (the client's own before it came back).
+    pub fn after(last: u64, text: &str) -> JobText {
+        JobText {
+            last,
+            text: text.to_owned(),
+            merged: 0,
+        }
+    }
+
+    /// Applies one `ai-chunk` payload.
+    pub fn apply(&mut self, data: &Value) {
+        let seq = data["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a seq: {data}"));
+        let from = data.get("from").map_or(seq, |f| f.as_u64().expect("from"));
+        assert_eq!(
+            from,
+            self.last + 1,
+            "every chunk once and in order: {data} after chunk {} ({:?})",
+            self.last,
+            self.text
+        );
+        assert!(seq >= from, "{data}");
+        if seq > from {
+            self.merged += 1;
+        }
+        self.last = seq;
+        self.text.push_str(data["delta"].as_str().expect("a delta"));
+    }
+}

@@ -186,6 +186,10 @@ pub struct Metrics {
     pub notification_duplicates: IntCounter,
     /// Notifications replayed from the inbox to sessions that reconnected with `since`.
     pub notifications_replayed: IntCounter,
+    /// Job chunks replayed to resumed sessions (each counted, merged or not).
+    pub chunks_replayed: IntCounter,
+    /// Live job chunks dropped because a resume's replay already carried them.
+    pub chunk_duplicates: IntCounter,
     /// Reconnecting sessions whose inbox could not be read (they got `recovered: false`).
     pub inbox_read_errors: IntCounter,
     /// Low-priority notifications kept in the inbox but not pushed live (over the user's cap),
@@ -569,6 +573,16 @@ impl Metrics {
                 &r,
                 "hub_notifications_replayed_total",
                 "Notifications replayed from the inbox to sessions that reconnected with since",
+            ),
+            chunks_replayed: counter(
+                &r,
+                "hub_chunks_replayed_total",
+                "Job chunks replayed from Redis to resumed sessions",
+            ),
+            chunk_duplicates: counter(
+                &r,
+                "hub_chunk_duplicates_dropped_total",
+                "Live job chunks dropped because a resumed session's replay already carried them",
             ),
             notifications_held: counter(
                 &r,

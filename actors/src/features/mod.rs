@@ -1,6 +1,6 @@
 //! The features built on Redis, each in its own module: chat [`history`], notification
 //! [`inbox`]es, gap [`recovery`] after a pub/sub outage (with the history and the inboxes),
-//! local [`presence`] and the cross-instance [`roster`], Socket.IO [`session_resume`], live [`analytics`] and the health
+//! local [`presence`] and the cross-instance [`roster`], Socket.IO [`session_resume`] (with the jobs' [`job_cursors`]), live [`analytics`] and the health
 //! [`canary`]; who may join and post in a room ([`room_access`], with the application's
 //! [`room_hook`]), token [`revocation`], per-user limits ([`user_limits`]) and the caps on
 //! resume records ([`resume_records`]). They depend on [`crate::common`], [`crate::messages`] and
@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod canary;
 pub mod history;
 pub mod inbox;
+pub mod job_cursors;
 pub mod presence;
 pub mod recovery;
 pub mod resume_records;

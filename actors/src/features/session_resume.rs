@@ -6,7 +6,7 @@
 //! private id (the native `resume` token) and last offset ([`plan`]).
 //!
 //! Streams are the user's notification inbox and the rooms' chat histories (Redis streams, ids
-//! `<ms>-<seq>`). Every event the session sends gets the next offset (`seq`); the ones that
+//! `<ms>-<seq>`), and the chunks of the user's jobs (by chunk seq, [`job_cursors`]). Every event the session sends gets the next offset (`seq`); the ones that
 //! come from a stream also get a ring entry (offset, stream, the stream's cursor before it),
 //! and so does a `joined` for a room the session was already in (its history moves the room's
 //! cursor). A client that read up to offset `o` saw, per stream, everything up to the `prev`
@@ -38,6 +38,7 @@ use crate::{
     common::error::HubError,
     common::metrics::Metrics,
     connections::publisher::{retry_on_dead_connection, Publisher},
+    features::job_cursors::{self, ChunkSent, JobCursors},
     features::resume_records::{self, Listed, RecordCaps},
 };
 
@@ -158,6 +159,8 @@ pub struct Tracker {
     /// The rooms the session is in, with their cursors.
     pub rooms: Vec<(RoomId, Cursor)>,
     ring: VecDeque<Sent>,
+    /// The jobs that streamed to the session, with their cursors and ring entries.
+    jobs: JobCursors,
 }
 
 impl Tracker {
@@ -180,6 +183,7 @@ impl Tracker {
             inbox,
             rooms,
             ring: VecDeque::new(),
+            jobs: JobCursors::default(),
         }
     }
 
@@ -189,7 +193,9 @@ impl Tracker {
     /// client whose missed events were all outside the streams (not replayed: its offset
     /// stays) can resume again.
     pub fn resumed(pid: Pid, record: &Record, plan: &Plan, offset: u64) -> Tracker {
-        Tracker::at(pid, record.seq, offset, plan.inbox, plan.rooms.clone())
+        let mut t = Tracker::at(pid, record.seq, offset, plan.inbox, plan.rooms.clone());
+        t.jobs = JobCursors::resumed(plan.jobs.clone());
+        t
     }
 
     /// The offset of the next event of `bytes`; `from` is its stream (room or inbox) and id,
@@ -232,12 +238,18 @@ impl Tracker {
         self.seq
     }
 
+    /// The offset of an `ai-chunk` of `bytes`: chunk `seq` (the last one, for a merged
+    /// frame) of `job`. It takes a ring entry and moves the job's cursor.
+    pub fn chunk(&mut self, job: &str, seq: u64, bytes: usize) -> u64 {
+        self.seq += 1;
+        self.sent += bytes as u64;
+        self.make_room();
+        self.jobs.sent(self.seq, job, seq);
+        self.seq
+    }
+
     fn remember(&mut self, room: Option<RoomId>, prev: Cursor) {
-        if self.ring.len() == RING_MAX {
-            // Not reached while the session waits for proofs at `RING_MAX` ([`Tracker::has_room`]).
-            let dropped = self.ring.pop_front().expect("full");
-            self.floor = self.floor.max(dropped.seq);
-        }
+        self.make_room();
         self.ring.push_back(Sent {
             seq: self.seq,
             room,
@@ -245,11 +257,31 @@ impl Tracker {
         });
     }
 
+    /// Ring entries of every stream.
+    fn ring_len(&self) -> usize {
+        self.ring.len() + self.jobs.ring_len()
+    }
+
+    /// Drops the oldest ring entry when the ring is full. Not reached while the session waits
+    /// for proofs at `RING_MAX` ([`Tracker::has_room`]).
+    fn make_room(&mut self) {
+        if self.ring_len() < RING_MAX {
+            return;
+        }
+        let stream = self.ring.front().map(|e| e.seq);
+        let dropped = match (stream, self.jobs.oldest()) {
+            (Some(s), Some(j)) if j < s => self.jobs.drop_oldest(),
+            (None, Some(_)) => self.jobs.drop_oldest(),
+            _ => self.ring.pop_front().map(|e| e.seq),
+        };
+        self.floor = self.floor.max(dropped.unwrap_or(0));
+    }
+
     /// Whether an event of `bytes` (`stream`: one that takes a ring entry) may be sent now: at
     /// most [`RING_MAX`] ring entries and `window` bytes unproven (a single larger event goes
     /// when everything before it is proven).
     pub fn has_room(&self, bytes: usize, stream: bool, window: usize) -> bool {
-        if stream && self.ring.len() >= RING_MAX {
+        if stream && self.ring_len() >= RING_MAX {
             return false;
         }
         let unproven = self.sent - self.proved.bytes;
@@ -262,7 +294,7 @@ impl Tracker {
         let unproven = self.sent - self.proved.bytes;
         !self.asking
             && self.seq > self.proved.seq
-            && (blocked || self.ring.len() >= RING_MAX / 2 || unproven >= window as u64 / 2)
+            && (blocked || self.ring_len() >= RING_MAX / 2 || unproven >= window as u64 / 2)
     }
 
     /// A proof was asked for (a ping is on its way).
@@ -291,6 +323,7 @@ impl Tracker {
         while self.ring.front().is_some_and(|e| e.seq <= seq) {
             self.ring.pop_front();
         }
+        self.jobs.proved(seq);
         self.floor = self.floor.max(seq);
         if self.ring.is_empty() {
             self.ring = VecDeque::new();
@@ -308,12 +341,14 @@ impl Tracker {
         self.pid = new_pid();
         self.rooms.clear();
         self.ring = VecDeque::new();
+        self.jobs.clear_ring();
         self.floor = self.seq;
         self.proved = self.proof_point();
     }
 
     /// What to write to Redis for `user` when the transport drops.
     pub fn record(&self, user: &str) -> Record {
+        let (jobs, chunks) = self.jobs.record();
         Record {
             user: user.to_owned(),
             seq: self.seq,
@@ -321,6 +356,8 @@ impl Tracker {
             inbox: self.inbox,
             rooms: self.rooms.clone(),
             ring: self.ring.iter().cloned().collect(),
+            jobs,
+            chunks,
         }
     }
 }
@@ -340,6 +377,14 @@ pub struct Record {
     pub rooms: Vec<(RoomId, Cursor)>,
     /// What was sent from streams since the last pong, oldest first.
     pub ring: Vec<Sent>,
+    /// The jobs that streamed to the session, with their cursors (the last chunk seq sent),
+    /// least recently streamed first. Absent in records of hubs before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<(String, u64)>,
+    /// The chunks sent since the last pong, oldest first (apart from `ring`, which a hub
+    /// before it reads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkSent>,
 }
 
 /// What a resumed session reads again: per stream, what the client saw.
@@ -349,6 +394,8 @@ pub struct Plan {
     pub inbox: Cursor,
     /// Each room with its cursor.
     pub rooms: Vec<(RoomId, Cursor)>,
+    /// Each job with the last chunk seq the client read.
+    pub jobs: Vec<(String, u64)>,
 }
 
 /// The cursors of a client that read up to `offset` (0: no event yet), or `None` when that
@@ -371,6 +418,7 @@ pub fn plan(record: &Record, offset: u64) -> Option<Plan> {
             .iter()
             .map(|(room, cursor)| (room.clone(), first_after(Some(room)).unwrap_or(*cursor)))
             .collect(),
+        jobs: job_cursors::plan(&record.jobs, &record.chunks, offset),
     })
 }
 
@@ -765,6 +813,41 @@ mod tests {
             assert_eq!(p.inbox, plan3.inbox);
         }
         assert_eq!(plan(&again, 2), None);
+    }
+
+    #[test]
+    fn chunks_take_ring_entries_and_records_carry_job_cursors() {
+        let mut t = busy_tracker();
+        assert_eq!(t.chunk("j", 1, 10), 6);
+        assert_eq!(t.next(None, 10), 7);
+        assert_eq!(t.chunk("j", 3, 10), 8, "a merged frame: its last seq");
+        let record = t.record("u");
+        let jobs = |offset| plan(&record, offset).unwrap().jobs;
+        assert_eq!(jobs(5), vec![("j".to_string(), 0)]);
+        assert_eq!(jobs(7), vec![("j".to_string(), 1)]);
+        assert_eq!(jobs(8), vec![("j".to_string(), 3)]);
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), record);
+        let resumed = Tracker::resumed(new_pid(), &record, &plan(&record, 6).unwrap(), 6);
+        assert_eq!(plan(&resumed.record("u"), 8).unwrap().jobs, jobs(6));
+        t.prove(t.proof_point());
+        assert!(t.record("u").chunks.is_empty());
+        assert_eq!(t.record("u").jobs, vec![("j".to_string(), 3)]);
+
+        let mut full = Tracker::new(Cursor::After(id(1)));
+        for i in 0..RING_MAX as u64 {
+            assert!(full.has_room(1, true, 1000));
+            full.chunk("j", i + 1, 1);
+        }
+        assert!(!full.has_room(1, true, 1000), "chunks fill the ring too");
+    }
+
+    #[test]
+    fn a_record_of_a_hub_without_job_cursors_still_resumes() {
+        let old = r#"{"user":"u","seq":2,"floor":0,"inbox":">1-0","rooms":[],
+            "ring":[{"seq":1,"prev":">1-0"}]}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(plan(&record, 1).unwrap().jobs, vec![]);
     }
 
     #[test]

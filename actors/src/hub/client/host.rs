@@ -307,6 +307,8 @@ pub(super) enum Outcome {
         inbox: Result<Recent, HubError>,
         /// Each room rejoined, with what followed its cursor (`None`: the join failed).
         rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        /// Each job that streamed to the session, with its kept chunks after its cursor.
+        jobs: Vec<super::jobs::ChunkRead>,
         /// The user's unread count (`None` when not registered).
         unread: Option<Result<u64, HubError>>,
     },

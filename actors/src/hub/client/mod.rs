@@ -127,6 +127,9 @@ pub struct ClientCore {
     /// The inbox ids replayed at `connected`, ascending: live copies are dropped (see
     /// [`JoinedRoom::delivered`]).
     inbox_replayed: Vec<MessageId>,
+    /// Per job, the last chunk seq a resume replayed: live copies are dropped
+    /// ([`ClientCore::chunk_replayed`]).
+    chunks_replayed: Vec<(String, u64)>,
     /// The expiry timer is running (there is at most one per session).
     expiry_armed: bool,
     /// The client's address (behind trusted proxies), for the per-address cap of resume
@@ -174,7 +177,7 @@ fn replay(
     for (raw, id) in read.messages.iter().zip(&read.ids) {
         let event = Outbound::envelope(kind, raw.get().as_bytes());
         core.env.metrics.frames_out(kind, 1, event.native().len());
-        core.write_replay(Arc::new(event), scope.clone(), *id, io);
+        core.write_replay(Arc::new(event), scope.clone(), Some(*id), io);
     }
 }
 
@@ -214,6 +217,7 @@ impl ClientCore {
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             inbox_since: None,
             inbox_replayed: Vec::new(),
+            chunks_replayed: Vec::new(),
             expiry_armed: false,
             peer: None,
             resume: None,
@@ -380,7 +384,10 @@ impl ClientCore {
     /// once the session is closing (nothing after it is for the client).
     fn take(&mut self, delivery: Delivery, io: &mut impl ClientIo) -> ControlFlow<()> {
         match &delivery.item {
-            Item::Event(_) => {
+            Item::Event(event) => {
+                if self.chunk_replayed(event) {
+                    return ControlFlow::Continue(());
+                }
                 if self.wants(&delivery.scope, delivery.order) {
                     self.write(delivery, io);
                 }
@@ -592,8 +599,9 @@ impl ClientCore {
                 ok: true,
                 inbox,
                 rooms,
+                jobs,
                 unread,
-            } => self.restored(inbox, rooms, unread, io),
+            } => self.restored(inbox, rooms, jobs, unread, io),
             Outcome::Marked { id, result } => {
                 self.marked(id, result, io);
                 self.unbusy(io);

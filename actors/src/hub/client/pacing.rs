@@ -63,7 +63,8 @@ impl Paced {
                 order,
                 ..
             } => {
-                let stream = order.is_some() && !matches!(scope, Scope::Topic(_));
+                let stream = event.kind() == OutKind::AiChunk
+                    || (order.is_some() && !matches!(scope, Scope::Topic(_)));
                 (event.native().len(), stream)
             }
             Paced::Joined { info, .. } => (joined_bytes(info), true),
@@ -175,13 +176,13 @@ impl ClientCore {
         self.env.limits.queue_bytes / 2
     }
 
-    /// Writes a replayed event (`order` its stream id): at once, or in a resumable session
-    /// after what waits, without counting against the queue bound.
+    /// Writes a replayed event (`order` its stream id; `None` for a job's chunks): at once,
+    /// or in a resumable session after what waits, without counting against the queue bound.
     pub(super) fn write_replay(
         &mut self,
         event: Arc<Outbound>,
         scope: Scope,
-        order: MessageId,
+        order: Option<MessageId>,
         io: &mut impl ClientIo,
     ) {
         self.release_chunks(io);
@@ -190,7 +191,7 @@ impl ClientCore {
             Some(r) => r.paced.push_back(Paced::Event {
                 event,
                 scope,
-                order: Some(order),
+                order,
                 counted: 0,
             }),
         }
@@ -280,12 +281,19 @@ impl ClientCore {
                     // A snapshot, not numbered: a resumed session's `connected` has the count.
                     return io.deliver(&event, None);
                 }
+                let bytes = event.native().len();
+                if event.kind() == OutKind::AiChunk {
+                    if let Some((job, seq)) = super::jobs::chunk_head(event.data()) {
+                        let offset = r.tracker.chunk(&job, seq, bytes);
+                        return io.deliver(&event, Some(offset));
+                    }
+                }
                 let from = match (&scope, order) {
                     (Scope::User, Some(id)) => Some((None, id)),
                     (Scope::Room(room), Some(id)) => Some((Some(room), id)),
                     _ => None,
                 };
-                let offset = r.tracker.next(from, event.native().len());
+                let offset = r.tracker.next(from, bytes);
                 io.deliver(&event, Some(offset));
             }
             Paced::Joined {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use super::pacing::Resumable;
 use super::*;
-use crate::features::session_resume::{plan, Pid, ResumeStore, Taken, Tracker};
+use crate::features::session_resume::{plan, Pid, Plan, ResumeStore, Taken, Tracker};
 use hub_wire::protocol::HubMessage;
 
 /// How long a resume waits for the live session holding its token to say it was kept, from
@@ -211,7 +211,7 @@ impl ClientCore {
                         pid, &record, &plan, offset,
                     )));
                     self.restoring = true;
-                    return self.restore(plan.inbox, plan.rooms, registered, io);
+                    return self.restore(plan, registered, io);
                 }
                 None => {
                     log::info!(
@@ -445,23 +445,19 @@ impl ClientCore {
         }
     }
 
-    /// Registers a resumed session: rejoins `rooms` (through the registry, as joins do) and
-    /// reads what followed each cursor, then answers `Connected` with `recovered: true` and
-    /// writes the missed notifications, then each room's missed messages (room by room, in
-    /// the order given), before any live event. When any read is incomplete (a gap longer
-    /// than the history or inbox keeps), the rooms are left and `recovered` is false: a
-    /// normal connect, except that the notifications read are still written (as with
-    /// `since`).
+    /// Registers a resumed session: rejoins the plan's rooms (through the registry, as joins
+    /// do) and reads what followed each cursor, the inbox's and each job's too, then answers
+    /// `Connected` with `recovered: true` and writes the missed notifications, then each
+    /// room's missed messages (room by room, in the order given), then each job's missed
+    /// chunks, before any live event. When any read is incomplete (a gap longer than the
+    /// history or inbox keeps, or a read that failed), the rooms are left and `recovered` is
+    /// false: a normal connect, except that the notifications and chunks read are still
+    /// written (as with `since`).
     ///
     /// `registered`: the session is registered already (it waited for a live session to hand
     /// the token over).
-    pub(super) fn restore(
-        &mut self,
-        inbox: Cursor,
-        rooms: Vec<(RoomId, Cursor)>,
-        registered: bool,
-        io: &mut impl ClientIo,
-    ) {
+    pub(super) fn restore(&mut self, plan: Plan, registered: bool, io: &mut impl ClientIo) {
+        let Plan { inbox, rooms, jobs } = plan;
         let register = if registered {
             None
         } else {
@@ -481,6 +477,7 @@ impl ClientCore {
                         ok: false,
                         inbox,
                         rooms: Vec::new(),
+                        jobs: Vec::new(),
                         unread: None,
                     });
                 }
@@ -503,17 +500,24 @@ impl ClientCore {
                     }
                 }
             });
-            let (inbox, reads, unread) = futures_util::future::join3(
+            // Registered before reading: a chunk the reads miss arrives live.
+            let chunks = jobs
+                .iter()
+                .map(|(job, after)| super::jobs::kept_chunks(&env, &user, job, *after));
+            let (inbox, reads, chunks, unread) = futures_util::future::join4(
                 env.inbox.since(&user, inbox),
                 futures_util::future::join_all(reads),
+                futures_util::future::join_all(chunks),
                 env.inbox.unread(&user),
             )
             .await;
             let rooms = rooms.into_iter().map(|(room, _)| room).zip(reads).collect();
+            let jobs = jobs.into_iter().map(|(job, _)| job).zip(chunks).collect();
             Resumed(Outcome::Restored {
                 ok: true,
                 inbox,
                 rooms,
+                jobs,
                 unread: Some(unread),
             })
         }));
@@ -524,6 +528,7 @@ impl ClientCore {
         &mut self,
         inbox: Result<Recent, HubError>,
         rooms: Vec<(RoomId, Option<Result<Recent, HubError>>)>,
+        jobs: Vec<super::jobs::ChunkRead>,
         unread: Option<Result<u64, HubError>>,
         io: &mut impl ClientIo,
     ) {
@@ -537,7 +542,8 @@ impl ClientCore {
         let recovered = complete(&inbox)
             && rooms
                 .iter()
-                .all(|(_, read)| read.as_ref().is_some_and(complete));
+                .all(|(_, read)| read.as_ref().is_some_and(complete))
+            && jobs.iter().all(|(_, read)| read.is_ok());
         if !recovered {
             if let Some(r) = self.resume.as_mut() {
                 // A new token: the old one's mark goes, the new one is marked live.
@@ -596,6 +602,15 @@ impl ClientCore {
                 }
                 Some(_) => self.env.registry.do_send(Leave { id: self.id, room }),
                 None => {}
+            }
+        }
+        for (job, read) in jobs {
+            match read {
+                Ok(chunks) => self.replay_chunks(job, &chunks, io),
+                Err(e) => warn!(
+                    "session {:x}: chunks of job {job} not replayed: {e}",
+                    self.id
+                ),
             }
         }
         self.registered = true;
