@@ -26,25 +26,25 @@ fn actor_future<A: actix::Actor<Context = Context<A>>>() -> usize {
 #[test]
 fn an_idle_sessions_inline_state_stays_within_its_budget() {
     let rows: [(&str, usize, usize); 9] = [
-        ("native Session (actor)", size_of::<Session>(), 512),
-        ("  ClientCore", size_of::<ClientCore>(), 256),
+        ("native Session (actor)", size_of::<Session>(), 496),
+        ("  ClientCore", size_of::<ClientCore>(), 240),
         ("  transport Reader", size_of::<Reader>(), 80),
         ("  transport Writer", size_of::<Writer>(), 112),
         (
             "native task future (ContextFut)",
             actor_future::<Session>(),
-            848,
+            832,
         ),
         (
             "Socket.IO session actor (EngineSocket)",
             size_of::<SioSession>(),
-            768,
+            752,
         ),
-        ("  HubApp", size_of::<HubApp>(), 304),
+        ("  HubApp", size_of::<HubApp>(), 288),
         (
             "Socket.IO task future (ContextFut)",
             actor_future::<SioSession>(),
-            1104,
+            1088,
         ),
         (
             "SessionAddr (registry handle)",

@@ -84,20 +84,24 @@ impl ClientCore {
     /// last one replayed of its job); a job is forgotten once a later chunk of it arrives
     /// live (every copy of the replayed ones came before it). Counts what it drops.
     pub(super) fn chunk_replayed(&mut self, event: &Outbound) -> bool {
-        if self.chunks_replayed.is_empty() || event.kind() != OutKind::AiChunk {
+        let Some(replayed) = self.replayed.as_mut().map(|r| &mut r.chunks) else {
+            return false;
+        };
+        if replayed.is_empty() || event.kind() != OutKind::AiChunk {
             return false;
         }
         let Some((job, seq)) = chunk_head(event.data()) else {
             return false;
         };
-        let Some(i) = self.chunks_replayed.iter().position(|(j, _)| *j == job) else {
+        let Some(i) = replayed.iter().position(|(j, _)| *j == job) else {
             return false;
         };
-        if seq <= self.chunks_replayed[i].1 {
+        if seq <= replayed[i].1 {
             self.env.metrics.chunk_duplicates.inc();
             return true;
         }
-        self.chunks_replayed.swap_remove(i);
+        replayed.swap_remove(i);
+        self.forget_replayed_when_done();
         false
     }
 
@@ -119,7 +123,10 @@ impl ClientCore {
             metrics.frames_out(OutKind::AiChunk, 1, event.native().len());
             self.write_replay(Arc::new(event), Scope::User, None, io);
         }
-        self.chunks_replayed.push((job, *last));
+        self.replayed
+            .get_or_insert_default()
+            .chunks
+            .push((job, *last));
     }
 
     /// The answer to a job request came back.

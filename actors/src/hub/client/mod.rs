@@ -124,12 +124,9 @@ pub struct ClientCore {
     queued: Arc<QueuedBytes>,
     /// The last `inboxId` the client saw (`?since=`, `auth`): replayed from after it.
     inbox_since: Option<MessageId>,
-    /// The inbox ids replayed at `connected`, ascending: live copies are dropped (see
-    /// [`JoinedRoom::delivered`]).
-    inbox_replayed: Vec<MessageId>,
-    /// Per job, the last chunk seq a resume replayed: live copies are dropped
-    /// ([`ClientCore::chunk_replayed`]).
-    chunks_replayed: Vec<(String, u64)>,
+    /// What was replayed at `connected` whose live copies may still come (`None`: nothing;
+    /// an idle session pays one pointer for it).
+    replayed: Option<Box<Replayed>>,
     /// The expiry timer is running (there is at most one per session).
     expiry_armed: bool,
     /// The client's address (behind trusted proxies), for the per-address cap of resume
@@ -149,6 +146,28 @@ pub struct ClientCore {
     resume_asked: bool,
     /// `ai-chunk`s held while the client is behind (`None`: none).
     chunks: Option<Box<chunks::HeldChunks>>,
+}
+
+impl ClientCore {
+    /// Frees what was kept of a replay once no live copy of it can come any more.
+    fn forget_replayed_when_done(&mut self) {
+        if self
+            .replayed
+            .as_ref()
+            .is_some_and(|r| r.inbox.is_empty() && r.chunks.is_empty())
+        {
+            self.replayed = None;
+        }
+    }
+}
+
+/// What a session replayed at `connected` whose live copies are dropped when they come.
+#[derive(Default)]
+struct Replayed {
+    /// The inbox ids, ascending (see [`JoinedRoom::delivered`]).
+    inbox: Vec<MessageId>,
+    /// Per job, the last chunk seq a resume replayed ([`ClientCore::chunk_replayed`]).
+    chunks: Vec<(String, u64)>,
 }
 
 /// True when a live message with id `order` is a copy of one of the `delivered` ids
@@ -216,8 +235,7 @@ impl ClientCore {
             busy: None,
             queued: Arc::new(QueuedBytes::new(limits.queue_bytes)),
             inbox_since: None,
-            inbox_replayed: Vec::new(),
-            chunks_replayed: Vec::new(),
+            replayed: None,
             expiry_armed: false,
             peer: None,
             resume: None,
@@ -697,7 +715,7 @@ impl ClientCore {
                 .notifications_replayed
                 .inc_by(missed.messages.len() as u64);
             replay(self, OutKind::Notification, &Scope::User, &missed, io);
-            self.inbox_replayed = missed.ids;
+            self.replayed.get_or_insert_default().inbox = missed.ids;
         }
         self.registered = true;
         self.watch_expiry(io);
@@ -726,8 +744,11 @@ impl ClientCore {
         let metrics = &self.env.metrics;
         let wanted = match scope {
             Scope::User => {
-                if replayed(&mut self.inbox_replayed, order) {
-                    metrics.notification_duplicates.inc();
+                let inbox = self.replayed.as_mut().map(|r| &mut r.inbox);
+                let copy = inbox.is_some_and(|inbox| replayed(inbox, order));
+                self.forget_replayed_when_done();
+                if copy {
+                    self.env.metrics.notification_duplicates.inc();
                     return false;
                 }
                 true

@@ -585,7 +585,7 @@ impl ClientCore {
                 .notifications_replayed
                 .inc_by(inbox.messages.len() as u64);
             replay(self, OutKind::Notification, &Scope::User, &inbox, io);
-            self.inbox_replayed = inbox.ids;
+            self.replayed.get_or_insert_default().inbox = inbox.ids;
         }
         for (room, read) in rooms {
             match read {
