@@ -97,6 +97,15 @@ pub fn section(r: &Value) -> String {
         ),
         ("CPUs busy (all processes)".into(), busy.join(", ")),
         (
+            "runnable but waiting for a CPU (schedstat, all threads, % of the run): hub / Redis / load generator".into(),
+            format!(
+                "{}% / {}% / {}%",
+                num(&r["runqueue_wait_pct"]["hub"]),
+                num(&r["runqueue_wait_pct"]["redis"]),
+                num(&r["runqueue_wait_pct"]["loadgen"])
+            ),
+        ),
+        (
             "Redis dropped the hub's subscriber (output buffer) / hub reconnects / slow-consumer kicks".into(),
             format!(
                 "{} / {} / {}",

@@ -420,11 +420,29 @@ struct Marks {
     redis: sys::CpuMark,
     me: Duration,
     cpus: Vec<(u64, u64)>,
+    waits: Vec<Option<Duration>>,
     at: Instant,
 }
 
-/// CPU used over the streams: (hub, Redis, load generator) as % of one CPU, each CPU's busy %.
-type Used = (Option<f64>, Option<f64>, f64, Vec<f64>, f64);
+/// The hub, Redis and this process, for the run-queue delay.
+fn pids(stack: &Stack) -> [Option<u32>; 3] {
+    [stack.hub_pid, stack.redis_pid, Some(std::process::id())]
+}
+
+/// What the processes used over the streams.
+struct Used {
+    /// Hub and Redis CPU, % of one CPU.
+    hub: Option<f64>,
+    redis: Option<f64>,
+    /// The load generator's CPU, % of one CPU.
+    me: f64,
+    /// Each CPU's busy %, all processes.
+    busy: Vec<f64>,
+    /// Hub, Redis, load generator: time runnable but waiting for a CPU, % of the run.
+    waiting: Vec<Option<f64>>,
+    /// Seconds.
+    wall: f64,
+}
 
 impl Marks {
     fn take(stack: &Stack) -> Marks {
@@ -433,6 +451,7 @@ impl Marks {
             redis: sys::CpuMark::take(stack.redis_pid),
             me: sys::self_cpu(),
             cpus: suite::cpu_times(),
+            waits: pids(stack).map(|p| p.and_then(sys::runqueue_wait)).to_vec(),
             at: Instant::now(),
         }
     }
@@ -446,13 +465,22 @@ impl Marks {
             .zip(&self.cpus)
             .map(|(now, then)| 100.0 * (now.0 - then.0) as f64 / (now.1 - then.1).max(1) as f64)
             .collect();
-        (
-            pct(&self.hub, stack.hub_pid),
-            pct(&self.redis, stack.redis_pid),
+        let waiting = pids(stack)
+            .iter()
+            .zip(&self.waits)
+            .map(|(p, before)| {
+                let now = p.and_then(sys::runqueue_wait)?;
+                Some(100.0 * now.checked_sub((*before)?)?.as_secs_f64() / wall)
+            })
+            .collect();
+        Used {
+            hub: pct(&self.hub, stack.hub_pid),
+            redis: pct(&self.redis, stack.redis_pid),
             me,
             busy,
+            waiting,
             wall,
-        )
+        }
     }
 }
 
@@ -493,7 +521,14 @@ impl Figures<'_> {
         for h in &t.latency {
             let _ = all.add(h);
         }
-        let (hub_cpu, redis_cpu, me, busy, wall) = &self.used;
+        let Used {
+            hub: hub_cpu,
+            redis: redis_cpu,
+            me,
+            busy,
+            waiting,
+            wall,
+        } = &self.used;
         let (idle, samples, after) = &self.rss;
         let mut sorted = samples.clone();
         sorted.sort_unstable();
@@ -504,7 +539,7 @@ impl Figures<'_> {
                 .map(|(d, i)| (d as f64 - i as f64) * 1024.0 / o.streams as f64)
         };
         let sample = reconnect_sample(o);
-        let waiting = receiver::still_waiting(t);
+        let unanswered = receiver::still_waiting(t);
         let mut verdict = Verdict::default();
         verdict.check(
             "no chunk lost",
@@ -523,9 +558,9 @@ impl Figures<'_> {
         );
         verdict.check(
             "every reconnect got its missed chunks",
-            self.reconnect_errors.is_empty() && waiting == 0,
+            self.reconnect_errors.is_empty() && unanswered == 0,
             format!(
-                "{} failed, {waiting} still waiting{}",
+                "{} failed, {unanswered} still waiting{}",
                 self.reconnect_errors.len(),
                 self.reconnect_errors
                     .first()
@@ -581,6 +616,11 @@ impl Figures<'_> {
             "redis_cpu_pct": redis_cpu.map(|c| report::round(c, 1)),
             "loadgen_cpu_pct": report::round(*me, 1),
             "cpu_busy_pct": busy.iter().map(|b| report::round(*b, 1)).collect::<Vec<_>>(),
+            "runqueue_wait_pct": {
+                "hub": waiting[0].map(|w| report::round(w, 1)),
+                "redis": waiting[1].map(|w| report::round(w, 1)),
+                "loadgen": waiting[2].map(|w| report::round(w, 1)),
+            },
             "reconnect": {
                 "sessions": sample.len(),
                 "native": sample.iter().filter(|&&i| proto_of(o, i) == Proto::Native).count(),
