@@ -28,6 +28,28 @@ fn mib(v: &Value) -> String {
         .map_or("-".into(), |kib| format!("{:.1} MiB", kib / 1024.0))
 }
 
+/// `all passed`, or the failed checks with their figures.
+fn checks(r: &Value) -> String {
+    let failed: Vec<String> = r["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["pass"] == false)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["check"].as_str().unwrap_or_default(),
+                c["detail"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        "all passed".into()
+    } else {
+        format!("**FAILED**: {}", failed.join("; "))
+    }
+}
+
 /// The section: what ran, one table, the commands.
 pub fn section(r: &Value) -> String {
     let c = &r["chunks"];
@@ -57,6 +79,7 @@ pub fn section(r: &Value) -> String {
         ("native sessions".into(), spread(&lat["native"])),
         ("Socket.IO sessions".into(), spread(&lat["socketio"])),
         ("goal: p99 below 5 ms, no loss".into(), goal.into()),
+        ("checks (loss, order, results, reconnects, errors)".into(), checks(r)),
         (
             "chunks sent / received live / lost".into(),
             format!("{} / {} / {}", num(&c["sent"]), num(&c["received_live"]), num(&c["lost"])),
@@ -188,5 +211,11 @@ mod tests {
         assert_eq!(num(&serde_json::json!(1_000_000)), "1,000,000");
         assert_eq!(num(&Value::Null), "-");
         assert_eq!(ms(&serde_json::json!(1234)), "1.23");
+        let r = serde_json::json!({"checks": [
+            {"check": "no chunk lost", "pass": false, "detail": "3 of 10 missing"},
+            {"check": "no error frame", "pass": true, "detail": ""},
+        ]});
+        assert_eq!(checks(&r), "**FAILED**: no chunk lost: 3 of 10 missing");
+        assert_eq!(checks(&serde_json::json!({"checks": []})), "all passed");
     }
 }
