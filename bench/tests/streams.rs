@@ -60,3 +60,51 @@ fn every_chunk_arrives_once_in_order_and_reconnects_get_what_they_missed() {
         "{r}"
     );
 }
+
+#[test]
+fn it_starts_its_own_redis_and_hub_and_reports_their_memory_and_cpu() {
+    let hub_bin =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_hub-bench")).with_file_name("relay-hub");
+    assert!(
+        hub_bin.exists(),
+        "{} is missing: build it first (`cargo build -p relay-hub`)",
+        hub_bin.display()
+    );
+    let hub_bin = hub_bin.display().to_string();
+    let r = bench(&[
+        "streams",
+        "--hub-bin",
+        hub_bin.as_str(),
+        "--streams",
+        "4",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+        "--reconnects",
+        "2",
+        "--reconnect-at",
+        "0.3",
+        "--away-ms",
+        "200",
+    ]);
+    assert_eq!(r["pass"], true, "{r}");
+    assert_eq!(r["chunks"]["sent"], 4 * 20, "{r}");
+    assert_eq!(r["chunks"]["lost"], 0, "{r}");
+    // The processes it started were measured.
+    assert!(r["hub"]["rss_idle_kib"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["hub"]["cpu_pct"].is_number(), "{r}");
+    assert!(r["redis_cpu_pct"].is_number(), "{r}");
+    for who in ["hub", "redis", "loadgen"] {
+        assert!(r["runqueue_wait_pct"][who].is_number(), "{who}: {r}");
+    }
+    assert_eq!(r["hub_counters"]["hub_redis_reconnects_total"], 0.0, "{r}");
+    assert_eq!(r["redis_output_buffer_drops"], 0, "{r}");
+    let commands = r["commands"].as_array().unwrap();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("HUB_WORKERS=1")),
+        "{r}"
+    );
+}
