@@ -290,11 +290,16 @@ fn start_stack(args: &mut Args) -> Result<Stack, String> {
         "hub",
     )?;
     let pin = client_cpu.map_or(String::new(), |c| format!("taskset -c {c} "));
-    let commands = vec![
+    // The scratch directory's name holds this run's pid: the report names it the same way
+    // every time.
+    let scratch_dir = scratch.dir.display().to_string();
+    let commands = [
         format!("{pin}{}", redis.command()),
         hub.command.clone(),
         format!("{pin}{}", std::env::args().collect::<Vec<_>>().join(" ")),
-    ];
+    ]
+    .map(|c| c.replace(&scratch_dir, "$TMPDIR/hub-bench-streams"))
+    .to_vec();
     Ok(Stack {
         hub: hub.addr,
         hub_pid: Some(hub.pid()),
