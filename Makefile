@@ -80,14 +80,16 @@ sio-suites:
 ## private redis-server; servers pinned to CPU 0, load generator and Redis to CPU 1. Writes
 ## BENCHMARKS.md, then appends `hub-bench ingest` (1, 2 and 4 pub/sub connections on one Redis
 ## and on a local 3-master Redis Cluster, the hub on every CPU but the last) and `hub-bench
-## inbox` (read marks across two hubs, the unread count at connect). Needs
-## redis-server, redis-cli, node/npm and taskset.
+## inbox` (read marks across two hubs, the unread count at connect) and `hub-bench streams`
+## (1,000 streamed AI answers at 50 chunks/s each: chunk latency, memory per stream, a
+## reconnect's replay). Needs redis-server, redis-cli, node/npm and taskset.
 bench:
 	cargo build --release -p relay-hub -p hub-bench
 	cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error
 	./target/release/hub-bench suite --out BENCHMARKS.md
 	./target/release/hub-bench ingest >> BENCHMARKS.md
 	./target/release/hub-bench inbox >> BENCHMARKS.md
+	./target/release/hub-bench streams --markdown >> BENCHMARKS.md
 
 ## Soak (10 minutes; SOAK_SECONDS=60 make soak for a short one): a release hub and a private
 ## redis-server started by hub-bench; steady clients plus connect/join/chat/leave/disconnect

@@ -7,7 +7,7 @@
 //! - [`http`]: a keep-alive HTTP/1.1 client for the hub's API (`jobs`).
 //! - [`publisher`]: paced or closed-loop `PUBLISH` to Redis with pipelining.
 //! - [`scenario`]: `idle`, `notify`, `room`, `chat`, `flood`, `jobs`, the raw write `floor`, `soak`,
-//!   `redis-restart`, `instance-kill`, `slow-consumer`.
+//!   `redis-restart`, `instance-kill`, `slow-consumer`, `streams`.
 //! - [`stack`], [`leftovers`], [`resilient`], [`verdict`]: what `soak` and the fault scenarios
 //!   (`redis-restart`, `instance-kill`, `slow-consumer`; `make soak`, `make chaos`) share:
 //!   processes they start and kill, the end-of-run leftover checks, a publisher that outlives
@@ -87,6 +87,16 @@ section on stdout (make bench appends it to BENCHMARKS.md):
   inbox [--users 100] [--marks 5000] [--rate 1000] [--connects 500]
         [--hub-bin target/release/relay-hub]
 
+streams: AI answers streamed to the browser (docs/jobs.md): S sessions, the load generator as
+the workers (enqueue, claim, relay_job_chunk at R/s per job, complete); chunk latency, loss,
+hub memory per active stream and CPU, and a reconnect mid-stream (time to the first missed
+chunk). Starts its own redis-server and hub (hub on --server-cpu, Redis and itself on
+--client-cpu), or uses --target/--redis/--pid; --markdown prints the section make bench appends:
+  streams [--streams 1000] [--rate 50] [--seconds 20] [--socketio-every 10]
+          [--reconnects 100] [--reconnect-at S] [--away-ms 500] [--reconnect-spread-ms 1000]
+          [--redis-conns 4] [--slot-us 1000] [--workers 1] [--markdown]
+          [--hub-bin target/release/relay-hub] [--target ADDR --redis ADDR [--pid PID]]
+
 suite (make bench): starts redis-server, the hub and the socket.io baseline pinned to CPUs,
 runs the standard suite and writes BENCHMARKS.md:
   suite [--out BENCHMARKS.md] [--hub-bin target/release/relay-hub] [--baseline-dir bench/baseline]
@@ -134,6 +144,19 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hub-bench idle-worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "streams" => {
+            return match block_on(scenario::streams::main(args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("hub-bench streams: a check failed (see `checks`)");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("hub-bench streams: {e}");
                     ExitCode::FAILURE
                 }
             }

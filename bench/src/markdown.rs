@@ -35,7 +35,7 @@ fn num(runs: &[Run], name: &str, path: &str) -> Option<f64> {
 }
 
 /// `12,345` for integers, `1.23` otherwise.
-fn fmt(v: f64) -> String {
+pub(crate) fn fmt(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         let digits = (v.abs() as u64).to_string();
         let mut out = String::new();

@@ -39,6 +39,11 @@ pub fn round(v: f64, digits: i32) -> f64 {
 /// Prints the run's JSON line (stdout) and table (stderr).
 pub fn emit(report: &Value) {
     println!("{report}");
+    table(report);
+}
+
+/// Prints a run's figures as a table on stderr.
+pub fn table(report: &Value) {
     let mut rows = Vec::new();
     flatten("", report, &mut rows);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

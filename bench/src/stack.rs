@@ -122,6 +122,11 @@ impl RedisServer {
         Ok(redis)
     }
 
+    /// Its pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `127.0.0.1:{port}`.
     pub fn addr(&self) -> SocketAddr {
         ([127, 0, 0, 1], self.port).into()
@@ -208,6 +213,18 @@ impl HubProcess {
         dir: &Path,
         name: &str,
     ) -> Result<HubProcess, String> {
+        HubProcess::start_on(None, bin, redis_url, env, dir, name)
+    }
+
+    /// [`HubProcess::start`] pinned to `cpus` (a `taskset -c` list) when given.
+    pub fn start_on(
+        cpus: Option<&str>,
+        bin: &Path,
+        redis_url: &str,
+        env: &[(&str, String)],
+        dir: &Path,
+        name: &str,
+    ) -> Result<HubProcess, String> {
         if !bin.exists() {
             return Err(format!(
                 "{} not found (cargo build --release -p relay-hub)",
@@ -233,7 +250,14 @@ impl HubProcess {
         }
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
         for (k, v) in &vars {
             cmd.env(k, v);
@@ -245,7 +269,12 @@ impl HubProcess {
         let hub = HubProcess {
             child,
             addr: ([127, 0, 0, 1], port).into(),
-            command: format!("{} {}", text.join(" "), bin.display()),
+            command: format!(
+                "{} {}{}",
+                text.join(" "),
+                cpus.map_or(String::new(), |c| format!("taskset -c {c} ")),
+                bin.display()
+            ),
             log,
         };
         wait_until(

@@ -188,7 +188,7 @@ fn healthy(addr: SocketAddr) -> bool {
 }
 
 /// Busy and total jiffies per CPU, from `/proc/stat`.
-fn cpu_times() -> Vec<(u64, u64)> {
+pub(crate) fn cpu_times() -> Vec<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
@@ -712,7 +712,7 @@ fn portable(text: &str, tmp: &std::path::Path) -> String {
     text
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()

@@ -87,6 +87,22 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
     Ok(Duration::from_micros(total * 1_000_000 / hz))
 }
 
+/// Time all threads of a process spent waiting for a CPU while runnable (the run-queue delay
+/// of `/proc/PID/task/*/schedstat`): how long another process held the CPU it needed.
+pub fn runqueue_wait(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns: u64 = 0;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(Duration::from_nanos(ns))
+}
+
 /// Samples a server process's CPU time and the wall clock, to get CPU per delivery and
 /// utilisation over an interval.
 #[derive(Clone, Copy)]

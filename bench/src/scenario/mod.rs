@@ -15,6 +15,7 @@ pub mod room_hook;
 pub mod slow;
 pub mod soak;
 pub mod storm;
+pub mod streams;
 
 use std::{
     io::{self, Read, Write},
