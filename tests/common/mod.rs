@@ -776,8 +776,12 @@ impl RawClient {
 
     /// Sends one masked text frame.
     pub async fn send_text(&mut self, text: &str) {
-        let payload = text.as_bytes();
-        let mut frame = vec![0x81u8];
+        self.send_frame(0x1, text.as_bytes()).await;
+    }
+
+    /// Sends one masked frame with `opcode` (e.g. a Pong, 0xA, echoing a Ping's payload).
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut frame = vec![0x80 | opcode];
         if payload.len() < 126 {
             frame.push(0x80 | payload.len() as u8);
         } else {
@@ -791,20 +795,26 @@ impl RawClient {
 
     /// Reads server frames until the first text frame and returns it.
     pub async fn read_frames_until_text(&mut self) -> String {
+        loop {
+            if let (0x1, payload) = self.read_frame().await {
+                return String::from_utf8(payload).unwrap();
+            }
+        }
+    }
+
+    /// Reads the next server frame: its opcode and payload.
+    pub async fn read_frame(&mut self) -> (u8, Vec<u8>) {
         let mut chunk = vec![0u8; 4096];
         loop {
             if let Some((opcode, payload, len)) = parse_server_frame(&self.buf) {
                 self.buf.drain(..len);
-                if opcode == 0x1 {
-                    return String::from_utf8(payload).unwrap();
-                }
-                continue;
+                return (opcode, payload);
             }
             let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
                 .await
                 .expect("a frame in time")
                 .unwrap();
-            assert!(n > 0, "connection ended before a text frame");
+            assert!(n > 0, "connection ended before a frame");
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
