@@ -6,7 +6,10 @@
 //!   the handshake's auth payload [`AUTH_DELAY`] after the connect; on `/`, `message` is
 //!   emitted back as `message-back` and `message-with-ack` is acknowledged, both with the same
 //!   arguments and binary attachments; `emit-with-ack` is emitted back with an ack request, and the
-//!   client's answer emitted as `emit-with-ack` again (an extension some suites use).
+//!   client's answer emitted as `emit-with-ack` again (an extension some suites use);
+//!   namespace `/late` answers its CONNECT [`LATE_ANSWER`] after it came (past the connect
+//!   timeout): accepted with auth `{"accept":true}`, refused otherwise (an extension for the
+//!   connect timeout's tests).
 //! - `/engine.io/`: a pure Engine.IO echo (text as text, binary as binary).
 //! - `/metrics`: the Engine.IO metrics.
 //!
@@ -58,6 +61,9 @@ pub fn sio_config() -> SioConfig {
 /// Emitting it a little later, well inside the first `pingInterval`, keeps them apart.
 pub const AUTH_DELAY: Duration = Duration::from_millis(100);
 
+/// How long `/late` takes to answer a CONNECT: longer than the connect timeout.
+pub const LATE_ANSWER: Duration = Duration::from_millis(1500);
+
 /// The reference application, per connection.
 #[derive(Default)]
 pub struct Reference {
@@ -67,10 +73,21 @@ pub struct Reference {
 
 impl SioApp for Reference {
     fn serves(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/custom"
+        nsp == "/" || nsp == "/custom" || nsp == "/late"
     }
 
     fn on_connect(&mut self, nsp: &str, auth: Value, io: &mut SioIo<'_, Self>) {
+        if nsp == "/late" {
+            let nsp = nsp.to_owned();
+            io.run_later(LATE_ANSWER, move |_, io| {
+                let _ = if auth["accept"] == true {
+                    io.accept(&nsp).map(drop)
+                } else {
+                    io.refuse(&nsp, "refused late", None)
+                };
+            });
+            return;
+        }
         if io.accept(nsp).is_ok() {
             let nsp = nsp.to_owned();
             io.run_later(AUTH_DELAY, move |_, io| {

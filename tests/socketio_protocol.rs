@@ -264,6 +264,42 @@ async fn a_connection_without_a_namespace_is_closed_after_the_connect_timeout() 
     server.await_closed("connect_timeout", 1.0).await;
 }
 
+/// The connect timeout is the client's time to ask: a CONNECT still being answered when it
+/// passes gets its answer, and the connection stays if that is an accept.
+#[tokio::test]
+async fn a_connect_answered_after_the_connect_timeout_is_not_cut_off() {
+    let server = Compliance::start().await;
+    let mut ws = engine(&server).await;
+    ws.send(r#"40/late,{"accept":true}"#).await;
+    let reply = ws.text_skipping_pings().await;
+    assert!(reply.starts_with("40/late,{"), "the CONNECT reply: {reply}");
+    // Still open: it connects another namespace.
+    ws.send("40").await;
+    assert!(ws.text_skipping_pings().await.starts_with("40{"));
+    assert_eq!(ws.text_skipping_pings().await, r#"42["auth",{}]"#);
+    assert_eq!(
+        server
+            .metric("hub_engineio_sessions_closed_total{reason=\"connect_timeout\"}")
+            .await,
+        0.0
+    );
+}
+
+/// A CONNECT refused after the connect timeout passed leaves no namespace: the connection
+/// closes then, as it would have at the timeout.
+#[tokio::test]
+async fn a_connect_refused_after_the_connect_timeout_closes_the_connection() {
+    let server = Compliance::start().await;
+    let mut ws = engine(&server).await;
+    ws.send("40/late,{}").await;
+    assert_eq!(
+        ws.text_skipping_pings().await,
+        r#"44/late,{"message":"refused late"}"#
+    );
+    assert_eq!(ws.closed_answering_pings().await, Some(1000));
+    server.await_closed("connect_timeout", 1.0).await;
+}
+
 #[tokio::test]
 async fn socketio_over_long_polling() {
     let server = Compliance::start().await;

@@ -13,14 +13,14 @@ use common::{
     hub,
     resume::{
         chat, expect_chat, expect_notification, notify, reset, resume_native, rita, saves_counted,
-        silent_rita,
+        silent_rita, silent_sio_rita,
     },
     ChannelWatch, Client, Ending, Hub, Redis,
 };
 use hub_actors::hub::client::{HANDOVER_LIMIT, HANDOVER_WAIT};
 use redis_proxy::RedisProxy;
 use serde_json::{json, Value};
-use sio_common::{connect_with, resume_sio, Frame};
+use sio_common::{connect_with, resume_sio, Frame, Ws};
 
 /// Two hubs on one Redis, and a `chatter` in `room-r` on the second.
 async fn two_hubs(redis: &Redis, env: &[(&str, &str)]) -> (Hub, Hub, Client) {
@@ -190,6 +190,42 @@ async fn a_takeover_heard_late_by_a_lagging_hub_still_resumes() {
     );
     let mut new = resume_native(&hub, &token, 0).await;
     expect_notification(&mut new, "n1").await;
+    drop(old);
+}
+
+/// A Socket.IO CONNECT the hub answers after the connect timeout (`HUB_AUTH_TIMEOUT_MS`, 1 s
+/// here) passed, because its takeover's ask came back late, is still answered and resumes:
+/// the timeout is the client's time to send CONNECT, not the hub's to answer it. Before, the
+/// hub closed such connections with `1000 connect timeout` and the session they were taking
+/// over was lost (the next resume found no record).
+#[tokio::test]
+async fn a_socketio_takeover_answered_after_the_connect_timeout_still_resumes() {
+    let redis = Redis::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let hub = common::hub_with_url(&proxy.url(), &[("HUB_AUTH_TIMEOUT_MS", "1000")]).await;
+    let (old, pid) = silent_sio_rita(&hub, 1 << 20).await;
+    notify(&redis, "rita", "n1").await;
+    proxy.hold_push(r#""$hub":"takeover""#, std::time::Duration::from_secs(3));
+    let (mut new, _) = Ws::open(hub.port, "/socket.io/").await;
+    let auth = json!({"userId": "rita", "pid": &pid, "offset": "0"});
+    new.send(&format!("40{auth}")).await;
+    let reply = new.next_skipping_pings().await;
+    let Frame::Text(reply) = reply else {
+        panic!("the CONNECT is answered, the connection is not closed: {reply:?}");
+    };
+    let Some(reply) = reply.strip_prefix("40") else {
+        panic!("a CONNECT reply, not the close packet `1`: {reply}");
+    };
+    let reply: Value = serde_json::from_str(reply).unwrap();
+    assert_eq!(reply["pid"], pid, "resumed: {reply}");
+    let n1 = new.text_skipping_pings().await;
+    let n1: Value = serde_json::from_str(n1.strip_prefix("42").unwrap()).unwrap();
+    assert_eq!(n1[1]["title"], "n1", "{n1}");
+    assert_eq!(
+        hub.metric("hub_engineio_sessions_closed_total{reason=\"connect_timeout\"}")
+            .await,
+        0.0
+    );
     drop(old);
 }
 

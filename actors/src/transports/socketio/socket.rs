@@ -24,7 +24,9 @@ use crate::transports::engineio::{
 /// Socket.IO parameters.
 #[derive(Clone, Debug)]
 pub struct SioConfig {
-    /// A connection with no namespace connected this long after it opened is closed.
+    /// A connection with no namespace connected this long after it opened is closed, unless
+    /// a `CONNECT` is still being answered then: it closes only if the answers leave it
+    /// without a namespace (the client's time to ask, not the application's to answer).
     pub connect_timeout: Duration,
     /// Most binary attachments one packet may announce.
     pub max_attachments: usize,
@@ -152,6 +154,16 @@ pub struct SioState {
     /// The connect timeout, until a namespace is connected (then cancelled: an idle
     /// connection keeps no timer and no item for it).
     connect_timeout: Option<SpawnHandle>,
+    /// The connect timeout passed while a `CONNECT` was pending (the application still
+    /// answering it): the connection closes if the answers leave no namespace.
+    connect_overdue: bool,
+}
+
+impl SioState {
+    /// True when the connect timeout passed and no namespace is connected or pending.
+    fn connect_timed_out(&self) -> bool {
+        self.connect_overdue && self.namespaces.is_empty()
+    }
 }
 
 /// The Socket.IO layer of one Engine.IO session, with the application's state.
@@ -171,6 +183,7 @@ impl<A: SioApp> SocketIo<A> {
                 partial: None,
                 next_ack: 1,
                 connect_timeout: None,
+                connect_overdue: false,
             },
         }
     }
@@ -212,6 +225,9 @@ impl<A: SioApp> SocketIo<A> {
                 let ns = self.state.namespaces.remove(index.expect("checked"));
                 self.app
                     .on_disconnect(&ns.name, DisconnectReason::ClientDisconnect);
+                if self.state.connect_timed_out() {
+                    io.close(CloseReason::ConnectTimeout);
+                }
             }
             PacketType::Event | PacketType::BinaryEvent if connected => {
                 let Some(Value::Array(mut args)) = packet.data else {
@@ -273,11 +289,20 @@ impl<A: SioApp> SocketIo<A> {
 
 impl<A: SioApp> EngineHandler for SocketIo<A> {
     fn on_open(&mut self, io: &mut EngineIo<'_, Self>) {
+        // The client's time to ask for a namespace: a `CONNECT` the application is still
+        // answering (an async step: registration, a recovery, a takeover) waits for its
+        // answer, and the connection closes only if that leaves no namespace.
         let timer = io.run_later(self.state.config.connect_timeout, |sio, io| {
             sio.state.connect_timeout = None;
-            if !sio.state.namespaces.iter().any(|n| n.connected) {
+            sio.state.connect_overdue = !sio.state.namespaces.iter().any(|n| n.connected);
+            if sio.state.connect_timed_out() {
                 debug!("socket.io {}: no namespace connected in time", io.sid());
                 io.close(CloseReason::ConnectTimeout);
+            } else if sio.state.connect_overdue {
+                debug!(
+                    "socket.io {}: connect timeout passed; a CONNECT is being answered",
+                    io.sid()
+                );
             }
         });
         self.state.connect_timeout = Some(timer);
@@ -398,6 +423,7 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .find(|n| *n.name == *nsp && !n.connected)
             .ok_or(EmitError::NotConnected)?;
         ns.connected = true;
+        self.state.connect_overdue = false;
         if let Some(timer) = self.state.connect_timeout.take() {
             self.engine().cancel(timer);
         }
@@ -421,8 +447,11 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .position(|n| *n.name == *nsp && !n.connected)
             .ok_or(EmitError::NotConnected)?;
         self.state.namespaces.remove(i);
-        self.engine()
-            .send_text(&packet::connect_error(nsp, message, data))?;
+        let sent = self
+            .engine()
+            .send_text(&packet::connect_error(nsp, message, data));
+        self.close_if_connect_timed_out();
+        sent?;
         Ok(())
     }
 
@@ -435,8 +464,18 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .position(|n| *n.name == *nsp)
             .ok_or(EmitError::NotConnected)?;
         self.state.namespaces.remove(i);
-        self.engine().send_text(&packet::disconnect(nsp))?;
+        let sent = self.engine().send_text(&packet::disconnect(nsp));
+        self.close_if_connect_timed_out();
+        sent?;
         Ok(())
+    }
+
+    /// Closes the connection when the connect timeout passed while a `CONNECT` was pending
+    /// and the answers left no namespace.
+    fn close_if_connect_timed_out(&mut self) {
+        if self.state.connect_timed_out() {
+            self.engine().close(CloseReason::ConnectTimeout);
+        }
     }
 
     fn send_packet(
