@@ -655,3 +655,40 @@ async fn a_resume_during_a_failover_waits_for_the_replica_and_misses_nothing() {
     let missed = client.recv_type("notification").await;
     assert_eq!(missed["data"]["title"], "missed", "{missed}");
 }
+
+/// One try of a cluster command has a deadline whatever redis-rs does inside it: a command to
+/// a master that answers nothing (stopped), on a connection whose reply timeout is far away,
+/// fails at the deadline, and the connection is replaced, so that commands work again once
+/// the master answers. (After a failover under load, a redis-rs cluster connection was seen to
+/// wedge: its commands never returned while every node answered, and the hub stalled.)
+#[tokio::test]
+async fn a_cluster_command_past_its_deadline_fails_and_its_connection_is_replaced() {
+    use std::time::Duration;
+    let cluster = Cluster::start(3, 0).await;
+    let urls: Vec<String> = cluster.urls().split(',').map(str::to_owned).collect();
+    let store = hub_store::Store::cluster(&urls).unwrap();
+    let settings = hub_store::ConnSettings {
+        response_timeout: Duration::from_secs(600),
+        request_deadline: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let mut conn = store.connect(settings).unwrap();
+    let key = "deadline-key";
+    let master = cluster.master_of(key).await;
+    let set = |value: &'static str| redis::cmd("SET").arg(key).arg(value).clone();
+    let () = set("before").query_async(&mut conn).await.unwrap();
+
+    cluster.signal(master, "STOP");
+    let stalled = tokio::time::timeout(common::WAIT, set("stalled").query_async::<()>(&mut conn))
+        .await
+        .expect("the command fails at its deadline instead of waiting for the reply timeout");
+    let err = stalled.expect_err("no answer from a stopped master");
+    assert!(err.to_string().contains("replaced"), "{err}");
+    cluster.signal(master, "CONT");
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(["before", "stalled"].contains(&value.as_str()), "{value}");
+}

@@ -3,21 +3,19 @@
 //! connected lazily and reconnecting by itself; [`slot`] is the cluster's key slot, which
 //! the pub/sub connections need to send each sharded channel to its node.
 
+mod cluster_conn;
 mod slot;
 mod topology;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClient, ClusterConfig},
-    cluster_async::ClusterConnection,
     Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value,
 };
 
+pub use cluster_conn::ClusterConn;
 pub use slot::{hash_tag, slot, SLOTS};
 pub use topology::{discover, Topology};
 
@@ -33,9 +31,9 @@ pub enum Store {
     },
 }
 
-/// Called each time a cluster command waits for its slot's master (see
-/// [`ConnSettings::failover_wait`]).
-pub type OnFailoverWait = Arc<dyn Fn() + Send + Sync>;
+/// Told of an event of a cluster connection (for a metric): see
+/// [`ConnSettings::on_failover_wait`] and [`ConnSettings::on_replaced`].
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
 
 /// Timeouts of a command connection.
 #[derive(Clone)]
@@ -48,8 +46,15 @@ pub struct ConnSettings {
     /// master (`CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, a refused connection: a failover in
     /// progress) keeps being retried, with backoff, before its error is returned.
     pub failover_wait: Duration,
-    /// Told of each such retry (for a metric).
-    pub on_failover_wait: Option<OnFailoverWait>,
+    /// Told of each such retry.
+    pub on_failover_wait: Option<Notify>,
+    /// On a cluster, the longest one try of a command may take, whatever redis-rs does inside
+    /// it (`None`: twice the connect and response timeouts together). A try past it fails,
+    /// and the connection is replaced by a new one: a redis-rs cluster connection was seen to
+    /// wedge after a failover, its commands never answered while every node did.
+    pub request_deadline: Option<Duration>,
+    /// Told each time the connection is replaced that way.
+    pub on_replaced: Option<Notify>,
 }
 
 /// The default of [`ConnSettings::failover_wait`] (`HUB_REDIS_FAILOVER_WAIT_MS`).
@@ -62,6 +67,8 @@ impl Default for ConnSettings {
             response_timeout: Duration::from_secs(3),
             failover_wait: FAILOVER_WAIT,
             on_failover_wait: None,
+            request_deadline: None,
+            on_replaced: None,
         }
     }
 }
@@ -131,13 +138,9 @@ impl Store {
                 let config = ClusterConfig::new()
                     .set_connection_timeout(settings.connect_timeout)
                     .set_response_timeout(settings.response_timeout);
-                Ok(Conn::Cluster(
-                    client.get_pending_async_connection_with_config(config),
-                    Arc::new(Failover {
-                        wait: settings.failover_wait,
-                        on_wait: settings.on_failover_wait,
-                    }),
-                ))
+                Ok(Conn::Cluster(Arc::new(ClusterConn::new(
+                    client, config, &settings,
+                ))))
             }
         }
     }
@@ -160,74 +163,14 @@ impl std::fmt::Display for Store {
 #[derive(Clone)]
 pub enum Conn {
     Server(ConnectionManager),
-    Cluster(ClusterConnection, Arc<Failover>),
-}
-
-/// How a cluster connection waits out a failover.
-pub struct Failover {
-    wait: Duration,
-    on_wait: Option<OnFailoverWait>,
-}
-
-/// First and longest pause between two tries of a command waiting out a failover.
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-const LONGEST_PAUSE: Duration = Duration::from_millis(500);
-
-impl Failover {
-    /// Runs `attempt` until it succeeds, fails for another reason than a slot without a
-    /// reachable master, or [`ConnSettings::failover_wait`] has passed.
-    async fn retry<T, F, Fut>(&self, mut attempt: F) -> redis::RedisResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let deadline = Instant::now() + self.wait;
-        let mut pause = FIRST_PAUSE;
-        loop {
-            match attempt().await {
-                Err(e) if not_run_for_failover(&e) && Instant::now() + pause < deadline => {
-                    if let Some(on_wait) = &self.on_wait {
-                        on_wait();
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LONGEST_PAUSE);
-                }
-                result => return result,
-            }
-        }
-    }
-}
-
-/// True for an error that says Redis did not run the command because its slot has no
-/// reachable master: safe to retry, never a duplicate. (A `MOVED` or `ASK` reaches the caller
-/// only when redis-rs could not follow it: the node it points to refuses connections.)
-fn not_run_for_failover(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    match e.kind() {
-        ErrorKind::Server(
-            ServerErrorKind::ClusterDown
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::Moved
-            | ServerErrorKind::Ask,
-        ) => true,
-        ErrorKind::ClusterConnectionNotFound => true,
-        _ => e.is_connection_refusal(),
-    }
+    Cluster(Arc<ClusterConn>),
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Server(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c, failover) => Box::pin(async move {
-                failover
-                    .retry(|| {
-                        let mut c = c.clone();
-                        async move { c.req_packed_command(cmd).await }
-                    })
-                    .await
-            }),
+            Conn::Cluster(c) => Box::pin(c.command(cmd)),
         }
     }
 
@@ -239,21 +182,14 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c, failover) => Box::pin(async move {
-                failover
-                    .retry(|| {
-                        let mut c = c.clone();
-                        async move { c.req_packed_commands(pipeline, offset, count).await }
-                    })
-                    .await
-            }),
+            Conn::Cluster(c) => Box::pin(c.pipeline(pipeline, offset, count)),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Server(c) => c.get_db(),
-            Conn::Cluster(c, _) => c.get_db(),
+            Conn::Cluster(c) => c.db(),
         }
     }
 }

@@ -144,6 +144,8 @@ pub struct Metrics {
     pub redis_unresponsive: IntCounter,
     /// Cluster commands retried while their slot had no reachable master (a failover).
     pub redis_failover_waits: IntCounter,
+    /// Cluster command connections replaced after a command ran past its deadline.
+    pub redis_connections_replaced: IntCounter,
     /// Times the subscriber stopped reading Redis until the shards caught up.
     pub redis_read_pauses: IntCounter,
     /// Bytes of frames handed to the shards and not yet fanned out.
@@ -476,6 +478,11 @@ impl Metrics {
                 &r,
                 "hub_redis_failover_waits_total",
                 "Cluster commands retried while their slot had no reachable master (a failover)",
+            ),
+            redis_connections_replaced: counter(
+                &r,
+                "hub_redis_connections_replaced_total",
+                "Cluster command connections replaced after a command ran past its deadline",
             ),
             redis_read_pauses: counter(
                 &r,

@@ -23,16 +23,19 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for `target`; does not connect until first used. On a cluster its
     /// commands wait up to `failover_wait` for a slot without a reachable master to be
-    /// served again (a failover), counted in `hub_redis_failover_waits_total`.
+    /// served again (a failover), counted in `hub_redis_failover_waits_total`, and a try
+    /// past its deadline replaces the connection (`hub_redis_connections_replaced_total`).
     pub fn new(
         target: &Store,
         metrics: Arc<Metrics>,
         failover_wait: Duration,
     ) -> Result<Self, HubError> {
         let waits = metrics.redis_failover_waits.clone();
+        let replaced = metrics.redis_connections_replaced.clone();
         let settings = ConnSettings {
             failover_wait,
             on_failover_wait: Some(Arc::new(move || waits.inc())),
+            on_replaced: Some(Arc::new(move || replaced.inc())),
             ..ConnSettings::default()
         };
         let conn = target
