@@ -10,6 +10,7 @@ mod sio_common;
 
 use std::collections::VecDeque;
 
+use common::jobs::{enqueue_and_claim, fcall};
 use common::{eventually, hub, Hub, RawClient, Redis};
 use serde_json::{json, Value};
 use sio_common::Polling;
@@ -30,40 +31,6 @@ async fn slow_client_hub(redis: &Redis) -> Hub {
         ("HUB_WRITE_TIMEOUT_MS", "120000"),
     ];
     hub(redis, &env).await
-}
-
-async fn fcall<T: redis::FromRedisValue>(redis: &Redis, name: &str, args: &[&str]) -> T {
-    redis::cmd("FCALL")
-        .arg(name)
-        .arg(1)
-        .arg("jobs")
-        .arg(args)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap_or_else(|e| panic!("FCALL {name}: {e}"))
-}
-
-/// Enqueues a `stream_test` job of `user` and claims it as worker `w`; returns the lease.
-async fn enqueue_and_claim(hub: &Hub, redis: &Redis, id: &str, user: &str) -> String {
-    let _: i64 = fcall(redis, "relay_job_advertise", &["86400000", "stream_test"]).await;
-    let job = json!({"id": id, "type": "stream_test", "userId": user, "payload": {}});
-    let (status, body) = hub
-        .http(
-            "POST",
-            "/api/jobs",
-            &[("content-type", "application/json")],
-            &job.to_string(),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let claim: Vec<String> = fcall(
-        redis,
-        "relay_job_claim",
-        &["w", "30000", "3", "60000", "100", "stream_test"],
-    )
-    .await;
-    assert_eq!(claim[7], id);
-    claim[5].clone()
 }
 
 /// The delta of chunk `seq`.

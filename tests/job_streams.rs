@@ -6,40 +6,10 @@
 mod common;
 mod sio_common;
 
-use common::{hub, Client, Hub, Redis};
+use common::jobs::{enqueue_and_claim, fcall, JSON};
+use common::{hub, Client, Redis};
 use serde_json::{json, Value};
 use sio_common::{Frame, Ws};
-
-const JSON: (&str, &str) = ("content-type", "application/json");
-
-async fn fcall<T: redis::FromRedisValue>(redis: &Redis, name: &str, args: &[&str]) -> T {
-    redis::cmd("FCALL")
-        .arg(name)
-        .arg(1)
-        .arg("jobs")
-        .arg(args)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap_or_else(|e| panic!("FCALL {name}: {e}"))
-}
-
-/// Enqueues a `stream_test` job of `user` and claims it as worker `w`; returns the lease.
-async fn enqueue_and_claim(hub: &Hub, redis: &Redis, id: &str, user: &str) -> String {
-    let _: i64 = fcall(redis, "relay_job_advertise", &["86400000", "stream_test"]).await;
-    let job = json!({"id": id, "type": "stream_test", "userId": user, "payload": {}});
-    let (status, body) = hub
-        .http("POST", "/api/jobs", &[JSON], &job.to_string())
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let claim: Vec<String> = fcall(
-        redis,
-        "relay_job_claim",
-        &["w", "30000", "3", "60000", "100", "stream_test"],
-    )
-    .await;
-    assert_eq!(claim[7], id);
-    claim[5].clone()
-}
 
 async fn chunk(redis: &Redis, id: &str, lease: &str, delta: &str) -> i64 {
     fcall(redis, "relay_job_chunk", &[id, lease, delta]).await

@@ -184,6 +184,26 @@ pub async fn job_fcall<T: redis::FromRedisValue>(
         .unwrap_or_else(|e| panic!("FCALL {name}: {e}"))
 }
 
+/// [`job_fcall`] on `redis`'s queue (prefix `jobs`).
+pub async fn fcall<T: redis::FromRedisValue>(redis: &Redis, name: &str, args: &[&str]) -> T {
+    job_fcall(&mut redis.conn().await, "jobs", name, args).await
+}
+
+/// Enqueues a `stream_test` job of `user` through the hub's API (the type advertised first,
+/// so that the hub takes it) and claims it as worker `w`; returns the lease.
+pub async fn enqueue_and_claim(hub: &Hub, redis: &Redis, id: &str, user: &str) -> String {
+    let _: i64 = fcall(redis, "relay_job_advertise", &["86400000", "stream_test"]).await;
+    let job = json!({"id": id, "type": "stream_test", "userId": user, "payload": {}});
+    let (status, body) = hub
+        .http("POST", "/api/jobs", &[JSON], &job.to_string())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let claim_args = ["w", "30000", "3", "60000", "100", "stream_test"];
+    let claim: Vec<String> = fcall(redis, "relay_job_claim", &claim_args).await;
+    assert_eq!(claim[7], id);
+    claim[5].clone()
+}
+
 impl HandJob {
     /// Enqueues job `id` of `user` and claims it.
     pub async fn start(
