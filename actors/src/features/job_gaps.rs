@@ -11,10 +11,12 @@
 //! From the moment the fixed channels are lost ([`JobGaps::suspend`]) until a job's gap has
 //! been read, its live events (chunks, states, its result) are held. Once `ai:jobs` is
 //! subscribed again, each job's chunks after its last seq are read (`relay_job_chunks`) and
-//! dispatched as live chunks, then the held events, minus chunks whose seq was already
-//! dispatched: each chunk once, in order per job. A retry that restarts a job's text (a
-//! `running` state with a higher attempt) starts its seq again from 0; a gap read that finds
-//! the job's last seq below the one dispatched (a retry during the outage) reads it from 0.
+//! dispatched as live chunks, merged with the held events by seq (a held `running` state goes
+//! before the chunks after its `seq`, a held `ai-result` after every chunk), minus chunks
+//! whose seq was already dispatched: each chunk once, in order per job. A job's seq never
+//! goes back across attempts (a retry's chunks continue after the last seq; its `running`
+//! frame tells clients to restart their text); a gap read that finds the job's last seq below
+//! the one dispatched (its state expired and its id was used again) reads it from seq 0.
 
 use std::{
     collections::HashMap,
@@ -42,7 +44,7 @@ pub const JOB_IDLE: Duration = Duration::from_secs(10 * 60);
 pub enum JobEventKind {
     /// An `ai-chunk` with its seq.
     Chunk(u64),
-    /// A `job-state`, with the attempt of a `running` one.
+    /// A `job-state`; a `running` one with its `seq` (the last seq before the attempt).
     State(Option<u64>),
     /// The job's `ai-result`.
     Result,
@@ -105,9 +107,8 @@ pub type JobGapRead = LocalBoxFuture<'static, Result<JobGap, HubError>>;
 
 struct Tracked {
     user: UserId,
-    /// Last chunk seq dispatched (of the current attempt).
+    /// Last chunk seq dispatched.
     seq: u64,
-    attempt: u64,
     touched: Instant,
     /// Live events held while its gap is pending.
     held: Option<Vec<JobEvent>>,
@@ -177,14 +178,11 @@ impl JobGaps {
                     t.touched = now;
                     t.user = event.user.clone();
                 }
-                None => self.follow(&event, seq, 0, now),
+                None => self.follow(&event, seq, now),
             },
             JobEventKind::State(running) => match (self.jobs.get_mut(&event.job), running) {
-                (Some(t), Some(attempt)) if attempt > t.attempt => {
-                    (t.seq, t.attempt, t.filled, t.touched) = (0, attempt, None, now);
-                }
                 (Some(t), _) => t.touched = now,
-                (None, Some(attempt)) => self.follow(&event, 0, attempt, now),
+                (None, Some(base)) => self.follow(&event, base, now),
                 (None, None) => {}
             },
         }
@@ -193,7 +191,7 @@ impl JobGaps {
 
     /// Starts following `event`'s job, forgetting idle ones (and, when full, the least
     /// recently active).
-    fn follow(&mut self, event: &JobEvent, seq: u64, attempt: u64, now: Instant) {
+    fn follow(&mut self, event: &JobEvent, seq: u64, now: Instant) {
         if self.jobs.len() >= JOBS_TRACKED {
             self.forget_idle(now);
         }
@@ -212,7 +210,6 @@ impl JobGaps {
         let tracked = Tracked {
             user: event.user.clone(),
             seq,
-            attempt,
             touched: now,
             held: None,
             reading: false,
@@ -277,8 +274,8 @@ impl JobGaps {
         }))
     }
 
-    /// A gap read finished: what to dispatch, in order (the missed chunks, then the held
-    /// events that are not copies of them). Counts the chunks it fills.
+    /// A gap read finished: what to dispatch, in order: the missed chunks merged with the
+    /// held events (see the module's doc), minus copies. Counts the chunks it fills.
     pub fn finish(
         &mut self,
         job: &str,
@@ -289,45 +286,95 @@ impl JobGaps {
             return Vec::new();
         };
         t.reading = false;
-        let mut out = Vec::new();
+        let mut gap = std::collections::VecDeque::new();
         let mut done = false;
         match read {
-            Ok(gap) => {
-                if gap.restarted {
+            Ok(read) => {
+                if read.restarted {
                     t.seq = 0;
                 }
-                for (seq, delta) in gap.chunks {
-                    if seq > t.seq {
+                for (seq, delta) in read.chunks {
+                    if seq > t.seq && gap.back().is_none_or(|e: &JobEvent| e.seq() < seq) {
                         let data = serde_json::json!({"jobId": job, "seq": seq, "delta": delta});
                         let frame = serde_json::json!({"type": "ai-chunk", "data": data});
-                        out.push(JobEvent {
+                        gap.push_back(JobEvent {
                             job: job.to_owned(),
                             user: t.user.clone(),
                             frame: serde_json::to_vec(&frame).expect("JSON serializes"),
                             kind: JobEventKind::Chunk(seq),
                         });
-                        t.seq = seq;
                     }
                 }
-                metrics.job_chunks_gap_filled.inc_by(out.len() as u64);
-                if !out.is_empty() {
-                    t.filled = Some(t.seq);
-                }
-                done = !matches!(gap.state.as_deref(), Some("running" | "queued"));
+                done = !matches!(read.state.as_deref(), Some("running" | "queued"));
             }
             Err(e) => log::warn!("job {job}: chunks missed during the pub/sub outage not read: {e}"),
         }
+        let mut out = Vec::new();
         if std::mem::take(&mut t.again) {
-            // Lost again while reading: what came since is read once resubscribed.
+            // Lost again while reading: what came since is read once resubscribed; the held
+            // events wait for that read.
             self.waiting = true;
+            t.seq = gap.back().map_or(t.seq, JobEvent::seq);
+            t.filled = gap.back().map(JobEvent::seq).or(t.filled);
+            metrics.job_chunks_gap_filled.inc_by(gap.len() as u64);
+            out.extend(gap);
             return out;
         }
         let held = t.held.take().unwrap_or_default();
-        if done && held.is_empty() {
+        let (mut last, mut filled) = (t.seq, 0);
+        // Dispatches the missed chunks up to `upto` not dispatched yet.
+        let mut flush = |gap: &mut std::collections::VecDeque<JobEvent>,
+                         upto: u64,
+                         last: &mut u64,
+                         out: &mut Vec<JobEvent>| {
+            while gap.front().is_some_and(|e| e.seq() <= upto) {
+                let chunk = gap.pop_front().expect("a front");
+                if chunk.seq() > *last {
+                    *last = chunk.seq();
+                    filled += 1;
+                    out.push(chunk);
+                }
+            }
+        };
+        for event in held {
+            // The missed chunks that were published before this held event.
+            let before = match event.kind {
+                JobEventKind::Chunk(seq) => seq.saturating_sub(1),
+                JobEventKind::State(Some(base)) => base,
+                JobEventKind::State(None) => 0,
+                JobEventKind::Result => u64::MAX,
+            };
+            flush(&mut gap, before, &mut last, &mut out);
+            if let JobEventKind::Chunk(seq) = event.kind {
+                if seq <= last {
+                    metrics.chunk_duplicates.inc();
+                    continue;
+                }
+                last = seq;
+            }
+            out.push(event);
+        }
+        flush(&mut gap, u64::MAX, &mut last, &mut out);
+        metrics.job_chunks_gap_filled.inc_by(filled);
+        t.seq = last;
+        // Live copies of what was filled can still come (the read may overtake them).
+        t.filled = (filled > 0).then_some(last);
+        t.touched = Instant::now();
+        let ended = out.iter().any(|e| e.kind == JobEventKind::Result);
+        if ended || (done && out.iter().all(|e| matches!(e.kind, JobEventKind::Chunk(_)))) {
             self.jobs.remove(job);
         }
-        out.extend(held.into_iter().filter_map(|e| self.pass(e, metrics)));
         out
+    }
+}
+
+impl JobEvent {
+    /// A chunk's seq (0 for other events).
+    fn seq(&self) -> u64 {
+        match self.kind {
+            JobEventKind::Chunk(seq) => seq,
+            _ => 0,
+        }
     }
 }
 

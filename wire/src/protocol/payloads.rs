@@ -113,7 +113,8 @@ pub enum Inbound {
         chunk: bool,
         /// Its `jobId` (a numeric one as its digits).
         job: String,
-        /// A chunk's `seq` (0 for a state change).
+        /// A chunk's `seq`; a `running` state change's `seq` (the last seq before its attempt);
+        /// 0 for other state changes.
         seq: u64,
         /// The `attempt` of a `running` state change (a new attempt restarts the job's text).
         running: Option<u64>,
@@ -714,7 +715,8 @@ fn parse_job_event(payload: &[u8]) -> Result<Inbound, PayloadError> {
             let running = (m.get("state").and_then(Value::as_str) == Some("running"))
                 .then(|| m.get("attempt").and_then(Value::as_u64))
                 .flatten();
-            ("job-state", false, 0, running)
+            let base = running.and_then(|_| m.get("seq")?.as_u64()).unwrap_or(0);
+            ("job-state", false, base, running)
         }
         _ => {
             return Err(PayloadError(

@@ -302,7 +302,7 @@ impl Subscriber {
                 frame,
                 kind: match chunk {
                     true => JobEventKind::Chunk(seq),
-                    false => JobEventKind::State(running),
+                    false => JobEventKind::State(running.map(|_| seq)),
                 },
             }),
             Inbound::Chat {
