@@ -67,9 +67,15 @@ async fn chunks_recorded_during_a_pubsub_outage_reach_the_session_once_and_in_or
         text.apply(&next_chunk(&mut client).await);
     }
     assert_eq!(text.text, (1..=30).map(delta).collect::<String>());
-    assert_eq!(text.merged, 0, "gap-filled chunks go as live ones, one per frame");
+    assert_eq!(
+        text.merged, 0,
+        "gap-filled chunks go as live ones, one per frame"
+    );
     let filled = hub.metric("hub_job_chunks_gap_filled_total").await;
-    assert!(filled >= 3.0, "chunks 3 to 5 filled from the stream: {filled}");
+    assert!(
+        filled >= 3.0,
+        "chunks 3 to 5 filled from the stream: {filled}"
+    );
 
     // Nothing twice: the next live chunk follows chunk 30.
     stream(&redis, &job, 31, 31).await;

@@ -254,8 +254,12 @@ impl JobGaps {
     /// waits for one.
     pub fn read(&self, job: &str) -> Option<JobGapRead> {
         let t = self.jobs.get(job).filter(|t| t.held.is_some())?;
-        let (publisher, job, user, after) =
-            (self.publisher.clone(), job.to_owned(), t.user.clone(), t.seq);
+        let (publisher, job, user, after) = (
+            self.publisher.clone(),
+            job.to_owned(),
+            t.user.clone(),
+            t.seq,
+        );
         Some(Box::pin(async move {
             let (state, last, chunks) = kept_chunks(&publisher, &job, &user, after).await?;
             if state.is_some() && last < after {
@@ -307,7 +311,9 @@ impl JobGaps {
                 }
                 done = !matches!(read.state.as_deref(), Some("running" | "queued"));
             }
-            Err(e) => log::warn!("job {job}: chunks missed during the pub/sub outage not read: {e}"),
+            Err(e) => {
+                log::warn!("job {job}: chunks missed during the pub/sub outage not read: {e}")
+            }
         }
         let mut out = Vec::new();
         if std::mem::take(&mut t.again) {
@@ -410,9 +416,9 @@ async fn kept_chunks(
     let last = reply[1].parse().unwrap_or(0);
     let mut chunks = Vec::with_capacity(reply.len() / 2 - 1);
     for pair in reply[2..].chunks(2) {
-        let seq = pair[0].parse().map_err(|_| {
-            HubError::Redis(format!("relay_job_chunks {job}: seq {:?}", pair[0]))
-        })?;
+        let seq = pair[0]
+            .parse()
+            .map_err(|_| HubError::Redis(format!("relay_job_chunks {job}: seq {:?}", pair[0])))?;
         chunks.push((seq, pair[1].clone()));
     }
     Ok((Some(reply[0].clone()), last, chunks))

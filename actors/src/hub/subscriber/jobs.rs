@@ -24,7 +24,11 @@ impl Subscriber {
     }
 
     /// An `ai-result`: the end of its job's stream.
-    pub(super) fn dispatch_result(&mut self, user: hub_wire::protocol::UserId, frame: Vec<u8>) -> u64 {
+    pub(super) fn dispatch_result(
+        &mut self,
+        user: hub_wire::protocol::UserId,
+        frame: Vec<u8>,
+    ) -> u64 {
         let job = match self.job_gaps {
             Some(_) => result_job(&frame),
             None => None,
