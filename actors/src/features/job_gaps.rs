@@ -19,7 +19,7 @@
 //! the one dispatched (its state expired and its id was used again) reads it from seq 0.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -96,7 +96,8 @@ pub fn result_job(frame: &[u8]) -> Option<String> {
 pub struct JobGap {
     /// The job's state (`running`, `done`...); `None` for a job Redis no longer has.
     pub state: Option<String>,
-    /// The job restarted its text since the seq read after: `chunks` start from seq 1.
+    /// The job's last seq was below the one read after (its state expired and its id was
+    /// used again): `chunks` are all it keeps.
     pub restarted: bool,
     /// The chunks after the seq read after (seq, delta), ascending.
     pub chunks: Vec<(u64, String)>,
@@ -136,16 +137,6 @@ impl JobGaps {
             jobs: HashMap::new(),
             waiting: false,
         }
-    }
-
-    /// Jobs followed now.
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
-    /// Whether no job is followed.
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
     }
 
     /// Takes a live event: held while its job's gap is pending, dropped when a gap fill
@@ -290,7 +281,7 @@ impl JobGaps {
             return Vec::new();
         };
         t.reading = false;
-        let mut gap = std::collections::VecDeque::new();
+        let mut gap = VecDeque::new();
         let mut done = false;
         match read {
             Ok(read) => {
@@ -327,40 +318,7 @@ impl JobGaps {
             return out;
         }
         let held = t.held.take().unwrap_or_default();
-        let (mut last, mut filled) = (t.seq, 0);
-        // Dispatches the missed chunks up to `upto` not dispatched yet.
-        let mut flush = |gap: &mut std::collections::VecDeque<JobEvent>,
-                         upto: u64,
-                         last: &mut u64,
-                         out: &mut Vec<JobEvent>| {
-            while gap.front().is_some_and(|e| e.seq() <= upto) {
-                let chunk = gap.pop_front().expect("a front");
-                if chunk.seq() > *last {
-                    *last = chunk.seq();
-                    filled += 1;
-                    out.push(chunk);
-                }
-            }
-        };
-        for event in held {
-            // The missed chunks that were published before this held event.
-            let before = match event.kind {
-                JobEventKind::Chunk(seq) => seq.saturating_sub(1),
-                JobEventKind::State(Some(base)) => base,
-                JobEventKind::State(None) => 0,
-                JobEventKind::Result => u64::MAX,
-            };
-            flush(&mut gap, before, &mut last, &mut out);
-            if let JobEventKind::Chunk(seq) = event.kind {
-                if seq <= last {
-                    metrics.chunk_duplicates.inc();
-                    continue;
-                }
-                last = seq;
-            }
-            out.push(event);
-        }
-        flush(&mut gap, u64::MAX, &mut last, &mut out);
+        let (out, last, filled) = merge(gap, held, t.seq, metrics);
         metrics.job_chunks_gap_filled.inc_by(filled);
         t.seq = last;
         // Live copies of what was filled can still come (the read may overtake them).
@@ -382,6 +340,53 @@ impl JobEvent {
             _ => 0,
         }
     }
+}
+
+/// The missed chunks `gap` (ascending) merged with the live events `held` (in their order)
+/// after seq `last` was dispatched: each missed chunk goes before the first held event
+/// published after it (a chunk with a higher seq, a `running` state whose `seq` it is above
+/// of, the `ai-result`), a held chunk already dispatched is dropped (counted). Returns what to
+/// dispatch, the last seq, and how many missed chunks it holds.
+fn merge(
+    mut gap: VecDeque<JobEvent>,
+    held: Vec<JobEvent>,
+    last: u64,
+    metrics: &Metrics,
+) -> (Vec<JobEvent>, u64, u64) {
+    let mut out = Vec::new();
+    let (mut last, mut filled) = (last, 0);
+    // Dispatches the missed chunks up to `upto` not dispatched yet.
+    let mut flush =
+        |gap: &mut VecDeque<JobEvent>, upto: u64, last: &mut u64, out: &mut Vec<JobEvent>| {
+            while gap.front().is_some_and(|e| e.seq() <= upto) {
+                let chunk = gap.pop_front().expect("a front");
+                if chunk.seq() > *last {
+                    *last = chunk.seq();
+                    filled += 1;
+                    out.push(chunk);
+                }
+            }
+        };
+    for event in held {
+        // The missed chunks published before this held event (or its own copy).
+        let before = match event.kind {
+            JobEventKind::Chunk(seq) => seq,
+            JobEventKind::State(Some(base)) => base,
+            JobEventKind::State(None) => 0,
+            JobEventKind::Result => u64::MAX,
+        };
+        flush(&mut gap, before, &mut last, &mut out);
+        if let JobEventKind::Chunk(seq) = event.kind {
+            if seq <= last {
+                metrics.chunk_duplicates.inc();
+                continue;
+            }
+            last = seq;
+        }
+        out.push(event);
+    }
+    flush(&mut gap, u64::MAX, &mut last, &mut out);
+    (out, last, filled)
 }
 
 /// `relay_job_chunks <prefix> job after user`: the job's state (`None`: unknown or another
@@ -427,6 +432,58 @@ async fn kept_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(seq: u64) -> JobEvent {
+        event(JobEventKind::Chunk(seq))
+    }
+
+    fn event(kind: JobEventKind) -> JobEvent {
+        JobEvent {
+            job: "j".into(),
+            user: "u".into(),
+            frame: Vec::new(),
+            kind,
+        }
+    }
+
+    fn kinds(events: &[JobEvent]) -> Vec<JobEventKind> {
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn missed_chunks_go_before_held_ones_and_copies_are_dropped() {
+        let metrics = Metrics::new();
+        let gap = (3..=5).map(chunk).collect();
+        let held = vec![chunk(5), chunk(6)];
+        let (out, last, filled) = merge(gap, held, 2, &metrics);
+        use JobEventKind::Chunk;
+        assert_eq!(kinds(&out), [Chunk(3), Chunk(4), Chunk(5), Chunk(6)]);
+        assert_eq!((last, filled), (6, 3));
+        assert_eq!(metrics.chunk_duplicates.get(), 1);
+    }
+
+    #[test]
+    fn a_held_running_state_goes_before_the_chunks_of_its_attempt_and_the_result_last() {
+        let metrics = Metrics::new();
+        let gap = [3, 4, 5].into_iter().map(chunk).collect();
+        let held = vec![
+            event(JobEventKind::State(Some(3))),
+            chunk(5),
+            event(JobEventKind::Result),
+        ];
+        let (out, last, filled) = merge(gap, held, 2, &metrics);
+        use JobEventKind::{Chunk, Result, State};
+        assert_eq!(
+            kinds(&out),
+            [Chunk(3), State(Some(3)), Chunk(4), Chunk(5), Result]
+        );
+        assert_eq!(
+            (last, filled),
+            (5, 3),
+            "chunk 5 from the stream, its live copy dropped"
+        );
+        assert_eq!(metrics.chunk_duplicates.get(), 1);
+    }
 
     #[test]
     fn the_job_of_a_result_frame() {
