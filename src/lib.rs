@@ -172,11 +172,12 @@ pub async fn run(
     let subscribers: Vec<Addr<Subscriber>> = (0..ingest)
         .map(|index| {
             let slot = IngestSlot::new(index, ingest, &shared);
-            let (target, metrics, history, inbox) = (
+            let (target, metrics, history, inbox, publisher) = (
                 target.clone(),
                 metrics.clone(),
                 history.clone(),
                 inbox.clone(),
+                publisher.clone(),
             );
             let (config, instance_id) = (config.clone(), instance_id.clone());
             let (analytics_sink, canary_state) = (analytics_sink.clone(), canary_state.clone());
@@ -192,6 +193,7 @@ pub async fn run(
                     return subscriber;
                 }
                 let subscriber = subscriber
+                    .with_job_gaps(publisher)
                     .with_sink(analytics_sink)
                     .with_sink(canary_state)
                     .with_canary(canary::channel(&instance_id));

@@ -232,6 +232,32 @@ impl HandJob {
         let got: i64 = job_fcall(conn, &self.prefix, "relay_job_chunk", &args).await;
         assert_eq!(got, seq as i64, "chunk {delta:?} of {}", self.id);
     }
+
+    /// Fails this attempt (to be retried at once) and claims the job again: the new attempt's
+    /// chunks continue the job's seq.
+    pub async fn retry(self, conn: &mut impl redis::aio::ConnectionLike) -> HandJob {
+        let args = [
+            &self.id,
+            &self.lease,
+            "boom",
+            "0",
+            "3",
+            "30000",
+            "0",
+            "600000",
+        ];
+        let failed: String = job_fcall(conn, &self.prefix, "relay_job_fail", &args).await;
+        assert_eq!(failed, "retry");
+        let claim_args = ["w", "30000", "3", "600000", "100", "stream_test"];
+        let claim: Vec<String> =
+            job_fcall(conn, &self.prefix, "relay_job_claim", &claim_args).await;
+        assert_eq!(claim.get(7), Some(&self.id), "{claim:?}");
+        assert_eq!(claim[4], "2", "the second attempt: {claim:?}");
+        HandJob {
+            lease: claim[5].clone(),
+            ..self
+        }
+    }
 }
 
 /// A job's text as a client builds it from `ai-chunk` payloads (a replay may merge a run of

@@ -84,11 +84,26 @@ fn check_inbound(channel: &str, payload: &[u8]) {
             assert!(is_valid_user_id(user));
             frame
         }
-        Inbound::JobEvent { user, frame, chunk } => {
+        Inbound::JobEvent {
+            user,
+            frame,
+            chunk,
+            job,
+            seq,
+            ..
+        } => {
             assert!(is_valid_user_id(user));
             let sent: Value = serde_json::from_slice(frame).expect("frames are JSON");
             assert_eq!(sent["type"], if *chunk { "ai-chunk" } else { "job-state" });
             assert_eq!(sent["data"]["jobId"], original["jobId"]);
+            let id = &original["jobId"];
+            assert_eq!(
+                *job,
+                id.as_str().map_or_else(|| id.to_string(), str::to_owned)
+            );
+            if *chunk {
+                assert_eq!(Some(*seq), original["seq"].as_u64());
+            }
             assert!(sent["data"].get("userId").is_none());
             return;
         }

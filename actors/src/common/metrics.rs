@@ -190,8 +190,11 @@ pub struct Metrics {
     pub notifications_replayed: IntCounter,
     /// Job chunks replayed to resumed sessions (each counted, merged or not).
     pub chunks_replayed: IntCounter,
-    /// Live job chunks dropped because a resume's replay already carried them.
+    /// Live job chunks dropped because a resume's replay or a pub/sub gap fill already
+    /// carried them.
     pub chunk_duplicates: IntCounter,
+    /// Job chunks read from their job's stream after a pub/sub reconnect (missed live).
+    pub job_chunks_gap_filled: IntCounter,
     /// Reconnecting sessions whose inbox could not be read (they got `recovered: false`).
     pub inbox_read_errors: IntCounter,
     /// Low-priority notifications kept in the inbox but not pushed live (over the user's cap),
@@ -589,7 +592,12 @@ impl Metrics {
             chunk_duplicates: counter(
                 &r,
                 "hub_chunk_duplicates_dropped_total",
-                "Live job chunks dropped because a resumed session's replay already carried them",
+                "Live job chunks dropped because a resumed session's replay or a pub/sub gap fill already carried them",
+            ),
+            job_chunks_gap_filled: counter(
+                &r,
+                "hub_job_chunks_gap_filled_total",
+                "Job chunks delivered from their job's stream after a Redis pub/sub reconnect",
             ),
             notifications_held: counter(
                 &r,

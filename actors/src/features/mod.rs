@@ -11,6 +11,7 @@ pub mod canary;
 pub mod history;
 pub mod inbox;
 pub mod job_cursors;
+pub mod job_gaps;
 pub mod presence;
 pub mod recovery;
 pub mod resume_records;

@@ -111,6 +111,13 @@ pub enum Inbound {
         frame: Vec<u8>,
         /// A chunk (else a state change).
         chunk: bool,
+        /// Its `jobId` (a numeric one as its digits).
+        job: String,
+        /// A chunk's `seq`; a `running` state change's `seq` (the last seq before its attempt);
+        /// 0 for other state changes.
+        seq: u64,
+        /// The `attempt` of a `running` state change (a new attempt restarts the job's text).
+        running: Option<u64>,
     },
     /// A ChatMessage for every member of `room`.
     Chat {
@@ -597,10 +604,7 @@ pub fn parse_inbound_timed(
             };
             Ok((inbound, check.timestamp))
         }
-        ChannelKind::JobStates => {
-            let (user, frame, chunk) = parse_job_event(payload)?;
-            Ok((Inbound::JobEvent { user, frame, chunk }, None))
-        }
+        ChannelKind::JobStates => parse_job_event(payload).map(|event| (event, None)),
         ChannelKind::Room(room) => {
             let (payload, hub_written) = unmark(payload, HUB_CHAT_ID);
             let check: ChatCheck = check_object(&payload)?;
@@ -683,7 +687,7 @@ pub fn parse_inbound_timed(
 
 /// An `ai:jobs` event (`{"jobId","userId","event":"chunk","seq","delta"}` or
 /// `{"jobId","userId","event":"state","state",...}`) as the frame its user gets.
-fn parse_job_event(payload: &[u8]) -> Result<(UserId, Vec<u8>, bool), PayloadError> {
+fn parse_job_event(payload: &[u8]) -> Result<Inbound, PayloadError> {
     let Value::Object(mut m) = check_object::<Value>(payload)? else {
         return Err(PayloadError("a job event must be a JSON object".into()));
     };
@@ -694,19 +698,26 @@ fn parse_job_event(payload: &[u8]) -> Result<(UserId, Vec<u8>, bool), PayloadErr
         }
         _ => return Err(PayloadError("`userId` is required".into())),
     };
-    if !matches!(m.get("jobId"), Some(Value::String(_) | Value::Number(_))) {
-        return Err(PayloadError("`jobId` is required".into()));
-    }
-    let (kind, chunk) = match m.remove("event").as_ref().and_then(Value::as_str) {
+    let job = match m.get("jobId") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(PayloadError("`jobId` is required".into())),
+    };
+    let (kind, chunk, seq, running) = match m.remove("event").as_ref().and_then(Value::as_str) {
         Some("chunk") => {
-            if !m.get("seq").is_some_and(Value::is_u64)
-                || !m.get("delta").is_some_and(Value::is_string)
-            {
+            let seq = m.get("seq").and_then(Value::as_u64);
+            let Some(seq) = seq.filter(|_| m.get("delta").is_some_and(Value::is_string)) else {
                 return Err(PayloadError("a chunk needs `seq` and `delta`".into()));
-            }
-            ("ai-chunk", true)
+            };
+            ("ai-chunk", true, seq, None)
         }
-        Some("state") if m.get("state").is_some_and(Value::is_string) => ("job-state", false),
+        Some("state") if m.get("state").is_some_and(Value::is_string) => {
+            let running = (m.get("state").and_then(Value::as_str) == Some("running"))
+                .then(|| m.get("attempt").and_then(Value::as_u64))
+                .flatten();
+            let base = running.and_then(|_| m.get("seq")?.as_u64()).unwrap_or(0);
+            ("job-state", false, base, running)
+        }
         _ => {
             return Err(PayloadError(
                 "`event` must be \"chunk\" or \"state\" (with `state`)".into(),
@@ -714,5 +725,12 @@ fn parse_job_event(payload: &[u8]) -> Result<(UserId, Vec<u8>, bool), PayloadErr
         }
     };
     let data = serde_json::to_vec(&Value::Object(m)).expect("JSON serializes");
-    Ok((user, envelope(kind, &data), chunk))
+    Ok(Inbound::JobEvent {
+        user,
+        frame: envelope(kind, &data),
+        chunk,
+        job,
+        seq,
+        running,
+    })
 }

@@ -483,8 +483,11 @@ fn job_events_become_chunk_and_state_frames_for_their_user() {
             user,
             frame,
             chunk: true,
+            job,
+            seq: 2,
+            running: None,
         }) => {
-            assert_eq!(&*user, "7");
+            assert_eq!((&*user, &*job), ("7", "j1"));
             let v: Value = serde_json::from_slice(&frame).unwrap();
             assert_eq!(
                 v,
@@ -496,7 +499,11 @@ fn job_events_become_chunk_and_state_frames_for_their_user() {
     let state = br#"{"jobId":"j1","userId":"u","event":"state","state":"running","attempt":1}"#;
     assert!(matches!(
         parse_inbound(AI_JOBS, state),
-        Ok(Inbound::JobEvent { chunk: false, .. })
+        Ok(Inbound::JobEvent {
+            chunk: false,
+            running: Some(1),
+            ..
+        })
     ));
     for bad in [
         &br#"{"jobId":"j1","userId":7,"event":"chunk","seq":2}"#[..],

@@ -368,6 +368,11 @@ impl Subscriber {
     /// Whether this connection has the fixed channels subscribed; connection 0 shares it with
     /// the others, which confirm interests only while it has.
     fn set_fixed(&mut self, up: bool) {
+        if !up {
+            if let Some(gaps) = self.job_gaps.as_mut() {
+                gaps.suspend();
+            }
+        }
         self.fixed_subscribed = up;
         if self.slot.index == 0 {
             self.slot.fixed.send_replace(up);

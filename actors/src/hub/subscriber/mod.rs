@@ -16,6 +16,7 @@
 //! and inboxes ([`crate::features::recovery`]).
 
 mod connection;
+mod jobs;
 mod routing;
 
 use std::{
@@ -43,6 +44,7 @@ use crate::{
     connections::pubsub::{self, Commands, Link, Message},
     features::history::History,
     features::inbox::Inbox,
+    features::job_gaps::JobGaps,
     features::recovery::{GapStart, Held, Recovery},
     messages::{
         AttachShard, ChannelKey, Dispatch, DispatchBatch, InboundSink, Interest, Item,
@@ -207,6 +209,11 @@ pub struct Subscriber {
     /// at once (`gap_reads`).
     gap_queue: std::collections::VecDeque<(ChannelKey, GapStart, u32)>,
     gap_reads: usize,
+    /// Jobs followed for the chunks missed while the fixed channels are lost (the first
+    /// connection's).
+    job_gaps: Option<JobGaps>,
+    /// Jobs waiting for a turn to read their gap (with the tries made), sharing `gap_reads`.
+    job_queue: std::collections::VecDeque<(String, u32)>,
     slot: IngestSlot,
     /// Counted in `slot.connected`.
     counted: bool,
@@ -242,6 +249,8 @@ impl Subscriber {
             recovery: Recovery::default(),
             gap_queue: Default::default(),
             gap_reads: 0,
+            job_gaps: None,
+            job_queue: Default::default(),
             slot: IngestSlot::default(),
             counted: false,
         }
@@ -296,6 +305,14 @@ impl Subscriber {
         self
     }
 
+    /// After a reconnect, delivers the chunks each job followed recorded while the fixed
+    /// channels were lost, read through `publisher` ([`crate::features::job_gaps`]). Only for
+    /// the first ingest connection (the one with the fixed channels).
+    pub fn with_job_gaps(mut self, publisher: crate::connections::publisher::Publisher) -> Self {
+        self.job_gaps = Some(JobGaps::new(publisher));
+        self
+    }
+
     /// Also subscribes to `channel` for the whole life of the connection and hands its
     /// messages to the sinks' [`InboundSink::canary`] (the health check's round trip).
     pub fn with_canary(mut self, channel: String) -> Self {
@@ -330,7 +347,10 @@ impl Actor for Subscriber {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.redis_connected.set(0);
         self.connect(ctx);
-        ctx.run_interval(PING_INTERVAL, |act, ctx| act.ping(ctx));
+        ctx.run_interval(PING_INTERVAL, |act, ctx| {
+            act.ping(ctx);
+            act.forget_idle_jobs();
+        });
     }
 }
 

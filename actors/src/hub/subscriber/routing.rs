@@ -2,6 +2,7 @@
 //! for the shards holding its recipients; one hand-over per shard per batch.
 
 use super::*;
+use crate::features::job_gaps::{JobEvent, JobEventKind};
 
 /// Limits warn lines for bad payloads so that a flood of them cannot flood the log.
 pub(super) struct WarnLimiter {
@@ -85,7 +86,7 @@ impl Subscriber {
     /// Routes an event that came on a fixed channel to `key`'s local sessions. With one ingest
     /// connection this one knows which shards hold them; with several, `key` may belong to
     /// another connection, so every shard gets it and delivers to its own members only.
-    fn dispatch_fixed(&mut self, key: ChannelKey, frame: &[u8], kind: OutKind) -> u64 {
+    pub(super) fn dispatch_fixed(&mut self, key: ChannelKey, frame: &[u8], kind: OutKind) -> u64 {
         if self.slot.total <= 1 {
             return self.dispatch(key, frame, kind, None);
         }
@@ -154,14 +155,18 @@ impl Subscriber {
         let gaps = self.recovery.start(subscribed);
         self.gap_queue
             .extend(gaps.into_iter().map(|(key, start)| (key, start, 0)));
+        if self.fixed_subscribed {
+            self.start_job_gaps();
+        }
         self.read_gaps(ctx);
     }
 
-    /// Starts queued gap reads while fewer than [`GAP_READS`] run.
-    fn read_gaps(&mut self, ctx: &mut Context<Self>) {
+    /// Starts queued gap reads (rooms' and users', then jobs') while fewer than [`GAP_READS`]
+    /// run.
+    pub(super) fn read_gaps(&mut self, ctx: &mut Context<Self>) {
         while self.gap_reads < GAP_READS {
             let Some((key, start, tries)) = self.gap_queue.pop_front() else {
-                return;
+                return self.read_job_gaps(ctx);
             };
             let Some(read) = self.recovery.read(&key, start) else {
                 continue;
@@ -283,17 +288,23 @@ impl Subscriber {
                 ChannelKey::User(user),
                 Held::hub(hub_item(message, &self.metrics)),
             ),
-            Inbound::AiResult { user, frame } => {
-                self.dispatch_fixed(ChannelKey::User(user), &frame, OutKind::AiResult)
-            }
-            Inbound::JobEvent { user, frame, chunk } => {
-                let kind = if chunk {
-                    OutKind::AiChunk
-                } else {
-                    OutKind::JobState
-                };
-                self.dispatch_fixed(ChannelKey::User(user), &frame, kind)
-            }
+            Inbound::AiResult { user, frame } => self.dispatch_result(user, frame),
+            Inbound::JobEvent {
+                user,
+                frame,
+                chunk,
+                job,
+                seq,
+                running,
+            } => self.dispatch_job(JobEvent {
+                job,
+                user,
+                frame,
+                kind: match chunk {
+                    true => JobEventKind::Chunk(seq),
+                    false => JobEventKind::State(running.map(|_| seq)),
+                },
+            }),
             Inbound::Chat {
                 room,
                 frame,
