@@ -151,18 +151,25 @@ pub struct SioState {
     namespaces: Vec<Namespace>,
     partial: Option<Partial>,
     next_ack: u64,
-    /// The connect timeout, until a namespace is connected (then cancelled: an idle
-    /// connection keeps no timer and no item for it).
-    connect_timeout: Option<SpawnHandle>,
-    /// The connect timeout passed while a `CONNECT` was pending (the application still
-    /// answering it): the connection closes if the answers leave no namespace.
-    connect_overdue: bool,
+    connect_timer: ConnectTimer,
+}
+
+/// The connect timeout of a connection.
+enum ConnectTimer {
+    /// Running, until a namespace is connected (then cancelled: an idle connection keeps no
+    /// timer and no item for it).
+    Armed(SpawnHandle),
+    /// It passed while a `CONNECT` was pending (the application still answering it): the
+    /// connection closes if the answers leave no namespace.
+    Overdue,
+    /// Cancelled, or passed with a namespace connected.
+    Off,
 }
 
 impl SioState {
     /// True when the connect timeout passed and no namespace is connected or pending.
     fn connect_timed_out(&self) -> bool {
-        self.connect_overdue && self.namespaces.is_empty()
+        matches!(self.connect_timer, ConnectTimer::Overdue) && self.namespaces.is_empty()
     }
 }
 
@@ -182,8 +189,7 @@ impl<A: SioApp> SocketIo<A> {
                 namespaces: Vec::new(),
                 partial: None,
                 next_ack: 1,
-                connect_timeout: None,
-                connect_overdue: false,
+                connect_timer: ConnectTimer::Off,
             },
         }
     }
@@ -293,19 +299,22 @@ impl<A: SioApp> EngineHandler for SocketIo<A> {
         // answering (an async step: registration, a recovery, a takeover) waits for its
         // answer, and the connection closes only if that leaves no namespace.
         let timer = io.run_later(self.state.config.connect_timeout, |sio, io| {
-            sio.state.connect_timeout = None;
-            sio.state.connect_overdue = !sio.state.namespaces.iter().any(|n| n.connected);
+            let overdue = !sio.state.namespaces.iter().any(|n| n.connected);
+            sio.state.connect_timer = match overdue {
+                true => ConnectTimer::Overdue,
+                false => ConnectTimer::Off,
+            };
             if sio.state.connect_timed_out() {
                 debug!("socket.io {}: no namespace connected in time", io.sid());
                 io.close(CloseReason::ConnectTimeout);
-            } else if sio.state.connect_overdue {
+            } else if overdue {
                 debug!(
                     "socket.io {}: connect timeout passed; a CONNECT is being answered",
                     io.sid()
                 );
             }
         });
-        self.state.connect_timeout = Some(timer);
+        self.state.connect_timer = ConnectTimer::Armed(timer);
     }
 
     fn on_message(&mut self, message: Message, io: &mut EngineIo<'_, Self>) {
@@ -423,8 +432,8 @@ impl<'a, A: SioApp> SioIo<'a, A> {
             .find(|n| *n.name == *nsp && !n.connected)
             .ok_or(EmitError::NotConnected)?;
         ns.connected = true;
-        self.state.connect_overdue = false;
-        if let Some(timer) = self.state.connect_timeout.take() {
+        let timer = std::mem::replace(&mut self.state.connect_timer, ConnectTimer::Off);
+        if let ConnectTimer::Armed(timer) = timer {
             self.engine().cancel(timer);
         }
         let sid = random_id();
