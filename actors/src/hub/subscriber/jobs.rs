@@ -69,40 +69,28 @@ impl Subscriber {
             let Some(read) = self.job_gaps.as_ref().and_then(|g| g.read(&job)) else {
                 continue;
             };
-            self.gap_reads += 1;
-            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, ctx| {
-                act.gap_reads -= 1;
-                match res {
-                    Err(e) if tries + 1 < GAP_READ_TRIES => {
-                        act.metrics.gap_read_errors.inc();
-                        warn!("chunks of job {job} not read ({e}); trying again");
-                        let delay = GAP_RETRY * 2u32.pow(tries);
-                        ctx.run_later(delay, move |act, ctx| {
-                            act.job_queue.push_back((job, tries + 1));
-                            act.read_gaps(ctx);
-                        });
+            self.spawn_gap_read(
+                ctx,
+                job,
+                tries,
+                read,
+                |job| format!("chunks of job {job}"),
+                |act, job, tries| act.job_queue.push_back((job, tries)),
+                |act, job, res| {
+                    let events = match act.job_gaps.as_mut() {
+                        Some(gaps) => gaps.finish(&job, res, &act.metrics),
+                        None => Vec::new(),
+                    };
+                    for event in events {
+                        let kind = event.out_kind();
+                        act.dispatch_fixed(ChannelKey::User(event.user), &event.frame, kind);
                     }
-                    res => {
-                        if res.is_err() {
-                            act.metrics.gap_read_errors.inc();
-                        }
-                        let events = match act.job_gaps.as_mut() {
-                            Some(gaps) => gaps.finish(&job, res, &act.metrics),
-                            None => Vec::new(),
-                        };
-                        for event in events {
-                            let kind = event.out_kind();
-                            act.dispatch_fixed(ChannelKey::User(event.user), &event.frame, kind);
-                        }
-                        act.flush_batches();
-                        if act.fixed_subscribed {
-                            // A job whose read overlapped another loss is read again.
-                            act.start_job_gaps();
-                        }
+                    if act.fixed_subscribed {
+                        // A job whose read overlapped another loss is read again.
+                        act.start_job_gaps();
                     }
-                }
-                act.read_gaps(ctx);
-            }));
+                },
+            );
         }
     }
 }

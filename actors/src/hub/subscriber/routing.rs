@@ -2,6 +2,7 @@
 //! for the shards holding its recipients; one hand-over per shard per batch.
 
 use super::*;
+use crate::common::error::HubError;
 use crate::features::job_gaps::{JobEvent, JobEventKind};
 
 /// Limits warn lines for bad payloads so that a flood of them cannot flood the log.
@@ -171,32 +172,59 @@ impl Subscriber {
             let Some(read) = self.recovery.read(&key, start) else {
                 continue;
             };
-            self.gap_reads += 1;
-            ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, ctx| {
-                act.gap_reads -= 1;
-                match res {
-                    Err(e) if tries + 1 < GAP_READ_TRIES => {
-                        act.metrics.gap_read_errors.inc();
-                        warn!("gap of {key:?} not read ({e}); trying again");
-                        let delay = GAP_RETRY * 2u32.pow(tries);
-                        ctx.run_later(delay, move |act, ctx| {
-                            act.gap_queue.push_back((key, start, tries + 1));
-                            act.read_gaps(ctx);
-                        });
+            self.spawn_gap_read(
+                ctx,
+                (key, start),
+                tries,
+                read,
+                |(key, _)| format!("gap of {key:?}"),
+                |act, (key, start), tries| act.gap_queue.push_back((key, start, tries)),
+                |act, (key, start), res| {
+                    for held in act.recovery.finish(&key, start, res, &act.metrics) {
+                        act.dispatch_ordered(key.clone(), held);
                     }
-                    res => {
-                        if res.is_err() {
-                            act.metrics.gap_read_errors.inc();
-                        }
-                        for held in act.recovery.finish(&key, start, res, &act.metrics) {
-                            act.dispatch_ordered(key.clone(), held);
-                        }
-                        act.flush_batches();
-                    }
-                }
-                act.read_gaps(ctx);
-            }));
+                },
+            );
         }
+    }
+
+    /// Runs one gap read of `key` (its `tries`-th retry): an error is retried later, with
+    /// backoff, up to [`GAP_READ_TRIES`] tries in all, through `requeue`; otherwise `done`
+    /// takes the result. Then the queued reads go on.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn spawn_gap_read<K: 'static, T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        key: K,
+        tries: u32,
+        read: futures_util::future::LocalBoxFuture<'static, Result<T, HubError>>,
+        describe: fn(&K) -> String,
+        requeue: fn(&mut Self, K, u32),
+        done: fn(&mut Self, K, Result<T, HubError>),
+    ) {
+        self.gap_reads += 1;
+        ctx.spawn(fut::wrap_future::<_, Self>(read).map(move |res, act, ctx| {
+            act.gap_reads -= 1;
+            match res {
+                Err(e) if tries + 1 < GAP_READ_TRIES => {
+                    act.metrics.gap_read_errors.inc();
+                    warn!("{} not read ({e}); trying again", describe(&key));
+                    let delay = GAP_RETRY * 2u32.pow(tries);
+                    ctx.run_later(delay, move |act, ctx| {
+                        requeue(act, key, tries + 1);
+                        act.read_gaps(ctx);
+                    });
+                }
+                res => {
+                    if res.is_err() {
+                        act.metrics.gap_read_errors.inc();
+                    }
+                    done(act, key, res);
+                    act.flush_batches();
+                }
+            }
+            act.read_gaps(ctx);
+        }));
     }
 
     /// Loads the inbox function on every connection (a restarted Redis without persistence
